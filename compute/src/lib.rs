@@ -1,0 +1,1 @@
+//! Compute: Nova-style API, scheduler, libvirt/QEMU drivers (issue 7).
