@@ -111,3 +111,91 @@ impl LiveRing {
             .expect("spawn ring watcher thread")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{NewDevice, RebalanceOptions, RingBuilder};
+
+    fn ring_with(devices: u32) -> Ring {
+        let secret = HashSecret::new("watch-prefix", "watch-suffix").unwrap();
+        let mut b = RingBuilder::new(6, 1, 0, secret).unwrap();
+        for n in 0..devices {
+            b.add_device(NewDevice {
+                region: 1,
+                zone: n,
+                ip: "127.0.0.1".into(),
+                port: 6200 + n as u16,
+                device: "d1".into(),
+                weight: 1.0,
+                meta: String::new(),
+            })
+            .unwrap();
+        }
+        b.rebalance(RebalanceOptions {
+            seed: 0,
+            now_minutes: 1,
+        })
+        .unwrap();
+        b.build_ring().unwrap()
+    }
+
+    #[test]
+    fn swaps_in_a_changed_ring_and_refuses_a_broken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object.ring");
+        let (a, b) = (ring_with(2), ring_with(3));
+        a.save(&path).unwrap();
+        let live = LiveRing::open(&path, None).unwrap();
+        let held = live.current();
+        assert!(!live.reload_if_changed().unwrap(), "unchanged file");
+
+        b.save(&path).unwrap();
+        assert!(live.reload_if_changed().unwrap());
+        assert_eq!(live.current().checksum(), b.checksum());
+        assert_eq!(
+            held.checksum(),
+            a.checksum(),
+            "a reader keeps the ring it took"
+        );
+
+        std::fs::write(&path, b"half a ring").unwrap();
+        assert!(live.reload_if_changed().is_err());
+        assert_eq!(
+            live.current().checksum(),
+            b.checksum(),
+            "the broken file is not served"
+        );
+
+        // A ring built for another cluster's secret is refused.
+        let strict = LiveRing::open(dir.path().join("missing"), None);
+        assert!(strict.is_err());
+        a.save(&path).unwrap();
+        let other = HashSecret::new("another-cluster", "x").unwrap();
+        assert!(matches!(
+            LiveRing::open(&path, Some(other)),
+            Err(Error::SecretMismatch)
+        ));
+    }
+
+    #[test]
+    fn the_watcher_thread_notices_and_ends_with_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object.ring");
+        ring_with(2).save(&path).unwrap();
+        let live = Arc::new(LiveRing::open(&path, None).unwrap());
+        let handle = live.watch(Duration::from_millis(10));
+        let next = ring_with(4);
+        next.save(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while live.current().checksum() != next.checksum() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watcher never reloaded"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(live);
+        handle.join().unwrap();
+    }
+}

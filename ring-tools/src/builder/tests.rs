@@ -81,6 +81,11 @@ fn worst_zone_crowding(b: &RingBuilder) -> usize {
 }
 
 fn zone_shares_within_one_replica(b: &RingBuilder) -> bool {
+    zone_shares_within(b, 1.0)
+}
+
+/// Does every zone's weight ask for at most `limit` replicas of each partition?
+fn zone_shares_within(b: &RingBuilder, limit: f64) -> bool {
     let mut zone_weight: BTreeMap<(u32, u32), f64> = BTreeMap::new();
     for d in b.devices() {
         *zone_weight
@@ -90,7 +95,7 @@ fn zone_shares_within_one_replica(b: &RingBuilder) -> bool {
     let total: f64 = zone_weight.values().sum();
     zone_weight
         .values()
-        .all(|w| b.replicas() as f64 * w / total <= 1.0)
+        .all(|w| b.replicas() as f64 * w / total <= limit)
 }
 
 #[test]
@@ -405,7 +410,12 @@ proptest! {
         let expected = before.len() as f64 * w as f64 / (total + w as f64);
         prop_assert!((moved.len() as f64 - expected).abs() <= expected * 0.02,
             "moved {} expected {expected:.1}", moved.len());
-        prop_assert!(moved.iter().all(|&(_, to)| to == id));
+        // With headroom, every move lands on the new device. A zone holding a
+        // replica of nearly every partition (weight share near one replica) can
+        // only grow through chains of moves, so there a few others move too.
+        if zone_shares_within(&b, 0.9) {
+            prop_assert!(moved.iter().all(|&(_, to)| to == id));
+        }
     }
 
     #[test]
