@@ -233,6 +233,13 @@ fn rebalance(builder: &Path, ring_path: &Path, seed: u64, json: bool) -> Result<
             report.balance,
             report.dispersion
         );
+        if report.held_by_min_part_hours > 0 && report.balance > 1.0 {
+            println!(
+                "note: {} partitions moved within the last {} hour(s) (min_part_hours) and were held; rebalance again later",
+                report.held_by_min_part_hours,
+                b.min_part_hours()
+            );
+        }
         println!(
             "wrote {} (generation {}, checksum {})",
             ring_path.display(),

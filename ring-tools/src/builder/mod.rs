@@ -68,6 +68,9 @@ pub struct RebalanceReport {
     pub moved: u64,
     pub balance: f64,
     pub dispersion: f64,
+    /// Partitions that moved within `min_part_hours` and so could not move now.
+    #[serde(skip)]
+    pub held_by_min_part_hours: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,10 +246,11 @@ impl RingBuilder {
             self.last_moved.clone()
         };
         let window = self.min_part_hours.saturating_mul(60);
-        let movable = last_moved
+        let movable: Vec<bool> = last_moved
             .iter()
             .map(|&t| t == 0 || opts.now_minutes.saturating_sub(t) >= window)
             .collect();
+        let held_by_min_part_hours = movable.iter().filter(|&&m| !m).count() as u64;
         let mut plan = rebalance::Plan::new(
             tree,
             &mut table,
@@ -279,6 +283,7 @@ impl RingBuilder {
             moved,
             balance: self.balance(),
             dispersion: self.dispersion()?,
+            held_by_min_part_hours,
         })
     }
 

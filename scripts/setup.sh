@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Nubo needs to build and test on a fresh Debian machine.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+# Debian packages: a C/C++ toolchain and libclang (RocksDB is compiled from
+# source through bindgen), pkg-config, Python venvs for the client tests.
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: no Rust toolchain found; install one with rustup (https://rustup.rs), Rust 1.85 or newer" >&2
+  exit 1
+fi
+
+# One build directory outside the checkout, shared by every clone on this
+# machine, so RocksDB and friends compile once rather than per clone.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nubo-target}"
+mkdir -p "$CARGO_TARGET_DIR"

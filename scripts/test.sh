@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs everything and runs every test: unit, property, integration, CLI,
+# and each benchmark once in test mode (so benchmarks cannot rot).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+cargo test --release --workspace --all-targets
