@@ -19,6 +19,26 @@ enum Command {
     /// Build and inspect the partition ring (devices, weights, rebalance, lookups).
     #[command(subcommand)]
     Ring(ring_tools::cli::RingCommand),
+    /// Start a local cluster: storage nodes and the proxy (Swift API on :8080).
+    Up(up::UpArgs),
+    /// Run a storage node (serves the ring's devices for its ip:port).
+    StorageNode {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Run a proxy (Swift API, TempAuth).
+    Proxy {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+}
+
+mod up;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
@@ -32,6 +52,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ring(cmd) => ring_tools::cli::run(cmd),
+        Command::Up(args) => up::run(args),
+        Command::StorageNode { config } => object_store::config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| runtime()?.block_on(object_store::storage_node::run(c))),
+        Command::Proxy { config } => object_store::config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| runtime()?.block_on(object_store::proxy::run(c))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,236 @@
+//! Containers on a storage node: the record (timestamps, metadata, counts)
+//! and the object listing, fed by listing rows from object servers. Every
+//! change queues the container's stats for its account's servers.
+
+use crate::device_db::{ContainerChange, DbError, ListParams, Listed};
+use crate::http_util::{full, query_pairs, set_header, status, text, Body};
+use crate::object_server::request_timestamp;
+use crate::records::{
+    ContainerRecord, ContainerRow, MetaMap, ObjectRow, PendingUpdate, Target as UpdateTarget,
+    Update,
+};
+use crate::storage_node::Target;
+use crate::timestamp::Timestamp;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+
+/// Metadata headers carried by a PUT/POST, stamped with its timestamp. An
+/// empty value removes the key.
+pub fn meta_from_headers(headers: &HeaderMap, prefixes: &[&str], ts: Timestamp) -> MetaMap {
+    headers
+        .iter()
+        .filter(|(n, _)| prefixes.iter().any(|p| n.as_str().starts_with(p)))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                (String::from_utf8_lossy(v.as_bytes()).into_owned(), ts),
+            )
+        })
+        .collect()
+}
+
+pub const CONTAINER_META: [&str; 5] = [
+    "x-container-meta-",
+    "x-container-sysmeta-",
+    "x-container-read",
+    "x-container-write",
+    "x-versions-location",
+];
+
+/// Listing parameters from the query string (validated by the proxy).
+pub fn list_params(query: Option<&str>) -> ListParams {
+    let mut p = ListParams {
+        limit: 10_000,
+        ..Default::default()
+    };
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
+            "prefix" => p.prefix = v,
+            "delimiter" => p.delimiter = v.chars().next(),
+            "marker" => p.marker = v,
+            "end_marker" => p.end_marker = v,
+            "limit" => p.limit = v.parse().unwrap_or(10_000).min(10_000),
+            "reverse" => {
+                p.reverse = matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+fn db_error(e: DbError) -> Response<Body> {
+    match e {
+        DbError::NotFound => status(StatusCode::NOT_FOUND),
+        DbError::NotEmpty => text(
+            StatusCode::CONFLICT,
+            "There was a conflict when trying to complete your request.",
+        ),
+        DbError::Conflict(_) => status(StatusCode::ACCEPTED),
+        other => text(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+    let (account, container) = (t.names[0].clone(), t.names[1].clone());
+    let hash = t.state.ring().hasher().container(&account, &container);
+    let part = t.partition;
+    let dev = t.device.clone();
+    let change = match *req.method() {
+        Method::GET | Method::HEAD => {
+            let params = list_params(req.uri().query());
+            let head = req.method() == Method::HEAD;
+            let result = tokio::task::spawn_blocking(move || {
+                let rec = dev
+                    .db
+                    .container(part, &hash)?
+                    .filter(|r| r.exists())
+                    .ok_or(DbError::NotFound)?;
+                let rows = if head {
+                    Vec::new()
+                } else {
+                    dev.db.list_objects(&hash, &params)?
+                };
+                Ok::<_, DbError>((rec, rows))
+            })
+            .await
+            .expect("listing panicked");
+            return match result {
+                Ok((rec, rows)) => listing_response(&rec, &rows),
+                Err(e) => db_error(e),
+            };
+        }
+        Method::PUT => match request_timestamp(req.headers()) {
+            Ok(ts) => {
+                ContainerChange::Put(ts, meta_from_headers(req.headers(), &CONTAINER_META, ts))
+            }
+            Err(r) => return r,
+        },
+        Method::POST => match request_timestamp(req.headers()) {
+            Ok(ts) => ContainerChange::Post(meta_from_headers(req.headers(), &CONTAINER_META, ts)),
+            Err(r) => return r,
+        },
+        Method::DELETE => match request_timestamp(req.headers()) {
+            Ok(ts) => ContainerChange::Delete(ts),
+            Err(r) => return r,
+        },
+        _ => return status(StatusCode::METHOD_NOT_ALLOWED),
+    };
+    let method = req.method().clone();
+    let (a, c) = (account.clone(), container.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let existed = dev.db.container(part, &hash)?.is_some_and(|r| r.exists());
+        let rec = dev.db.update_container(part, &hash, &a, &c, change)?;
+        Ok::<_, DbError>((existed, rec))
+    })
+    .await
+    .expect("container update panicked");
+    match result {
+        Ok((existed, rec)) => {
+            if method != Method::POST {
+                if let Err(e) = queue_account_update(&t, &rec) {
+                    return db_error(e);
+                }
+            }
+            status(match method {
+                Method::PUT if existed => StatusCode::ACCEPTED,
+                Method::PUT => StatusCode::CREATED,
+                _ => StatusCode::NO_CONTENT,
+            })
+        }
+        Err(e) => db_error(e),
+    }
+}
+
+/// Queues this container's current stats for every primary of its account.
+fn queue_account_update(t: &Target<'_>, rec: &ContainerRecord) -> Result<(), DbError> {
+    let ring = t.state.ring();
+    let (_, account_part) = ring.locate(&[&rec.account]);
+    let container_hash = ring.hasher().container(&rec.account, &rec.container);
+    let row = ContainerRow {
+        put_timestamp: rec.put_timestamp,
+        delete_timestamp: rec.delete_timestamp,
+        object_count: rec.object_count,
+        bytes_used: rec.bytes_used,
+        stats_timestamp: Timestamp::now(),
+    };
+    let updates: Vec<PendingUpdate> = ring
+        .primaries(account_part)
+        .map(|d| PendingUpdate {
+            target: UpdateTarget {
+                addr: d.node_addr(),
+                device: d.device.clone(),
+                partition: account_part,
+            },
+            update: Update::ContainerRow {
+                account: rec.account.clone(),
+                container: rec.container.clone(),
+                row: row.clone(),
+            },
+        })
+        .collect();
+    t.device.db.queue(&container_hash, &updates)?;
+    t.state.updates_queued.notify_one();
+    Ok(())
+}
+
+fn listing_response(rec: &ContainerRecord, rows: &[Listed<ObjectRow>]) -> Response<Body> {
+    let entries: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|l| match l {
+            Listed::Subdir(s) => json!({ "subdir": s }),
+            Listed::Row(name, r) => json!({
+                "name": name,
+                "hash": r.etag,
+                "bytes": r.size,
+                "content_type": r.content_type,
+                "last_modified": r.timestamp.iso8601(),
+            }),
+        })
+        .collect();
+    let mut resp = Response::new(full(serde_json::to_vec(&entries).expect("json")));
+    let h = resp.headers_mut();
+    set_header(h, "content-type", "application/json; charset=utf-8");
+    set_header(h, "x-container-object-count", &rec.object_count.to_string());
+    set_header(h, "x-container-bytes-used", &rec.bytes_used.to_string());
+    set_header(h, "x-timestamp", &rec.put_timestamp.to_string());
+    set_header(h, "x-put-timestamp", &rec.put_timestamp.to_string());
+    set_header(h, "x-backend-timestamp", &rec.put_timestamp.to_string());
+    for (k, v) in crate::records::live_meta(&rec.meta) {
+        set_header(h, k, v);
+    }
+    resp
+}
+
+/// A listing row from an object server.
+pub async fn handle_row(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::PUT {
+        return status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let row: ObjectRow = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad row: {e}")),
+    };
+    let (a, c, o) = (t.names[0].clone(), t.names[1].clone(), t.names[2].clone());
+    let hash = t.state.ring().hasher().container(&a, &c);
+    let dev = t.device.clone();
+    let part = t.partition;
+    let result =
+        tokio::task::spawn_blocking(move || dev.db.apply_object_row(part, &hash, &a, &c, &o, &row))
+            .await
+            .expect("row update panicked");
+    match result {
+        Ok(Some(rec)) => match queue_account_update(&t, &rec) {
+            Ok(()) => status(StatusCode::CREATED),
+            Err(e) => db_error(e),
+        },
+        Ok(None) => status(StatusCode::ACCEPTED),
+        Err(e) => db_error(e),
+    }
+}

@@ -1,0 +1,663 @@
+//! The metadata database of one device: a RocksDB instance beside the
+//! device's object files, holding object records, container and account
+//! listings, per-suffix hashes for the replicator, and the queue of updates
+//! owed to other nodes.
+//!
+//! Key layout (all integers big-endian so keys sort numerically):
+//! - `o` part suffix hash  -> [`ObjectRecord`]
+//! - `s` part suffix       -> blake3 of the suffix's (name, timestamp, kind) entries
+//! - `c` part hash         -> [`ContainerRecord`]
+//! - `r` container-hash name -> [`ObjectRow`]
+//! - `a` part hash         -> [`AccountRecord`]
+//! - `R` account-hash name -> [`ContainerRow`]
+//! - `q` key               -> [`PendingUpdate`]
+//!
+//! Writers that read-modify-write (newest-timestamp checks, counters) take a
+//! lock stripe chosen by what they modify, so unrelated writes still commit
+//! in parallel and RocksDB can group their WAL syncs.
+
+use crate::records::*;
+use crate::timestamp::Timestamp;
+use ring_tools::NameHash;
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt record under key {key}: {source}")]
+    Corrupt {
+        key: String,
+        source: serde_json::Error,
+    },
+    /// The write is not newer than what the device holds.
+    #[error("a newer version exists ({0})")]
+    Conflict(Timestamp),
+    #[error("not found")]
+    NotFound,
+    #[error("container is not empty")]
+    NotEmpty,
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+const STRIPES: usize = 256;
+
+pub struct DeviceDb {
+    db: DB,
+    stripes: Vec<Mutex<()>>,
+}
+
+/// The low 12 bits of a name hash: its suffix directory (`NameHash::suffix`).
+pub fn suffix_of(hash: &NameHash) -> u16 {
+    (u16::from(hash.0[14] & 0x0f) << 8) | u16::from(hash.0[15])
+}
+
+fn object_key(part: u32, hash: &NameHash) -> Vec<u8> {
+    let mut k = suffix_prefix(b'o', part, suffix_of(hash));
+    k.extend_from_slice(&hash.0);
+    k
+}
+
+fn suffix_prefix(tag: u8, part: u32, suffix: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(23);
+    k.push(tag);
+    k.extend_from_slice(&part.to_be_bytes());
+    k.extend_from_slice(&suffix.to_be_bytes());
+    k
+}
+
+fn part_key(tag: u8, part: u32, hash: &NameHash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(21);
+    k.push(tag);
+    k.extend_from_slice(&part.to_be_bytes());
+    k.extend_from_slice(&hash.0);
+    k
+}
+
+fn row_prefix(tag: u8, parent: &NameHash) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + 64);
+    k.push(tag);
+    k.extend_from_slice(&parent.0);
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records always serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> DbResult<T> {
+    serde_json::from_slice(bytes).map_err(|source| DbError::Corrupt {
+        key: hex::encode(key),
+        source,
+    })
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+/// What a listing asks for (Swift's query parameters, already validated).
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub prefix: String,
+    pub delimiter: Option<char>,
+    pub marker: String,
+    pub end_marker: String,
+    pub limit: usize,
+    pub reverse: bool,
+}
+
+/// One listing entry: a row, or a `subdir` that groups rows under a delimiter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Listed<R> {
+    Row(String, R),
+    Subdir(String),
+}
+
+impl DeviceDb {
+    pub fn open(path: &Path) -> DbResult<DeviceDb> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        // Bounded memory: node RSS must stay flat however much is stored.
+        opts.set_write_buffer_size(8 << 20);
+        opts.set_max_write_buffer_number(2);
+        opts.set_max_open_files(256);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(2);
+        let db = DB::open(&opts, path)?;
+        Ok(DeviceDb {
+            db,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    fn lock(&self, key: &[u8]) -> MutexGuard<'_, ()> {
+        let i = blake3::hash(key).as_bytes()[0] as usize % STRIPES;
+        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> DbResult<Option<T>> {
+        match self.db.get_pinned(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    // ---- objects ----
+
+    pub fn object(&self, part: u32, hash: &NameHash) -> DbResult<Option<ObjectRecord>> {
+        self.get(&object_key(part, hash))
+    }
+
+    /// Stores a newer object version (data or tombstone) with the updates it
+    /// owes container servers, in one synced batch, and refreshes the suffix
+    /// hash. Returns the version it replaced.
+    pub fn put_object(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        record: &ObjectRecord,
+        owed: &[PendingUpdate],
+    ) -> DbResult<Option<ObjectRecord>> {
+        let key = object_key(part, hash);
+        let suffix = suffix_of(hash);
+        let _g = self.lock(&suffix_prefix(b's', part, suffix));
+        let old: Option<ObjectRecord> = self.get(&key)?;
+        if let Some(old) = &old {
+            if old.timestamp >= record.timestamp {
+                return Err(DbError::Conflict(old.timestamp));
+            }
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(&key, encode(record));
+        for update in owed {
+            self.queue_into(&mut batch, hash, update);
+        }
+        let suffix_hash = self.suffix_hash_with(part, suffix, Some((&key, record)))?;
+        batch.put(suffix_prefix(b's', part, suffix), suffix_hash);
+        self.db.write_opt(batch, &synced())?;
+        Ok(old)
+    }
+
+    /// Replaces an object's metadata (Swift's POST) if `timestamp` is newer
+    /// than its last metadata change.
+    pub fn post_object(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        timestamp: Timestamp,
+        headers: std::collections::BTreeMap<String, String>,
+        delete_at: Option<u64>,
+    ) -> DbResult<ObjectRecord> {
+        let key = object_key(part, hash);
+        let _g = self.lock(&suffix_prefix(b's', part, suffix_of(hash)));
+        let mut rec: ObjectRecord = self.get(&key)?.ok_or(DbError::NotFound)?;
+        if rec.kind == ObjectKind::Tombstone {
+            return Err(DbError::NotFound);
+        }
+        if rec.meta_timestamp.max(rec.timestamp) >= timestamp {
+            return Err(DbError::Conflict(rec.meta_timestamp.max(rec.timestamp)));
+        }
+        // System metadata (large-object flags, S3 state) is not the client's to
+        // change with a POST; user metadata is replaced as a whole.
+        let mut kept: std::collections::BTreeMap<String, String> = rec
+            .headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("x-object-sysmeta-") || *k == "x-static-large-object")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        kept.extend(
+            headers.into_iter().filter(|(k, _)| {
+                !k.starts_with("x-object-sysmeta-") && k != "x-static-large-object"
+            }),
+        );
+        rec.headers = kept;
+        rec.delete_at = delete_at;
+        rec.meta_timestamp = timestamp;
+        self.db.put_opt(&key, encode(&rec), &synced())?;
+        Ok(rec)
+    }
+
+    /// blake3 over the suffix's entries sorted by (name, timestamp, kind),
+    /// optionally with one entry replaced by a pending write.
+    fn suffix_hash_with(
+        &self,
+        part: u32,
+        suffix: u16,
+        pending: Option<(&[u8], &ObjectRecord)>,
+    ) -> DbResult<[u8; 32]> {
+        let prefix = suffix_prefix(b'o', part, suffix);
+        let mut entries: Vec<(String, Timestamp, ObjectKind)> = Vec::new();
+        let mut pending_seen = false;
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rec: ObjectRecord = match pending {
+                Some((pk, p)) if pk == &k[..] => {
+                    pending_seen = true;
+                    p.clone()
+                }
+                _ => decode(&k, &v)?,
+            };
+            entries.push((full_name(&rec), rec.timestamp, rec.kind));
+        }
+        if let (Some((_, p)), false) = (pending, pending_seen) {
+            entries.push((full_name(p), p.timestamp, p.kind));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut h = blake3::Hasher::new();
+        for (name, ts, kind) in entries {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(&ts.0.to_le_bytes());
+            h.update(&[kind as u8]);
+        }
+        Ok(*h.finalize().as_bytes())
+    }
+
+    /// The current hash of every suffix of a partition that holds objects.
+    pub fn suffix_hashes(&self, part: u32) -> DbResult<Vec<(u16, [u8; 32])>> {
+        let prefix = {
+            let mut p = vec![b's'];
+            p.extend_from_slice(&part.to_be_bytes());
+            p
+        };
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != 7 || v.len() != 32 {
+                break;
+            }
+            let suffix = u16::from_be_bytes([k[5], k[6]]);
+            out.push((suffix, v[..].try_into().expect("length checked")));
+        }
+        Ok(out)
+    }
+
+    // ---- containers ----
+
+    pub fn container(&self, part: u32, hash: &NameHash) -> DbResult<Option<ContainerRecord>> {
+        self.get(&part_key(b'c', part, hash))
+    }
+
+    /// Creates or updates a container record: put/delete timestamps and
+    /// metadata merge newest-wins. Deleting a non-empty container is refused.
+    /// Returns the record after the change.
+    pub fn update_container(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        account: &str,
+        container: &str,
+        change: ContainerChange,
+    ) -> DbResult<ContainerRecord> {
+        let key = part_key(b'c', part, hash);
+        let _g = self.lock(&key);
+        let mut rec: ContainerRecord = self.get(&key)?.unwrap_or_else(|| ContainerRecord {
+            account: account.to_string(),
+            container: container.to_string(),
+            ..Default::default()
+        });
+        match change {
+            ContainerChange::Put(ts, meta) => {
+                rec.put_timestamp = rec.put_timestamp.max(ts);
+                merge_meta(&mut rec.meta, &meta);
+            }
+            ContainerChange::Post(meta) => {
+                if !rec.exists() {
+                    return Err(DbError::NotFound);
+                }
+                merge_meta(&mut rec.meta, &meta);
+            }
+            ContainerChange::Delete(ts) => {
+                if !rec.exists() {
+                    return Err(DbError::NotFound);
+                }
+                if rec.object_count > 0 {
+                    return Err(DbError::NotEmpty);
+                }
+                if ts <= rec.put_timestamp {
+                    return Err(DbError::Conflict(rec.put_timestamp));
+                }
+                rec.delete_timestamp = ts;
+                rec.meta.clear();
+            }
+        }
+        self.db.put_opt(&key, encode(&rec), &synced())?;
+        Ok(rec)
+    }
+
+    /// Applies one object row to a container listing if it is newer than the
+    /// row held, keeping the container's counters. Returns the container
+    /// record after the change, or `None` when the row was not newer.
+    pub fn apply_object_row(
+        &self,
+        part: u32,
+        container_hash: &NameHash,
+        account: &str,
+        container: &str,
+        object: &str,
+        row: &ObjectRow,
+    ) -> DbResult<Option<ContainerRecord>> {
+        let ckey = part_key(b'c', part, container_hash);
+        let _g = self.lock(&ckey);
+        let mut rkey = row_prefix(b'r', container_hash);
+        rkey.extend_from_slice(object.as_bytes());
+        let old: Option<ObjectRow> = self.get(&rkey)?;
+        if old.as_ref().is_some_and(|o| o.timestamp >= row.timestamp) {
+            return Ok(None);
+        }
+        let mut rec: ContainerRecord = self.get(&ckey)?.unwrap_or_else(|| ContainerRecord {
+            account: account.to_string(),
+            container: container.to_string(),
+            ..Default::default()
+        });
+        if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
+            rec.object_count = rec.object_count.saturating_sub(1);
+            rec.bytes_used = rec.bytes_used.saturating_sub(o.size);
+        }
+        if !row.deleted {
+            rec.object_count += 1;
+            rec.bytes_used += row.size;
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(&rkey, encode(row));
+        batch.put(&ckey, encode(&rec));
+        self.db.write_opt(batch, &synced())?;
+        Ok(Some(rec))
+    }
+
+    pub fn list_objects(
+        &self,
+        container_hash: &NameHash,
+        params: &ListParams,
+    ) -> DbResult<Vec<Listed<ObjectRow>>> {
+        self.list(
+            &row_prefix(b'r', container_hash),
+            params,
+            |r: &ObjectRow| !r.deleted,
+        )
+    }
+
+    // ---- accounts ----
+
+    pub fn account(&self, part: u32, hash: &NameHash) -> DbResult<Option<AccountRecord>> {
+        self.get(&part_key(b'a', part, hash))
+    }
+
+    pub fn update_account(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        account: &str,
+        put: Option<Timestamp>,
+        meta: &MetaMap,
+    ) -> DbResult<AccountRecord> {
+        let key = part_key(b'a', part, hash);
+        let _g = self.lock(&key);
+        let mut rec = self.account_or_new(&key, account)?;
+        if let Some(ts) = put {
+            rec.put_timestamp = rec.put_timestamp.max(ts);
+        }
+        merge_meta(&mut rec.meta, meta);
+        self.db.put_opt(&key, encode(&rec), &synced())?;
+        Ok(rec)
+    }
+
+    fn account_or_new(&self, key: &[u8], account: &str) -> DbResult<AccountRecord> {
+        Ok(self.get(key)?.unwrap_or_else(|| AccountRecord {
+            account: account.to_string(),
+            ..Default::default()
+        }))
+    }
+
+    /// Applies a container's stats to its account listing if newer, keeping
+    /// the account's totals. Accounts are created on first use (Swift's
+    /// `account_autocreate`).
+    pub fn apply_container_row(
+        &self,
+        part: u32,
+        account_hash: &NameHash,
+        account: &str,
+        container: &str,
+        row: &ContainerRow,
+    ) -> DbResult<bool> {
+        let akey = part_key(b'a', part, account_hash);
+        let _g = self.lock(&akey);
+        let mut rkey = row_prefix(b'R', account_hash);
+        rkey.extend_from_slice(container.as_bytes());
+        let old: Option<ContainerRow> = self.get(&rkey)?;
+        if old
+            .as_ref()
+            .is_some_and(|o| o.stats_timestamp >= row.stats_timestamp)
+        {
+            return Ok(false);
+        }
+        let mut rec = self.account_or_new(&akey, account)?;
+        if rec.put_timestamp == Timestamp::ZERO {
+            rec.put_timestamp = row.put_timestamp;
+        }
+        if let Some(o) = old.as_ref().filter(|o| o.exists()) {
+            rec.container_count = rec.container_count.saturating_sub(1);
+            rec.object_count = rec.object_count.saturating_sub(o.object_count);
+            rec.bytes_used = rec.bytes_used.saturating_sub(o.bytes_used);
+        }
+        let mut row = row.clone();
+        // Put/delete times merge newest-wins even when stats arrive out of order.
+        if let Some(o) = &old {
+            row.put_timestamp = row.put_timestamp.max(o.put_timestamp);
+            row.delete_timestamp = row.delete_timestamp.max(o.delete_timestamp);
+        }
+        if row.exists() {
+            rec.container_count += 1;
+            rec.object_count += row.object_count;
+            rec.bytes_used += row.bytes_used;
+        }
+        let mut batch = WriteBatch::default();
+        batch.put(&rkey, encode(&row));
+        batch.put(&akey, encode(&rec));
+        self.db.write_opt(batch, &synced())?;
+        Ok(true)
+    }
+
+    pub fn list_containers(
+        &self,
+        account_hash: &NameHash,
+        params: &ListParams,
+    ) -> DbResult<Vec<Listed<ContainerRow>>> {
+        self.list(
+            &row_prefix(b'R', account_hash),
+            params,
+            |r: &ContainerRow| r.exists(),
+        )
+    }
+
+    /// Swift listing semantics over the rows under `prefix_key`: prefix,
+    /// delimiter (rows grouped into `subdir`s), marker / end_marker (exclusive),
+    /// limit and reverse.
+    fn list<R: DeserializeOwned>(
+        &self,
+        prefix_key: &[u8],
+        p: &ListParams,
+        visible: impl Fn(&R) -> bool,
+    ) -> DbResult<Vec<Listed<R>>> {
+        let key_of = |name: &str| {
+            let mut k = prefix_key.to_vec();
+            k.extend_from_slice(name.as_bytes());
+            k
+        };
+        let mut out = Vec::new();
+        // Where to start: after the marker (or before it, in reverse) and
+        // inside the prefix.
+        let mut start = if p.reverse {
+            // Keys below this bound, inclusive of everything under the prefix.
+            let mut upper = key_of(&p.prefix);
+            upper.extend_from_slice(&[0xff; 8]);
+            if !p.marker.is_empty() && key_of(&p.marker) < upper {
+                upper = key_of(&p.marker);
+            }
+            upper
+        } else {
+            let lower = key_of(&p.prefix);
+            if !p.marker.is_empty() && key_of(&p.marker) >= lower {
+                let mut m = key_of(&p.marker);
+                m.push(0); // strictly after the marker
+                m
+            } else {
+                lower
+            }
+        };
+        loop {
+            let mode = if p.reverse {
+                IteratorMode::From(&start, Direction::Reverse)
+            } else {
+                IteratorMode::From(&start, Direction::Forward)
+            };
+            let iter = self.db.iterator(mode);
+            let mut jumped = false;
+            for item in iter {
+                let (k, v) = item?;
+                if p.reverse && k[..] >= start[..] {
+                    continue; // seek_for_prev is inclusive; the bound is not
+                }
+                if !k.starts_with(prefix_key) {
+                    return Ok(out);
+                }
+                let name = String::from_utf8_lossy(&k[prefix_key.len()..]).into_owned();
+                if !name.starts_with(&p.prefix) {
+                    return Ok(out);
+                }
+                if !p.end_marker.is_empty() {
+                    let past = if p.reverse {
+                        name <= p.end_marker
+                    } else {
+                        name >= p.end_marker
+                    };
+                    if past {
+                        return Ok(out);
+                    }
+                }
+                if let Some(d) = p.delimiter {
+                    if let Some(i) = name[p.prefix.len()..].find(d) {
+                        let subdir = name[..p.prefix.len() + i + d.len_utf8()].to_string();
+                        // As Swift: a subdir equal to the marker was the
+                        // last entry of the previous page.
+                        if p.marker != subdir {
+                            out.push(Listed::Subdir(subdir.clone()));
+                            if out.len() >= p.limit {
+                                return Ok(out);
+                            }
+                        }
+                        // Jump over everything under the subdir.
+                        start = if p.reverse {
+                            key_of(&subdir)
+                        } else {
+                            let mut s = key_of(&subdir);
+                            s.extend_from_slice(&[0xff; 8]);
+                            s
+                        };
+                        jumped = true;
+                        break;
+                    }
+                }
+                let row: R = decode(&k, &v)?;
+                if visible(&row) {
+                    out.push(Listed::Row(name, row));
+                    if out.len() >= p.limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !jumped {
+                return Ok(out);
+            }
+        }
+    }
+
+    // ---- the queue of updates owed to other nodes ----
+
+    fn queue_into(&self, batch: &mut WriteBatch, about: &NameHash, update: &PendingUpdate) {
+        batch.put(queue_key(about, &update.target), encode(update));
+    }
+
+    /// Queues updates on their own (container stats owed to accounts). A newer
+    /// update for the same thing and target replaces an older one.
+    pub fn queue(&self, about: &NameHash, updates: &[PendingUpdate]) -> DbResult<()> {
+        let mut batch = WriteBatch::default();
+        for u in updates {
+            let key = queue_key(about, &u.target);
+            let _g = self.lock(&key);
+            if let Some(old) = self.get::<PendingUpdate>(&key)? {
+                if old.update.timestamp() > u.update.timestamp() {
+                    continue;
+                }
+            }
+            batch.put(key, encode(u));
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// Up to `max` queued updates, with their keys.
+    pub fn queued(&self, max: usize) -> DbResult<Vec<(Vec<u8>, PendingUpdate)>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(b"q") {
+            let (k, v) = item?;
+            if k.first() != Some(&b'q') || out.len() >= max {
+                break;
+            }
+            out.push((k.to_vec(), decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn queue_depth(&self) -> DbResult<u64> {
+        let mut n = 0;
+        for item in self.db.prefix_iterator(b"q") {
+            let (k, _) = item?;
+            if k.first() != Some(&b'q') {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Removes a delivered update unless a newer one replaced it meanwhile.
+    /// Not synced: losing a removal only means sending the update again.
+    pub fn dequeue(&self, key: &[u8], delivered: &PendingUpdate) -> DbResult<()> {
+        let _g = self.lock(key);
+        if self.get::<PendingUpdate>(key)?.as_ref() == Some(delivered) {
+            self.db.delete(key)?;
+        }
+        Ok(())
+    }
+}
+
+fn queue_key(about: &NameHash, target: &Target) -> Vec<u8> {
+    let mut k = vec![b'q'];
+    k.extend_from_slice(&about.0);
+    let t =
+        blake3::hash(format!("{}/{}/{}", target.addr, target.device, target.partition).as_bytes());
+    k.extend_from_slice(&t.as_bytes()[..8]);
+    k
+}
+
+fn full_name(r: &ObjectRecord) -> String {
+    format!("/{}/{}/{}", r.account, r.container, r.object)
+}
+
+pub enum ContainerChange {
+    Put(Timestamp, MetaMap),
+    Post(MetaMap),
+    Delete(Timestamp),
+}

@@ -1,0 +1,117 @@
+//! Object bodies on a device's file system.
+//!
+//! Layout (as Swift's): `<device>/objects/<partition>/<suffix>/<hash>/<timestamp>.data`.
+//! A body is written to `<device>/tmp/`, fsynced, renamed into place and the
+//! directory fsynced before the write is acknowledged, so an acknowledged
+//! object survives a crash and a torn write leaves only a temp file, which
+//! is removed when the node starts.
+
+use crate::timestamp::Timestamp;
+use ring_tools::NameHash;
+use std::io;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Clone, Debug)]
+pub struct ObjectFiles {
+    root: PathBuf,
+}
+
+impl ObjectFiles {
+    /// Opens a device directory, removing temp files a crash left behind.
+    pub fn open(root: &Path) -> io::Result<ObjectFiles> {
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::create_dir_all(root.join("objects"))?;
+        Ok(ObjectFiles {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn object_dir(&self, part: u32, hash: &NameHash) -> PathBuf {
+        self.root
+            .join("objects")
+            .join(part.to_string())
+            .join(hash.suffix())
+            .join(hash.to_hex())
+    }
+
+    pub fn data_path(&self, part: u32, hash: &NameHash, ts: Timestamp) -> PathBuf {
+        self.object_dir(part, hash).join(format!("{ts}.data"))
+    }
+
+    pub async fn create_temp(&self) -> io::Result<TempObject> {
+        let name = format!("{}.{}.tmp", Timestamp::now(), std::process::id());
+        let path = self.root.join("tmp").join(name);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok(TempObject {
+            file: Some(file),
+            path,
+        })
+    }
+
+    /// Removes an older version's body (after the newer one is committed).
+    pub async fn remove(&self, part: u32, hash: &NameHash, ts: Timestamp) {
+        let path = self.data_path(part, hash, ts);
+        if let Err(e) = tokio::fs::remove_file(&path).await {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove old object version");
+            }
+        }
+        // Leave empty directories; the replicator and reclaimer prune them.
+    }
+}
+
+/// A body being received. Dropped without `commit`, its file is removed.
+pub struct TempObject {
+    file: Option<tokio::fs::File>,
+    path: PathBuf,
+}
+
+impl TempObject {
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file
+            .as_mut()
+            .expect("written after commit")
+            .write_all(bytes)
+            .await
+    }
+
+    /// fsync, rename into place, fsync the directory.
+    pub async fn commit(mut self, dest: PathBuf) -> io::Result<()> {
+        let mut file = self.file.take().expect("committed once");
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        let from = self.path.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let dir = dest.parent().expect("data paths have a parent");
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&from, &dest)?;
+            std::fs::File::open(dir)?.sync_all()
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempObject {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Object verbs on a storage node: bodies to files, records to RocksDB,
+//! listing updates owed to container servers queued in the same batch.
+
+use crate::device_db::DbError;
+use crate::http_util::{empty, header_str, set_header, status, text, Body};
+use crate::range::Ranges;
+use crate::records::{
+    ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget, Update,
+};
+use crate::storage_node::Target;
+use crate::timestamp::Timestamp;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use md5::{Digest, Md5};
+use ring_tools::NameHash;
+use std::collections::BTreeMap;
+use std::io::SeekFrom;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Headers stored with an object and returned on GET/HEAD.
+pub fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    const KEPT: [&str; 7] = [
+        "content-encoding",
+        "content-disposition",
+        "content-language",
+        "cache-control",
+        "expires",
+        "x-object-manifest",
+        "x-static-large-object",
+    ];
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            n.starts_with("x-object-meta-")
+                || n.starts_with("x-object-sysmeta-")
+                || KEPT.contains(&n)
+        })
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn request_timestamp(headers: &HeaderMap) -> Result<Timestamp, Response<Body>> {
+    header_str(headers, "x-timestamp")
+        .ok_or_else(|| text(StatusCode::BAD_REQUEST, "missing X-Timestamp"))?
+        .parse()
+        .map_err(|e: crate::timestamp::BadTimestamp| text(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+pub fn now_secs() -> u64 {
+    Timestamp::now().secs()
+}
+
+pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+    let hash = t
+        .state
+        .ring()
+        .hasher()
+        .object(&t.names[0], &t.names[1], &t.names[2]);
+    match *req.method() {
+        Method::PUT => put(t, hash, req).await,
+        Method::GET | Method::HEAD => get(t, hash, req).await,
+        Method::DELETE => delete(t, hash, req).await,
+        Method::POST => post(t, hash, req).await,
+        _ => status(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+fn db_error(e: DbError) -> Response<Body> {
+    match e {
+        DbError::Conflict(ts) => {
+            let mut r = status(StatusCode::CONFLICT);
+            set_header(r.headers_mut(), "x-backend-timestamp", &ts.to_string());
+            r
+        }
+        DbError::NotFound => status(StatusCode::NOT_FOUND),
+        DbError::NotEmpty => status(StatusCode::CONFLICT),
+        other => {
+            tracing::error!(error = %other, "metadata database error");
+            text(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> Response<Body> {
+    if e.raw_os_error() == Some(28) {
+        // ENOSPC: the proxy writes to a handoff instead.
+        return text(StatusCode::INSUFFICIENT_STORAGE, "device is full");
+    }
+    tracing::error!(error = %e, "object file error");
+    text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// The container servers this write owes a listing row (chosen by the proxy).
+fn owed_updates(
+    headers: &HeaderMap,
+    t: &Target<'_>,
+    row: ObjectRow,
+) -> Result<Vec<PendingUpdate>, Response<Body>> {
+    let Some(raw) = header_str(headers, "x-nubo-container-update") else {
+        return Ok(Vec::new());
+    };
+    let targets: Vec<UpdateTarget> = serde_json::from_str(&raw).map_err(|e| {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("bad x-nubo-container-update: {e}"),
+        )
+    })?;
+    Ok(targets
+        .into_iter()
+        .map(|target| PendingUpdate {
+            target,
+            update: Update::ObjectRow {
+                account: t.names[0].clone(),
+                container: t.names[1].clone(),
+                object: t.names[2].clone(),
+                row: row.clone(),
+            },
+        })
+        .collect())
+}
+
+async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+    let ts = match request_timestamp(req.headers()) {
+        Ok(ts) => ts,
+        Err(r) => return r,
+    };
+    let headers = req.headers().clone();
+    let expected_len: Option<u64> =
+        header_str(&headers, "content-length").and_then(|v| v.parse().ok());
+    let delete_at: Option<u64> = header_str(&headers, "x-delete-at").and_then(|v| v.parse().ok());
+    let content_type = header_str(&headers, "content-type")
+        .map(|v| v.into_owned())
+        .unwrap_or_else(|| "application/octet-stream".into());
+
+    // Refuse early what is already known to be older.
+    let dev = t.device.clone();
+    match tokio::task::spawn_blocking(move || dev.db.object(t.partition, &hash)).await {
+        Ok(Ok(Some(old))) if old.timestamp >= ts => {
+            return db_error(DbError::Conflict(old.timestamp))
+        }
+        Ok(Err(e)) => return db_error(e),
+        _ => {}
+    }
+
+    let mut temp = match t.device.files.create_temp().await {
+        Ok(f) => f,
+        Err(e) => return io_error(e),
+    };
+    let mut md5 = Md5::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut body = req.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            // The sender went away mid-body: nothing is stored.
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("body aborted: {e}")),
+        };
+        if let Ok(data) = frame.into_data() {
+            md5.update(&data);
+            b3.update(&data);
+            size += data.len() as u64;
+            if let Err(e) = temp.write(&data).await {
+                return io_error(e);
+            }
+        }
+    }
+    if expected_len.is_some_and(|n| n != size) {
+        return text(StatusCode::BAD_REQUEST, "body shorter than Content-Length");
+    }
+    let etag = hex::encode(md5.finalize());
+    if let Some(client_etag) = header_str(&headers, "etag") {
+        if client_etag.trim_matches('"').to_ascii_lowercase() != etag {
+            return text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ETag does not match the body",
+            );
+        }
+    }
+    let record = ObjectRecord {
+        account: t.names[0].clone(),
+        container: t.names[1].clone(),
+        object: t.names[2].clone(),
+        timestamp: ts,
+        kind: ObjectKind::Data,
+        size,
+        etag: etag.clone(),
+        blake3: b3.finalize().to_hex().to_string(),
+        content_type: content_type.clone(),
+        headers: stored_headers(&headers),
+        meta_timestamp: ts,
+        delete_at,
+    };
+    let owed = match owed_updates(
+        &headers,
+        &t,
+        ObjectRow {
+            timestamp: ts,
+            deleted: false,
+            size,
+            etag: etag.clone(),
+            content_type,
+        },
+    ) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let dest = t.device.files.data_path(t.partition, &hash, ts);
+    if let Err(e) = temp.commit(dest.clone()).await {
+        return io_error(e);
+    }
+    let dev = t.device.clone();
+    let part = t.partition;
+    let result =
+        tokio::task::spawn_blocking(move || dev.db.put_object(part, &hash, &record, &owed))
+            .await
+            .expect("metadata write panicked");
+    match result {
+        Ok(old) => {
+            t.state.updates_queued.notify_one();
+            if let Some(old) = old.filter(|o| o.kind == ObjectKind::Data) {
+                t.device.files.remove(part, &hash, old.timestamp).await;
+            }
+            let mut r = status(StatusCode::CREATED);
+            set_header(r.headers_mut(), "etag", &etag);
+            r
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&dest).await;
+            db_error(e)
+        }
+    }
+}
+
+fn not_found_at(ts: Timestamp) -> Response<Body> {
+    let mut r = status(StatusCode::NOT_FOUND);
+    set_header(r.headers_mut(), "x-backend-timestamp", &ts.to_string());
+    r
+}
+
+/// Response headers describing a stored object.
+pub fn describe(rec: &ObjectRecord, headers: &mut HeaderMap) {
+    set_header(headers, "etag", &rec.etag);
+    set_header(headers, "content-type", &rec.content_type);
+    set_header(headers, "x-timestamp", &rec.timestamp.to_string());
+    set_header(headers, "x-backend-timestamp", &rec.timestamp.to_string());
+    set_header(
+        headers,
+        "last-modified",
+        &rec.meta_timestamp.max(rec.timestamp).http_date(),
+    );
+    set_header(headers, "x-nubo-blake3", &rec.blake3);
+    set_header(headers, "x-nubo-size", &rec.size.to_string());
+    if let Some(at) = rec.delete_at {
+        set_header(headers, "x-delete-at", &at.to_string());
+    }
+    for (k, v) in &rec.headers {
+        set_header(headers, k, v);
+    }
+}
+
+async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+    let dev = t.device.clone();
+    let part = t.partition;
+    let rec = match tokio::task::spawn_blocking(move || dev.db.object(part, &hash)).await {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return status(StatusCode::NOT_FOUND),
+        Ok(Err(e)) => return db_error(e),
+        Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    if rec.kind == ObjectKind::Tombstone || rec.is_expired(now_secs()) {
+        return not_found_at(rec.timestamp.max(rec.meta_timestamp));
+    }
+    // One range is served here; the proxy splits multi-range requests.
+    let range = crate::range::resolve(header_str(req.headers(), "range").as_deref(), rec.size);
+    let (first, last, partial) = match range {
+        Ranges::Parts(p) if p.len() == 1 => (p[0].0, p[0].1, true),
+        Ranges::Parts(_) | Ranges::Whole => (0, rec.size.saturating_sub(1), false),
+        Ranges::Unsatisfiable => {
+            let mut r = status(StatusCode::RANGE_NOT_SATISFIABLE);
+            set_header(
+                r.headers_mut(),
+                "content-range",
+                &format!("bytes */{}", rec.size),
+            );
+            return r;
+        }
+    };
+    let len = if rec.size == 0 { 0 } else { last - first + 1 };
+    let mut resp = if req.method() == Method::HEAD || len == 0 {
+        Response::new(empty())
+    } else {
+        let path = t.device.files.data_path(part, &hash, rec.timestamp);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            // Metadata without its file: treat as missing so the proxy asks
+            // another replica (the auditor will notice).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return status(StatusCode::NOT_FOUND)
+            }
+            Err(e) => return io_error(e),
+        };
+        if first > 0 {
+            if let Err(e) = file.seek(SeekFrom::Start(first)).await {
+                return io_error(e);
+            }
+        }
+        Response::new(file_body(file, len))
+    };
+    *resp.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    describe(&rec, resp.headers_mut());
+    set_header(resp.headers_mut(), "content-length", &len.to_string());
+    if partial {
+        set_header(
+            resp.headers_mut(),
+            "content-range",
+            &format!("bytes {first}-{last}/{}", rec.size),
+        );
+    }
+    resp
+}
+
+/// Streams `len` bytes of a file in 256 KiB chunks: memory stays flat.
+fn file_body(file: tokio::fs::File, len: u64) -> Body {
+    const CHUNK: u64 = 256 * 1024;
+    let stream = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; CHUNK.min(left) as usize];
+        match file.read_exact(&mut buf).await {
+            Ok(_) => {
+                let n = buf.len() as u64;
+                Some((Ok(Frame::data(Bytes::from(buf))), (file, left - n)))
+            }
+            Err(e) => Some((Err(Box::new(e) as crate::http_util::BoxError), (file, 0))),
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(stream))
+}
+
+async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+    let ts = match request_timestamp(req.headers()) {
+        Ok(ts) => ts,
+        Err(r) => return r,
+    };
+    let record = ObjectRecord {
+        account: t.names[0].clone(),
+        container: t.names[1].clone(),
+        object: t.names[2].clone(),
+        timestamp: ts,
+        kind: ObjectKind::Tombstone,
+        size: 0,
+        etag: String::new(),
+        blake3: String::new(),
+        content_type: String::new(),
+        headers: BTreeMap::new(),
+        meta_timestamp: ts,
+        delete_at: None,
+    };
+    let row = ObjectRow {
+        timestamp: ts,
+        deleted: true,
+        size: 0,
+        etag: String::new(),
+        content_type: String::new(),
+    };
+    let owed = match owed_updates(req.headers(), &t, row) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let dev = t.device.clone();
+    let part = t.partition;
+    let result =
+        tokio::task::spawn_blocking(move || dev.db.put_object(part, &hash, &record, &owed))
+            .await
+            .expect("metadata write panicked");
+    match result {
+        Ok(old) => {
+            t.state.updates_queued.notify_one();
+            let existed = match old {
+                Some(o) if o.kind == ObjectKind::Data => {
+                    t.device.files.remove(part, &hash, o.timestamp).await;
+                    !o.is_expired(now_secs())
+                }
+                _ => false,
+            };
+            status(if existed {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::NOT_FOUND
+            })
+        }
+        Err(e) => db_error(e),
+    }
+}
+
+async fn post(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+    let ts = match request_timestamp(req.headers()) {
+        Ok(ts) => ts,
+        Err(r) => return r,
+    };
+    let headers = stored_headers(req.headers());
+    let delete_at: Option<u64> =
+        header_str(req.headers(), "x-delete-at").and_then(|v| v.parse().ok());
+    let dev = t.device.clone();
+    let part = t.partition;
+    let result = tokio::task::spawn_blocking(move || {
+        dev.db.post_object(part, &hash, ts, headers, delete_at)
+    })
+    .await
+    .expect("metadata write panicked");
+    match result {
+        Ok(rec) if rec.is_expired(now_secs()) => not_found_at(rec.timestamp),
+        Ok(_) => status(StatusCode::ACCEPTED),
+        Err(e) => db_error(e),
+    }
+}

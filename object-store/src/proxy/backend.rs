@@ -1,0 +1,530 @@
+//! The proxy's view of the cluster: which nodes hold a name, and the quorum
+//! rules for talking to them. The Swift and S3 front ends are built on it.
+//!
+//! - Writes go to every primary in parallel; a primary that cannot be
+//!   reached is replaced by the next handoff. Success needs a quorum of
+//!   `(replicas + 1) / 2` (2 of 3).
+//! - Reads try replicas in ring order and fall over on errors and timeouts;
+//!   HEAD asks all primaries and the newest timestamp wins.
+
+use crate::http_util::{empty, header_str, set_header, Body, BoxError};
+use crate::node_client::{Conn, NodeClient};
+use crate::records::Target as UpdateTarget;
+use crate::timestamp::Timestamp;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use ring_tools::{Device, LiveRing, Ring};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The largest single object (Swift's default).
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+pub struct Backend {
+    pub ring: Arc<LiveRing>,
+    pub client: NodeClient,
+}
+
+/// Which kind of record a request addresses; each lives under its own name.
+#[derive(Clone, Debug)]
+pub enum Path {
+    Account(String),
+    Container(String, String),
+    Object(String, String, String),
+}
+
+impl Path {
+    fn components(&self) -> Vec<&str> {
+        match self {
+            Path::Account(a) => vec![a],
+            Path::Container(a, c) => vec![a, c],
+            Path::Object(a, c, o) => vec![a, c, o],
+        }
+    }
+
+    fn internal(&self, device: &str, part: u32) -> String {
+        let enc = crate::http_util::encode;
+        let kind = match self {
+            Path::Account(_) => "acct",
+            Path::Container(..) => "cont",
+            Path::Object(..) => "obj",
+        };
+        let mut p = format!("/{kind}/{}/{part}", enc(device));
+        for c in self.components() {
+            p.push('/');
+            p.push_str(&enc(c));
+        }
+        p
+    }
+}
+
+/// The outcome of a write: the status the client should see, and the
+/// responses behind it.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub statuses: Vec<StatusCode>,
+}
+
+pub fn quorum(replicas: usize) -> usize {
+    replicas.div_ceil(2).max(1)
+}
+
+fn backend_timestamp(h: &HeaderMap) -> Timestamp {
+    header_str(h, "x-backend-timestamp")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+/// Copies the request headers a node needs.
+fn forwarded(headers: &HeaderMap, req: &mut http::request::Builder) {
+    if let Some(h) = req.headers_mut() {
+        for (k, v) in headers {
+            h.append(k, v.clone());
+        }
+    }
+}
+
+impl Backend {
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.current()
+    }
+
+    /// Primaries then handoffs, and the partition.
+    fn nodes(&self, ring: &Ring, path: &Path) -> (u32, Vec<Device>, usize) {
+        let (_, part) = ring.locate(&path.components());
+        let replicas = ring.replicas();
+        let mut nodes: Vec<Device> = ring.primaries(part).cloned().collect();
+        nodes.extend(ring.handoffs(part).take(replicas * 2).cloned());
+        (part, nodes, replicas)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        method: &Method,
+        path: &Path,
+        dev: &Device,
+        part: u32,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        body: Body,
+    ) -> Request<Body> {
+        let mut uri = path.internal(&dev.device, part);
+        if let Some(q) = query {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        let mut b = Request::builder().method(method.clone()).uri(uri);
+        forwarded(headers, &mut b);
+        b.header("host", dev.node_addr())
+            .body(body)
+            .expect("valid internal request")
+    }
+
+    /// Connects to `want` nodes: primaries first, each unreachable one
+    /// replaced by the next handoff. Returns (replica index, device, conn).
+    async fn connect_replicas<'a>(
+        &'a self,
+        nodes: &[Device],
+        want: usize,
+    ) -> Vec<(usize, Device, Conn<'a>)> {
+        let attempts = futures_util::future::join_all(nodes[..want].iter().map(|d| {
+            let addr = d.node_addr();
+            async move { self.client.connect(&addr).await }
+        }))
+        .await;
+        let mut handoffs = nodes[want..].iter();
+        let mut out = Vec::new();
+        for (i, attempt) in attempts.into_iter().enumerate() {
+            match attempt {
+                Ok(c) => out.push((i, nodes[i].clone(), c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "primary unreachable, trying a handoff");
+                    for h in handoffs.by_ref() {
+                        if let Ok(c) = self.client.connect(&h.node_addr()).await {
+                            out.push((i, h.clone(), c));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A buffered write (containers, accounts, deletes, posts, small objects)
+    /// sent to every primary, handoffs standing in for failures.
+    pub async fn write(
+        &self,
+        method: Method,
+        path: &Path,
+        headers: HeaderMap,
+        body: Bytes,
+        extra: impl Fn(usize, &mut HeaderMap),
+    ) -> WriteOutcome {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let sends = (0..replicas).map(|i| {
+            let mut h = headers.clone();
+            extra(i, &mut h);
+            let nodes = &nodes;
+            let method = method.clone();
+            let body = body.clone();
+            async move {
+                // The primary, then handoffs not used by another replica.
+                let mut candidates = vec![&nodes[i]];
+                candidates.extend(nodes[replicas..].iter().skip(i).step_by(replicas.max(1)));
+                for dev in candidates {
+                    let req = self.request(
+                        &method,
+                        path,
+                        dev,
+                        part,
+                        &h,
+                        None,
+                        crate::http_util::full(body.clone()),
+                    );
+                    match self.client.send(&dev.node_addr(), req).await {
+                        Ok(resp) => {
+                            let st = resp.status();
+                            let etag = header_str(resp.headers(), "etag").map(|e| e.into_owned());
+                            let _ = resp.into_body().collect().await;
+                            if st.is_server_error() {
+                                continue;
+                            }
+                            return Some((st, etag));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "write to node failed"),
+                    }
+                }
+                None
+            }
+        });
+        let answers: Vec<(StatusCode, Option<String>)> = futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        summarize(answers, replicas)
+    }
+
+    /// Streams an object body to the replicas in parallel. The client sees
+    /// success only at quorum; a node that fails mid-stream is dropped and
+    /// the upload goes on while a quorum remains.
+    pub async fn put_object(
+        &self,
+        path: &Path,
+        headers: HeaderMap,
+        mut body: Body,
+        container_updates: Vec<Vec<UpdateTarget>>,
+    ) -> WriteOutcome {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let need = quorum(replicas);
+        let conns = self.connect_replicas(&nodes, replicas).await;
+        if conns.len() < need {
+            return WriteOutcome {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                etag: None,
+                statuses: vec![],
+            };
+        }
+        let mut senders = Vec::new();
+        let mut responses = Vec::new();
+        for (i, dev, conn) in conns {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|f| (f, rx))
+            });
+            let mut h = headers.clone();
+            if let Some(targets) = container_updates.get(i) {
+                set_header(
+                    &mut h,
+                    "x-nubo-container-update",
+                    &serde_json::to_string(targets).expect("json"),
+                );
+            }
+            let req = self.request(
+                &Method::PUT,
+                path,
+                &dev,
+                part,
+                &h,
+                None,
+                BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream))),
+            );
+            senders.push(Some(tx));
+            responses.push(async move {
+                match conn.send_streaming(req).await {
+                    Ok(resp) => {
+                        let st = resp.status();
+                        let etag = header_str(resp.headers(), "etag").map(|e| e.into_owned());
+                        let _ = resp.into_body().collect().await;
+                        Some((st, etag))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "object PUT to node failed");
+                        None
+                    }
+                }
+            });
+        }
+        let node_timeout = self.client.timeouts.node;
+        // Feed the nodes while their responses are awaited alongside.
+        let feed = async move {
+            let mut total = 0u64;
+            let mut failure: Option<StatusCode> = None;
+            while let Some(frame) = body.frame().await {
+                let data = match frame {
+                    Ok(f) => match f.into_data() {
+                        Ok(d) => d,
+                        Err(_) => continue,
+                    },
+                    Err(_) => {
+                        failure = Some(StatusCode::from_u16(499).expect("valid"));
+                        break;
+                    }
+                };
+                total += data.len() as u64;
+                if total > MAX_OBJECT_SIZE {
+                    failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
+                    break;
+                }
+                for slot in senders.iter_mut() {
+                    if let Some(tx) = slot {
+                        let sent = tokio::time::timeout(
+                            node_timeout,
+                            tx.send(Ok(Frame::data(data.clone()))),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            *slot = None;
+                        }
+                    }
+                }
+                if senders.iter().filter(|s| s.is_some()).count() < need {
+                    failure = Some(StatusCode::SERVICE_UNAVAILABLE);
+                    break;
+                }
+            }
+            if failure.is_some() {
+                // Abort every node's body so that nothing is committed.
+                for tx in senders.iter().flatten() {
+                    let _ =
+                        tokio::time::timeout(node_timeout, tx.send(Err("upload aborted".into())))
+                            .await;
+                }
+            }
+            drop(senders);
+            failure
+        };
+        let (failure, answers) =
+            futures_util::future::join(feed, futures_util::future::join_all(responses)).await;
+        if let Some(status) = failure {
+            return WriteOutcome {
+                status,
+                etag: None,
+                statuses: vec![],
+            };
+        }
+        let answers: Vec<_> = answers.into_iter().flatten().collect();
+        summarize(answers, replicas)
+    }
+
+    /// GET or HEAD from the first replica that has the record, falling over on
+    /// errors. A tombstone newer than a found version wins (404).
+    pub async fn read(
+        &self,
+        method: Method,
+        path: &Path,
+        headers: HeaderMap,
+        query: Option<&str>,
+    ) -> Response<Body> {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let mut newest_tombstone = Timestamp::ZERO;
+        let mut errors = 0;
+        let mut not_found = 0;
+        for (n, dev) in nodes.iter().enumerate() {
+            // Handoffs are worth asking only while primaries failed.
+            if n >= replicas && not_found >= replicas {
+                break;
+            }
+            let req = self.request(&method, path, dev, part, &headers, query, empty());
+            let resp = match self.client.send(&dev.node_addr(), req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e, "read from node failed");
+                    errors += 1;
+                    continue;
+                }
+            };
+            let st = resp.status();
+            if st.is_success() {
+                if backend_timestamp(resp.headers()) < newest_tombstone {
+                    continue;
+                }
+                let timeout = self.client.timeouts.node;
+                return resp.map(|b| timed_body(b, timeout));
+            }
+            if st == StatusCode::NOT_FOUND {
+                not_found += 1;
+                newest_tombstone = newest_tombstone.max(backend_timestamp(resp.headers()));
+                continue;
+            }
+            if st.is_client_error() {
+                // 416 and friends: the node's answer is the answer.
+                let timeout = self.client.timeouts.node;
+                return resp.map(|b| timed_body(b, timeout));
+            }
+            errors += 1;
+        }
+        let mut r = crate::http_util::status(if not_found == 0 && errors > 0 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::NOT_FOUND
+        });
+        if newest_tombstone > Timestamp::ZERO {
+            set_header(
+                r.headers_mut(),
+                "x-backend-timestamp",
+                &newest_tombstone.to_string(),
+            );
+        }
+        r
+    }
+
+    /// HEAD every primary; the newest answer (found or deleted) wins.
+    pub async fn head_newest(&self, path: &Path, headers: HeaderMap) -> Response<Body> {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let asks = nodes[..replicas].iter().map(|dev| {
+            let req = self.request(&Method::HEAD, path, dev, part, &headers, None, empty());
+            async move { self.client.send(&dev.node_addr(), req).await.ok() }
+        });
+        let answers: Vec<Response<Incoming>> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let usable: Vec<&Response<Incoming>> = answers
+            .iter()
+            .filter(|r| r.status().is_success() || r.status() == StatusCode::NOT_FOUND)
+            .collect();
+        if usable.is_empty() {
+            // Every primary failed: fall back to the read path, which tries handoffs.
+            return self.read(Method::HEAD, path, headers, None).await;
+        }
+        let best = usable
+            .iter()
+            .max_by_key(|r| (backend_timestamp(r.headers()), r.status().is_success()))
+            .expect("non-empty");
+        let mut out = Response::new(empty());
+        *out.status_mut() = best.status();
+        *out.headers_mut() = best.headers().clone();
+        out
+    }
+}
+
+fn summarize(answers: Vec<(StatusCode, Option<String>)>, replicas: usize) -> WriteOutcome {
+    let need = quorum(replicas);
+    let statuses: Vec<StatusCode> = answers.iter().map(|a| a.0).collect();
+    let count = |f: &dyn Fn(StatusCode) -> bool| statuses.iter().filter(|s| f(**s)).count();
+    let etag = answers
+        .iter()
+        .find(|a| a.0.is_success())
+        .and_then(|a| a.1.clone());
+    let status = if count(&|s| s == StatusCode::UNPROCESSABLE_ENTITY) > 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else if count(&|s| s.is_success()) >= need {
+        // The most common success status (201 created vs 202 existed...).
+        most_common(statuses.iter().copied().filter(|s| s.is_success()))
+    } else if count(&|s| s == StatusCode::NOT_FOUND) >= need {
+        StatusCode::NOT_FOUND
+    } else if count(&|s| s == StatusCode::CONFLICT) >= need {
+        StatusCode::CONFLICT
+    } else if count(&|s| s.is_success() || s == StatusCode::NOT_FOUND) >= need {
+        // A delete where some replicas had the record and some did not.
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    WriteOutcome {
+        status,
+        etag,
+        statuses,
+    }
+}
+
+fn most_common(it: impl Iterator<Item = StatusCode>) -> StatusCode {
+    let mut counts: Vec<(StatusCode, usize)> = Vec::new();
+    for s in it {
+        match counts.iter_mut().find(|(k, _)| *k == s) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((s, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(s, n)| (*n, std::cmp::Reverse(s.as_u16())))
+        .map(|(s, _)| s)
+        .unwrap_or(StatusCode::OK)
+}
+
+/// A node's body with a timeout on each chunk: a stalled node ends the body
+/// with an error (the client sees a broken transfer, never a short 200).
+fn timed_body(body: Incoming, timeout: std::time::Duration) -> Body {
+    let stream = futures_util::stream::unfold(Some(body), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(Some(Ok(f))) => Some((Ok(f), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(Box::new(e) as BoxError), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err("node read timed out".into()), None)),
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_is_half_rounded_up() {
+        assert_eq!(quorum(1), 1);
+        assert_eq!(quorum(2), 1);
+        assert_eq!(quorum(3), 2);
+        assert_eq!(quorum(5), 3);
+    }
+
+    #[test]
+    fn summary_needs_a_quorum_of_successes() {
+        let ok = (StatusCode::CREATED, Some("e".to_string()));
+        assert_eq!(
+            summarize(vec![ok.clone(), ok.clone()], 3).status,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            summarize(vec![ok.clone()], 3).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            summarize(
+                vec![ok.clone(), (StatusCode::UNPROCESSABLE_ENTITY, None)],
+                3
+            )
+            .status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let nf = (StatusCode::NOT_FOUND, None);
+        assert_eq!(
+            summarize(vec![nf.clone(), nf.clone(), ok], 3).status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}

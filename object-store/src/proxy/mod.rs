@@ -1,0 +1,138 @@
+//! The proxy: stateless front door of the object store. Loads the ring (and
+//! reloads it when the file changes), authenticates, and serves the Swift
+//! API under `/v1/` and TempAuth under `/auth/v1.0`.
+
+pub mod backend;
+
+use crate::config::{timeouts, ProxyConfig};
+use crate::http_util::{full, set_header, text, Body};
+use crate::node_client::NodeClient;
+use crate::server;
+use crate::swift::{self, tempauth::TempAuth};
+use backend::Backend;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ring_tools::LiveRing;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct ProxyState {
+    pub config: ProxyConfig,
+    pub backend: Arc<Backend>,
+    pub auth: TempAuth,
+    /// Containers seen to exist recently (Swift caches this in memcache).
+    known_containers: Mutex<HashMap<(String, String), Instant>>,
+}
+
+const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
+
+impl ProxyState {
+    pub fn new(config: ProxyConfig) -> anyhow::Result<Arc<ProxyState>> {
+        let ring = Arc::new(LiveRing::open(&config.ring, None)?);
+        Ok(Arc::new(ProxyState {
+            backend: Arc::new(Backend {
+                ring,
+                client: NodeClient::new(timeouts(
+                    config.connect_timeout_ms,
+                    config.node_timeout_ms,
+                )),
+            }),
+            auth: TempAuth::new(config.auth.clone()),
+            config,
+            known_containers: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn backend_handle(&self) -> Arc<Backend> {
+        self.backend.clone()
+    }
+
+    pub fn container_known(&self, account: &str, container: &str) -> bool {
+        let cache = self
+            .known_containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&(account.to_string(), container.to_string()))
+            .is_some_and(|t| t.elapsed() < CONTAINER_CACHE_TTL)
+    }
+
+    pub fn remember_container(&self, account: &str, container: &str, exists: bool) {
+        let mut cache = self
+            .known_containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (account.to_string(), container.to_string());
+        if exists {
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(key, Instant::now());
+        } else {
+            cache.remove(&key);
+        }
+    }
+}
+
+pub async fn run(config: ProxyConfig) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.bind_ip, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let check = Duration::from_secs(config.ring_check_secs.max(1));
+    let state = ProxyState::new(config)?;
+    let _watch = state.backend.ring.watch(check);
+    tracing::info!(%addr, "proxy listening");
+    server::serve(listener, state, handle, server::shutdown_signal()).await;
+    Ok(())
+}
+
+pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<Body> {
+    let trans_id = format!("tx{}", hex::encode(rand_bytes::<12>()));
+    let path = req.uri().path().to_string();
+    let mut resp =
+        if path == "/info" && (req.method() == Method::GET || req.method() == Method::HEAD) {
+            swift::info::response()
+        } else if path == "/healthcheck" {
+            text(StatusCode::OK, "OK")
+        } else if matches!(
+            path.as_str(),
+            "/auth/v1.0" | "/auth/v1.0/" | "/v1.0" | "/v1.0/"
+        ) {
+            swift::auth_response(&state, &req)
+        } else if let Some(rest) = path.strip_prefix("/v1/") {
+            let rest = rest.to_string();
+            swift::handle(&state, req, &rest).await
+        } else {
+            text(
+                StatusCode::NOT_IMPLEMENTED,
+                "Only the Swift API (/v1/) is served so far",
+            )
+        };
+    let h = resp.headers_mut();
+    set_header(h, "x-trans-id", &trans_id);
+    set_header(h, "x-openstack-request-id", &trans_id);
+    set_header(
+        h,
+        "date",
+        &httpdate::fmt_http_date(std::time::SystemTime::now()),
+    );
+    resp
+}
+
+pub fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    b
+}
+
+/// A JSON body response.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(value).expect("json")));
+    *r.status_mut() = status;
+    set_header(
+        r.headers_mut(),
+        "content-type",
+        "application/json; charset=utf-8",
+    );
+    r
+}

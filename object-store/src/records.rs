@@ -1,0 +1,174 @@
+//! What a storage node stores about objects, containers and accounts, and
+//! the updates nodes send each other. Values are JSON in RocksDB: small,
+//! self-describing and easy to inspect with `ldb` when something goes wrong.
+
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The newest state of one object on one device: data or a tombstone.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ObjectRecord {
+    pub account: String,
+    pub container: String,
+    pub object: String,
+    pub timestamp: Timestamp,
+    pub kind: ObjectKind,
+    #[serde(default)]
+    pub size: u64,
+    /// Hex MD5 of the body (Swift's ETag).
+    #[serde(default)]
+    pub etag: String,
+    /// Hex blake3 of the body: what the auditor and the proxy verify against.
+    #[serde(default)]
+    pub blake3: String,
+    #[serde(default)]
+    pub content_type: String,
+    /// Metadata headers returned on GET/HEAD (`x-object-meta-*`, sysmeta,
+    /// content-encoding, manifests), lower-case names.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// When a POST last replaced the metadata (at least `timestamp`).
+    #[serde(default)]
+    pub meta_timestamp: Timestamp,
+    /// Unix seconds after which the object is gone (X-Delete-At).
+    #[serde(default)]
+    pub delete_at: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Data,
+    Tombstone,
+}
+
+impl ObjectRecord {
+    pub fn is_expired(&self, now_secs: u64) -> bool {
+        self.delete_at.is_some_and(|at| at <= now_secs)
+    }
+}
+
+/// A metadata value with the time it was set; an empty value is a removal.
+/// Container and account metadata merge key by key, newest wins (as in Swift).
+pub type MetaMap = BTreeMap<String, (String, Timestamp)>;
+
+pub fn merge_meta(into: &mut MetaMap, updates: &MetaMap) {
+    for (k, (v, ts)) in updates {
+        match into.get(k) {
+            Some((_, old)) if old >= ts => {}
+            _ => {
+                into.insert(k.clone(), (v.clone(), *ts));
+            }
+        }
+    }
+}
+
+/// Visible metadata: removals dropped.
+pub fn live_meta(meta: &MetaMap) -> impl Iterator<Item = (&String, &String)> {
+    meta.iter()
+        .filter(|(_, (v, _))| !v.is_empty())
+        .map(|(k, (v, _))| (k, v))
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContainerRecord {
+    pub account: String,
+    pub container: String,
+    pub put_timestamp: Timestamp,
+    pub delete_timestamp: Timestamp,
+    #[serde(default)]
+    pub meta: MetaMap,
+    pub object_count: u64,
+    pub bytes_used: u64,
+}
+
+impl ContainerRecord {
+    pub fn exists(&self) -> bool {
+        self.put_timestamp > self.delete_timestamp
+    }
+}
+
+/// One object's entry in a container listing (or its deletion).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ObjectRow {
+    pub timestamp: Timestamp,
+    pub deleted: bool,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub etag: String,
+    #[serde(default)]
+    pub content_type: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AccountRecord {
+    pub account: String,
+    pub put_timestamp: Timestamp,
+    pub delete_timestamp: Timestamp,
+    #[serde(default)]
+    pub meta: MetaMap,
+    pub container_count: u64,
+    pub object_count: u64,
+    pub bytes_used: u64,
+}
+
+/// One container's entry in an account listing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ContainerRow {
+    pub put_timestamp: Timestamp,
+    pub delete_timestamp: Timestamp,
+    pub object_count: u64,
+    pub bytes_used: u64,
+    /// When the stats were taken; newer stats replace older ones.
+    pub stats_timestamp: Timestamp,
+}
+
+impl ContainerRow {
+    pub fn exists(&self) -> bool {
+        self.put_timestamp > self.delete_timestamp
+    }
+}
+
+/// Where a queued update goes: a device on a node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    pub addr: String,
+    pub device: String,
+    pub partition: u32,
+}
+
+/// An update this node owes another node: a container listing row after an
+/// object PUT/DELETE, or container stats for an account listing. Kept in
+/// RocksDB until the target acknowledges it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PendingUpdate {
+    pub target: Target,
+    pub update: Update,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Update {
+    ObjectRow {
+        account: String,
+        container: String,
+        object: String,
+        row: ObjectRow,
+    },
+    ContainerRow {
+        account: String,
+        container: String,
+        row: ContainerRow,
+    },
+}
+
+impl Update {
+    pub fn timestamp(&self) -> Timestamp {
+        match self {
+            Update::ObjectRow { row, .. } => row.timestamp,
+            Update::ContainerRow { row, .. } => row.stats_timestamp,
+        }
+    }
+}

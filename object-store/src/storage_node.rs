@@ -1,0 +1,189 @@
+//! The storage node: serves the devices the ring assigns to its ip:port over
+//! the internal API, and runs the updater that delivers queued listing
+//! updates.
+//!
+//! Internal API (path segments percent-encoded):
+//! - `/obj/{device}/{partition}/{account}/{container}/{object}`: PUT GET HEAD POST DELETE
+//! - `/cont/{device}/{partition}/{account}/{container}`: PUT GET HEAD POST DELETE
+//! - `/cont/{device}/{partition}/{account}/{container}/{object}`: PUT (listing row)
+//! - `/acct/{device}/{partition}/{account}`: GET HEAD POST
+//! - `/acct/{device}/{partition}/{account}/{container}`: PUT (listing row)
+//! - `/healthcheck`
+
+use crate::config::{timeouts, NodeConfig};
+use crate::device_db::DeviceDb;
+use crate::http_util::{text, Body};
+use crate::node_client::NodeClient;
+use crate::object_files::ObjectFiles;
+use crate::{account_server, container_server, object_server, server, updater};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use ring_tools::{LiveRing, Ring};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// One device: its metadata database and its object files.
+pub struct Device {
+    pub name: String,
+    pub db: DeviceDb,
+    pub files: ObjectFiles,
+}
+
+pub struct NodeState {
+    pub config: NodeConfig,
+    pub ring: Arc<LiveRing>,
+    pub client: NodeClient,
+    devices: RwLock<HashMap<String, Arc<Device>>>,
+    /// Wakes the updater when an update is queued.
+    pub updates_queued: tokio::sync::Notify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("device {0} is not served by this node")]
+    Unknown(String),
+    #[error("device {0} is not available: {1}")]
+    Unavailable(String, String),
+}
+
+impl NodeState {
+    pub fn new(config: NodeConfig) -> anyhow::Result<Arc<NodeState>> {
+        let ring = Arc::new(LiveRing::open(&config.ring, None)?);
+        let state = Arc::new(NodeState {
+            client: NodeClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms)),
+            config,
+            ring,
+            devices: RwLock::new(HashMap::new()),
+            updates_queued: tokio::sync::Notify::new(),
+        });
+        for name in state.my_device_names(&state.ring.current()) {
+            if let Err(e) = state.device(&name) {
+                tracing::warn!(device = %name, error = %e, "device not available at start");
+            }
+        }
+        Ok(state)
+    }
+
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.current()
+    }
+
+    fn my_device_names(&self, ring: &Ring) -> Vec<String> {
+        ring.devices()
+            .iter()
+            .filter(|d| d.ip == self.config.bind_ip && d.port == self.config.port)
+            .map(|d| d.device.clone())
+            .collect()
+    }
+
+    /// The devices open on this node.
+    pub fn devices(&self) -> Vec<Arc<Device>> {
+        self.devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Opens a device on first use. A device must be in the ring for this
+    /// node and its directory must exist (an unmounted disk is not silently
+    /// replaced by the root file system).
+    pub fn device(&self, name: &str) -> Result<Arc<Device>, DeviceError> {
+        if let Some(d) = self
+            .devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(d.clone());
+        }
+        if !self.my_device_names(&self.ring()).iter().any(|n| n == name) {
+            return Err(DeviceError::Unknown(name.to_string()));
+        }
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = devices.get(name) {
+            return Ok(d.clone());
+        }
+        let root = self.config.devices_root.join(name);
+        let unavailable = |e: String| DeviceError::Unavailable(name.to_string(), e);
+        if !root.is_dir() {
+            return Err(unavailable(format!(
+                "{} is not a directory",
+                root.display()
+            )));
+        }
+        let files = ObjectFiles::open(&root).map_err(|e| unavailable(e.to_string()))?;
+        let db = DeviceDb::open(&root.join("meta.db")).map_err(|e| unavailable(e.to_string()))?;
+        let device = Arc::new(Device {
+            name: name.to_string(),
+            db,
+            files,
+        });
+        devices.insert(name.to_string(), device.clone());
+        Ok(device)
+    }
+}
+
+/// Runs a storage node until Ctrl-C or SIGTERM.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.bind_ip, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let check = Duration::from_secs(config.ring_check_secs.max(1));
+    let state = NodeState::new(config)?;
+    let _watch = state.ring.watch(check);
+    tokio::spawn(updater::run(state.clone()));
+    tracing::info!(%addr, "storage node listening");
+    server::serve(listener, state, handle, server::shutdown_signal()).await;
+    Ok(())
+}
+
+/// A parsed internal path.
+pub struct Target<'a> {
+    pub device: Arc<Device>,
+    pub partition: u32,
+    pub names: Vec<String>,
+    pub state: &'a NodeState,
+}
+
+async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    if segments.len() == 1 && segments[0] == "healthcheck" {
+        return text(StatusCode::OK, "OK");
+    }
+    if segments.len() < 4 {
+        return text(StatusCode::BAD_REQUEST, "bad internal path");
+    }
+    let device = match state.device(&segments[1]) {
+        Ok(d) => d,
+        Err(e) => return text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
+    };
+    let Ok(partition) = segments[2].parse::<u32>() else {
+        return text(StatusCode::BAD_REQUEST, "bad partition");
+    };
+    let kind = segments[0].clone();
+    let target = Target {
+        device,
+        partition,
+        names: segments[3..].to_vec(),
+        state: &state,
+    };
+    match (kind.as_str(), target.names.len()) {
+        ("obj", 3) => object_server::handle(target, req).await,
+        ("cont", 2) => container_server::handle(target, req).await,
+        ("cont", 3) => container_server::handle_row(target, req).await,
+        ("acct", 1) => account_server::handle(target, req).await,
+        ("acct", 2) => account_server::handle_row(target, req).await,
+        _ => text(StatusCode::BAD_REQUEST, "bad internal path"),
+    }
+}

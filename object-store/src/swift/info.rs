@@ -1,0 +1,54 @@
+//! `GET /info`: the capabilities clients read (python-swiftclient decides on
+//! SLO segments and bulk delete from it).
+
+use crate::http_util::Body;
+use crate::proxy::backend::MAX_OBJECT_SIZE;
+use crate::swift::names::*;
+use http::{Response, StatusCode};
+use serde_json::json;
+
+pub const MAX_MANIFEST_SEGMENTS: usize = 1000;
+pub const MAX_BULK_DELETES: usize = 10_000;
+
+pub fn response() -> Response<Body> {
+    crate::proxy::json_response(
+        StatusCode::OK,
+        &json!({
+            "swift": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "max_file_size": MAX_OBJECT_SIZE,
+                "max_object_name_length": MAX_OBJECT_NAME,
+                "max_container_name_length": MAX_CONTAINER_NAME,
+                "max_account_name_length": MAX_ACCOUNT_NAME,
+                "max_meta_name_length": MAX_META_NAME,
+                "max_meta_value_length": MAX_META_VALUE,
+                "max_meta_count": MAX_META_COUNT,
+                "max_meta_overall_size": MAX_META_OVERALL,
+                "container_listing_limit": 10000,
+                "account_listing_limit": 10000,
+                "max_header_size": 8192,
+                "extra_header_count": 0,
+                "strict_cors_mode": true,
+                "policies": [{"name": "Policy-0", "default": true}],
+            },
+            "tempauth": {"account_acls": false},
+            "slo": {
+                "max_manifest_segments": MAX_MANIFEST_SEGMENTS,
+                "max_manifest_size": 8 * 1024 * 1024,
+                "min_segment_size": 1,
+                "yield_frequency": 10
+            },
+            "dlo": {"max_segments": 10000},
+            "bulk_delete": {
+                "max_deletes_per_request": MAX_BULK_DELETES,
+                "max_failed_deletes": 1000
+            },
+            "tempurl": {
+                "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
+                "allowed_digests": ["sha1", "sha256", "sha512"],
+                "incoming_remove_headers": ["x-timestamp"],
+                "outgoing_remove_headers": ["x-object-meta-*"]
+            }
+        }),
+    )
+}

@@ -1,0 +1,127 @@
+//! Listings in the three formats Swift clients ask for.
+
+use http::HeaderMap;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Format {
+    Plain,
+    Json,
+    Xml,
+}
+
+/// `?format=` wins over `Accept`, as in Swift.
+pub fn format(query_format: Option<&str>, headers: &HeaderMap) -> Format {
+    match query_format.map(|f| f.to_ascii_lowercase()) {
+        Some(f) if f == "json" => return Format::Json,
+        Some(f) if f == "xml" => return Format::Xml,
+        Some(f) if f == "plain" => return Format::Plain,
+        _ => {}
+    }
+    let accept = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/json") {
+        Format::Json
+    } else if accept.contains("application/xml") || accept.contains("text/xml") {
+        Format::Xml
+    } else {
+        Format::Plain
+    }
+}
+
+pub fn content_type(f: Format) -> &'static str {
+    match f {
+        Format::Plain => "text/plain; charset=utf-8",
+        Format::Json => "application/json; charset=utf-8",
+        Format::Xml => "application/xml; charset=utf-8",
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders entries (`{"name",...}` or `{"subdir"}`) of a container
+/// (`root` = "container", `item` = "object") or an account.
+pub fn render(entries: &[Value], f: Format, root: &str, item: &str, name: &str) -> Vec<u8> {
+    match f {
+        Format::Json => serde_json::to_vec(entries).expect("json"),
+        Format::Plain => {
+            let mut out = String::new();
+            for e in entries {
+                let n = e
+                    .get("name")
+                    .or_else(|| e.get("subdir"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                out.push_str(n);
+                out.push('\n');
+            }
+            out.into_bytes()
+        }
+        Format::Xml => {
+            let mut out = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} name=\"{}\">",
+                xml_escape(name)
+            );
+            for e in entries {
+                if let Some(s) = e.get("subdir").and_then(Value::as_str) {
+                    let s = xml_escape(s);
+                    out.push_str(&format!("<subdir name=\"{s}\"><name>{s}</name></subdir>"));
+                    continue;
+                }
+                out.push_str(&format!("<{item}>"));
+                if let Some(map) = e.as_object() {
+                    for (k, v) in map {
+                        let text = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        out.push_str(&format!("<{k}>{}</{k}>", xml_escape(&text)));
+                    }
+                }
+                out.push_str(&format!("</{item}>"));
+            }
+            out.push_str(&format!("</{root}>"));
+            out.into_bytes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_each_format() {
+        let entries = vec![json!({"name": "a<b", "bytes": 3}), json!({"subdir": "d/"})];
+        assert_eq!(
+            render(&entries, Format::Plain, "container", "object", "c"),
+            b"a<b\nd/\n"
+        );
+        let xml =
+            String::from_utf8(render(&entries, Format::Xml, "container", "object", "c")).unwrap();
+        assert!(
+            xml.contains("<object><bytes>3</bytes><name>a&lt;b</name></object>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<subdir name=\"d/\"><name>d/</name></subdir>"));
+        let js: Vec<Value> =
+            serde_json::from_slice(&render(&entries, Format::Json, "", "", "")).unwrap();
+        assert_eq!(js, entries);
+    }
+}

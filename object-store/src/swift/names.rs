@@ -1,0 +1,165 @@
+//! What the Swift API accepts as names and metadata (Swift's constraints).
+
+use http::HeaderMap;
+
+pub const MAX_ACCOUNT_NAME: usize = 256;
+pub const MAX_CONTAINER_NAME: usize = 256;
+pub const MAX_OBJECT_NAME: usize = 1024;
+pub const MAX_META_NAME: usize = 128;
+pub const MAX_META_VALUE: usize = 256;
+pub const MAX_META_COUNT: usize = 90;
+pub const MAX_META_OVERALL: usize = 4096;
+
+/// A request path under `/v1/`, decoded and checked.
+#[derive(Debug, PartialEq)]
+pub struct SwiftPath {
+    pub account: String,
+    pub container: Option<String>,
+    pub object: Option<String>,
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum NameError {
+    #[error("Invalid UTF8 or contains NULL")]
+    InvalidUtf8,
+    #[error("{0} name length of {1} longer than {2}")]
+    TooLong(&'static str, usize, usize),
+    #[error("Invalid path")]
+    BadPath,
+}
+
+/// Parses the raw (still percent-encoded) path after `/v1/`.
+pub fn parse_path(raw: &str) -> Result<SwiftPath, NameError> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| NameError::InvalidUtf8)?;
+    if decoded.contains('\0') {
+        return Err(NameError::InvalidUtf8);
+    }
+    let mut it = decoded.splitn(3, '/');
+    let account = it.next().unwrap_or_default().to_string();
+    let container = it.next().map(str::to_string);
+    let object = it.next().map(str::to_string);
+    if account.is_empty() || account.len() > MAX_ACCOUNT_NAME {
+        return Err(NameError::BadPath);
+    }
+    // `/v1/a/` is the account and `/v1/a/c/` the container, as in Swift.
+    let container =
+        container.filter(|c| !c.is_empty() || object.as_ref().is_some_and(|o| !o.is_empty()));
+    if let Some(c) = &container {
+        if c.is_empty() {
+            return Err(NameError::BadPath);
+        }
+        if c.len() > MAX_CONTAINER_NAME {
+            return Err(NameError::TooLong("Container", c.len(), MAX_CONTAINER_NAME));
+        }
+        if c == "." || c == ".." {
+            return Err(NameError::BadPath);
+        }
+    }
+    let object = object.filter(|o| !o.is_empty());
+    if let Some(o) = &object {
+        if o.len() > MAX_OBJECT_NAME {
+            return Err(NameError::TooLong("Object", o.len(), MAX_OBJECT_NAME));
+        }
+        // A name that a file system or a naive client would resolve outside
+        // its container is refused.
+        if o.split('/').any(|part| part == ".." || part == ".") {
+            return Err(NameError::BadPath);
+        }
+    }
+    Ok(SwiftPath {
+        account,
+        container,
+        object,
+    })
+}
+
+/// Checks `X-<kind>-Meta-*` headers against Swift's limits. `kind` is
+/// `object`, `container` or `account`.
+pub fn check_metadata(headers: &HeaderMap, kind: &str) -> Result<(), String> {
+    let prefix = format!("x-{kind}-meta-");
+    let (mut count, mut total) = (0usize, 0usize);
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(&prefix) else {
+            continue;
+        };
+        if key.is_empty() {
+            return Err("Metadata name cannot be empty".into());
+        }
+        if std::str::from_utf8(value.as_bytes()).is_err() {
+            return Err("Metadata must be valid UTF-8".into());
+        }
+        if key.len() > MAX_META_NAME {
+            return Err(format!("Metadata name too long: {}{key}", prefix));
+        }
+        if value.len() > MAX_META_VALUE {
+            return Err(format!(
+                "Metadata value longer than {MAX_META_VALUE}: {}{key}",
+                prefix
+            ));
+        }
+        count += 1;
+        total += key.len() + value.len();
+    }
+    if count > MAX_META_COUNT {
+        return Err(format!("Too many metadata items; max {MAX_META_COUNT}"));
+    }
+    if total > MAX_META_OVERALL {
+        return Err(format!("Total metadata too large; max {MAX_META_OVERALL}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let p = parse_path("AUTH_t/c/a/b%20c").unwrap();
+        assert_eq!(p.account, "AUTH_t");
+        assert_eq!(p.container.as_deref(), Some("c"));
+        assert_eq!(p.object.as_deref(), Some("a/b c"));
+        assert_eq!(parse_path("AUTH_t/").unwrap().container, None);
+        assert_eq!(parse_path("AUTH_t/c/").unwrap().object, None);
+        assert_eq!(parse_path("AUTH_t/%FF"), Err(NameError::InvalidUtf8));
+        assert_eq!(parse_path("AUTH_t/c/a%00b"), Err(NameError::InvalidUtf8));
+        assert_eq!(parse_path("AUTH_t/c/../x"), Err(NameError::BadPath));
+        assert_eq!(parse_path("AUTH_t/.."), Err(NameError::BadPath));
+        assert!(matches!(
+            parse_path(&format!("AUTH_t/c/{}", "o".repeat(1025))),
+            Err(NameError::TooLong(..))
+        ));
+        assert!(parse_path(&format!("AUTH_t/c/{}", "o".repeat(1024))).is_ok());
+        assert!(matches!(
+            parse_path(&format!("AUTH_t/{}", "c".repeat(257))),
+            Err(NameError::TooLong(..))
+        ));
+    }
+
+    #[test]
+    fn metadata_limits() {
+        let mut h = HeaderMap::new();
+        h.insert("x-object-meta-color", "blue".parse().unwrap());
+        assert!(check_metadata(&h, "object").is_ok());
+        h.insert("x-object-meta-big", "v".repeat(257).parse().unwrap());
+        assert!(check_metadata(&h, "object").is_err());
+        let mut h = HeaderMap::new();
+        for i in 0..91 {
+            h.insert(
+                http::HeaderName::from_bytes(format!("x-object-meta-k{i}").as_bytes()).unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        assert!(check_metadata(&h, "object").is_err());
+        let mut h = HeaderMap::new();
+        for i in 0..20 {
+            h.insert(
+                http::HeaderName::from_bytes(format!("x-container-meta-k{i}").as_bytes()).unwrap(),
+                "v".repeat(250).parse().unwrap(),
+            );
+        }
+        assert!(check_metadata(&h, "container").is_err());
+    }
+}

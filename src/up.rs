@@ -1,0 +1,274 @@
+//! `nubo up`: a whole local cluster in one command. Builds a ring for the
+//! local nodes on first run, writes each service's config under the data
+//! directory, and runs every service as its own process (so one node can be
+//! killed and restarted alone), until Ctrl-C.
+
+use anyhow::{bail, Context, Result};
+use object_store::config::{AuthConfig, NodeConfig, ProxyConfig, User};
+use ring_tools::builder::NewDevice;
+use ring_tools::{HashSecret, RebalanceOptions, RingBuilder};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where data, rings, configs and logs live; reused across runs.
+    #[arg(long, default_value = "./nubo-data")]
+    pub data_dir: PathBuf,
+    /// Storage nodes to run (used when the ring is first built).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    #[arg(long, default_value_t = 8080)]
+    pub proxy_port: u16,
+    #[arg(long, default_value_t = 6200)]
+    pub node_base_port: u16,
+}
+
+const DEVICES_PER_NODE: u16 = 2;
+const PART_POWER: u32 = 10;
+const REPLICAS: u32 = 3;
+
+/// What `up` prepared: config files to start services from.
+pub struct Layout {
+    pub node_configs: Vec<PathBuf>,
+    pub proxy_config: PathBuf,
+    pub logs: PathBuf,
+}
+
+/// Builds the ring and writes configs (first run), or reuses them.
+pub fn prepare(args: &UpArgs) -> Result<Layout> {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let builder_path = dir.join("object.builder");
+    let ring_path = dir.join("object.ring");
+    if !ring_path.exists() {
+        if args.nodes == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        let mut b = RingBuilder::new(
+            PART_POWER,
+            REPLICAS.min(u32::from(args.nodes * DEVICES_PER_NODE)),
+            1,
+            HashSecret::generate(),
+        )?;
+        for n in 0..args.nodes {
+            for d in 0..DEVICES_PER_NODE {
+                b.add_device(NewDevice {
+                    region: 1,
+                    zone: u32::from(n) + 1,
+                    ip: "127.0.0.1".into(),
+                    port: args.node_base_port + n,
+                    device: format!("d{}", n * DEVICES_PER_NODE + d + 1),
+                    weight: 100.0,
+                    meta: String::new(),
+                })?;
+            }
+        }
+        b.rebalance(RebalanceOptions {
+            seed: 0,
+            now_minutes: ring_tools::builder::now_minutes(),
+        })?;
+        b.build_ring()?.save(&ring_path)?;
+        b.save(&builder_path)?;
+    }
+    let ring = ring_tools::Ring::load(&ring_path).context("loading the cluster ring")?;
+    let mut ports: Vec<u16> = ring.devices().iter().map(|d| d.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut node_configs = Vec::new();
+    for port in ports {
+        let root = dir.join(format!("node-{port}"));
+        for d in ring.devices().iter().filter(|d| d.port == port) {
+            std::fs::create_dir_all(root.join(&d.device))?;
+        }
+        let cfg = NodeConfig {
+            bind_ip: "127.0.0.1".into(),
+            port,
+            devices_root: abs(&root)?,
+            ring: abs(&ring_path)?,
+            ring_check_secs: 2,
+            connect_timeout_ms: 500,
+            node_timeout_ms: 10_000,
+        };
+        let path = dir.join(format!("node-{port}.toml"));
+        std::fs::write(&path, toml::to_string(&cfg)?)?;
+        node_configs.push(path);
+    }
+    let secret_path = dir.join("token-secret");
+    if !secret_path.exists() {
+        std::fs::write(
+            &secret_path,
+            hex::encode(object_store::proxy::rand_bytes::<32>()),
+        )?;
+    }
+    let proxy = ProxyConfig {
+        bind_ip: "127.0.0.1".into(),
+        port: args.proxy_port,
+        ring: abs(&ring_path)?,
+        ring_check_secs: 2,
+        connect_timeout_ms: 500,
+        node_timeout_ms: 10_000,
+        auth: AuthConfig {
+            token_secret: std::fs::read_to_string(&secret_path)?.trim().to_string(),
+            token_ttl_secs: 86_400,
+            public_url: None,
+            // The development credentials of Swift's all-in-one setup.
+            users: vec![User {
+                account: "test".into(),
+                user: "tester".into(),
+                key: "testing".into(),
+                admin: true,
+            }],
+        },
+    };
+    let proxy_config = dir.join("proxy.toml");
+    std::fs::write(&proxy_config, toml::to_string(&proxy)?)?;
+    Ok(Layout {
+        node_configs,
+        proxy_config,
+        logs,
+    })
+}
+
+fn abs(p: &Path) -> Result<PathBuf> {
+    Ok(std::path::absolute(p)?)
+}
+
+fn spawn(role: &str, config: &Path, log: &Path) -> Result<Child> {
+    let exe = std::env::current_exe()?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Command::new(exe)
+        .arg(role)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {role}"))
+}
+
+fn wait_healthy(addr: &str, deadline: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn run(args: UpArgs) -> Result<()> {
+    let layout = prepare(&args)?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for cfg in &layout.node_configs {
+        let name = cfg
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let log = layout.logs.join(format!("{name}.log"));
+        children.push((name, spawn("storage-node", cfg, &log)?));
+    }
+    children.push((
+        "proxy".into(),
+        spawn(
+            "proxy",
+            &layout.proxy_config,
+            &layout.logs.join("proxy.log"),
+        )?,
+    ));
+    let proxy_addr = format!("127.0.0.1:{}", args.proxy_port);
+    if !wait_healthy(&proxy_addr, Duration::from_secs(20)) {
+        stop(&mut children);
+        bail!("the proxy did not start; see {}", layout.logs.display());
+    }
+    println!(
+        "Nubo is up ({} storage nodes, data in {}).",
+        layout.node_configs.len(),
+        args.data_dir.display()
+    );
+    println!("  Swift:  http://{proxy_addr}/auth/v1.0   user test:tester   key testing");
+    println!("          swift -A http://{proxy_addr}/auth/v1.0 -U test:tester -K testing stat");
+    println!("  Logs:   {}", layout.logs.display());
+    println!("Ctrl-C stops every service.");
+
+    let stop_requested = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [libc_sigint(), libc_sigterm()] {
+        signal_hook_flag(sig, stop_requested.clone())?;
+    }
+    while !stop_requested.load(std::sync::atomic::Ordering::Relaxed) {
+        for (name, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!(
+                    "{name} exited ({status}); restart it with: nubo {} --config ...",
+                    if name == "proxy" {
+                        "proxy"
+                    } else {
+                        "storage-node"
+                    }
+                );
+            }
+        }
+        children.retain_mut(|(_, c)| !matches!(c.try_wait(), Ok(Some(_))));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("stopping...");
+    stop(&mut children);
+    Ok(())
+}
+
+fn stop(children: &mut [(String, Child)]) {
+    for (_, c) in children.iter() {
+        // SIGTERM: each service finishes what it is doing and exits.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (_, c) in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+fn libc_sigint() -> i32 {
+    2
+}
+fn libc_sigterm() -> i32 {
+    15
+}
+
+/// Sets `flag` when `signal` arrives, on a small tokio runtime thread.
+fn signal_hook_flag(
+    signal: i32,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let mut s =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal))
+                    .expect("signal handler");
+            s.recv().await;
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    });
+    Ok(())
+}
