@@ -31,3 +31,15 @@ fi
 # machine, so RocksDB and friends compile once rather than per clone.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nubo-target}"
 mkdir -p "$CARGO_TARGET_DIR"
+
+# Python clients the tests drive (python-swiftclient now; boto3, the aws CLI
+# and rclone with the S3 API), in a venv outside the checkout.
+export NUBO_VENV="${NUBO_VENV:-$HOME/.cache/nubo-venv}"
+PY_PACKAGES=(python-swiftclient==4.6.0)
+if [ ! -x "$NUBO_VENV/bin/python" ]; then
+  python3 -m venv "$NUBO_VENV"
+fi
+if ! "$NUBO_VENV/bin/python" -m pip show -q python-swiftclient >/dev/null 2>&1; then
+  echo "setup: installing ${PY_PACKAGES[*]} into $NUBO_VENV" >&2
+  "$NUBO_VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}"
+fi

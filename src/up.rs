@@ -204,7 +204,11 @@ pub fn run(args: UpArgs) -> Result<()> {
     for sig in [libc_sigint(), libc_sigterm()] {
         signal_hook_flag(sig, stop_requested.clone())?;
     }
-    while !stop_requested.load(std::sync::atomic::Ordering::Relaxed) {
+    // Stop with whoever launched us (a test harness, a terminal that closed).
+    let parent = std::os::unix::process::parent_id();
+    while !stop_requested.load(std::sync::atomic::Ordering::Relaxed)
+        && std::os::unix::process::parent_id() == parent
+    {
         for (name, child) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 eprintln!(

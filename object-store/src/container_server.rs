@@ -130,7 +130,7 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
     match result {
         Ok((existed, rec)) => {
             if method != Method::POST {
-                if let Err(e) = queue_account_update(&t, &rec) {
+                if let Err(e) = queue_account_update(&t, &rec, true) {
                     return db_error(e);
                 }
             }
@@ -145,7 +145,11 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// Queues this container's current stats for every primary of its account.
-fn queue_account_update(t: &Target<'_>, rec: &ContainerRecord) -> Result<(), DbError> {
+fn queue_account_update(
+    t: &Target<'_>,
+    rec: &ContainerRecord,
+    immediate: bool,
+) -> Result<(), DbError> {
     let ring = t.state.ring();
     let (_, account_part) = ring.locate(&[&rec.account]);
     let container_hash = ring.hasher().container(&rec.account, &rec.container);
@@ -169,6 +173,7 @@ fn queue_account_update(t: &Target<'_>, rec: &ContainerRecord) -> Result<(), DbE
                 container: rec.container.clone(),
                 row: row.clone(),
             },
+            immediate,
         })
         .collect();
     t.device.db.queue(&container_hash, &updates)?;
@@ -226,7 +231,7 @@ pub async fn handle_row(t: Target<'_>, req: Request<Incoming>) -> Response<Body>
             .await
             .expect("row update panicked");
     match result {
-        Ok(Some(rec)) => match queue_account_update(&t, &rec) {
+        Ok(Some(rec)) => match queue_account_update(&t, &rec, false) {
             Ok(()) => status(StatusCode::CREATED),
             Err(e) => db_error(e),
         },

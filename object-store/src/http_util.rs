@@ -8,6 +8,30 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body: a fixed buffer or a stream, erased to one type.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A body error from a message. A plain function, so that async blocks do
+/// not have to prove `From` for every lifetime.
+pub fn box_error(msg: &'static str) -> BoxError {
+    msg.into()
+}
+
+/// Reads a whole body of at most `limit` bytes; `None` if it is larger or
+/// breaks off.
+pub async fn collect_limited<B>(mut body: B, limit: usize) -> Option<Bytes>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            if out.len() + data.len() > limit {
+                return None;
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Some(out.freeze())
+}
+
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})

@@ -123,6 +123,7 @@ fn owed_updates(
                 object: t.names[2].clone(),
                 row: row.clone(),
             },
+            immediate: true,
         })
         .collect())
 }
@@ -280,7 +281,12 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         return not_found_at(rec.timestamp.max(rec.meta_timestamp));
     }
     // One range is served here; the proxy splits multi-range requests.
-    let range = crate::range::resolve(header_str(req.headers(), "range").as_deref(), rec.size);
+    // A large-object manifest is assembled by the proxy, which applies the
+    // client's range to the whole; the manifest itself is always sent whole.
+    let manifest = rec.headers.contains_key("x-static-large-object")
+        || rec.headers.contains_key("x-object-manifest");
+    let range_header = header_str(req.headers(), "range").filter(|_| !manifest);
+    let range = crate::range::resolve(range_header.as_deref(), rec.size);
     let (first, last, partial) = match range {
         Ranges::Parts(p) if p.len() == 1 => (p[0].0, p[0].1, true),
         Ranges::Parts(_) | Ranges::Whole => (0, rec.size.saturating_sub(1), false),

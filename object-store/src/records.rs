@@ -146,6 +146,10 @@ pub struct Target {
 pub struct PendingUpdate {
     pub target: Target,
     pub update: Update,
+    /// Sent at once rather than with the once-a-second stats (a container
+    /// created or deleted shows in its account's listing right away).
+    #[serde(default)]
+    pub immediate: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -34,7 +34,7 @@ pub async fn run(state: Arc<NodeState>) {
             more |= queued.len() == BATCH;
             let due: Vec<_> = queued
                 .into_iter()
-                .filter(|(_, u)| send_stats || matches!(u.update, Update::ObjectRow { .. }))
+                .filter(|(_, u)| send_stats || u.immediate)
                 .collect();
             let results: Vec<(Vec<u8>, PendingUpdate, bool)> = futures_util::stream::iter(due)
                 .map(|(key, update)| {

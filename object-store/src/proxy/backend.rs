@@ -314,9 +314,11 @@ impl Backend {
             if failure.is_some() {
                 // Abort every node's body so that nothing is committed.
                 for tx in senders.iter().flatten() {
-                    let _ =
-                        tokio::time::timeout(node_timeout, tx.send(Err("upload aborted".into())))
-                            .await;
+                    let _ = tokio::time::timeout(
+                        node_timeout,
+                        tx.send(Err(crate::http_util::box_error("upload aborted"))),
+                    )
+                    .await;
                 }
             }
             drop(senders);
@@ -484,7 +486,10 @@ fn timed_body(body: Incoming, timeout: std::time::Duration) -> Body {
             Ok(Some(Ok(f))) => Some((Ok(f), Some(body))),
             Ok(Some(Err(e))) => Some((Err(Box::new(e) as BoxError), None)),
             Ok(None) => None,
-            Err(_) => Some((Err("node read timed out".into()), None)),
+            Err(_) => Some((
+                Err(crate::http_util::box_error("node read timed out")),
+                None,
+            )),
         }
     });
     BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream)))

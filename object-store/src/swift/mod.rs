@@ -2,11 +2,14 @@
 //! listings, metadata, ranges, conditionals, copies and expiry, with large
 //! objects, bulk delete and TempURL in their own modules.
 
+pub mod bulk;
 pub mod conditional;
 pub mod info;
+pub mod large_objects;
 pub mod listing;
 pub mod names;
 pub mod tempauth;
+pub mod tempurl;
 
 use crate::container_server::CONTAINER_META;
 use crate::http_util::{
@@ -70,14 +73,56 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
     match token.and_then(|t| state.auth.check(&t)) {
         Some(id) if id.account == path.account && id.admin => {}
         Some(Identity { .. }) => return text(StatusCode::FORBIDDEN, "Forbidden"),
-        None => return text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        None => {
+            let signed = tempurl::from_query(&query_pairs(req.uri().query()));
+            let granted = match (&signed, &path.container, &path.object) {
+                (Some(s), Some(c), Some(_)) => {
+                    let keys = temp_url_keys(state, &path.account, c).await;
+                    let full_path = format!("/v1/{rest}");
+                    let decoded = percent_encoding::percent_decode_str(&full_path)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    tempurl::valid(s, req.method().as_str(), &decoded, &keys, unix_now())
+                }
+                _ => false,
+            };
+            if !granted {
+                return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+            }
+        }
     }
     let a = path.account.clone();
     match (path.container, path.object) {
+        (None, _) if req.method() == Method::POST && query_value(&req, "bulk-delete").is_some() => {
+            bulk::handle(state, req, &a).await
+        }
         (None, _) => account(state, req, a).await,
         (Some(c), None) => container(state, req, a, c).await,
         (Some(c), Some(o)) => object(state, req, a, c, o).await,
     }
+}
+
+/// The TempURL keys of an account and a container (metadata).
+async fn temp_url_keys(state: &ProxyState, a: &str, c: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (path, prefix) in [
+        (Path::Account(a.into()), "x-account-meta-temp-url-key"),
+        (
+            Path::Container(a.into(), c.into()),
+            "x-container-meta-temp-url-key",
+        ),
+    ] {
+        let r = state
+            .backend
+            .read(Method::HEAD, &path, HeaderMap::new(), None)
+            .await;
+        for suffix in ["", "-2"] {
+            if let Some(k) = header_str(r.headers(), &format!("{prefix}{suffix}")) {
+                keys.push(k.into_owned());
+            }
+        }
+    }
+    keys
 }
 
 fn query_value(req: &Request<Incoming>, key: &str) -> Option<String> {
@@ -435,26 +480,10 @@ async fn object(
             })
         }
         "DELETE" => {
-            let out = state
-                .backend
-                .write(
-                    Method::DELETE,
-                    &path,
-                    with_timestamp(HeaderMap::new()),
-                    Bytes::new(),
-                    |i, h| {
-                        let targets = container_update_targets(state, &a, &c);
-                        if let Some(t) = targets.get(i) {
-                            set_header(
-                                h,
-                                "x-nubo-container-update",
-                                &serde_json::to_string(t).expect("json"),
-                            );
-                        }
-                    },
-                )
-                .await;
-            status(out.status)
+            if query_value(&req, "multipart-manifest").as_deref() == Some("delete") {
+                return large_objects::delete_manifest(state, &req, &a, &c, &o).await;
+            }
+            status(delete_object(state, &a, &c, &o).await)
         }
         _ => status(StatusCode::METHOD_NOT_ALLOWED),
     }
@@ -513,7 +542,6 @@ pub async fn put_object(
     if let Err(e) = check_metadata(headers, "object") {
         return text(StatusCode::BAD_REQUEST, e);
     }
-    let _ = query;
     let mut h = metadata_headers(
         headers,
         &[
@@ -576,17 +604,13 @@ pub async fn put_object(
     } else if let Some(n) = length {
         set_header(&mut h, "content-length", &n.to_string());
     }
-    let h = with_timestamp(h);
-    let targets = container_update_targets(state, a, c);
-    let out = state
-        .backend
-        .put_object(
-            &Path::Object(a.into(), c.into(), o.into()),
-            h,
-            body,
-            targets,
-        )
-        .await;
+    if query_pairs(query)
+        .iter()
+        .any(|(k, v)| k == "multipart-manifest" && v == "put")
+    {
+        return large_objects::put_manifest(state, h, body, a, c, o).await;
+    }
+    let out = store_object(state, h, body, a, c, o).await;
     let mut r = status(out.status);
     if out.status.is_success() {
         *r.status_mut() = StatusCode::CREATED;
@@ -608,6 +632,52 @@ pub async fn put_object(
         *r.status_mut() = StatusCode::ACCEPTED;
     }
     r
+}
+
+/// Writes an object with the headers given (timestamp added) and its
+/// listing rows owed to the container's servers.
+pub async fn store_object(
+    state: &ProxyState,
+    h: HeaderMap,
+    body: Body,
+    a: &str,
+    c: &str,
+    o: &str,
+) -> crate::proxy::backend::WriteOutcome {
+    let targets = container_update_targets(state, a, c);
+    state
+        .backend
+        .put_object(
+            &Path::Object(a.into(), c.into(), o.into()),
+            with_timestamp(h),
+            body,
+            targets,
+        )
+        .await
+}
+
+/// Deletes one object (tombstones at quorum, listing rows queued).
+pub async fn delete_object(state: &ProxyState, a: &str, c: &str, o: &str) -> StatusCode {
+    let targets = container_update_targets(state, a, c);
+    state
+        .backend
+        .write(
+            Method::DELETE,
+            &Path::Object(a.into(), c.into(), o.into()),
+            with_timestamp(HeaderMap::new()),
+            Bytes::new(),
+            |i, h| {
+                if let Some(t) = targets.get(i) {
+                    set_header(
+                        h,
+                        "x-nubo-container-update",
+                        &serde_json::to_string(t).expect("json"),
+                    );
+                }
+            },
+        )
+        .await
+        .status
 }
 
 /// The whole object (large objects assembled), for copies and GETs.
@@ -644,6 +714,10 @@ async fn get_object(state: &ProxyState, req: Request<Incoming>, path: Path) -> R
             }
         }
         return r;
+    }
+    let manifest_get = query_value(&req, "multipart-manifest").as_deref() == Some("get");
+    if !manifest_get && large_objects::is_large(&parts.headers) {
+        return large_objects::get(state, &req, &path, parts.headers).await;
     }
     let etag = header_str(&parts.headers, "etag")
         .map(|e| e.into_owned())
@@ -736,7 +810,9 @@ fn multi_range(
             set_header(&mut h, "range", &format!("bytes={a}-{b}"));
             let resp = backend.read(Method::GET, &path, h, None).await;
             if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
-                let _ = tx.send(Err("range read failed".into())).await;
+                let _ = tx
+                    .send(Err(crate::http_util::box_error("range read failed")))
+                    .await;
                 return;
             }
             let mut body = resp.into_body();

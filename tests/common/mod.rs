@@ -1,0 +1,296 @@
+//! A real local cluster for integration tests: `nubo up` on free loopback
+//! ports with a temporary data directory. It stops when the test process
+//! exits (`nubo up` follows its parent).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn nubo() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nubo"))
+}
+
+pub struct Cluster {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub proxy_port: u16,
+    pub node_base_port: u16,
+    pub nodes: u16,
+    restarted: Vec<Child>,
+}
+
+fn free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// `count` consecutive free ports, distinct across the tests of this process.
+fn ports(count: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    loop {
+        let base = seed.wrapping_add(NEXT.fetch_add(count, Ordering::Relaxed)) % 40_000 + 20_000;
+        if (base..base + count).all(free) {
+            return base;
+        }
+    }
+}
+
+impl Cluster {
+    pub fn start(nodes: u16) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = ports(nodes + 1);
+        let (proxy_port, node_base_port) = (base, base + 1);
+        let child = Command::new(nubo())
+            .args(["up", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--nodes",
+                &nodes.to_string(),
+                "--proxy-port",
+                &proxy_port.to_string(),
+                "--node-base-port",
+                &node_base_port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nubo up starts");
+        let c = Cluster {
+            child,
+            dir,
+            proxy_port,
+            node_base_port,
+            nodes,
+            restarted: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let all_up = std::iter::once(proxy_port)
+                .chain((0..nodes).map(|n| node_base_port + n))
+                .all(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
+            if all_up {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "cluster did not start; logs in {}",
+            c.dir.path().join("logs").display()
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy_port)
+    }
+
+    pub fn node_config(&self, n: u16) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("node-{}.toml", self.node_base_port + n))
+    }
+
+    /// SIGKILLs storage node `n` (0-based).
+    pub fn kill_node(&self, n: u16) {
+        let cfg = self.node_config(n);
+        let st = Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(cfg.to_string_lossy().as_ref())
+            .status()
+            .expect("pkill");
+        assert!(st.success(), "no process for {}", cfg.display());
+        let port = self.node_base_port + n;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts storage node `n` again, as its own process.
+    pub fn restart_node(&mut self, n: u16) {
+        let child = Command::new(nubo())
+            .arg("storage-node")
+            .arg("--config")
+            .arg(self.node_config(n))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        self.restarted.push(child);
+        let port = self.node_base_port + n;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "node {n} did not restart");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// (storage URL, token) for the dev user.
+    pub fn login(&self) -> (String, String) {
+        let r = ureq::get(&format!("{}/auth/v1.0", self.url()))
+            .set("X-Auth-User", "test:tester")
+            .set("X-Auth-Key", "testing")
+            .call()
+            .expect("auth");
+        (
+            r.header("x-storage-url").unwrap().to_string(),
+            r.header("x-auth-token").unwrap().to_string(),
+        )
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.restarted.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// A response: status, lower-case headers, body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP request over a raw socket: full control over what is sent
+/// (bad paths, missing lengths), and any status is just a status.
+pub fn raw(port: u16, head: &str, body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> Resp {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&buf[..split]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: buf[split + 4..].to_vec(),
+    }
+}
+
+/// A client for the Swift API with a token.
+pub struct Swift {
+    pub url: String,
+    pub token: String,
+    agent: ureq::Agent,
+}
+
+impl Swift {
+    pub fn new(cluster: &Cluster) -> Swift {
+        let (url, token) = cluster.login();
+        Swift {
+            url,
+            token,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(120))
+                .build(),
+        }
+    }
+
+    /// `path` is appended to the storage URL (`""`, `/c`, `/c/o?x=y`).
+    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.send(method, &format!("{}{path}", self.url), headers, body, true)
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        with_token: bool,
+    ) -> Resp {
+        let mut r = self.agent.request(method, url);
+        if with_token {
+            r = r.set("X-Auth-Token", &self.token);
+        }
+        for (k, v) in headers {
+            r = r.set(k, v);
+        }
+        let result = if body.is_empty() && matches!(method, "GET" | "HEAD" | "DELETE") {
+            r.call()
+        } else {
+            r.send_bytes(body)
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_ascii_lowercase(),
+                    resp.header(&n).unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader().read_to_end(&mut body).unwrap();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
