@@ -6,6 +6,6 @@ source scripts/setup.sh
 
 cargo build --release --bin nubo
 NUBO="$CARGO_TARGET_DIR/release/nubo"
-# `nubo up` (a local cluster with every service) arrives with the object
-# store; until then this shows what the binary offers.
-exec "$NUBO" --help
+# A local cluster: 3 storage nodes, the proxy on :8080, dev credentials.
+# Flags pass through: ./scripts/up.sh --data-dir /tmp/n --proxy-port 9080
+exec "$NUBO" up "$@"

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn cluster() -> &'static Cluster {
     static C: OnceLock<Cluster> = OnceLock::new();
-    C.get_or_init(|| Cluster::start(3))
+    C.get_or_init(|| Cluster::start_shared("swift_api-cluster", 3))
 }
 
 fn swift() -> Swift {
@@ -23,6 +23,7 @@ fn md5_hex(b: &[u8]) -> String {
 }
 
 /// Listings are updated asynchronously; wait until `check` holds.
+#[track_caller]
 fn eventually(mut check: impl FnMut() -> bool) {
     for _ in 0..100 {
         if check() {
@@ -31,6 +32,29 @@ fn eventually(mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("condition not reached within 5 s");
+}
+
+/// Each replica's view of a container, straight from the storage nodes.
+fn container_replicas(container: &str) -> Vec<String> {
+    let c = cluster();
+    let out = std::process::Command::new(common::nubo())
+        .args(["ring", "lookup"])
+        .arg(c.data_dir().join("object.ring"))
+        .args(["AUTH_test", container, "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let part = v["partition"].as_u64().unwrap();
+    v["primaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let head = format!("GET /cont/{}/{part}/AUTH_test/{container} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", d["device"].as_str().unwrap());
+            let r = raw(d["port"].as_u64().unwrap() as u16, &head, b"");
+            format!("{} count={:?} body={}", r.status, r.header("x-container-object-count"), r.text())
+        })
+        .collect()
 }
 
 #[test]
@@ -119,6 +143,23 @@ fn containers_objects_and_metadata() {
     assert_eq!(head.header("x-object-meta-mood"), Some("happy"));
     assert_eq!(head.header("x-object-meta-lang"), None);
     assert_eq!(head.header("content-length"), Some("11"));
+    // If-None-Match: * refuses to overwrite; types are guessed from extensions.
+    assert_eq!(
+        s.req("PUT", "/meta/greeting.txt", &[("If-None-Match", "*")], body)
+            .status,
+        412
+    );
+    assert_eq!(
+        s.req("PUT", "/meta/page.html", &[("If-None-Match", "*")], b"<p>")
+            .status,
+        201
+    );
+    assert_eq!(
+        s.req("HEAD", "/meta/page.html", &[], b"")
+            .header("content-type"),
+        Some("text/html")
+    );
+    assert_eq!(s.req("DELETE", "/meta/page.html", &[], b"").status, 204);
     // A client ETag that does not match: 422, nothing stored.
     let wrong = s.req(
         "PUT",
@@ -139,9 +180,14 @@ fn containers_objects_and_metadata() {
         Some("qa")
     );
     eventually(|| {
-        s.req("HEAD", "/meta", &[], b"")
+        let ok = s
+            .req("HEAD", "/meta", &[], b"")
             .header("x-container-object-count")
-            == Some("1")
+            == Some("1");
+        if !ok {
+            eprintln!("replicas: {:?}", container_replicas("meta"));
+        }
+        ok
     });
     // Not empty: 409; empty: 204; gone: 404.
     assert_eq!(s.req("DELETE", "/meta", &[], b"").status, 409);

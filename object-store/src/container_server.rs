@@ -9,12 +9,14 @@ use crate::records::{
     ContainerRecord, ContainerRow, MetaMap, ObjectRow, PendingUpdate, Target as UpdateTarget,
     Update,
 };
-use crate::storage_node::Target;
+use crate::storage_node::{NodeState, Target};
 use crate::timestamp::Timestamp;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use ring_tools::NameHash;
 use serde_json::json;
+use std::sync::Arc;
 
 /// Metadata headers carried by a PUT/POST, stamped with its timestamp. An
 /// empty value removes the key.
@@ -64,6 +66,13 @@ pub fn list_params(query: Option<&str>) -> ListParams {
 fn db_error(e: DbError) -> Response<Body> {
     match e {
         DbError::NotFound => status(StatusCode::NOT_FOUND),
+        DbError::Deleted(ts) => {
+            // The deletion's time lets the proxy rank it against a replica
+            // that has not heard of it yet.
+            let mut r = status(StatusCode::NOT_FOUND);
+            set_header(r.headers_mut(), "x-backend-timestamp", &ts.to_string());
+            r
+        }
         DbError::NotEmpty => text(
             StatusCode::CONFLICT,
             "There was a conflict when trying to complete your request.",
@@ -83,11 +92,10 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
             let params = list_params(req.uri().query());
             let head = req.method() == Method::HEAD;
             let result = tokio::task::spawn_blocking(move || {
-                let rec = dev
-                    .db
-                    .container(part, &hash)?
-                    .filter(|r| r.exists())
-                    .ok_or(DbError::NotFound)?;
+                let rec = dev.db.container(part, &hash)?.ok_or(DbError::NotFound)?;
+                if !rec.exists() {
+                    return Err(DbError::Deleted(rec.delete_timestamp));
+                }
                 let rows = if head {
                     Vec::new()
                 } else {
@@ -144,13 +152,13 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Queues this container's current stats for every primary of its account.
-fn queue_account_update(
-    t: &Target<'_>,
+/// This container's current stats, owed to every primary of its account.
+fn account_updates(
+    t: &NodeState,
     rec: &ContainerRecord,
     immediate: bool,
-) -> Result<(), DbError> {
-    let ring = t.state.ring();
+) -> Vec<(NameHash, PendingUpdate)> {
+    let ring = t.ring();
     let (_, account_part) = ring.locate(&[&rec.account]);
     let container_hash = ring.hasher().container(&rec.account, &rec.container);
     let row = ContainerRow {
@@ -160,23 +168,36 @@ fn queue_account_update(
         bytes_used: rec.bytes_used,
         stats_timestamp: Timestamp::now(),
     };
-    let updates: Vec<PendingUpdate> = ring
-        .primaries(account_part)
-        .map(|d| PendingUpdate {
-            target: UpdateTarget {
-                addr: d.node_addr(),
-                device: d.device.clone(),
-                partition: account_part,
-            },
-            update: Update::ContainerRow {
-                account: rec.account.clone(),
-                container: rec.container.clone(),
-                row: row.clone(),
-            },
-            immediate,
+    ring.primaries(account_part)
+        .map(|d| {
+            (
+                container_hash,
+                PendingUpdate {
+                    target: UpdateTarget {
+                        addr: d.node_addr(),
+                        device: d.device.clone(),
+                        partition: account_part,
+                    },
+                    update: Update::ContainerRow {
+                        account: rec.account.clone(),
+                        container: rec.container.clone(),
+                        row: row.clone(),
+                    },
+                    immediate,
+                },
+            )
         })
-        .collect();
-    t.device.db.queue(&container_hash, &updates)?;
+        .collect()
+}
+
+fn queue_account_update(
+    t: &Target<'_>,
+    rec: &ContainerRecord,
+    immediate: bool,
+) -> Result<(), DbError> {
+    t.device
+        .db
+        .queue(&account_updates(t.state, rec, immediate))?;
     t.state.updates_queued.notify_one();
     Ok(())
 }
@@ -209,33 +230,64 @@ fn listing_response(rec: &ContainerRecord, rows: &[Listed<ObjectRow>]) -> Respon
     resp
 }
 
-/// A listing row from an object server.
-pub async fn handle_row(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+/// One row of a batch (`PUT /rows/{device}`): object servers deliver the
+/// rows they owe one device together, applied with a single WAL sync.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct BatchedRow {
+    pub partition: u32,
+    pub account: String,
+    pub container: String,
+    pub object: String,
+    pub row: ObjectRow,
+}
+
+pub async fn handle_rows(
+    state: Arc<NodeState>,
+    device: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.method() != Method::PUT {
         return status(StatusCode::METHOD_NOT_ALLOWED);
     }
+    let dev = match state.device(device) {
+        Ok(d) => d,
+        Err(e) => return text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
+    };
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let row: ObjectRow = match serde_json::from_slice(&body) {
+    let rows: Vec<BatchedRow> = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad row: {e}")),
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad rows: {e}")),
     };
-    let (a, c, o) = (t.names[0].clone(), t.names[1].clone(), t.names[2].clone());
-    let hash = t.state.ring().hasher().container(&a, &c);
-    let dev = t.device.clone();
-    let part = t.partition;
-    let result =
-        tokio::task::spawn_blocking(move || dev.db.apply_object_row(part, &hash, &a, &c, &o, &row))
-            .await
-            .expect("row update panicked");
+    let st = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let ring = st.ring();
+        let mut owed = Vec::new();
+        for r in &rows {
+            let hash = ring.hasher().container(&r.account, &r.container);
+            if let Some(rec) = dev.db.apply_object_row(
+                r.partition,
+                &hash,
+                &r.account,
+                &r.container,
+                &r.object,
+                &r.row,
+            )? {
+                owed.extend(account_updates(&st, &rec, false));
+            }
+        }
+        dev.db.sync()?;
+        dev.db.queue(&owed)
+    })
+    .await
+    .expect("row batch panicked");
     match result {
-        Ok(Some(rec)) => match queue_account_update(&t, &rec, false) {
-            Ok(()) => status(StatusCode::CREATED),
-            Err(e) => db_error(e),
-        },
-        Ok(None) => status(StatusCode::ACCEPTED),
+        Ok(()) => {
+            state.updates_queued.notify_one();
+            status(StatusCode::CREATED)
+        }
         Err(e) => db_error(e),
     }
 }

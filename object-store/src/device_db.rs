@@ -39,6 +39,9 @@ pub enum DbError {
     Conflict(Timestamp),
     #[error("not found")]
     NotFound,
+    /// Deleted at this time.
+    #[error("deleted at {0}")]
+    Deleted(Timestamp),
     #[error("container is not empty")]
     NotEmpty,
 }
@@ -337,7 +340,8 @@ impl DeviceDb {
     }
 
     /// Applies one object row to a container listing if it is newer than the
-    /// row held, keeping the container's counters. Returns the container
+    /// row held, keeping the container's counters. Not synced: callers apply
+    /// a batch of rows and then [`DeviceDb::sync`] once. Returns the container
     /// record after the change, or `None` when the row was not newer.
     pub fn apply_object_row(
         &self,
@@ -372,7 +376,7 @@ impl DeviceDb {
         let mut batch = WriteBatch::default();
         batch.put(&rkey, encode(row));
         batch.put(&ckey, encode(&rec));
-        self.db.write_opt(batch, &synced())?;
+        self.db.write(batch)?;
         Ok(Some(rec))
     }
 
@@ -585,15 +589,22 @@ impl DeviceDb {
 
     // ---- the queue of updates owed to other nodes ----
 
+    /// Queues a listing row with the object write that owes it. Each write's
+    /// row has its own key (the row's timestamp is part of it): this path
+    /// does not hold the queue key's lock, so it must never overwrite an
+    /// entry that the updater may be removing.
     fn queue_into(&self, batch: &mut WriteBatch, about: &NameHash, update: &PendingUpdate) {
-        batch.put(queue_key(about, &update.target), encode(update));
+        let mut key = queue_key(about, &update.target);
+        key.extend_from_slice(&update.update.timestamp().0.to_be_bytes());
+        batch.put(key, encode(update));
     }
 
-    /// Queues updates on their own (container stats owed to accounts). A newer
-    /// update for the same thing and target replaces an older one.
-    pub fn queue(&self, about: &NameHash, updates: &[PendingUpdate]) -> DbResult<()> {
+    /// Queues updates on their own (container stats owed to accounts), in
+    /// one synced batch. A newer update for the same thing and target
+    /// replaces an older one.
+    pub fn queue(&self, updates: &[(NameHash, PendingUpdate)]) -> DbResult<()> {
         let mut batch = WriteBatch::default();
-        for u in updates {
+        for (about, u) in updates {
             let key = queue_key(about, &u.target);
             let _g = self.lock(&key);
             if let Some(old) = self.get::<PendingUpdate>(&key)? {
@@ -604,6 +615,12 @@ impl DeviceDb {
             batch.put(key, encode(u));
         }
         self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable (after a series of unsynced writes).
+    pub fn sync(&self) -> DbResult<()> {
+        self.db.flush_wal(true)?;
         Ok(())
     }
 

@@ -92,20 +92,73 @@ impl TempObject {
     pub async fn commit(mut self, dest: PathBuf) -> io::Result<()> {
         let mut file = self.file.take().expect("committed once");
         file.flush().await?;
-        file.sync_all().await?;
+        file.sync_data().await?;
         drop(file);
         let from = self.path.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let dir = dest.parent().expect("data paths have a parent");
-            std::fs::create_dir_all(dir)?;
-            std::fs::rename(&from, &dest)?;
-            std::fs::File::open(dir)?.sync_all()
-        })
-        .await
-        .map_err(io::Error::other)??;
+        tokio::task::spawn_blocking(move || install(&from, &dest))
+            .await
+            .map_err(io::Error::other)??;
         self.path = PathBuf::new();
         Ok(())
     }
+}
+
+impl ObjectFiles {
+    /// Writes a body already in memory durably, all in the calling (blocking)
+    /// thread: one hop to the blocking pool instead of one per system call.
+    pub fn write_whole(&self, dest: &Path, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let temp = self.root.join("tmp").join(format!(
+            "{}.{}.tmp",
+            crate::timestamp::Timestamp::now(),
+            std::process::id()
+        ));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            f.write_all(data)?;
+            f.sync_data()?;
+            drop(f);
+            install(&temp, dest)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+/// Renames a synced temp file into place and makes the new name durable:
+/// the object's directory is fsynced, and so is the parent of every
+/// directory this had to create.
+fn install(from: &Path, dest: &Path) -> io::Result<()> {
+    let dir = dest.parent().expect("data paths have a parent");
+    match std::fs::rename(from, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut created = Vec::new();
+            let mut d = dir;
+            while !d.exists() {
+                created.push(d.to_path_buf());
+                d = d.parent().expect("the device root exists");
+            }
+            for c in created.iter().rev() {
+                match std::fs::create_dir(c) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            std::fs::rename(from, dest)?;
+            for c in &created {
+                std::fs::File::open(c.parent().expect("has a parent"))?.sync_all()?;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Drop for TempObject {

@@ -141,23 +141,29 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         .map(|v| v.into_owned())
         .unwrap_or_else(|| "application/octet-stream".into());
 
-    // Refuse early what is already known to be older.
-    let dev = t.device.clone();
-    match tokio::task::spawn_blocking(move || dev.db.object(t.partition, &hash)).await {
-        Ok(Ok(Some(old))) if old.timestamp >= ts => {
-            return db_error(DbError::Conflict(old.timestamp))
+    let small = expected_len.is_some_and(|n| n <= SMALL_OBJECT);
+    if !small {
+        // Refuse early what is already known to be older, before streaming.
+        let dev = t.device.clone();
+        match tokio::task::spawn_blocking(move || dev.db.object(t.partition, &hash)).await {
+            Ok(Ok(Some(old))) if old.timestamp >= ts => {
+                return db_error(DbError::Conflict(old.timestamp))
+            }
+            Ok(Err(e)) => return db_error(e),
+            _ => {}
         }
-        Ok(Err(e)) => return db_error(e),
-        _ => {}
     }
-
-    let mut temp = match t.device.files.create_temp().await {
-        Ok(f) => f,
-        Err(e) => return io_error(e),
-    };
     let mut md5 = Md5::new();
     let mut b3 = blake3::Hasher::new();
     let mut size = 0u64;
+    let mut in_memory = Vec::new();
+    let mut temp = None;
+    if !small {
+        temp = match t.device.files.create_temp().await {
+            Ok(f) => Some(f),
+            Err(e) => return io_error(e),
+        };
+    }
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
@@ -169,8 +175,14 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             md5.update(&data);
             b3.update(&data);
             size += data.len() as u64;
-            if let Err(e) = temp.write(&data).await {
-                return io_error(e);
+            match temp.as_mut() {
+                Some(f) => {
+                    if let Err(e) = f.write(&data).await {
+                        return io_error(e);
+                    }
+                }
+                None if size <= SMALL_OBJECT => in_memory.extend_from_slice(&data),
+                None => return text(StatusCode::BAD_REQUEST, "body longer than Content-Length"),
             }
         }
     }
@@ -215,15 +227,32 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         Err(r) => return r,
     };
     let dest = t.device.files.data_path(t.partition, &hash, ts);
-    if let Err(e) = temp.commit(dest.clone()).await {
-        return io_error(e);
+    if let Some(temp) = temp {
+        if let Err(e) = temp.commit(dest.clone()).await {
+            return io_error(e);
+        }
     }
     let dev = t.device.clone();
     let part = t.partition;
-    let result =
-        tokio::task::spawn_blocking(move || dev.db.put_object(part, &hash, &record, &owed))
-            .await
-            .expect("metadata write panicked");
+    let file = dest.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        if small {
+            // File and record in one trip to the blocking pool.
+            if let Some(old) = dev.db.object(part, &hash).map_err(PutError::Db)? {
+                if old.timestamp >= ts {
+                    return Err(PutError::Db(DbError::Conflict(old.timestamp)));
+                }
+            }
+            dev.files
+                .write_whole(&file, &in_memory)
+                .map_err(PutError::Io)?;
+        }
+        dev.db
+            .put_object(part, &hash, &record, &owed)
+            .map_err(PutError::Db)
+    })
+    .await
+    .expect("object write panicked");
     match result {
         Ok(old) => {
             t.state.updates_queued.notify_one();
@@ -235,10 +264,23 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             r
         }
         Err(e) => {
-            let _ = tokio::fs::remove_file(&dest).await;
-            db_error(e)
+            if !matches!(e, PutError::Db(DbError::Conflict(_))) || !small {
+                let _ = tokio::fs::remove_file(&dest).await;
+            }
+            match e {
+                PutError::Db(e) => db_error(e),
+                PutError::Io(e) => io_error(e),
+            }
         }
     }
+}
+
+/// Bodies up to this size are received in memory and written in one go.
+const SMALL_OBJECT: u64 = 1 << 20;
+
+enum PutError {
+    Db(DbError),
+    Io(std::io::Error),
 }
 
 fn not_found_at(ts: Timestamp) -> Response<Body> {

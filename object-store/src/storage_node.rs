@@ -5,7 +5,7 @@
 //! Internal API (path segments percent-encoded):
 //! - `/obj/{device}/{partition}/{account}/{container}/{object}`: PUT GET HEAD POST DELETE
 //! - `/cont/{device}/{partition}/{account}/{container}`: PUT GET HEAD POST DELETE
-//! - `/cont/{device}/{partition}/{account}/{container}/{object}`: PUT (listing row)
+//! - `/rows/{device}`: PUT (a batch of listing rows for containers on the device)
 //! - `/acct/{device}/{partition}/{account}`: GET HEAD POST
 //! - `/acct/{device}/{partition}/{account}/{container}`: PUT (listing row)
 //! - `/healthcheck`
@@ -161,6 +161,9 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
     if segments.len() == 1 && segments[0] == "healthcheck" {
         return text(StatusCode::OK, "OK");
     }
+    if segments.len() == 2 && segments[0] == "rows" {
+        return container_server::handle_rows(state.clone(), &segments[1], req).await;
+    }
     if segments.len() < 4 {
         return text(StatusCode::BAD_REQUEST, "bad internal path");
     }
@@ -181,7 +184,6 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
     match (kind.as_str(), target.names.len()) {
         ("obj", 3) => object_server::handle(target, req).await,
         ("cont", 2) => container_server::handle(target, req).await,
-        ("cont", 3) => container_server::handle_row(target, req).await,
         ("acct", 1) => account_server::handle(target, req).await,
         ("acct", 2) => account_server::handle_row(target, req).await,
         _ => text(StatusCode::BAD_REQUEST, "bad internal path"),

@@ -4,6 +4,7 @@
 //! container costs its account one update a second, not one per object).
 //! An update stays queued, on disk, until its target acknowledges it.
 
+use crate::container_server::BatchedRow;
 use crate::http_util::{encode, full};
 use crate::records::{PendingUpdate, Update};
 use crate::storage_node::NodeState;
@@ -13,6 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 512;
+
+/// Queued updates (with their queue keys) sent in one request.
+type Job = Vec<(Vec<u8>, PendingUpdate)>;
 const CONCURRENCY: usize = 16;
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -36,24 +40,41 @@ pub async fn run(state: Arc<NodeState>) {
                 .into_iter()
                 .filter(|(_, u)| send_stats || u.immediate)
                 .collect();
-            let results: Vec<(Vec<u8>, PendingUpdate, bool)> = futures_util::stream::iter(due)
-                .map(|(key, update)| {
+            // Listing rows for one device travel together; stats one by one.
+            let mut jobs: Vec<Job> = Vec::new();
+            let mut by_target: std::collections::HashMap<(String, String), usize> =
+                Default::default();
+            for (key, u) in due {
+                match &u.update {
+                    Update::ObjectRow { .. } => {
+                        let k = (u.target.addr.clone(), u.target.device.clone());
+                        let i = *by_target.entry(k).or_insert_with(|| {
+                            jobs.push(Vec::new());
+                            jobs.len() - 1
+                        });
+                        jobs[i].push((key, u));
+                    }
+                    Update::ContainerRow { .. } => jobs.push(vec![(key, u)]),
+                }
+            }
+            let results: Vec<(Job, bool)> = futures_util::stream::iter(jobs)
+                .map(|job| {
                     let state = state.clone();
                     async move {
-                        let ok = deliver(&state, &update).await;
-                        (key, update, ok)
+                        let ok = deliver(&state, &job).await;
+                        (job, ok)
                     }
                 })
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
-            let delivered: Vec<_> = results
-                .into_iter()
-                .filter_map(|(k, u, ok)| {
-                    failed |= !ok;
-                    ok.then_some((k, u))
-                })
-                .collect();
+            let mut delivered = Vec::new();
+            for (job, ok) in results {
+                failed |= !ok;
+                if ok {
+                    delivered.extend(job);
+                }
+            }
             let dev = device.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 for (k, u) in delivered {
@@ -70,24 +91,33 @@ pub async fn run(state: Arc<NodeState>) {
     }
 }
 
-async fn deliver(state: &NodeState, p: &PendingUpdate) -> bool {
+async fn deliver(state: &NodeState, job: &[(Vec<u8>, PendingUpdate)]) -> bool {
+    let p = &job[0].1;
     let (path, body) = match &p.update {
-        Update::ObjectRow {
-            account,
-            container,
-            object,
-            row,
-        } => (
-            format!(
-                "/cont/{}/{}/{}/{}/{}",
-                encode(&p.target.device),
-                p.target.partition,
-                encode(account),
-                encode(container),
-                encode(object)
-            ),
-            serde_json::to_vec(row),
-        ),
+        Update::ObjectRow { .. } => {
+            let rows: Vec<BatchedRow> = job
+                .iter()
+                .filter_map(|(_, u)| match &u.update {
+                    Update::ObjectRow {
+                        account,
+                        container,
+                        object,
+                        row,
+                    } => Some(BatchedRow {
+                        partition: u.target.partition,
+                        account: account.clone(),
+                        container: container.clone(),
+                        object: object.clone(),
+                        row: row.clone(),
+                    }),
+                    Update::ContainerRow { .. } => None,
+                })
+                .collect();
+            (
+                format!("/rows/{}", encode(&p.target.device)),
+                serde_json::to_vec(&rows),
+            )
+        }
         Update::ContainerRow {
             account,
             container,
@@ -111,11 +141,12 @@ async fn deliver(state: &NodeState, p: &PendingUpdate) -> bool {
         .expect("valid request");
     match state.client.send(&p.target.addr, req).await {
         Ok(resp) => {
-            let ok = resp.status().is_success();
+            let status = resp.status();
+            let ok = status.is_success();
             // Drain so the connection can be reused.
             let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
             if !ok {
-                tracing::debug!(target = %p.target.addr, "listing update refused");
+                tracing::warn!(target = %p.target.addr, status = %status, "listing update refused");
             }
             ok
         }

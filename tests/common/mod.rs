@@ -15,9 +15,26 @@ pub fn nubo() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nubo"))
 }
 
+/// Where a cluster keeps its data: a temp dir removed on drop, or a fixed
+/// directory (for a cluster shared by a whole test binary, which is never
+/// dropped) cleared when the next run starts.
+pub enum DataDir {
+    Temp(tempfile::TempDir),
+    Fixed(PathBuf),
+}
+
+impl DataDir {
+    pub fn path(&self) -> &Path {
+        match self {
+            DataDir::Temp(t) => t.path(),
+            DataDir::Fixed(p) => p,
+        }
+    }
+}
+
 pub struct Cluster {
     child: Child,
-    pub dir: tempfile::TempDir,
+    pub dir: DataDir,
     pub proxy_port: u16,
     pub node_base_port: u16,
     pub nodes: u16,
@@ -42,7 +59,18 @@ fn ports(count: u16) -> u16 {
 
 impl Cluster {
     pub fn start(nodes: u16) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Cluster::start_in(DataDir::Temp(tempfile::tempdir().expect("temp dir")), nodes)
+    }
+
+    /// A cluster whose data lives in `name` under Cargo's target tmp dir.
+    pub fn start_shared(name: &str, nodes: u16) -> Cluster {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Cluster::start_in(DataDir::Fixed(dir), nodes)
+    }
+
+    fn start_in(dir: DataDir, nodes: u16) -> Cluster {
         let base = ports(nodes + 1);
         let (proxy_port, node_base_port) = (base, base + 1);
         let child = Command::new(nubo())

@@ -215,10 +215,16 @@ async fn listing(
     };
     let fmt = listing::format(query_value(req, "format").as_deref(), req.headers());
     let is_account = matches!(path, Path::Account(_));
-    let resp = state
-        .backend
-        .read(Method::GET, &path, HeaderMap::new(), Some(&q))
-        .await;
+    // HEAD asks every replica and the newest answer wins (a container just
+    // deleted on a quorum is gone even if one replica has not heard yet).
+    let resp = if req.method() == Method::HEAD {
+        state.backend.head_newest(&path, HeaderMap::new()).await
+    } else {
+        state
+            .backend
+            .read(Method::GET, &path, HeaderMap::new(), Some(&q))
+            .await
+    };
     let (parts, body) = resp.into_parts();
     let (headers, entries) = if parts.status.is_success() {
         let bytes = match body.collect().await {
@@ -359,12 +365,7 @@ pub async fn container_exists(state: &ProxyState, a: &str, c: &str) -> bool {
     }
     let r = state
         .backend
-        .read(
-            Method::HEAD,
-            &Path::Container(a.into(), c.into()),
-            HeaderMap::new(),
-            None,
-        )
+        .head_newest(&Path::Container(a.into(), c.into()), HeaderMap::new())
         .await;
     let exists = r.status().is_success();
     state.remember_container(a, c, exists);
@@ -489,6 +490,36 @@ async fn object(
     }
 }
 
+/// The type Swift (Python's `mimetypes`) would guess from an extension.
+pub fn guess_content_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "text" | "log" => "text/plain",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "csv" => "text/csv",
+        "js" => "text/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "mp3" => "audio/mpeg",
+        "mp4" => "video/mp4",
+        "iso" => "application/x-iso9660-image",
+        _ => "application/octet-stream",
+    }
+}
+
 /// X-Delete-After becomes X-Delete-At; a time in the past is refused.
 fn expiry_header(from: &HeaderMap, to: &mut HeaderMap) -> Result<(), Response<Body>> {
     to.remove("x-delete-after");
@@ -559,6 +590,25 @@ pub async fn put_object(
     }
     if !container_exists(state, a, c).await {
         return text(StatusCode::NOT_FOUND, "Container not found");
+    }
+    if let Some(v) = header_str(headers, "if-none-match") {
+        if v.trim() != "*" {
+            return text(StatusCode::BAD_REQUEST, "If-None-Match only supports *");
+        }
+        let existing = state
+            .backend
+            .head_newest(
+                &Path::Object(a.into(), c.into(), o.into()),
+                HeaderMap::new(),
+            )
+            .await;
+        if existing.status().is_success() {
+            return status(StatusCode::PRECONDITION_FAILED);
+        }
+    }
+    if !h.contains_key("content-type") {
+        // As Swift: guessed from the name's extension when not given.
+        set_header(&mut h, "content-type", guess_content_type(o));
     }
     let mut body = body;
     if let Some(source) = header_str(headers, "x-copy-from") {
