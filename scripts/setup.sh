@@ -35,11 +35,15 @@ mkdir -p "$CARGO_TARGET_DIR"
 # Python clients the tests drive (python-swiftclient now; boto3, the aws CLI
 # and rclone with the S3 API), in a venv outside the checkout.
 export NUBO_VENV="${NUBO_VENV:-$HOME/.cache/nubo-venv}"
-PY_PACKAGES=(python-swiftclient==4.6.0)
+PY_PACKAGES=(python-swiftclient==4.6.0 boto3)
 if [ ! -x "$NUBO_VENV/bin/python" ]; then
   python3 -m venv "$NUBO_VENV"
 fi
-if ! "$NUBO_VENV/bin/python" -m pip show -q python-swiftclient >/dev/null 2>&1; then
-  echo "setup: installing ${PY_PACKAGES[*]} into $NUBO_VENV" >&2
-  "$NUBO_VENV/bin/python" -m pip install -q "${PY_PACKAGES[@]}"
+missing_py=()
+for p in "${PY_PACKAGES[@]}"; do
+  "$NUBO_VENV/bin/python" -m pip show -q "${p%%=*}" >/dev/null 2>&1 || missing_py+=("$p")
+done
+if [ ${#missing_py[@]} -gt 0 ]; then
+  echo "setup: installing ${missing_py[*]} into $NUBO_VENV" >&2
+  "$NUBO_VENV/bin/python" -m pip install -q "${missing_py[@]}"
 fi

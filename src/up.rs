@@ -123,6 +123,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
                 admin: true,
             }],
         },
+        s3_domain: "s3.localhost".into(),
     };
     let proxy_config = dir.join("proxy.toml");
     std::fs::write(&proxy_config, toml::to_string(&proxy)?)?;

@@ -73,6 +73,13 @@ pub struct ProxyConfig {
     #[serde(default = "node_ms")]
     pub node_timeout_ms: u64,
     pub auth: AuthConfig,
+    /// Virtual-host style S3: `<bucket>.<s3_domain>` names a bucket.
+    #[serde(default = "s3_domain")]
+    pub s3_domain: String,
+}
+
+fn s3_domain() -> String {
+    "s3.localhost".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -70,6 +70,51 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses the listing form written by [`Timestamp::iso8601`].
+    pub fn from_iso8601(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let micros = match s.get(19..) {
+            Some(f) if f.starts_with('.') && f.len() > 1 => {
+                let digits: String = f[1..].chars().take(6).collect();
+                format!("{digits:0<6}").parse::<i64>().ok()?
+            }
+            _ => 0,
+        };
+        // Days from civil (Howard Hinnant).
+        let y = if mo <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (mo + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+        if secs < 0 {
+            return None;
+        }
+        Some(Timestamp(
+            secs as u64 * TICKS_PER_SECOND + micros as u64 / 10,
+        ))
+    }
+
+    pub fn to_system_time(self) -> std::time::SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_micros(self.0 * 10)
+    }
+}
+
 /// Days-from-civil inverse (Howard Hinnant's algorithm), to avoid a date crate
 /// for one formatting routine.
 fn civil_from_unix(secs: u64) -> (u64, u64, u64, u64, u64, u64) {
@@ -161,6 +206,13 @@ mod tests {
     fn formats_dates() {
         let t = Timestamp::from_secs(1_700_000_000);
         assert_eq!(t.iso8601(), "2023-11-14T22:13:20.000000");
+        let u: Timestamp = "1795500043.03176".parse().unwrap();
+        assert_eq!(Timestamp::from_iso8601(&u.iso8601()), Some(u));
+        assert_eq!(
+            Timestamp::from_iso8601("2000-02-29T00:00:00"),
+            Some(Timestamp::from_secs(951_782_400))
+        );
+        assert_eq!(Timestamp::from_iso8601("garbage"), None);
         assert_eq!(t.http_date(), "Tue, 14 Nov 2023 22:13:20 GMT");
     }
 }

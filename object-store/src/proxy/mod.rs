@@ -1,6 +1,6 @@
 //! The proxy: stateless front door of the object store. Loads the ring (and
 //! reloads it when the file changes), authenticates, and serves the Swift
-//! API under `/v1/` and TempAuth under `/auth/v1.0`.
+//! API under `/v1/`, TempAuth under `/auth/v1.0`, and S3 everywhere else.
 
 pub mod backend;
 
@@ -21,6 +21,7 @@ pub struct ProxyState {
     pub config: ProxyConfig,
     pub backend: Arc<Backend>,
     pub auth: TempAuth,
+    pub s3: s3s::service::S3Service,
     /// Containers seen to exist recently (Swift caches this in memcache).
     known_containers: Mutex<HashMap<(String, String), Instant>>,
 }
@@ -30,7 +31,8 @@ const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
 impl ProxyState {
     pub fn new(config: ProxyConfig) -> anyhow::Result<Arc<ProxyState>> {
         let ring = Arc::new(LiveRing::open(&config.ring, None)?);
-        Ok(Arc::new(ProxyState {
+        Ok(Arc::new_cyclic(|me| ProxyState {
+            s3: crate::s3::service(me.clone(), &config),
             backend: Arc::new(Backend {
                 ring,
                 client: NodeClient::new(timeouts(
@@ -103,10 +105,7 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
             let rest = rest.to_string();
             swift::handle(&state, req, &rest).await
         } else {
-            text(
-                StatusCode::NOT_IMPLEMENTED,
-                "Only the Swift API (/v1/) is served so far",
-            )
+            crate::s3::handle(&state.s3, req).await
         };
     let h = resp.headers_mut();
     set_header(h, "x-trans-id", &trans_id);

@@ -266,7 +266,8 @@ async fn segments(
 /// bytes (or the requested range of them) streamed in order.
 pub async fn get(
     state: &ProxyState,
-    req: &Request<Incoming>,
+    method: &Method,
+    request_headers: &HeaderMap,
     path: &Path,
     headers: HeaderMap,
 ) -> Response<Body> {
@@ -287,14 +288,14 @@ pub async fn get(
         .and_then(|t| t.parse::<crate::timestamp::Timestamp>().ok())
         .map(|t| t.secs())
         .unwrap_or(0);
-    if let Some(st) = conditional::check(req.method(), req.headers(), &etag, modified) {
+    if let Some(st) = conditional::check(method, request_headers, &etag, modified) {
         return status(st);
     }
     let mut out_headers = public_headers(&headers);
     set_header(&mut out_headers, "etag", &format!("\"{etag}\""));
     out_headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
     let (first, last, partial) =
-        match range::resolve(header_str(req.headers(), "range").as_deref(), total) {
+        match range::resolve(header_str(request_headers, "range").as_deref(), total) {
             Ranges::Whole => (0, total.saturating_sub(1), false),
             Ranges::Parts(p) if p.len() == 1 => (p[0].0, p[0].1, true),
             // Several ranges of a large object: served whole, which RFC 9110 allows.
@@ -321,7 +322,7 @@ pub async fn get(
     if total > MAX_OBJECT_SIZE * 1000 {
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let body = if req.method() == Method::HEAD || len == 0 {
+    let body = if *method == Method::HEAD || len == 0 {
         crate::http_util::empty()
     } else {
         stream_segments(state, path, segs, first, last)

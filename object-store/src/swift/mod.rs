@@ -148,7 +148,7 @@ fn metadata_headers(h: &HeaderMap, kinds: &[&str], kind: &str) -> HeaderMap {
     out
 }
 
-fn with_timestamp(mut h: HeaderMap) -> HeaderMap {
+pub(crate) fn with_timestamp(mut h: HeaderMap) -> HeaderMap {
     set_header(&mut h, "x-timestamp", &Timestamp::now().to_string());
     h
 }
@@ -743,8 +743,22 @@ fn modified_secs(h: &HeaderMap) -> u64 {
 }
 
 async fn get_object(state: &ProxyState, req: Request<Incoming>, path: Path) -> Response<Body> {
-    let method = req.method().clone();
-    let range_header = header_str(req.headers(), "range").map(|r| r.into_owned());
+    let manifest_get = query_value(&req, "multipart-manifest").as_deref() == Some("get");
+    read_object(state, req.method(), req.headers(), &path, manifest_get).await
+}
+
+/// GET or HEAD of an object as a client asked for it (range, conditions),
+/// large objects assembled unless `manifest_get`. Shared by Swift and S3.
+pub async fn read_object(
+    state: &ProxyState,
+    method: &Method,
+    request_headers: &HeaderMap,
+    path: &Path,
+    manifest_get: bool,
+) -> Response<Body> {
+    let method = method.clone();
+    let path = path.clone();
+    let range_header = header_str(request_headers, "range").map(|r| r.into_owned());
     let multi = range_header.as_deref().is_some_and(|r| r.contains(','));
     let resp = if method == Method::HEAD || multi {
         state.backend.head_newest(&path, HeaderMap::new()).await
@@ -765,16 +779,18 @@ async fn get_object(state: &ProxyState, req: Request<Incoming>, path: Path) -> R
         }
         return r;
     }
-    let manifest_get = query_value(&req, "multipart-manifest").as_deref() == Some("get");
     if !manifest_get && large_objects::is_large(&parts.headers) {
-        return large_objects::get(state, &req, &path, parts.headers).await;
+        return large_objects::get(state, &method, request_headers, &path, parts.headers).await;
     }
     let etag = header_str(&parts.headers, "etag")
         .map(|e| e.into_owned())
         .unwrap_or_default();
-    if let Some(st) =
-        conditional::check(&method, req.headers(), &etag, modified_secs(&parts.headers))
-    {
+    if let Some(st) = conditional::check(
+        &method,
+        request_headers,
+        &etag,
+        modified_secs(&parts.headers),
+    ) {
         let mut r = status(st);
         set_header(r.headers_mut(), "etag", &etag);
         return r;

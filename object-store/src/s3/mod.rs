@@ -1,0 +1,403 @@
+//! The S3 API on the proxy, built on `s3s` (routing, XML, SigV4 including
+//! presigned URLs and aws-chunked bodies). A bucket is a container of the
+//! account that owns the access key; objects are the same objects the Swift
+//! API serves (`x-amz-meta-*` is `x-object-meta-*`).
+
+mod auth;
+mod bucket;
+mod object;
+
+use crate::http_util::Body;
+use crate::proxy::ProxyState;
+use base64::Engine;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use s3s::dto::*;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{s3_error, S3Request, S3Result};
+use std::sync::{Arc, Weak};
+
+pub use auth::VirtualHosts;
+
+/// The S3 implementation: every operation turns into Swift-level reads and
+/// writes through the proxy's backend.
+pub struct NuboS3 {
+    state: Weak<ProxyState>,
+}
+
+impl NuboS3 {
+    fn state(&self) -> S3Result<Arc<ProxyState>> {
+        self.state
+            .upgrade()
+            .ok_or_else(|| s3_error!(ServiceUnavailable))
+    }
+}
+
+/// The storage account (`AUTH_<account>`) of the request's access key.
+fn account_of<T>(req: &S3Request<T>) -> S3Result<String> {
+    let creds = req
+        .credentials
+        .as_ref()
+        .ok_or_else(|| s3_error!(AccessDenied))?;
+    let (account, _) = creds
+        .access_key
+        .split_once(':')
+        .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
+    Ok(format!(
+        "{}{account}",
+        crate::swift::tempauth::RESELLER_PREFIX
+    ))
+}
+
+pub fn service(state: Weak<ProxyState>, config: &crate::config::ProxyConfig) -> S3Service {
+    let mut b = S3ServiceBuilder::new(NuboS3 { state });
+    b.set_auth(auth::Keys::from_config(&config.auth));
+    b.set_host(VirtualHosts::new(&config.s3_domain));
+    b.build()
+}
+
+/// Serves one S3 request.
+pub async fn handle(service: &S3Service, req: Request<Incoming>) -> Response<Body> {
+    let request_id = format!(
+        "{:016X}",
+        u64::from_be_bytes(crate::proxy::rand_bytes::<8>())
+    );
+    let req = req.map(s3s::Body::from);
+    let mut resp = match service.call(req).await {
+        Ok(r) => r.map(|b| {
+            b.map_err(|e| -> crate::http_util::BoxError { e.to_string().into() })
+                .boxed_unsync()
+        }),
+        Err(e) => {
+            tracing::error!(error = ?e, "S3 request failed");
+            crate::http_util::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    };
+    crate::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
+    resp
+}
+
+fn ok<T>(output: T) -> S3Result<s3s::S3Response<T>> {
+    Ok(s3s::S3Response::new(output))
+}
+
+#[async_trait::async_trait]
+impl s3s::S3 for NuboS3 {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<s3s::S3Response<ListBucketsOutput>> {
+        ok(bucket::list_buckets(&*self.state()?, &account_of(&req)?).await?)
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<s3s::S3Response<CreateBucketOutput>> {
+        let name = req.input.bucket.clone();
+        bucket::create(&*self.state()?, &account_of(&req)?, &name).await?;
+        ok(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        })
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<s3s::S3Response<HeadBucketOutput>> {
+        bucket::require(&*self.state()?, &account_of(&req)?, &req.input.bucket).await?;
+        ok(HeadBucketOutput {
+            bucket_region: Some(REGION.into()),
+            ..Default::default()
+        })
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<s3s::S3Response<DeleteBucketOutput>> {
+        bucket::delete(&*self.state()?, &account_of(&req)?, &req.input.bucket).await?;
+        ok(DeleteBucketOutput {})
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketLocationOutput>> {
+        bucket::require(&*self.state()?, &account_of(&req)?, &req.input.bucket).await?;
+        // us-east-1 is reported as an empty constraint, as AWS does.
+        ok(GetBucketLocationOutput {
+            location_constraint: None,
+        })
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<s3s::S3Response<ListObjectsOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        let max = max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let marker = i.marker.clone().unwrap_or_default();
+        let keys = bucket::list_keys(
+            &*self.state()?,
+            &account,
+            &i.bucket,
+            bucket::KeyQuery {
+                prefix: &prefix,
+                delimiter: i.delimiter.as_deref(),
+                marker: &marker,
+                max_keys: max,
+                fetch_owner: true,
+            },
+        )
+        .await?;
+        let url = url_encoding(i.encoding_type.as_ref());
+        ok(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(url.apply(&prefix)),
+            marker: Some(url.apply(&marker)),
+            max_keys: Some(max as i32),
+            is_truncated: Some(keys.truncated),
+            next_marker: if keys.truncated && i.delimiter.is_some() {
+                keys.last.as_deref().map(|l| url.apply(l))
+            } else {
+                None
+            },
+            delimiter: i.delimiter.map(|d| url.apply(&d)),
+            encoding_type: i.encoding_type,
+            contents: Some(url.objects(keys.objects)),
+            common_prefixes: Some(url.prefixes(keys.prefixes)),
+            ..Default::default()
+        })
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<s3s::S3Response<ListObjectsV2Output>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        let max = max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        // The continuation token is the last key (or prefix) of the page before.
+        let after = match &i.continuation_token {
+            Some(t) => String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map_err(|_| s3_error!(InvalidArgument, "bad continuation token"))?,
+            )
+            .map_err(|_| s3_error!(InvalidArgument, "bad continuation token"))?,
+            None => i.start_after.clone().unwrap_or_default(),
+        };
+        let keys = bucket::list_keys(
+            &*self.state()?,
+            &account,
+            &i.bucket,
+            bucket::KeyQuery {
+                prefix: &prefix,
+                delimiter: i.delimiter.as_deref(),
+                marker: &after,
+                max_keys: max,
+                fetch_owner: i.fetch_owner.unwrap_or(false),
+            },
+        )
+        .await?;
+        let url = url_encoding(i.encoding_type.as_ref());
+        let count = keys.objects.len() + keys.prefixes.len();
+        ok(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(url.apply(&prefix)),
+            max_keys: Some(max as i32),
+            key_count: Some(count as i32),
+            is_truncated: Some(keys.truncated),
+            continuation_token: i.continuation_token,
+            next_continuation_token: keys
+                .truncated
+                .then(|| {
+                    keys.last
+                        .as_deref()
+                        .map(|l| base64::engine::general_purpose::STANDARD.encode(l))
+                })
+                .flatten(),
+            start_after: i.start_after.map(|s| url.apply(&s)),
+            delimiter: i.delimiter.map(|d| url.apply(&d)),
+            encoding_type: i.encoding_type,
+            contents: Some(url.objects(keys.objects)),
+            common_prefixes: Some(url.prefixes(keys.prefixes)),
+            ..Default::default()
+        })
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<s3s::S3Response<ListObjectVersionsOutput>> {
+        // Buckets are unversioned: every current object is version `null`.
+        let account = account_of(&req)?;
+        let i = req.input;
+        let max = max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let marker = i.key_marker.clone().unwrap_or_default();
+        let keys = bucket::list_keys(
+            &*self.state()?,
+            &account,
+            &i.bucket,
+            bucket::KeyQuery {
+                prefix: &prefix,
+                delimiter: i.delimiter.as_deref(),
+                marker: &marker,
+                max_keys: max,
+                fetch_owner: true,
+            },
+        )
+        .await?;
+        let url = url_encoding(i.encoding_type.as_ref());
+        let versions = keys
+            .objects
+            .into_iter()
+            .map(|o| ObjectVersion {
+                key: o.key.map(|k| url.apply(&k)),
+                e_tag: o.e_tag,
+                size: o.size,
+                last_modified: o.last_modified,
+                owner: o.owner,
+                is_latest: Some(true),
+                version_id: Some("null".into()),
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            })
+            .collect();
+        ok(ListObjectVersionsOutput {
+            name: Some(i.bucket),
+            prefix: Some(url.apply(&prefix)),
+            key_marker: Some(url.apply(&marker)),
+            max_keys: Some(max as i32),
+            is_truncated: Some(keys.truncated),
+            next_key_marker: if keys.truncated {
+                keys.last.as_deref().map(|l| url.apply(l))
+            } else {
+                None
+            },
+            next_version_id_marker: keys.truncated.then(|| "null".to_string()),
+            delimiter: i.delimiter.map(|d| url.apply(&d)),
+            encoding_type: i.encoding_type,
+            versions: Some(versions),
+            common_prefixes: Some(url.prefixes(keys.prefixes)),
+            ..Default::default()
+        })
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<s3s::S3Response<PutObjectOutput>> {
+        let account = account_of(&req)?;
+        ok(object::put(&*self.state()?, &account, req.input, &req.headers).await?)
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectOutput>> {
+        let account = account_of(&req)?;
+        let ranged = req.input.range.is_some();
+        let out = object::get(&*self.state()?, &account, req.input).await?;
+        let mut resp = s3s::S3Response::new(out);
+        if ranged {
+            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        Ok(resp)
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<s3s::S3Response<HeadObjectOutput>> {
+        let account = account_of(&req)?;
+        ok(object::head_object(&*self.state()?, &account, req.input).await?)
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<s3s::S3Response<DeleteObjectOutput>> {
+        let account = account_of(&req)?;
+        object::delete(&*self.state()?, &account, &req.input.bucket, &req.input.key).await?;
+        let mut resp = s3s::S3Response::new(DeleteObjectOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<s3s::S3Response<DeleteObjectsOutput>> {
+        let account = account_of(&req)?;
+        ok(object::delete_many(&*self.state()?, &account, req.input).await?)
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<s3s::S3Response<CopyObjectOutput>> {
+        let account = account_of(&req)?;
+        ok(object::copy(&*self.state()?, &account, req.input, &req.headers).await?)
+    }
+}
+
+const REGION: &str = "us-east-1";
+
+fn max_keys(requested: Option<i32>) -> S3Result<usize> {
+    match requested {
+        None => Ok(1000),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+/// `encoding-type=url`: keys and prefixes in the response are URL-encoded.
+struct UrlEncoding(bool);
+
+fn url_encoding(e: Option<&EncodingType>) -> UrlEncoding {
+    UrlEncoding(e.is_some_and(|e| e.as_str() == EncodingType::URL))
+}
+
+impl UrlEncoding {
+    fn apply(&self, s: &str) -> String {
+        if self.0 {
+            percent_encoding::utf8_percent_encode(s, S3_KEY).to_string()
+        } else {
+            s.to_string()
+        }
+    }
+    fn objects(&self, objects: Vec<Object>) -> Vec<Object> {
+        objects
+            .into_iter()
+            .map(|mut o| {
+                o.key = o.key.map(|k| self.apply(&k));
+                o
+            })
+            .collect()
+    }
+    fn prefixes(&self, prefixes: Vec<String>) -> Vec<CommonPrefix> {
+        prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(self.apply(&p)),
+            })
+            .collect()
+    }
+}
+
+/// What AWS leaves unencoded in keys: unreserved characters and `/`.
+const S3_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');

@@ -1,0 +1,98 @@
+"""boto3 against Nubo's S3 API: buckets, objects, listings, copies, errors.
+
+Run by tests/s3_clients.rs with the endpoint in NUBO_S3_ENDPOINT."""
+import os
+import boto3
+import botocore
+
+ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
+
+
+def client(secret="testing"):
+    return boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester",
+                        aws_secret_access_key=secret, region_name="us-east-1")
+
+
+def code(fn):
+    try:
+        fn()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("expected an error")
+
+
+s3 = client()
+s3.create_bucket(Bucket="boto-basic")
+assert code(lambda: s3.create_bucket(Bucket="boto-basic")) == "BucketAlreadyOwnedByYou"
+assert code(lambda: s3.create_bucket(Bucket="Bad_Name")) == "InvalidBucketName"
+assert "boto-basic" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+s3.head_bucket(Bucket="boto-basic")
+assert code(lambda: s3.head_bucket(Bucket="no-such-bucket")) in ("404", "NoSuchBucket")
+assert s3.get_bucket_location(Bucket="boto-basic").get("LocationConstraint") in (None, "")
+
+body = b"hello s3 " * 1000
+put = s3.put_object(Bucket="boto-basic", Key="dir/a.txt", Body=body, Metadata={"color": "red"}, ContentType="text/plain")
+got = s3.get_object(Bucket="boto-basic", Key="dir/a.txt")
+assert got["Body"].read() == body
+assert got["Metadata"] == {"color": "red"}, got["Metadata"]
+assert got["ContentType"] == "text/plain"
+assert got["ETag"] == put["ETag"]
+assert s3.get_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=0-4")["Body"].read() == b"hello"
+assert s3.head_object(Bucket="boto-basic", Key="dir/a.txt")["ContentLength"] == len(body)
+assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfMatch='"nope"')) == "PreconditionFailed"
+assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=999999-")) == "InvalidRange"
+over = s3.get_object(Bucket="boto-basic", Key="dir/a.txt", ResponseContentType="application/x-custom")
+assert over["ContentType"] == "application/x-custom"
+assert code(lambda: s3.get_object(Bucket="boto-basic", Key="missing")) == "NoSuchKey"
+assert code(lambda: s3.get_object(Bucket="no-such-bucket", Key="x")) == "NoSuchBucket"
+
+for k in ["dir/b.txt", "dir/sub/c.txt", "top.txt"]:
+    s3.put_object(Bucket="boto-basic", Key=k, Body=k.encode())
+import time
+for _ in range(100):
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="boto-basic").get("Contents", [])]
+    if len(keys) == 4:
+        break
+    time.sleep(0.05)
+assert keys == ["dir/a.txt", "dir/b.txt", "dir/sub/c.txt", "top.txt"], keys
+v2 = s3.list_objects_v2(Bucket="boto-basic", Delimiter="/")
+assert [p["Prefix"] for p in v2["CommonPrefixes"]] == ["dir/"]
+assert [o["Key"] for o in v2["Contents"]] == ["top.txt"]
+page = s3.list_objects_v2(Bucket="boto-basic", MaxKeys=2)
+assert page["IsTruncated"] and page["KeyCount"] == 2
+rest = s3.list_objects_v2(Bucket="boto-basic", ContinuationToken=page["NextContinuationToken"])
+assert [o["Key"] for o in rest["Contents"]] == ["dir/sub/c.txt", "top.txt"]
+assert [o["Key"] for o in s3.list_objects_v2(Bucket="boto-basic", StartAfter="dir/b.txt")["Contents"]] == ["dir/sub/c.txt", "top.txt"]
+v1 = s3.list_objects(Bucket="boto-basic", Prefix="dir/", Delimiter="/")
+assert [o["Key"] for o in v1["Contents"]] == ["dir/a.txt", "dir/b.txt"]
+versions = s3.list_object_versions(Bucket="boto-basic")
+assert all(v["VersionId"] == "null" for v in versions["Versions"])
+
+s3.copy_object(Bucket="boto-basic", Key="copy.txt", CopySource={"Bucket": "boto-basic", "Key": "dir/a.txt"})
+c = s3.get_object(Bucket="boto-basic", Key="copy.txt")
+assert c["Body"].read() == body and c["Metadata"] == {"color": "red"}
+s3.copy_object(Bucket="boto-basic", Key="copy.txt", CopySource={"Bucket": "boto-basic", "Key": "dir/a.txt"},
+               MetadataDirective="REPLACE", Metadata={"shape": "round"}, ContentType="text/x")
+c = s3.head_object(Bucket="boto-basic", Key="copy.txt")
+assert c["Metadata"] == {"shape": "round"} and c["ContentType"] == "text/x"
+assert code(lambda: s3.copy_object(Bucket="boto-basic", Key="x", CopySource={"Bucket": "boto-basic", "Key": "dir/a.txt"},
+                                   CopySourceIfMatch='"nope"')) == "PreconditionFailed"
+
+assert code(lambda: client("wrong").list_buckets()) == "SignatureDoesNotMatch"
+anon = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1", config=botocore.config.Config(signature_version=botocore.UNSIGNED))
+assert code(lambda: anon.list_objects_v2(Bucket="boto-basic")) == "AccessDenied"
+
+assert code(lambda: s3.delete_bucket(Bucket="boto-basic")) == "BucketNotEmpty"
+keys = ["dir/a.txt", "dir/b.txt", "dir/sub/c.txt", "top.txt", "copy.txt", "never-existed"]
+out = s3.delete_objects(Bucket="boto-basic", Delete={"Objects": [{"Key": k} for k in keys]})
+assert sorted(d["Key"] for d in out["Deleted"]) == sorted(keys), out
+quiet = s3.delete_objects(Bucket="boto-basic", Delete={"Objects": [{"Key": "x"}], "Quiet": True})
+assert not quiet.get("Deleted")
+for _ in range(100):
+    try:
+        s3.delete_bucket(Bucket="boto-basic")
+        break
+    except botocore.exceptions.ClientError:
+        time.sleep(0.05)
+assert code(lambda: s3.head_bucket(Bucket="boto-basic")) in ("404", "NoSuchBucket")
+print("boto3 basic: ok")

@@ -1,0 +1,49 @@
+//! The S3 API through the clients people use, against a real cluster.
+//! The clients are installed by `scripts/setup.sh` into `$NUBO_VENV`.
+
+mod common;
+use common::Cluster;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var("NUBO_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/nubo-venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "the client venv is missing at {}; run scripts/test.sh (it installs it)",
+        venv.display()
+    );
+    py
+}
+
+fn run_script(c: &Cluster, script: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out = Command::new(venv_python())
+        .arg(&path)
+        .env("NUBO_S3_ENDPOINT", c.url())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn boto3_buckets_objects_listings_copies_and_errors() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_basic.py");
+}
+
+#[test]
+fn what_one_api_writes_the_other_reads() {
+    let c = Cluster::start(3);
+    run_script(&c, "cross_api.py");
+}
