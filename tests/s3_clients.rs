@@ -47,3 +47,9 @@ fn what_one_api_writes_the_other_reads() {
     let c = Cluster::start(3);
     run_script(&c, "cross_api.py");
 }
+
+#[test]
+fn boto3_multipart_uploads() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_multipart.py");
+}

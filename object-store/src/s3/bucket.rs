@@ -2,7 +2,7 @@
 
 use crate::proxy::backend::Path;
 use crate::proxy::ProxyState;
-use crate::swift::with_timestamp;
+use crate::swift::{self, with_timestamp};
 use crate::timestamp::Timestamp;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -75,6 +75,28 @@ pub async fn create(state: &ProxyState, account: &str, bucket: &str) -> S3Result
     Ok(())
 }
 
+/// Creates a container if it does not exist (the multipart segments one).
+pub async fn ensure_container(state: &ProxyState, account: &str, name: &str) -> S3Result<()> {
+    if swift::container_exists(state, account, name).await {
+        return Ok(());
+    }
+    let out = state
+        .backend
+        .write(
+            Method::PUT,
+            &Path::Container(account.into(), name.into()),
+            with_timestamp(HeaderMap::new()),
+            Bytes::new(),
+            |_, _| {},
+        )
+        .await;
+    if !out.status.is_success() {
+        return Err(s3_error!(ServiceUnavailable));
+    }
+    state.remember_container(account, name, true);
+    Ok(())
+}
+
 pub async fn delete(state: &ProxyState, account: &str, bucket: &str) -> S3Result<()> {
     let out = state
         .backend
@@ -144,11 +166,15 @@ pub async fn list_buckets(state: &ProxyState, account: &str) -> S3Result<ListBuc
         }
         for e in &page {
             let name = e["name"].as_str().unwrap_or_default().to_string();
+            marker = name.clone();
+            if name.contains('+') {
+                // `<bucket>+segments`: multipart parts, not a bucket.
+                continue;
+            }
             let created = e["last_modified"]
                 .as_str()
                 .and_then(Timestamp::from_iso8601)
                 .unwrap_or_default();
-            marker = name.clone();
             buckets.push(Bucket {
                 name: Some(name),
                 creation_date: Some(created.to_system_time().into()),

@@ -5,6 +5,7 @@
 
 mod auth;
 mod bucket;
+mod multipart;
 mod object;
 
 use crate::http_util::Body;
@@ -339,6 +340,65 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<DeleteObjectsOutput>> {
         let account = account_of(&req)?;
         ok(object::delete_many(&*self.state()?, &account, req.input).await?)
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<s3s::S3Response<CreateMultipartUploadOutput>> {
+        let account = account_of(&req)?;
+        ok(multipart::create(&*self.state()?, &account, req.input, &req.headers).await?)
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<s3s::S3Response<UploadPartOutput>> {
+        let account = account_of(&req)?;
+        ok(multipart::upload_part(&*self.state()?, &account, req.input, &req.headers).await?)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<s3s::S3Response<UploadPartCopyOutput>> {
+        let account = account_of(&req)?;
+        ok(multipart::upload_part_copy(&*self.state()?, &account, req.input).await?)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<s3s::S3Response<CompleteMultipartUploadOutput>> {
+        let account = account_of(&req)?;
+        ok(multipart::complete(&*self.state()?, &account, req.input).await?)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<s3s::S3Response<AbortMultipartUploadOutput>> {
+        let account = account_of(&req)?;
+        let mut resp =
+            s3s::S3Response::new(multipart::abort(&*self.state()?, &account, req.input).await?);
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<s3s::S3Response<ListPartsOutput>> {
+        let account = account_of(&req)?;
+        ok(multipart::list_parts(&*self.state()?, &account, req.input).await?)
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<s3s::S3Response<ListMultipartUploadsOutput>> {
+        let account = account_of(&req)?;
+        ok(multipart::list_uploads(&*self.state()?, &account, req.input).await?)
     }
 
     async fn copy_object(

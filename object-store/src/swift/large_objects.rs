@@ -6,7 +6,7 @@
 //! - DLO: an object with `X-Object-Manifest: container/prefix`; its content is
 //!   every object under the prefix, in name order, at read time.
 
-use super::{channel_body, conditional, delete_object, public_headers, store_object};
+use super::{channel_body, conditional, delete_object, filtered_headers, store_object};
 use crate::http_util::{full, header_str, set_header, status, text, Body};
 use crate::proxy::backend::{Path, MAX_OBJECT_SIZE};
 use crate::proxy::ProxyState;
@@ -36,14 +36,15 @@ struct ManifestEntryIn {
 
 /// What is stored: Swift's manifest format.
 #[derive(Clone, Serialize, Deserialize)]
-struct Segment {
-    name: String,
-    hash: String,
-    bytes: u64,
+pub struct Segment {
+    /// `/container/object`
+    pub name: String,
+    pub hash: String,
+    pub bytes: u64,
     #[serde(default)]
-    content_type: String,
+    pub content_type: String,
     #[serde(default)]
-    last_modified: String,
+    pub last_modified: String,
 }
 
 fn split_segment_path(p: &str) -> Option<(String, String)> {
@@ -71,7 +72,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response<Body>> {
 
 pub async fn put_manifest(
     state: &ProxyState,
-    mut h: HeaderMap,
+    h: HeaderMap,
     body: Body,
     a: &str,
     c: &str,
@@ -149,22 +150,42 @@ pub async fn put_manifest(
             format!("Errors:\n{}", problems.join("\n")),
         );
     }
+    match store_manifest(state, h, &segments, a, c, o).await {
+        Ok(slo_etag) => {
+            let mut r = status(StatusCode::CREATED);
+            set_header(r.headers_mut(), "etag", &format!("\"{slo_etag}\""));
+            set_header(r.headers_mut(), "content-length", "0");
+            r
+        }
+        Err(st) => status(st),
+    }
+}
+
+/// Stores checked segments as a Static Large Object (no data is copied);
+/// returns the SLO ETag. S3's multipart completion uses it too.
+pub async fn store_manifest(
+    state: &ProxyState,
+    mut h: HeaderMap,
+    segments: &[Segment],
+    a: &str,
+    c: &str,
+    o: &str,
+) -> Result<String, StatusCode> {
     let total: u64 = segments.iter().map(|s| s.bytes).sum();
     let slo_etag = combined_etag(segments.iter().map(|s| s.hash.as_str()));
-    let manifest = serde_json::to_vec(&segments).expect("json");
+    let manifest = serde_json::to_vec(segments).expect("json");
     h.remove("etag");
+    h.remove("transfer-encoding");
     set_header(&mut h, "content-length", &manifest.len().to_string());
     set_header(&mut h, "x-static-large-object", "True");
     set_header(&mut h, "x-object-sysmeta-slo-etag", &slo_etag);
     set_header(&mut h, "x-object-sysmeta-slo-size", &total.to_string());
     let out = store_object(state, h, full(manifest), a, c, o).await;
-    if !out.status.is_success() {
-        return status(out.status);
+    if out.status.is_success() {
+        Ok(slo_etag)
+    } else {
+        Err(out.status)
     }
-    let mut r = status(StatusCode::CREATED);
-    set_header(r.headers_mut(), "etag", &format!("\"{slo_etag}\""));
-    set_header(r.headers_mut(), "content-length", "0");
-    r
 }
 
 /// The segments of a large object, in order.
@@ -288,10 +309,15 @@ pub async fn get(
         .and_then(|t| t.parse::<crate::timestamp::Timestamp>().ok())
         .map(|t| t.secs())
         .unwrap_or(0);
-    if let Some(st) = conditional::check(method, request_headers, &etag, modified) {
+    // An object completed through S3 multipart is compared by its S3 ETag
+    // (`md5-of-md5s-N`), which is what S3 clients send back.
+    let condition_etag = header_str(&headers, "x-object-sysmeta-s3-etag")
+        .map(|e| e.into_owned())
+        .unwrap_or_else(|| etag.clone());
+    if let Some(st) = conditional::check(method, request_headers, &condition_etag, modified) {
         return status(st);
     }
-    let mut out_headers = public_headers(&headers);
+    let mut out_headers = filtered_headers(&headers, true);
     set_header(&mut out_headers, "etag", &format!("\"{etag}\""));
     out_headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
     let (first, last, partial) =

@@ -155,12 +155,18 @@ pub(crate) fn with_timestamp(mut h: HeaderMap) -> HeaderMap {
 
 /// Drops headers that only nodes and proxies speak.
 fn public_headers(h: &HeaderMap) -> HeaderMap {
+    filtered_headers(h, false)
+}
+
+/// Drops what only nodes speak; with `keep_sysmeta`, system metadata stays
+/// (for the proxy's own front ends, e.g. S3's multipart ETag and checksums).
+fn filtered_headers(h: &HeaderMap, keep_sysmeta: bool) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (k, v) in h {
         let n = k.as_str();
         if n.starts_with("x-backend-")
             || n.starts_with("x-nubo-")
-            || n.contains("-sysmeta-")
+            || (n.contains("-sysmeta-") && !keep_sysmeta)
             || n == "x-put-timestamp"
             || n == "connection"
             || n == "transfer-encoding"
@@ -744,7 +750,10 @@ fn modified_secs(h: &HeaderMap) -> u64 {
 
 async fn get_object(state: &ProxyState, req: Request<Incoming>, path: Path) -> Response<Body> {
     let manifest_get = query_value(&req, "multipart-manifest").as_deref() == Some("get");
-    read_object(state, req.method(), req.headers(), &path, manifest_get).await
+    let mut resp = read_object(state, req.method(), req.headers(), &path, manifest_get).await;
+    let public = public_headers(resp.headers());
+    *resp.headers_mut() = public;
+    resp
 }
 
 /// GET or HEAD of an object as a client asked for it (range, conditions),
@@ -795,7 +804,7 @@ pub async fn read_object(
         set_header(r.headers_mut(), "etag", &etag);
         return r;
     }
-    let mut headers = public_headers(&parts.headers);
+    let mut headers = filtered_headers(&parts.headers, true);
     headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
     if method == Method::HEAD {
         let mut r = Response::new(empty());
@@ -820,7 +829,7 @@ pub async fn read_object(
                 let (p, b) = r.into_parts();
                 let mut out = Response::new(b);
                 *out.status_mut() = p.status;
-                *out.headers_mut() = public_headers(&p.headers);
+                *out.headers_mut() = filtered_headers(&p.headers, true);
                 out
             }
             Ranges::Parts(ranges) => multi_range(state, path, headers, ranges, size),

@@ -1,0 +1,80 @@
+"""Multipart uploads through boto3: parts, listing, completion rules, abort,
+UploadPartCopy with ranges, and the transfer manager's own multipart."""
+import hashlib
+import io
+import os
+import boto3
+import botocore
+from boto3.s3.transfer import TransferConfig
+
+ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
+s3 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester",
+                  aws_secret_access_key="testing", region_name="us-east-1")
+MiB = 1024 * 1024
+
+
+def code(fn):
+    try:
+        fn()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("expected an error")
+
+
+s3.create_bucket(Bucket="mpu")
+parts_data = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)]
+up = s3.create_multipart_upload(Bucket="mpu", Key="big/object.bin", ContentType="application/x-big", Metadata={"k": "v"})
+uid = up["UploadId"]
+assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="mpu").get("Uploads", [])] == [uid]
+etags = []
+for i, data in enumerate(parts_data, start=1):
+    r = s3.upload_part(Bucket="mpu", Key="big/object.bin", UploadId=uid, PartNumber=i, Body=data)
+    assert r["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    etags.append(r["ETag"])
+listed = s3.list_parts(Bucket="mpu", Key="big/object.bin", UploadId=uid)["Parts"]
+assert [p["PartNumber"] for p in listed] == [1, 2, 3] and listed[2]["Size"] == 1000
+parts = [{"PartNumber": i, "ETag": e} for i, e in enumerate(etags, start=1)]
+assert code(lambda: s3.complete_multipart_upload(Bucket="mpu", Key="big/object.bin", UploadId=uid,
+            MultipartUpload={"Parts": [parts[1], parts[0]]})) == "InvalidPartOrder"
+assert code(lambda: s3.complete_multipart_upload(Bucket="mpu", Key="big/object.bin", UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"0000"'}]})) == "InvalidPart"
+done = s3.complete_multipart_upload(Bucket="mpu", Key="big/object.bin", UploadId=uid, MultipartUpload={"Parts": parts})
+want = hashlib.md5(b"".join(bytes.fromhex(e.strip('"')) for e in etags)).hexdigest() + "-3"
+assert done["ETag"].strip('"') == want, (done["ETag"], want)
+got = s3.get_object(Bucket="mpu", Key="big/object.bin")
+whole = b"".join(parts_data)
+assert got["Body"].read() == whole
+assert got["ETag"].strip('"') == want and got["ContentType"] == "application/x-big" and got["Metadata"] == {"k": "v"}
+assert s3.get_object(Bucket="mpu", Key="big/object.bin", Range="bytes=5242870-5242889")["Body"].read() == whole[5242870:5242890]
+assert code(lambda: s3.list_parts(Bucket="mpu", Key="big/object.bin", UploadId=uid)) == "NoSuchUpload"
+assert [o["Key"] for o in s3.list_objects_v2(Bucket="mpu")["Contents"]] == ["big/object.bin"]
+assert "mpu+segments" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+# A small part before the last: EntityTooSmall.
+small = s3.create_multipart_upload(Bucket="mpu", Key="small")["UploadId"]
+e1 = s3.upload_part(Bucket="mpu", Key="small", UploadId=small, PartNumber=1, Body=b"a" * 100)["ETag"]
+e2 = s3.upload_part(Bucket="mpu", Key="small", UploadId=small, PartNumber=2, Body=b"b" * 100)["ETag"]
+assert code(lambda: s3.complete_multipart_upload(Bucket="mpu", Key="small", UploadId=small,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})) == "EntityTooSmall"
+s3.abort_multipart_upload(Bucket="mpu", Key="small", UploadId=small)
+assert code(lambda: s3.upload_part(Bucket="mpu", Key="small", UploadId=small, PartNumber=3, Body=b"c")) == "NoSuchUpload"
+assert s3.list_multipart_uploads(Bucket="mpu").get("Uploads", []) == []
+
+# UploadPartCopy with a range of an existing object.
+cp = s3.create_multipart_upload(Bucket="mpu", Key="copied")["UploadId"]
+r = s3.upload_part_copy(Bucket="mpu", Key="copied", UploadId=cp, PartNumber=1,
+                        CopySource={"Bucket": "mpu", "Key": "big/object.bin"}, CopySourceRange="bytes=0-5242879")
+r2 = s3.upload_part_copy(Bucket="mpu", Key="copied", UploadId=cp, PartNumber=2,
+                         CopySource={"Bucket": "mpu", "Key": "big/object.bin"}, CopySourceRange="bytes=10485760-10486759")
+s3.complete_multipart_upload(Bucket="mpu", Key="copied", UploadId=cp, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": r2["CopyPartResult"]["ETag"]}]})
+assert s3.get_object(Bucket="mpu", Key="copied")["Body"].read() == whole[:5 * MiB] + whole[10 * MiB:10 * MiB + 1000]
+
+# The transfer manager splits by itself.
+blob = os.urandom(17 * MiB)
+s3.upload_fileobj(io.BytesIO(blob), "mpu", "managed.bin", Config=TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB))
+assert s3.head_object(Bucket="mpu", Key="managed.bin")["ETag"].strip('"').endswith("-3")
+out = io.BytesIO()
+s3.download_fileobj("mpu", "managed.bin", out)
+assert out.getvalue() == blob
+print("boto3 multipart: ok")
