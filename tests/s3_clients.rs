@@ -20,20 +20,13 @@ fn venv_python() -> PathBuf {
 }
 
 fn run_script(c: &Cluster, script: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(script);
-    let out = Command::new(venv_python())
-        .arg(&path)
-        .env("NUBO_S3_ENDPOINT", c.url())
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let python = venv_python();
+    let mut cmd = if script.ends_with(".sh") { Command::new("bash") } else { Command::new(&python) };
+    // The venv's tools (aws, rclone) come first on PATH.
+    let path_var = format!("{}:{}", python.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let out = cmd.arg(&path).env("NUBO_S3_ENDPOINT", c.url()).env("PATH", path_var).output().expect("the client runs");
+    assert!(out.status.success(), "{script} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -52,4 +45,16 @@ fn what_one_api_writes_the_other_reads() {
 fn boto3_multipart_uploads() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_multipart.py");
+}
+
+#[test]
+fn aws_cli_high_level_and_s3api() {
+    let c = Cluster::start(3);
+    run_script(&c, "awscli.sh");
+}
+
+#[test]
+fn rclone_copy_sync_check_lsjson() {
+    let c = Cluster::start(3);
+    run_script(&c, "rclone.sh");
 }
