@@ -20,13 +20,33 @@ fn venv_python() -> PathBuf {
 }
 
 fn run_script(c: &Cluster, script: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
     let python = venv_python();
-    let mut cmd = if script.ends_with(".sh") { Command::new("bash") } else { Command::new(&python) };
+    let mut cmd = if script.ends_with(".sh") {
+        Command::new("bash")
+    } else {
+        Command::new(&python)
+    };
     // The venv's tools (aws, rclone) come first on PATH.
-    let path_var = format!("{}:{}", python.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
-    let out = cmd.arg(&path).env("NUBO_S3_ENDPOINT", c.url()).env("PATH", path_var).output().expect("the client runs");
-    assert!(out.status.success(), "{script} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let path_var = format!(
+        "{}:{}",
+        python.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = cmd
+        .arg(&path)
+        .env("NUBO_S3_ENDPOINT", c.url())
+        .env("PATH", path_var)
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -57,4 +77,10 @@ fn aws_cli_high_level_and_s3api() {
 fn rclone_copy_sync_check_lsjson() {
     let c = Cluster::start(3);
     run_script(&c, "rclone.sh");
+}
+
+#[test]
+fn sigv4_presigned_urls_expiry_tampering_and_virtual_hosts() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_auth.py");
 }

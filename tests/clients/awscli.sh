@@ -28,8 +28,10 @@ done
 [ "$n" -eq 2 ] || { echo "sync listed $n objects"; exit 1; }
 aws s3 sync s3://cli-bucket/tree "$W/tree2" --only-show-errors
 diff -r "$W/tree" "$W/tree2"
-aws s3 ls s3://cli-bucket/ | grep -q "PRE tree/"
-aws s3 ls | grep -q cli-bucket
+listing=$(aws s3 ls s3://cli-bucket/)
+grep -q "PRE tree/" <<<"$listing"
+buckets=$(aws s3 ls)
+grep -q cli-bucket <<<"$buckets"
 
 echo meta > "$W/meta.txt"
 aws s3api put-object --bucket cli-bucket --key meta.txt --body "$W/meta.txt" --metadata k=v --content-type text/x >/dev/null

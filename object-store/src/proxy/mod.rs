@@ -90,6 +90,11 @@ pub async fn run(config: ProxyConfig) -> anyhow::Result<()> {
 
 pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<Body> {
     let trans_id = format!("tx{}", hex::encode(rand_bytes::<12>()));
+    let sent_body = req.headers().contains_key("transfer-encoding")
+        || req
+            .headers()
+            .get("content-length")
+            .is_some_and(|v| v.as_bytes() != b"0");
     let path = req.uri().path().to_string();
     let mut resp =
         if path == "/info" && (req.method() == Method::GET || req.method() == Method::HEAD) {
@@ -107,7 +112,13 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
         } else {
             crate::s3::handle(&state.s3, req).await
         };
+    let failed = resp.status().is_client_error() || resp.status().is_server_error();
     let h = resp.headers_mut();
+    if sent_body && failed {
+        // A refused request's body may be unread; the connection cannot be
+        // reused, and saying so keeps clients from sending on a closed one.
+        set_header(h, "connection", "close");
+    }
     set_header(h, "x-trans-id", &trans_id);
     set_header(h, "x-openstack-request-id", &trans_id);
     set_header(

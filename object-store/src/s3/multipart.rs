@@ -86,6 +86,7 @@ pub async fn create(
         h,
         Some(0),
         crate::http_util::empty(),
+        None,
     )
     .await?;
     Ok(CreateMultipartUploadOutput {
@@ -117,6 +118,7 @@ pub async fn upload_part(
     upload_headers(state, account, &input.bucket, &input.key, &input.upload_id).await?;
     let h = object::write_headers(Some("application/octet-stream"), None, request)?;
     let name = part_name(&input.key, &input.upload_id, input.part_number);
+    let (body, broke) = object::blob_body(input.body);
     let etag = object::store(
         state,
         account,
@@ -124,7 +126,8 @@ pub async fn upload_part(
         &name,
         h,
         input.content_length,
-        object::blob_body(input.body),
+        body,
+        Some(&broke),
     )
     .await?;
     Ok(UploadPartOutput {
@@ -194,6 +197,7 @@ pub async fn upload_part_copy(
         ph,
         length,
         src.into_body(),
+        None,
     )
     .await?;
     Ok(UploadPartCopyOutput {

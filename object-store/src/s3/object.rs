@@ -63,19 +63,47 @@ pub fn write_headers(
     Ok(h)
 }
 
-/// A request body from s3s (signatures and aws-chunked framing already
-/// handled) as the proxy's body type.
-pub fn blob_body(blob: Option<StreamingBlob>) -> Body {
-    match blob {
+/// Why a request body broke off, as s3s reported it (a payload hash or a
+/// chunk signature that does not match), so the client gets that error
+/// rather than a generic one.
+pub type BodyError = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+/// A request body from s3s (signatures and aws-chunked framing checked as
+/// it streams) as the proxy's body type.
+pub fn blob_body(blob: Option<StreamingBlob>) -> (Body, BodyError) {
+    let slot: BodyError = Default::default();
+    let body = match blob {
         None => crate::http_util::empty(),
         Some(b) => {
-            let frames = b.map(|r| {
+            let seen = slot.clone();
+            let frames = b.map(move |r| {
                 r.map(Frame::data)
-                    .map_err(|e| -> crate::http_util::BoxError { e.to_string().into() })
+                    .map_err(|e| -> crate::http_util::BoxError {
+                        let text = e.to_string();
+                        *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+                        text.into()
+                    })
             });
             BodyExt::boxed_unsync(StreamBody::new(frames))
         }
-    }
+    };
+    (body, slot)
+}
+
+fn body_error(slot: &BodyError) -> Option<s3s::S3Error> {
+    let text = slot.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+    Some(
+        if text.contains("Sha256Mismatch") || text.contains("InvalidChecksum") {
+            s3_error!(
+                BadDigest,
+                "The payload does not match its x-amz-content-sha256"
+            )
+        } else if text.contains("Signature") {
+            s3_error!(SignatureDoesNotMatch)
+        } else {
+            s3_error!(IncompleteBody)
+        },
+    )
 }
 
 /// A proxy body as an s3s blob. `StreamingBlob` wants a `Sync` stream, so
@@ -137,6 +165,7 @@ fn check_key(key: &str) -> S3Result<()> {
 }
 
 /// Stores a body; returns the ETag.
+#[allow(clippy::too_many_arguments)]
 pub async fn store(
     state: &ProxyState,
     account: &str,
@@ -145,6 +174,7 @@ pub async fn store(
     mut headers: HeaderMap,
     length: Option<i64>,
     body: Body,
+    broke: Option<&BodyError>,
 ) -> S3Result<String> {
     check_key(key)?;
     match length {
@@ -153,6 +183,9 @@ pub async fn store(
     }
     let r = swift::put_object(state, &headers, body, account, bucket, key, None).await;
     if r.status() != StatusCode::CREATED {
+        if let Some(e) = broke.and_then(body_error) {
+            return Err(e);
+        }
         return Err(write_error(r.status()));
     }
     Ok(header_str(r.headers(), "etag")
@@ -181,6 +214,7 @@ pub async fn put(
             return Err(s3_error!(PreconditionFailed));
         }
     }
+    let (body, broke) = blob_body(input.body);
     let etag = store(
         state,
         account,
@@ -188,7 +222,8 @@ pub async fn put(
         &input.key,
         headers,
         input.content_length,
-        blob_body(input.body),
+        body,
+        Some(&broke),
     )
     .await?;
     Ok(PutObjectOutput {
@@ -515,6 +550,7 @@ pub async fn copy(
         headers,
         Some(d.length),
         body,
+        None,
     )
     .await?;
     Ok(CopyObjectOutput {
