@@ -13,7 +13,9 @@
 mod common;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
@@ -41,25 +43,55 @@ impl Api {
     }
 
     /// A request for `rel` (`container[/object][?query]`), ready to send.
-    fn request(&self, addr: &str, method: Method, rel: &str, body: Bytes) -> Request<object_store::http_util::Body> {
+    fn request(
+        &self,
+        addr: &str,
+        method: Method,
+        rel: &str,
+        body: Bytes,
+    ) -> Request<object_store::http_util::Body> {
         let uri = match self {
             Api::Swift { path, .. } => format!("{path}/{rel}"),
             Api::S3 { .. } => format!("/{rel}"),
         };
-        let mut req = Request::builder().method(method.clone()).uri(&uri).header("host", addr).header("content-length", body.len()).body(()).unwrap();
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(&uri)
+            .header("host", addr)
+            .header("content-length", body.len())
+            .body(())
+            .unwrap();
         match self {
             Api::Swift { token, .. } => {
-                req.headers_mut().insert("x-auth-token", token.parse().unwrap());
+                req.headers_mut()
+                    .insert("x-auth-token", token.parse().unwrap());
             }
             Api::S3 { identity } => {
                 // The payload is not hashed (UNSIGNED-PAYLOAD), as SDKs do over TLS;
                 // the Swift path does not hash bodies either.
                 let mut settings = SigningSettings::default();
                 settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-                let params = v4::SigningParams::builder().identity(identity).region("us-east-1").name("s3").time(SystemTime::now()).settings(settings).build().unwrap().into();
+                let params = v4::SigningParams::builder()
+                    .identity(identity)
+                    .region("us-east-1")
+                    .name("s3")
+                    .time(SystemTime::now())
+                    .settings(settings)
+                    .build()
+                    .unwrap()
+                    .into();
                 let url = format!("http://{addr}{uri}");
-                let headers = req.headers().iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap()));
-                let signable = SignableRequest::new(method.as_str(), &url, headers, SignableBody::UnsignedPayload).unwrap();
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.to_str().unwrap()));
+                let signable = SignableRequest::new(
+                    method.as_str(),
+                    &url,
+                    headers,
+                    SignableBody::UnsignedPayload,
+                )
+                .unwrap();
                 let (instructions, _) = sign(signable, &params).unwrap().into_parts();
                 instructions.apply_to_request_http1x(&mut req);
             }
@@ -84,19 +116,40 @@ struct Outcome {
 }
 
 /// Sends one request and reads the whole answer; `Some(body length)` on success.
-async fn call(client: &NodeClient, addr: &str, req: Request<object_store::http_util::Body>) -> Option<(http::StatusCode, Bytes)> {
+async fn call(
+    client: &NodeClient,
+    addr: &str,
+    req: Request<object_store::http_util::Body>,
+) -> Option<(http::StatusCode, Bytes)> {
     let resp = client.send(addr, req).await.ok()?;
     let status = resp.status();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, body))
 }
 
-async fn run_phase(client: Arc<NodeClient>, addr: String, api: Api, container: String, phase: &Phase, body: Bytes, concurrency: usize, cap: Duration) -> Outcome {
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    client: Arc<NodeClient>,
+    addr: String,
+    api: Api,
+    container: String,
+    phase: &Phase,
+    body: Bytes,
+    concurrency: usize,
+    cap: Duration,
+) -> Outcome {
     let start = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, addr, api, container, next, body) = (client.clone(), addr.clone(), api.clone(), container.clone(), next.clone(), body.clone());
+        let (client, addr, api, container, next, body) = (
+            client.clone(),
+            addr.clone(),
+            api.clone(),
+            container.clone(),
+            next.clone(),
+            body.clone(),
+        );
         let (method, count) = (phase.method.clone(), phase.count);
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -107,10 +160,21 @@ async fn run_phase(client: Arc<NodeClient>, addr: String, api: Api, container: S
                     break;
                 }
                 let t = Instant::now();
-                let send = if method == Method::PUT { body.clone() } else { Bytes::new() };
-                let req = api.request(&addr, method.clone(), &format!("{container}/obj-{i:06}"), send);
+                let send = if method == Method::PUT {
+                    body.clone()
+                } else {
+                    Bytes::new()
+                };
+                let req = api.request(
+                    &addr,
+                    method.clone(),
+                    &format!("{container}/obj-{i:06}"),
+                    send,
+                );
                 match call(&client, &addr, req).await {
-                    Some((st, got)) if st.is_success() && (method != Method::GET || got.len() == body.len()) => {}
+                    Some((st, got))
+                        if st.is_success()
+                            && (method != Method::GET || got.len() == body.len()) => {}
                     _ => errors += 1,
                 }
                 lat.push(t.elapsed());
@@ -126,23 +190,57 @@ async fn run_phase(client: Arc<NodeClient>, addr: String, api: Api, container: S
         errors += e;
     }
     latencies.sort();
-    Outcome { ops: latencies.len(), errors, elapsed: start.elapsed(), latencies }
+    Outcome {
+        ops: latencies.len(),
+        errors,
+        elapsed: start.elapsed(),
+        latencies,
+    }
 }
 
 /// One large object through S3 multipart: parts uploaded 4 at a time.
-async fn multipart_upload(client: Arc<NodeClient>, addr: String, api: Api, key: &str, size: usize, part_size: usize) -> Result<Duration, String> {
+async fn multipart_upload(
+    client: Arc<NodeClient>,
+    addr: String,
+    api: Api,
+    key: &str,
+    size: usize,
+    part_size: usize,
+) -> Result<Duration, String> {
     let start = Instant::now();
-    let (st, body) = call(&client, &addr, api.request(&addr, Method::POST, &format!("{key}?uploads"), Bytes::new())).await.ok_or("create failed")?;
+    let (st, body) = call(
+        &client,
+        &addr,
+        api.request(&addr, Method::POST, &format!("{key}?uploads"), Bytes::new()),
+    )
+    .await
+    .ok_or("create failed")?;
     let text = String::from_utf8_lossy(&body).into_owned();
-    let upload_id = text.split("<UploadId>").nth(1).and_then(|r| r.split("</UploadId>").next()).ok_or(format!("no upload id ({st}): {text}"))?.to_string();
+    let upload_id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|r| r.split("</UploadId>").next())
+        .ok_or(format!("no upload id ({st}): {text}"))?
+        .to_string();
     let part = Bytes::from(vec![0x33u8; part_size]);
     let parts = size.div_ceil(part_size);
     let etags = futures_util::future::join_all((1..=parts).map(|n| {
-        let (client, addr, api, part, upload_id) = (client.clone(), addr.clone(), api.clone(), part.clone(), upload_id.clone());
+        let (client, addr, api, part, upload_id) = (
+            client.clone(),
+            addr.clone(),
+            api.clone(),
+            part.clone(),
+            upload_id.clone(),
+        );
         let key = key.to_string();
         async move {
             let _ = &upload_id;
-            let req = api.request(&addr, Method::PUT, &format!("{key}?partNumber={n}&uploadId={upload_id}"), part);
+            let req = api.request(
+                &addr,
+                Method::PUT,
+                &format!("{key}?partNumber={n}&uploadId={upload_id}"),
+                part,
+            );
             let resp = client.send(&addr, req).await.ok()?;
             let etag = resp.headers().get("etag")?.to_str().ok()?.to_string();
             resp.into_body().collect().await.ok()?;
@@ -153,10 +251,23 @@ async fn multipart_upload(client: Arc<NodeClient>, addr: String, api: Api, key: 
     let mut xml = String::from("<CompleteMultipartUpload>");
     for e in etags {
         let (n, etag) = e.ok_or("a part failed")?;
-        xml.push_str(&format!("<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"));
+        xml.push_str(&format!(
+            "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+        ));
     }
     xml.push_str("</CompleteMultipartUpload>");
-    let (st, body) = call(&client, &addr, api.request(&addr, Method::POST, &format!("{key}?uploadId={upload_id}"), Bytes::from(xml))).await.ok_or("complete failed")?;
+    let (st, body) = call(
+        &client,
+        &addr,
+        api.request(
+            &addr,
+            Method::POST,
+            &format!("{key}?uploadId={upload_id}"),
+            Bytes::from(xml),
+        ),
+    )
+    .await
+    .ok_or("complete failed")?;
     if !st.is_success() || !String::from_utf8_lossy(&body).contains("<ETag>") {
         return Err(format!("complete: {st} {}", String::from_utf8_lossy(&body)));
     }
@@ -172,10 +283,24 @@ fn percentile(l: &[Duration], p: f64) -> Duration {
 
 /// Peak resident set (VmHWM), in MiB, of the process started with `config`.
 fn peak_rss_of(config: &std::path::Path) -> Option<u64> {
-    let out = std::process::Command::new("pgrep").arg("-f").arg(config).output().ok()?;
-    let pid = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
+    let out = std::process::Command::new("pgrep")
+        .arg("-f")
+        .arg(config)
+        .output()
+        .ok()?;
+    let pid = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .to_string();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024)
 }
 
@@ -196,50 +321,142 @@ fn row(name: &str, ops: usize, size: usize, elapsed: Duration, lat: &[Duration],
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full_run = args.iter().any(|a| a == "--bench");
-    let only = |name: &str| !args.iter().any(|a| a == "--swift" || a == "--s3") || args.iter().any(|a| a == &format!("--{name}"));
+    let only = |name: &str| {
+        !args.iter().any(|a| a == "--swift" || a == "--s3")
+            || args.iter().any(|a| a == &format!("--{name}"))
+    };
     let cluster = Cluster::start(3);
     let (url, token) = cluster.login();
-    let swift_path = url.split_once("://").map(|(_, r)| r.split_once('/').map(|(_, p)| format!("/{p}")).unwrap()).unwrap();
+    let swift_path = url
+        .split_once("://")
+        .map(|(_, r)| r.split_once('/').map(|(_, p)| format!("/{p}")).unwrap())
+        .unwrap();
     let addr = format!("127.0.0.1:{}", cluster.proxy_port);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let client = Arc::new(NodeClient::new(Timeouts { connect: Duration::from_secs(2), node: Duration::from_secs(120) }));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = Arc::new(NodeClient::new(Timeouts {
+        connect: Duration::from_secs(2),
+        node: Duration::from_secs(120),
+    }));
     let concurrency = 16;
     let cap = Duration::from_secs(if full_run { 90 } else { 30 });
     let (small, large) = if full_run { (20_000, 96) } else { (64, 2) };
     let mut apis = Vec::new();
     if only("swift") {
-        apis.push(Api::Swift { path: swift_path, token });
+        apis.push(Api::Swift {
+            path: swift_path,
+            token,
+        });
     }
     if only("s3") {
-        apis.push(Api::S3 { identity: Credentials::new("test:tester", "testing", None, None, "bench").into() });
+        apis.push(Api::S3 {
+            identity: Credentials::new("test:tester", "testing", None, None, "bench").into(),
+        });
     }
-    println!("cluster load: 3 nodes, concurrency {concurrency}{}", if full_run { "" } else { " (smoke run; `cargo bench --bench cluster_load` for figures)" });
-    println!("{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6}", "phase", "ops", "ops/s", "MB/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "cluster load: 3 nodes, concurrency {concurrency}{}",
+        if full_run {
+            ""
+        } else {
+            " (smoke run; `cargo bench --bench cluster_load` for figures)"
+        }
+    );
+    println!(
+        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6}",
+        "phase", "ops", "ops/s", "MB/s", "p50 ms", "p99 ms", "errors"
+    );
     let mut total_errors = 0;
     for api in &apis {
         let mut phases = vec![
-            Phase { name: "PUT 4 KiB", method: Method::PUT, size: 4096, count: small },
-            Phase { name: "GET 4 KiB", method: Method::GET, size: 4096, count: small },
-            Phase { name: "PUT 16 MiB", method: Method::PUT, size: 16 << 20, count: large },
-            Phase { name: "GET 16 MiB", method: Method::GET, size: 16 << 20, count: large },
+            Phase {
+                name: "PUT 4 KiB",
+                method: Method::PUT,
+                size: 4096,
+                count: small,
+            },
+            Phase {
+                name: "GET 4 KiB",
+                method: Method::GET,
+                size: 4096,
+                count: small,
+            },
+            Phase {
+                name: "PUT 16 MiB",
+                method: Method::PUT,
+                size: 16 << 20,
+                count: large,
+            },
+            Phase {
+                name: "GET 16 MiB",
+                method: Method::GET,
+                size: 16 << 20,
+                count: large,
+            },
         ];
         if full_run && matches!(api, Api::Swift { .. }) {
             // One object far larger than any buffer: memory must stay flat.
-            phases.push(Phase { name: "PUT 1 GiB", method: Method::PUT, size: 1 << 30, count: 1 });
-            phases.push(Phase { name: "GET 1 GiB", method: Method::GET, size: 1 << 30, count: 1 });
+            phases.push(Phase {
+                name: "PUT 1 GiB",
+                method: Method::PUT,
+                size: 1 << 30,
+                count: 1,
+            });
+            phases.push(Phase {
+                name: "GET 1 GiB",
+                method: Method::GET,
+                size: 1 << 30,
+                count: 1,
+            });
         }
         for p in &phases {
             let container = format!("load-{}-{}", api.name(), p.size);
             let body = Bytes::from(vec![0x5au8; p.size]);
-            rt.block_on(call(&client, &addr, api.request(&addr, Method::PUT, &container, Bytes::new())));
-            let o = rt.block_on(run_phase(client.clone(), addr.clone(), api.clone(), container, p, body, concurrency, cap));
-            row(&format!("{} {}", api.name(), p.name), o.ops, p.size, o.elapsed, &o.latencies, o.errors);
+            rt.block_on(call(
+                &client,
+                &addr,
+                api.request(&addr, Method::PUT, &container, Bytes::new()),
+            ));
+            let o = rt.block_on(run_phase(
+                client.clone(),
+                addr.clone(),
+                api.clone(),
+                container,
+                p,
+                body,
+                concurrency,
+                cap,
+            ));
+            row(
+                &format!("{} {}", api.name(), p.name),
+                o.ops,
+                p.size,
+                o.elapsed,
+                &o.latencies,
+                o.errors,
+            );
             total_errors += o.errors;
         }
         if matches!(api, Api::S3 { .. }) {
-            let (size, part) = if full_run { (1 << 30, 64 << 20) } else { (12 << 20, 5 << 20) };
-            rt.block_on(call(&client, &addr, api.request(&addr, Method::PUT, "load-s3-mpu", Bytes::new())));
-            match rt.block_on(multipart_upload(client.clone(), addr.clone(), api.clone(), "load-s3-mpu/big", size, part)) {
+            let (size, part) = if full_run {
+                (1 << 30, 64 << 20)
+            } else {
+                (12 << 20, 5 << 20)
+            };
+            rt.block_on(call(
+                &client,
+                &addr,
+                api.request(&addr, Method::PUT, "load-s3-mpu", Bytes::new()),
+            ));
+            match rt.block_on(multipart_upload(
+                client.clone(),
+                addr.clone(),
+                api.clone(),
+                "load-s3-mpu/big",
+                size,
+                part,
+            )) {
                 Ok(t) => row("s3 multipart", 1, size, t, &[t], 0),
                 Err(e) => {
                     println!("s3 multipart failed: {e}");
@@ -248,7 +465,12 @@ fn main() {
             }
         }
     }
-    let nodes: Vec<u64> = (0..cluster.nodes).filter_map(|n| peak_rss_of(&cluster.node_config(n))).collect();
-    println!("peak RSS (MiB): storage nodes {nodes:?}, proxy {:?}", peak_rss_of(&cluster.data_dir().join("proxy.toml")));
+    let nodes: Vec<u64> = (0..cluster.nodes)
+        .filter_map(|n| peak_rss_of(&cluster.node_config(n)))
+        .collect();
+    println!(
+        "peak RSS (MiB): storage nodes {nodes:?}, proxy {:?}",
+        peak_rss_of(&cluster.data_dir().join("proxy.toml"))
+    );
     assert_eq!(total_errors, 0, "every operation must succeed");
 }

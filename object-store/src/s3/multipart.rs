@@ -210,6 +210,37 @@ pub async fn upload_part_copy(
     })
 }
 
+/// One part's (etag, size), asked of its replicas.
+async fn head_part(
+    state: &ProxyState,
+    account: &str,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    n: i32,
+) -> S3Result<Option<(String, i64)>> {
+    let path = Path::Object(
+        account.into(),
+        segments_container(bucket),
+        part_name(key, upload_id, n),
+    );
+    let r = state.backend.head_newest(&path, HeaderMap::new()).await;
+    match r.status() {
+        s if s.is_success() => {
+            let etag = header_str(r.headers(), "etag")
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string();
+            let size = header_str(r.headers(), "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            Ok(Some((etag, size)))
+        }
+        StatusCode::NOT_FOUND => Ok(None),
+        _ => Err(s3_error!(ServiceUnavailable)),
+    }
+}
+
 /// The parts stored so far: (number, etag, size, modified).
 async fn stored_parts(
     state: &ProxyState,
@@ -325,10 +356,19 @@ pub async fn complete(
             return Err(s3_error!(InvalidPartOrder));
         }
         previous = n;
-        let (_, etag, size, _) = stored
-            .iter()
-            .find(|s| s.0 == n)
-            .ok_or_else(|| s3_error!(InvalidPart))?;
+        // Each named part is read back from its replicas rather than from
+        // the listing, which may lag behind the uploads.
+        let (etag, size) = head_part(
+            state,
+            account,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            n,
+        )
+        .await?
+        .ok_or_else(|| s3_error!(InvalidPart))?;
+        let (etag, size) = (&etag, &size);
         if p.e_tag
             .as_ref()
             .is_some_and(|e| e.value().trim_matches('"') != etag)
