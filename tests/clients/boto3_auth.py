@@ -13,20 +13,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
+from s3common import ENDPOINT, client, code
+
 PORT = urlparse(ENDPOINT).port
-s3 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester", aws_secret_access_key="testing",
-                  region_name="us-east-1", config=Config(signature_version="s3v4"))
+s3 = client(signature_version="s3v4")
 http = urllib3.PoolManager()
-
-
-def code(fn):
-    try:
-        fn()
-    except botocore.exceptions.ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError("expected an error")
-
 
 s3.create_bucket(Bucket="auth-edges")
 s3.put_object(Bucket="auth-edges", Key="k", Body=b"presigned content")

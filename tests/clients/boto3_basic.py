@@ -5,21 +5,7 @@ import os
 import boto3
 import botocore
 
-ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
-
-
-def client(secret="testing"):
-    return boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester",
-                        aws_secret_access_key=secret, region_name="us-east-1")
-
-
-def code(fn):
-    try:
-        fn()
-    except botocore.exceptions.ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError("expected an error")
-
+from s3common import ENDPOINT, client, code
 
 s3 = client()
 s3.create_bucket(Bucket="boto-basic")
@@ -65,6 +51,16 @@ assert [o["Key"] for o in rest["Contents"]] == ["dir/sub/c.txt", "top.txt"]
 assert [o["Key"] for o in s3.list_objects_v2(Bucket="boto-basic", StartAfter="dir/b.txt")["Contents"]] == ["dir/sub/c.txt", "top.txt"]
 v1 = s3.list_objects(Bucket="boto-basic", Prefix="dir/", Delimiter="/")
 assert [o["Key"] for o in v1["Contents"]] == ["dir/a.txt", "dir/b.txt"]
+owned = s3.list_objects_v2(Bucket="boto-basic", FetchOwner=True, MaxKeys=1)["Contents"][0]
+assert owned["Owner"]["ID"] == "AUTH_test", owned
+s3.put_object(Bucket="boto-basic", Key="odd key+&=.txt", Body=b"odd")
+enc = s3.list_objects_v2(Bucket="boto-basic", Prefix="odd", EncodingType="url")
+assert enc["Contents"][0]["Key"] in ("odd key+&=.txt", "odd%20key%2B%26%3D.txt"), enc["Contents"][0]["Key"]
+s3.delete_object(Bucket="boto-basic", Key="odd key+&=.txt")
+summed = s3.put_object(Bucket="boto-basic", Key="summed", Body=b"checksummed", ChecksumAlgorithm="SHA256")
+head = s3.head_object(Bucket="boto-basic", Key="summed", ChecksumMode="ENABLED")
+assert head.get("ChecksumSHA256") == summed["ChecksumSHA256"], (head.get("ChecksumSHA256"), summed.get("ChecksumSHA256"))
+s3.delete_object(Bucket="boto-basic", Key="summed")
 versions = s3.list_object_versions(Bucket="boto-basic")
 assert all(v["VersionId"] == "null" for v in versions["Versions"])
 

@@ -7,19 +7,10 @@ import boto3
 import botocore
 from boto3.s3.transfer import TransferConfig
 
-ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
-s3 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester",
-                  aws_secret_access_key="testing", region_name="us-east-1")
+from s3common import client, code
+
+s3 = client()
 MiB = 1024 * 1024
-
-
-def code(fn):
-    try:
-        fn()
-    except botocore.exceptions.ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError("expected an error")
-
 
 s3.create_bucket(Bucket="mpu")
 parts_data = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)]

@@ -181,7 +181,17 @@ pub async fn store(
         Some(n) => set_header(&mut headers, "content-length", &n.to_string()),
         None => set_header(&mut headers, "transfer-encoding", "chunked"),
     }
-    let r = swift::put_object(state, &headers, body, account, bucket, key, None).await;
+    let r = swift::put_object_with_sysmeta(
+        state,
+        &headers,
+        headers.clone(),
+        body,
+        account,
+        bucket,
+        key,
+        None,
+    )
+    .await;
     if r.status() != StatusCode::CREATED {
         if let Some(e) = broke.and_then(body_error) {
             return Err(e);
@@ -200,11 +210,26 @@ pub async fn put(
     input: PutObjectInput,
     request: &HeaderMap,
 ) -> S3Result<PutObjectOutput> {
-    let headers = write_headers(
+    let mut headers = write_headers(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
         request,
     )?;
+    // s3s gathers checksums from headers or from the aws-chunked trailer.
+    for (alg, value) in [
+        ("crc32", &input.checksum_crc32),
+        ("crc32c", &input.checksum_crc32c),
+        ("sha1", &input.checksum_sha1),
+        ("sha256", &input.checksum_sha256),
+    ] {
+        if let Some(v) = value {
+            set_header(
+                &mut headers,
+                &format!("x-object-sysmeta-s3-checksum-{alg}"),
+                v,
+            );
+        }
+    }
     if let Some(cond) = &input.if_none_match {
         if matches!(cond, ETagCondition::Any)
             && head(state, account, &input.bucket, &input.key)

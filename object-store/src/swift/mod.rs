@@ -558,6 +558,22 @@ pub async fn put_object(
     o: &str,
     query: Option<&str>,
 ) -> Response<Body> {
+    put_object_with_sysmeta(state, headers, HeaderMap::new(), body, a, c, o, query).await
+}
+
+/// An object PUT from one of the proxy's own front ends, which may attach
+/// system metadata (clients' `*-sysmeta-*` headers are always dropped).
+#[allow(clippy::too_many_arguments)]
+pub async fn put_object_with_sysmeta(
+    state: &ProxyState,
+    headers: &HeaderMap,
+    sysmeta: HeaderMap,
+    body: Body,
+    a: &str,
+    c: &str,
+    o: &str,
+    query: Option<&str>,
+) -> Response<Body> {
     let chunked = header_str(headers, "transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
     let length: Option<u64> = match header_str(headers, "content-length") {
@@ -591,6 +607,11 @@ pub async fn put_object(
         ],
         "object",
     );
+    for (k, v) in &sysmeta {
+        if k.as_str().contains("-sysmeta-") {
+            h.insert(k.clone(), v.clone());
+        }
+    }
     if let Err(r) = expiry_header(headers, &mut h) {
         return r;
     }
