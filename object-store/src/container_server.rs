@@ -197,7 +197,7 @@ fn queue_account_update(
 ) -> Result<(), DbError> {
     t.device
         .db
-        .queue(&account_updates(t.state, rec, immediate))?;
+        .queue(&account_updates(t.state, rec, immediate), true)?;
     t.state.updates_queued.notify_one();
     Ok(())
 }
@@ -278,8 +278,9 @@ pub async fn handle_rows(
                 owed.extend(account_updates(&st, &rec, false));
             }
         }
-        dev.db.sync()?;
-        dev.db.queue(&owed)
+        // One WAL sync for the rows and the stats they make owed.
+        dev.db.queue(&owed, false)?;
+        dev.db.sync()
     })
     .await
     .expect("row batch panicked");

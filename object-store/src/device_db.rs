@@ -594,15 +594,13 @@ impl DeviceDb {
     /// does not hold the queue key's lock, so it must never overwrite an
     /// entry that the updater may be removing.
     fn queue_into(&self, batch: &mut WriteBatch, about: &NameHash, update: &PendingUpdate) {
-        let mut key = queue_key(about, &update.target);
-        key.extend_from_slice(&update.update.timestamp().0.to_be_bytes());
-        batch.put(key, encode(update));
+        batch.put(owed_row_key(about, update), encode(update));
     }
 
     /// Queues updates on their own (container stats owed to accounts), in
-    /// one synced batch. A newer update for the same thing and target
+    /// one batch, synced unless the caller syncs after. A newer update for the same thing and target
     /// replaces an older one.
-    pub fn queue(&self, updates: &[(NameHash, PendingUpdate)]) -> DbResult<()> {
+    pub fn queue(&self, updates: &[(NameHash, PendingUpdate)], sync: bool) -> DbResult<()> {
         let mut batch = WriteBatch::default();
         for (about, u) in updates {
             let key = queue_key(about, &u.target);
@@ -614,7 +612,11 @@ impl DeviceDb {
             }
             batch.put(key, encode(u));
         }
-        self.db.write_opt(batch, &synced())?;
+        if sync {
+            self.db.write_opt(batch, &synced())?;
+        } else {
+            self.db.write(batch)?;
+        }
         Ok(())
     }
 
@@ -658,6 +660,13 @@ impl DeviceDb {
         }
         Ok(())
     }
+}
+
+/// The queue key of a listing row owed by an object write.
+pub fn owed_row_key(about: &NameHash, update: &PendingUpdate) -> Vec<u8> {
+    let mut key = queue_key(about, &update.target);
+    key.extend_from_slice(&update.update.timestamp().0.to_be_bytes());
+    key
 }
 
 fn queue_key(about: &NameHash, target: &Target) -> Vec<u8> {
