@@ -84,3 +84,9 @@ fn sigv4_presigned_urls_expiry_tampering_and_virtual_hosts() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_auth.py");
 }
+
+#[test]
+fn aws_chunked_uploads_with_chunk_signatures() {
+    let c = Cluster::start(3);
+    run_script(&c, "chunked_sigv4.py");
+}
