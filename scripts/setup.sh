@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Debian packages: a C/C++ toolchain and libclang (RocksDB is compiled from
 # source through bindgen), pkg-config, Python venvs for the client tests.
-APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv)
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
