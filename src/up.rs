@@ -92,6 +92,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             ring_check_secs: 2,
             connect_timeout_ms: 500,
             node_timeout_ms: 10_000,
+            replicator_interval_secs: 30,
         };
         let path = dir.join(format!("node-{port}.toml"));
         std::fs::write(&path, toml::to_string(&cfg)?)?;

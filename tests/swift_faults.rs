@@ -44,6 +44,60 @@ fn reads_and_writes_survive_a_killed_node() {
     // The delete made while the node was down wins over its stale copy.
     assert_eq!(s.req("HEAD", "/durable/before-0", &[], b"").status, 404);
     assert_eq!(s.req("GET", "/durable/before-1", &[], b"").body, body(1));
+
+    // Replication: handoffs push what they took in to the primaries and drop
+    // it; the restarted primary gets what it missed. Afterwards every object
+    // is on exactly its primaries.
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let pushed: u64 = (0..3)
+            .map(|n| c.replicate(n)["objects_pushed"].as_u64().unwrap())
+            .sum();
+        eprintln!("replication pass {passes}: {pushed} objects pushed");
+        if pushed == 0 || passes == 5 {
+            break;
+        }
+    }
+    for i in 0..20 {
+        for name in [format!("before-{i}"), format!("during-{i}")] {
+            let placement = c.placement("AUTH_test", "durable", &name);
+            for (addr_port, device, holds) in placement {
+                let want_data = name != "before-0";
+                if holds.is_primary {
+                    let st = c.internal_head(
+                        addr_port,
+                        &device,
+                        holds.partition,
+                        "AUTH_test",
+                        "durable",
+                        &name,
+                    );
+                    if want_data {
+                        assert_eq!(
+                            st, 200,
+                            "{name} missing on primary {addr_port}/{device} after {passes} passes"
+                        );
+                    } else {
+                        assert_eq!(st, 404, "{name} should be deleted on {addr_port}/{device}");
+                    }
+                } else {
+                    let st = c.internal_head(
+                        addr_port,
+                        &device,
+                        holds.partition,
+                        "AUTH_test",
+                        "durable",
+                        &name,
+                    );
+                    assert_eq!(
+                        st, 404,
+                        "{name} still on handoff {addr_port}/{device} after {passes} passes"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// A node killed while it streams an object to the proxy: the client gets

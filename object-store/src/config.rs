@@ -58,6 +58,13 @@ pub struct NodeConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "node_ms")]
     pub node_timeout_ms: u64,
+    /// Seconds between replication passes.
+    #[serde(default = "thirty")]
+    pub replicator_interval_secs: u64,
+}
+
+fn thirty() -> u64 {
+    30
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

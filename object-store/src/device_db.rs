@@ -256,15 +256,7 @@ impl DeviceDb {
         if let (Some((_, p)), false) = (pending, pending_seen) {
             entries.push((full_name(p), p.timestamp, p.kind));
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut h = blake3::Hasher::new();
-        for (name, ts, kind) in entries {
-            h.update(&(name.len() as u64).to_le_bytes());
-            h.update(name.as_bytes());
-            h.update(&ts.0.to_le_bytes());
-            h.update(&[kind as u8]);
-        }
-        Ok(*h.finalize().as_bytes())
+        Ok(hash_entries(entries))
     }
 
     /// The current hash of every suffix of a partition that holds objects.
@@ -284,6 +276,113 @@ impl DeviceDb {
             out.push((suffix, v[..].try_into().expect("length checked")));
         }
         Ok(out)
+    }
+
+    /// Partitions that hold objects (or tombstones) on this device.
+    pub fn object_partitions(&self) -> DbResult<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut start = vec![b's'];
+        loop {
+            let mut iter = self
+                .db
+                .iterator(IteratorMode::From(&start, Direction::Forward));
+            let Some(item) = iter.next() else { break };
+            let (k, _) = item?;
+            if k.first() != Some(&b's') || k.len() < 5 {
+                break;
+            }
+            let part = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+            out.push(part);
+            match part.checked_add(1) {
+                Some(next) => {
+                    start = vec![b's'];
+                    start.extend_from_slice(&next.to_be_bytes());
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every object record in one suffix of a partition, with its name hash.
+    pub fn objects_in_suffix(
+        &self,
+        part: u32,
+        suffix: u16,
+    ) -> DbResult<Vec<(NameHash, ObjectRecord)>> {
+        let prefix = suffix_prefix(b'o', part, suffix);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 {
+                break;
+            }
+            let hash = NameHash(k[prefix.len()..].try_into().expect("length checked"));
+            out.push((hash, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets a partition's objects (after a handoff has pushed them to
+    /// their primaries). Returns the records removed, so their files can go.
+    pub fn remove_object_partition(&self, part: u32) -> DbResult<Vec<(NameHash, ObjectRecord)>> {
+        let mut removed = Vec::new();
+        let mut batch = WriteBatch::default();
+        for (suffix, _) in self.suffix_hashes(part)? {
+            let _g = self.lock(&suffix_prefix(b's', part, suffix));
+            for (hash, rec) in self.objects_in_suffix(part, suffix)? {
+                batch.delete(object_key(part, &hash));
+                removed.push((hash, rec));
+            }
+            batch.delete(suffix_prefix(b's', part, suffix));
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(removed)
+    }
+
+    /// Removes one object's record (the auditor found its file bad), so the
+    /// replicator sees it missing and restores it from another replica.
+    pub fn forget_object(&self, part: u32, hash: &NameHash, seen: Timestamp) -> DbResult<bool> {
+        let key = object_key(part, hash);
+        let suffix = suffix_of(hash);
+        let _g = self.lock(&suffix_prefix(b's', part, suffix));
+        match self.get::<ObjectRecord>(&key)? {
+            Some(rec) if rec.timestamp == seen => {
+                let mut batch = WriteBatch::default();
+                batch.delete(&key);
+                let remaining = self
+                    .objects_in_suffix(part, suffix)?
+                    .into_iter()
+                    .filter(|(h, _)| h != hash)
+                    .count();
+                if remaining == 0 {
+                    batch.delete(suffix_prefix(b's', part, suffix));
+                } else {
+                    let h = self.suffix_hash_without(part, suffix, &key)?;
+                    batch.put(suffix_prefix(b's', part, suffix), h);
+                }
+                self.db.write_opt(batch, &synced())?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn suffix_hash_without(&self, part: u32, suffix: u16, skip: &[u8]) -> DbResult<[u8; 32]> {
+        let prefix = suffix_prefix(b'o', part, suffix);
+        let mut entries: Vec<(String, Timestamp, ObjectKind)> = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if &k[..] == skip {
+                continue;
+            }
+            let rec: ObjectRecord = decode(&k, &v)?;
+            entries.push((full_name(&rec), rec.timestamp, rec.kind));
+        }
+        Ok(hash_entries(entries))
     }
 
     // ---- containers ----
@@ -676,6 +775,20 @@ fn queue_key(about: &NameHash, target: &Target) -> Vec<u8> {
         blake3::hash(format!("{}/{}/{}", target.addr, target.device, target.partition).as_bytes());
     k.extend_from_slice(&t.as_bytes()[..8]);
     k
+}
+
+/// blake3 over (name, timestamp, kind) entries sorted by name: equal on two
+/// devices exactly when they hold the same versions.
+fn hash_entries(mut entries: Vec<(String, Timestamp, ObjectKind)>) -> [u8; 32] {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = blake3::Hasher::new();
+    for (name, ts, kind) in entries {
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(&ts.0.to_le_bytes());
+        h.update(&[kind as u8]);
+    }
+    *h.finalize().as_bytes()
 }
 
 fn full_name(r: &ObjectRecord) -> String {

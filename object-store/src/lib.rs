@@ -24,6 +24,7 @@ pub mod object_server;
 pub mod proxy;
 pub mod range;
 pub mod records;
+pub mod replicator;
 pub mod s3;
 pub mod server;
 pub mod storage_node;

@@ -37,6 +37,11 @@ pub struct NodeState {
     devices: RwLock<HashMap<String, Arc<Device>>>,
     /// Wakes the updater when an update is queued.
     pub updates_queued: tokio::sync::Notify,
+    /// When the last replication pass ended, and what it did.
+    pub last_replication:
+        std::sync::Mutex<Option<(std::time::Instant, crate::replicator::PassStats)>>,
+    /// One replication pass at a time (timer or `POST /replicate`).
+    pub replicating: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,8 @@ impl NodeState {
             ring,
             devices: RwLock::new(HashMap::new()),
             updates_queued: tokio::sync::Notify::new(),
+            last_replication: std::sync::Mutex::new(None),
+            replicating: tokio::sync::Mutex::new(()),
         });
         for name in state.my_device_names(&state.ring.current()) {
             if let Err(e) = state.device(&name) {
@@ -134,6 +141,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let state = NodeState::new(config)?;
     let _watch = state.ring.watch(check);
     tokio::spawn(updater::run(state.clone()));
+    let every = Duration::from_secs(state.config.replicator_interval_secs.max(1));
+    tokio::spawn(crate::replicator::run(state.clone(), every));
     tracing::info!(%addr, "storage node listening");
     server::serve(listener, state, handle, server::shutdown_signal()).await;
     Ok(())
@@ -160,6 +169,38 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         .collect();
     if segments.len() == 1 && segments[0] == "healthcheck" {
         return text(StatusCode::OK, "OK");
+    }
+    if segments.len() == 1 && segments[0] == "replicate" && req.method() == http::Method::POST {
+        // One pass now, for operators and tests (like `swift-object-replicator --once`).
+        let _one = state.replicating.lock().await;
+        let stats = crate::replicator::replicate_once(&state).await;
+        *state
+            .last_replication
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), stats.clone()));
+        let mut r = http::Response::new(crate::http_util::full(
+            serde_json::to_vec(&stats).expect("json"),
+        ));
+        crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        return r;
+    }
+    if (segments.len() == 3 && segments[0] == "hashes")
+        || (segments.len() == 4 && segments[0] == "suffix")
+    {
+        let device = match state.device(&segments[1]) {
+            Ok(d) => d,
+            Err(e) => return text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
+        };
+        let Ok(part) = segments[2].parse::<u32>() else {
+            return text(StatusCode::BAD_REQUEST, "bad partition");
+        };
+        if segments[0] == "hashes" {
+            return crate::replicator::hashes_response(device, part).await;
+        }
+        let Ok(suffix) = u16::from_str_radix(&segments[3], 16) else {
+            return text(StatusCode::BAD_REQUEST, "bad suffix");
+        };
+        return crate::replicator::suffix_response(device, part, suffix).await;
     }
     if segments.len() == 2 && segments[0] == "rows" {
         return container_server::handle_rows(state.clone(), &segments[1], req).await;

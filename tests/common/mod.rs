@@ -173,6 +173,67 @@ impl Cluster {
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Runs one replication pass on storage node `n`; its statistics.
+    pub fn replicate(&self, n: u16) -> serde_json::Value {
+        let head =
+            "POST /replicate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let r = raw(self.node_base_port + n, head, b"");
+        assert_eq!(r.status, 200, "replicate on node {n}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Every device of the ring for a name: (port, device, where), primaries
+    /// first.
+    pub fn placement(
+        &self,
+        account: &str,
+        container: &str,
+        object: &str,
+    ) -> Vec<(u16, String, Holds)> {
+        let out = Command::new(nubo())
+            .args(["ring", "lookup"])
+            .arg(self.dir.path().join("object.ring"))
+            .args([account, container, object, "--handoffs", "100", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let partition = v["partition"].as_u64().unwrap() as u32;
+        let mut all = Vec::new();
+        for (key, is_primary) in [("primaries", true), ("handoffs", false)] {
+            for d in v[key].as_array().unwrap() {
+                all.push((
+                    d["port"].as_u64().unwrap() as u16,
+                    d["device"].as_str().unwrap().to_string(),
+                    Holds {
+                        partition,
+                        is_primary,
+                    },
+                ));
+            }
+        }
+        all
+    }
+
+    /// HEAD of an object on one device, through the internal API.
+    pub fn internal_head(
+        &self,
+        port: u16,
+        device: &str,
+        partition: u32,
+        a: &str,
+        c: &str,
+        o: &str,
+    ) -> u16 {
+        let head = format!("HEAD /obj/{device}/{partition}/{a}/{c}/{o} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        raw(port, &head, b"").status
+    }
+}
+
+/// Whether a device is a primary for a partition.
+pub struct Holds {
+    pub partition: u32,
+    pub is_primary: bool,
 }
 
 impl Drop for Cluster {

@@ -1,0 +1,322 @@
+//! The object replicator: makes every partition's replicas hold the same
+//! newest versions. For each partition a device holds, it compares per-suffix
+//! hashes with the partition's other primaries and pushes only what differs
+//! (missing or newer objects and tombstones). A device holding a partition it
+//! is not primary for (a handoff, or a partition the ring moved away) pushes
+//! everything to the primaries and drops its copy only when every primary
+//! has confirmed it holds those versions or newer.
+//!
+//! Internal API it uses on peers:
+//! - `GET /hashes/{device}/{partition}`: `{"<suffix>": "<hash hex>"}`
+//! - `GET /suffix/{device}/{partition}/{suffix}`: `{"<name hash hex>": [timestamp, "data"|"tombstone"]}`
+//! - the object verbs, with the original `X-Timestamp`.
+
+use crate::http_util::{empty, encode, set_header, Body};
+use crate::object_server::now_secs;
+use crate::records::{ObjectKind, ObjectRecord};
+use crate::storage_node::{Device, NodeState};
+use crate::timestamp::Timestamp;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use ring_tools::NameHash;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PassStats {
+    pub partitions_checked: u64,
+    pub partitions_synced: u64,
+    pub objects_pushed: u64,
+    pub handoffs_removed: u64,
+    pub failures: u64,
+}
+
+/// One replication pass over every device of this node.
+pub async fn replicate_once(state: &Arc<NodeState>) -> PassStats {
+    let mut stats = PassStats::default();
+    for dev in state.devices() {
+        let d = dev.clone();
+        let parts = match tokio::task::spawn_blocking(move || d.db.object_partitions()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                stats.failures += 1;
+                continue;
+            }
+        };
+        for part in parts {
+            stats.partitions_checked += 1;
+            replicate_partition(state, &dev, part, &mut stats).await;
+        }
+    }
+    stats
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    state: &NodeState,
+    addr: &str,
+    path: String,
+) -> Option<T> {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("host", addr)
+        .body(empty())
+        .ok()?;
+    let resp = state.client.send(addr, req).await.ok()?;
+    if !resp.status().is_success() {
+        let _ = resp.into_body().collect().await;
+        return None;
+    }
+    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+    serde_json::from_slice(&bytes).ok()
+}
+
+async fn replicate_partition(
+    state: &Arc<NodeState>,
+    dev: &Arc<Device>,
+    part: u32,
+    stats: &mut PassStats,
+) {
+    let ring = state.ring();
+    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
+    let primaries: Vec<ring_tools::Device> = ring.primaries(part).cloned().collect();
+    let is_primary = primaries
+        .iter()
+        .any(|p| p.node_addr() == me && p.device == dev.name);
+    let targets: Vec<&ring_tools::Device> = primaries
+        .iter()
+        .filter(|p| !(p.node_addr() == me && p.device == dev.name))
+        .collect();
+    let d = dev.clone();
+    let local: HashMap<u16, [u8; 32]> =
+        match tokio::task::spawn_blocking(move || d.db.suffix_hashes(part)).await {
+            Ok(Ok(h)) => h.into_iter().collect(),
+            _ => {
+                stats.failures += 1;
+                return;
+            }
+        };
+    let mut confirmed_everywhere = true;
+    let mut pushed_any = false;
+    for t in targets {
+        let addr = t.node_addr();
+        let remote: Option<HashMap<String, String>> = get_json(
+            state,
+            &addr,
+            format!("/hashes/{}/{part}", encode(&t.device)),
+        )
+        .await;
+        let Some(remote) = remote else {
+            confirmed_everywhere = false;
+            stats.failures += 1;
+            continue;
+        };
+        for (suffix, hash) in &local {
+            if remote.get(&format!("{suffix:03x}")).map(String::as_str)
+                == Some(hex::encode(hash).as_str())
+            {
+                continue;
+            }
+            let theirs: Option<HashMap<String, (Timestamp, String)>> = get_json(
+                state,
+                &addr,
+                format!("/suffix/{}/{part}/{suffix:03x}", encode(&t.device)),
+            )
+            .await;
+            let Some(theirs) = theirs else {
+                confirmed_everywhere = false;
+                stats.failures += 1;
+                continue;
+            };
+            let d = dev.clone();
+            let suffix = *suffix;
+            let ours =
+                match tokio::task::spawn_blocking(move || d.db.objects_in_suffix(part, suffix))
+                    .await
+                {
+                    Ok(Ok(o)) => o,
+                    _ => {
+                        confirmed_everywhere = false;
+                        continue;
+                    }
+                };
+            for (hash, rec) in ours {
+                let newer_there = theirs
+                    .get(&hash.to_hex())
+                    .is_some_and(|(ts, _)| *ts >= rec.timestamp);
+                if newer_there {
+                    continue;
+                }
+                if push(state, dev, &addr, &t.device, part, &hash, &rec).await {
+                    stats.objects_pushed += 1;
+                    pushed_any = true;
+                } else {
+                    confirmed_everywhere = false;
+                    stats.failures += 1;
+                }
+            }
+        }
+    }
+    if pushed_any {
+        stats.partitions_synced += 1;
+    }
+    if !is_primary && confirmed_everywhere {
+        // Every primary holds our versions or newer: the handoff copy goes.
+        let d = dev.clone();
+        if let Ok(Ok(removed)) =
+            tokio::task::spawn_blocking(move || d.db.remove_object_partition(part)).await
+        {
+            for (hash, rec) in removed {
+                if rec.kind == ObjectKind::Data {
+                    dev.files.remove(part, &hash, rec.timestamp).await;
+                }
+            }
+            stats.handoffs_removed += 1;
+        }
+    }
+}
+
+/// Sends one version to a peer with its original timestamp. A peer that
+/// already holds it or something newer answers 409, which counts as done.
+async fn push(
+    state: &NodeState,
+    dev: &Arc<Device>,
+    addr: &str,
+    target_dev: &str,
+    part: u32,
+    hash: &NameHash,
+    rec: &ObjectRecord,
+) -> bool {
+    let path = format!(
+        "/obj/{}/{part}/{}/{}/{}",
+        encode(target_dev),
+        encode(&rec.account),
+        encode(&rec.container),
+        encode(&rec.object)
+    );
+    let mut headers = HeaderMap::new();
+    set_header(&mut headers, "x-timestamp", &rec.timestamp.to_string());
+    let (method, body): (Method, Body) = match rec.kind {
+        ObjectKind::Tombstone => (Method::DELETE, empty()),
+        ObjectKind::Data => {
+            if rec.is_expired(now_secs()) {
+                // Expired data is not worth moving; the expirer reclaims it.
+                return true;
+            }
+            let file =
+                match tokio::fs::File::open(dev.files.data_path(part, hash, rec.timestamp)).await {
+                    Ok(f) => f,
+                    Err(_) => return false,
+                };
+            set_header(&mut headers, "content-length", &rec.size.to_string());
+            set_header(&mut headers, "content-type", &rec.content_type);
+            set_header(&mut headers, "etag", &rec.etag);
+            if let Some(at) = rec.delete_at {
+                set_header(&mut headers, "x-delete-at", &at.to_string());
+            }
+            for (k, v) in &rec.headers {
+                set_header(&mut headers, k, v);
+            }
+            (Method::PUT, file_stream(file))
+        }
+    };
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr);
+    if let Some(h) = b.headers_mut() {
+        h.extend(headers);
+    }
+    let Ok(req) = b.body(body) else { return false };
+    let Ok(conn) = state.client.connect(addr).await else {
+        return false;
+    };
+    match conn.send_streaming(req).await {
+        Ok(resp) => {
+            let st = resp.status();
+            let _ = resp.into_body().collect().await;
+            st.is_success()
+                || st == StatusCode::CONFLICT
+                || (st == StatusCode::NOT_FOUND && rec.kind == ObjectKind::Tombstone)
+        }
+        Err(_) => false,
+    }
+}
+
+fn file_stream(file: tokio::fs::File) -> Body {
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), f))
+            }
+            Err(e) => Some((Err(Box::new(e) as crate::http_util::BoxError), f)),
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(stream))
+}
+
+/// `GET /hashes/{device}/{partition}`
+pub async fn hashes_response(dev: Arc<Device>, part: u32) -> http::Response<Body> {
+    match tokio::task::spawn_blocking(move || dev.db.suffix_hashes(part)).await {
+        Ok(Ok(h)) => {
+            let map: HashMap<String, String> = h
+                .into_iter()
+                .map(|(s, v)| (format!("{s:03x}"), hex::encode(v)))
+                .collect();
+            json(&map)
+        }
+        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// `GET /suffix/{device}/{partition}/{suffix}`
+pub async fn suffix_response(dev: Arc<Device>, part: u32, suffix: u16) -> http::Response<Body> {
+    match tokio::task::spawn_blocking(move || dev.db.objects_in_suffix(part, suffix)).await {
+        Ok(Ok(list)) => {
+            let map: HashMap<String, (Timestamp, &str)> = list
+                .into_iter()
+                .map(|(h, r)| {
+                    (
+                        h.to_hex(),
+                        (
+                            r.timestamp,
+                            if r.kind == ObjectKind::Data {
+                                "data"
+                            } else {
+                                "tombstone"
+                            },
+                        ),
+                    )
+                })
+                .collect();
+            json(&map)
+        }
+        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> http::Response<Body> {
+    let mut r = http::Response::new(crate::http_util::full(serde_json::to_vec(v).expect("json")));
+    set_header(r.headers_mut(), "content-type", "application/json");
+    r
+}
+
+/// Runs passes forever, `interval` apart.
+pub async fn run(state: Arc<NodeState>, interval: std::time::Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let _one = state.replicating.lock().await;
+        let stats = replicate_once(&state).await;
+        tracing::info!(?stats, "replication pass");
+        *state
+            .last_replication
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), stats));
+    }
+}
