@@ -93,6 +93,8 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             connect_timeout_ms: 500,
             node_timeout_ms: 10_000,
             replicator_interval_secs: 30,
+            auditor_interval_secs: 3600,
+            auditor_bytes_per_sec: 10 << 20,
         };
         let path = dir.join(format!("node-{port}.toml"));
         std::fs::write(&path, toml::to_string(&cfg)?)?;

@@ -61,6 +61,19 @@ pub struct NodeConfig {
     /// Seconds between replication passes.
     #[serde(default = "thirty")]
     pub replicator_interval_secs: u64,
+    /// Seconds between auditor passes, and the rate it reads files at.
+    #[serde(default = "hour")]
+    pub auditor_interval_secs: u64,
+    #[serde(default = "ten_mib")]
+    pub auditor_bytes_per_sec: u64,
+}
+
+fn hour() -> u64 {
+    3600
+}
+
+fn ten_mib() -> u64 {
+    10 << 20
 }
 
 fn thirty() -> u64 {

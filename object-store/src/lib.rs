@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod account_server;
+pub mod auditor;
 pub mod config;
 pub mod container_server;
 pub mod device_db;

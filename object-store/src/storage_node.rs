@@ -143,6 +143,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     tokio::spawn(updater::run(state.clone()));
     let every = Duration::from_secs(state.config.replicator_interval_secs.max(1));
     tokio::spawn(crate::replicator::run(state.clone(), every));
+    let audit_every = Duration::from_secs(state.config.auditor_interval_secs.max(1));
+    tokio::spawn(crate::auditor::run(
+        state.clone(),
+        audit_every,
+        state.config.auditor_bytes_per_sec,
+    ));
     tracing::info!(%addr, "storage node listening");
     server::serve(listener, state, handle, server::shutdown_signal()).await;
     Ok(())
@@ -178,6 +184,15 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
             .last_replication
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), stats.clone()));
+        let mut r = http::Response::new(crate::http_util::full(
+            serde_json::to_vec(&stats).expect("json"),
+        ));
+        crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        return r;
+    }
+    if segments.len() == 1 && segments[0] == "audit" && req.method() == http::Method::POST {
+        // One unthrottled pass now, for operators and tests.
+        let stats = crate::auditor::audit_once(&state, 0).await;
         let mut r = http::Response::new(crate::http_util::full(
             serde_json::to_vec(&stats).expect("json"),
         ));

@@ -183,6 +183,15 @@ impl Cluster {
         serde_json::from_slice(&r.body).unwrap()
     }
 
+    /// Runs one auditor pass on storage node `n`; its statistics.
+    pub fn audit(&self, n: u16) -> serde_json::Value {
+        let head =
+            "POST /audit HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let r = raw(self.node_base_port + n, head, b"");
+        assert_eq!(r.status, 200, "audit on node {n}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     /// Every device of the ring for a name: (port, device, where), primaries
     /// first.
     pub fn placement(
@@ -289,10 +298,15 @@ pub fn raw(port: u16, head: &str, body: &[u8]) -> Resp {
 }
 
 fn parse_response(buf: &[u8]) -> Resp {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
+    // A connection closed before any response head (a transfer the server
+    // cut off before its first byte) reads as status 0.
+    let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Resp {
+            status: 0,
+            headers: HashMap::new(),
+            body: Vec::new(),
+        };
+    };
     let head = String::from_utf8_lossy(&buf[..split]);
     let mut lines = head.lines();
     let status = lines
