@@ -23,6 +23,9 @@ pub struct UpArgs {
     pub proxy_port: u16,
     #[arg(long, default_value_t = 6200)]
     pub node_base_port: u16,
+    /// The ring's min_part_hours when it is first built.
+    #[arg(long, default_value_t = 1)]
+    pub min_part_hours: u32,
 }
 
 const DEVICES_PER_NODE: u16 = 2;
@@ -49,7 +52,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         let mut b = RingBuilder::new(
             PART_POWER,
             REPLICAS.min(u32::from(args.nodes * DEVICES_PER_NODE)),
-            1,
+            args.min_part_hours,
             HashSecret::generate(),
         )?;
         for n in 0..args.nodes {

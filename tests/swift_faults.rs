@@ -251,3 +251,98 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
         );
     }
 }
+
+/// Drain: a device's weight set to 0 and the ring rebalanced and reloaded
+/// by every node. Objects stay readable while their data moves; afterwards
+/// the drained device holds nothing and nothing is lost.
+#[test]
+fn draining_a_device_moves_its_data_off() {
+    let c = Cluster::start_with(3, &["--min-part-hours", "0"]);
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/drain", &[], b"").status, 201);
+    let body = |i: usize| format!("drain me {i} ").repeat(50 + i).into_bytes();
+    for i in 0..100 {
+        assert_eq!(
+            s.req("PUT", &format!("/drain/o{i}"), &[], &body(i)).status,
+            201
+        );
+    }
+    let drained = c
+        .data_dir()
+        .join(format!("node-{}", c.node_base_port))
+        .join("d1");
+    let count = |dir: &std::path::Path| {
+        let mut f = Vec::new();
+        if dir.join("objects").exists() {
+            data_files(&dir.join("objects"), &mut f);
+        }
+        f.len()
+    };
+    let before = count(&drained);
+    assert!(before > 0);
+    let builder = c.data_dir().join("object.builder");
+    let ring = c.data_dir().join("object.ring");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::nubo())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["ring", "set-weight", builder.to_str().unwrap(), "0", "0"]);
+    run(&[
+        "ring",
+        "rebalance",
+        builder.to_str().unwrap(),
+        "--ring",
+        ring.to_str().unwrap(),
+    ]);
+    // Nodes and the proxy check the ring file every 2 s.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    for i in (0..100).step_by(7) {
+        assert_eq!(
+            s.req("GET", &format!("/drain/o{i}"), &[], b"").body,
+            body(i),
+            "o{i} during the move"
+        );
+    }
+    let mut moved = 0;
+    for pass in 1..=6 {
+        let pushed: u64 = (0..3)
+            .map(|n| c.replicate(n)["objects_pushed"].as_u64().unwrap())
+            .sum();
+        moved += pushed;
+        eprintln!("replication pass {pass}: {pushed} pushed");
+        if pushed == 0 && count(&drained) == 0 {
+            break;
+        }
+    }
+    eprintln!("drained device held {before} object files; {moved} replicas pushed");
+    assert_eq!(count(&drained), 0, "the drained device still holds objects");
+    for i in 0..100 {
+        assert_eq!(
+            s.req("GET", &format!("/drain/o{i}"), &[], b"").body,
+            body(i),
+            "o{i} after the move"
+        );
+        for (port, device, holds) in c.placement("AUTH_test", "drain", &format!("o{i}")) {
+            if holds.is_primary {
+                assert_eq!(
+                    c.internal_head(
+                        port,
+                        &device,
+                        holds.partition,
+                        "AUTH_test",
+                        "drain",
+                        &format!("o{i}")
+                    ),
+                    200
+                );
+            }
+        }
+    }
+}

@@ -59,7 +59,20 @@ fn ports(count: u16) -> u16 {
 
 impl Cluster {
     pub fn start(nodes: u16) -> Cluster {
-        Cluster::start_in(DataDir::Temp(tempfile::tempdir().expect("temp dir")), nodes)
+        Cluster::start_in(
+            DataDir::Temp(tempfile::tempdir().expect("temp dir")),
+            nodes,
+            &[],
+        )
+    }
+
+    /// A cluster whose `nubo up` gets extra flags.
+    pub fn start_with(nodes: u16, flags: &[&str]) -> Cluster {
+        Cluster::start_in(
+            DataDir::Temp(tempfile::tempdir().expect("temp dir")),
+            nodes,
+            flags,
+        )
     }
 
     /// A cluster whose data lives in `name` under Cargo's target tmp dir.
@@ -67,10 +80,10 @@ impl Cluster {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Cluster::start_in(DataDir::Fixed(dir), nodes)
+        Cluster::start_in(DataDir::Fixed(dir), nodes, &[])
     }
 
-    fn start_in(dir: DataDir, nodes: u16) -> Cluster {
+    fn start_in(dir: DataDir, nodes: u16, flags: &[&str]) -> Cluster {
         let base = ports(nodes + 1);
         let (proxy_port, node_base_port) = (base, base + 1);
         let child = Command::new(nubo())
@@ -84,6 +97,7 @@ impl Cluster {
                 "--node-base-port",
                 &node_base_port.to_string(),
             ])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
