@@ -280,28 +280,144 @@ impl DeviceDb {
 
     /// Partitions that hold objects (or tombstones) on this device.
     pub fn object_partitions(&self) -> DbResult<Vec<u32>> {
+        self.partitions_under(b's')
+    }
+
+    /// Partitions that hold container records on this device.
+    pub fn container_partitions(&self) -> DbResult<Vec<u32>> {
+        self.partitions_under(b'c')
+    }
+
+    /// Distinct partitions of keys `tag | part(4) | ...`, by seeking past each.
+    fn partitions_under(&self, tag: u8) -> DbResult<Vec<u32>> {
         let mut out = Vec::new();
-        let mut start = vec![b's'];
+        let mut start = vec![tag];
         loop {
             let mut iter = self
                 .db
                 .iterator(IteratorMode::From(&start, Direction::Forward));
             let Some(item) = iter.next() else { break };
             let (k, _) = item?;
-            if k.first() != Some(&b's') || k.len() < 5 {
+            if k.first() != Some(&tag) || k.len() < 5 {
                 break;
             }
             let part = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
             out.push(part);
             match part.checked_add(1) {
                 Some(next) => {
-                    start = vec![b's'];
+                    start = vec![tag];
                     start.extend_from_slice(&next.to_be_bytes());
                 }
                 None => break,
             }
         }
         Ok(out)
+    }
+
+    /// The container records of a partition, with their name hashes.
+    pub fn containers_in_partition(&self, part: u32) -> DbResult<Vec<(NameHash, ContainerRecord)>> {
+        let mut prefix = vec![b'c'];
+        prefix.extend_from_slice(&part.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != 21 {
+                break;
+            }
+            out.push((
+                NameHash(k[5..].try_into().expect("length checked")),
+                decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every listing row of a container, deleted ones included.
+    pub fn container_rows(&self, container_hash: &NameHash) -> DbResult<Vec<(String, ObjectRow)>> {
+        let prefix = row_prefix(b'r', container_hash);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A digest of a container's state (timestamps, metadata, rows): two
+    /// replicas with equal digests need no sync.
+    pub fn container_digest(
+        &self,
+        part: u32,
+        container_hash: &NameHash,
+    ) -> DbResult<Option<String>> {
+        let Some(rec) = self.container(part, container_hash)? else {
+            return Ok(None);
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(&rec.put_timestamp.0.to_le_bytes());
+        h.update(&rec.delete_timestamp.0.to_le_bytes());
+        h.update(&encode(&rec.meta));
+        for (name, row) in self.container_rows(container_hash)? {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(&row.timestamp.0.to_le_bytes());
+            h.update(&[row.deleted as u8]);
+        }
+        Ok(Some(h.finalize().to_hex().to_string()))
+    }
+
+    /// Merges another replica's container: timestamps and metadata newest
+    /// wins, rows newest wins (counters follow the rows). One WAL sync.
+    pub fn merge_container(
+        &self,
+        part: u32,
+        container_hash: &NameHash,
+        theirs: &ContainerRecord,
+        rows: &[(String, ObjectRow)],
+    ) -> DbResult<()> {
+        for (name, row) in rows {
+            self.apply_object_row(
+                part,
+                container_hash,
+                &theirs.account,
+                &theirs.container,
+                name,
+                row,
+            )?;
+        }
+        let key = part_key(b'c', part, container_hash);
+        {
+            let _g = self.lock(&key);
+            let mut rec: ContainerRecord = self.get(&key)?.unwrap_or_else(|| ContainerRecord {
+                account: theirs.account.clone(),
+                container: theirs.container.clone(),
+                ..Default::default()
+            });
+            rec.put_timestamp = rec.put_timestamp.max(theirs.put_timestamp);
+            rec.delete_timestamp = rec.delete_timestamp.max(theirs.delete_timestamp);
+            merge_meta(&mut rec.meta, &theirs.meta);
+            self.db.put(&key, encode(&rec))?;
+        }
+        self.sync()
+    }
+
+    /// Forgets a container replica (a handoff's, once the primaries have it).
+    pub fn remove_container(&self, part: u32, container_hash: &NameHash) -> DbResult<()> {
+        let mut batch = WriteBatch::default();
+        for (name, _) in self.container_rows(container_hash)? {
+            let mut k = row_prefix(b'r', container_hash);
+            k.extend_from_slice(name.as_bytes());
+            batch.delete(k);
+        }
+        batch.delete(part_key(b'c', part, container_hash));
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
     }
 
     /// Every object record in one suffix of a partition, with its name hash.

@@ -30,6 +30,7 @@ pub struct PassStats {
     pub partitions_synced: u64,
     pub objects_pushed: u64,
     pub handoffs_removed: u64,
+    pub containers_pushed: u64,
     pub failures: u64,
 }
 
@@ -49,8 +50,136 @@ pub async fn replicate_once(state: &Arc<NodeState>) -> PassStats {
             stats.partitions_checked += 1;
             replicate_partition(state, &dev, part, &mut stats).await;
         }
+        let d = dev.clone();
+        let cparts = tokio::task::spawn_blocking(move || d.db.container_partitions())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for part in cparts {
+            replicate_containers(state, &dev, part, &mut stats).await;
+        }
     }
     stats
+}
+
+/// What a container replica sends another: its record and every row.
+#[derive(Serialize, serde::Deserialize)]
+pub struct ContainerState {
+    pub record: crate::records::ContainerRecord,
+    pub rows: Vec<(String, crate::records::ObjectRow)>,
+}
+
+/// Container listings: each container of the partition is compared by digest
+/// with the other primaries and sent whole where they differ (rows merge
+/// newest-wins, so sending more than needed is harmless).
+async fn replicate_containers(
+    state: &Arc<NodeState>,
+    dev: &Arc<Device>,
+    part: u32,
+    stats: &mut PassStats,
+) {
+    let ring = state.ring();
+    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
+    let primaries: Vec<ring_tools::Device> = ring.primaries(part).cloned().collect();
+    let is_primary = primaries
+        .iter()
+        .any(|p| p.node_addr() == me && p.device == dev.name);
+    let d = dev.clone();
+    let containers =
+        match tokio::task::spawn_blocking(move || d.db.containers_in_partition(part)).await {
+            Ok(Ok(c)) => c,
+            _ => return,
+        };
+    for (chash, record) in containers {
+        let d = dev.clone();
+        let (digest, rows) = match tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::device_db::DbError>((
+                d.db.container_digest(part, &chash)?,
+                d.db.container_rows(&chash)?,
+            ))
+        })
+        .await
+        {
+            Ok(Ok((Some(dg), rows))) => (dg, rows),
+            _ => continue,
+        };
+        let body = serde_json::to_vec(&ContainerState { record, rows }).expect("json");
+        let mut confirmed = true;
+        for t in primaries
+            .iter()
+            .filter(|p| !(p.node_addr() == me && p.device == dev.name))
+        {
+            let addr = t.node_addr();
+            let theirs: Option<HashMap<String, String>> = get_json(
+                state,
+                &addr,
+                format!("/cdigest/{}/{part}/{}", encode(&t.device), chash.to_hex()),
+            )
+            .await;
+            if theirs.as_ref().and_then(|m| m.get("digest")) == Some(&digest) {
+                continue;
+            }
+            let req = Request::builder()
+                .method(Method::PUT)
+                .uri(format!(
+                    "/cmerge/{}/{part}/{}",
+                    encode(&t.device),
+                    chash.to_hex()
+                ))
+                .header("host", &addr)
+                .body(crate::http_util::full(body.clone()))
+                .expect("valid request");
+            match state.client.send(&addr, req).await {
+                Ok(resp) if resp.status().is_success() => {
+                    let _ = resp.into_body().collect().await;
+                    stats.containers_pushed += 1;
+                }
+                _ => {
+                    confirmed = false;
+                    stats.failures += 1;
+                }
+            }
+        }
+        if !is_primary && confirmed {
+            let d = dev.clone();
+            let _ = tokio::task::spawn_blocking(move || d.db.remove_container(part, &chash)).await;
+        }
+    }
+}
+
+/// `GET /cdigest/{device}/{partition}/{container hash}`
+pub async fn container_digest_response(
+    dev: Arc<Device>,
+    part: u32,
+    chash: NameHash,
+) -> http::Response<Body> {
+    match tokio::task::spawn_blocking(move || dev.db.container_digest(part, &chash)).await {
+        Ok(Ok(Some(d))) => json(&HashMap::from([("digest", d)])),
+        Ok(Ok(None)) => crate::http_util::status(StatusCode::NOT_FOUND),
+        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// `PUT /cmerge/{device}/{partition}/{container hash}` with a [`ContainerState`].
+pub async fn container_merge_response(
+    dev: Arc<Device>,
+    part: u32,
+    chash: NameHash,
+    body: Bytes,
+) -> http::Response<Body> {
+    let Ok(theirs) = serde_json::from_slice::<ContainerState>(&body) else {
+        return crate::http_util::text(StatusCode::BAD_REQUEST, "bad container state");
+    };
+    match tokio::task::spawn_blocking(move || {
+        dev.db
+            .merge_container(part, &chash, &theirs.record, &theirs.rows)
+    })
+    .await
+    {
+        Ok(Ok(())) => crate::http_util::status(StatusCode::NO_CONTENT),
+        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
