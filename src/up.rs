@@ -96,6 +96,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             connect_timeout_ms: 500,
             node_timeout_ms: 10_000,
             replicator_interval_secs: 30,
+            expirer_interval_secs: 60,
             auditor_interval_secs: 3600,
             auditor_bytes_per_sec: 10 << 20,
         };

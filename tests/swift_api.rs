@@ -424,6 +424,13 @@ fn expiring_objects_vanish() {
         .is_some());
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(s.req("GET", "/exp/soon", &[], b"").status, 404);
+    // Gone from GET at once; from the listing when the expirer runs.
+    assert_eq!(s.req("GET", "/exp", &[], b"").text(), "soon\n");
+    let expired: u64 = (0..3)
+        .map(|n| cluster().expire(n)["expired"].as_u64().unwrap())
+        .sum();
+    assert!(expired >= 3, "each replica expires its copy ({expired})");
+    eventually(|| s.req("GET", "/exp", &[], b"").status == 204);
     assert_eq!(
         s.req("PUT", "/exp/past", &[("X-Delete-At", "1000")], b"x")
             .status,

@@ -61,11 +61,18 @@ pub struct NodeConfig {
     /// Seconds between replication passes.
     #[serde(default = "thirty")]
     pub replicator_interval_secs: u64,
+    /// Seconds between expirer passes (X-Delete-At).
+    #[serde(default = "minute")]
+    pub expirer_interval_secs: u64,
     /// Seconds between auditor passes, and the rate it reads files at.
     #[serde(default = "hour")]
     pub auditor_interval_secs: u64,
     #[serde(default = "ten_mib")]
     pub auditor_bytes_per_sec: u64,
+}
+
+fn minute() -> u64 {
+    60
 }
 
 fn hour() -> u64 {

@@ -18,6 +18,7 @@ pub mod auditor;
 pub mod config;
 pub mod container_server;
 pub mod device_db;
+pub mod expirer;
 pub mod http_util;
 pub mod node_client;
 pub mod object_files;

@@ -143,6 +143,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     tokio::spawn(updater::run(state.clone()));
     let every = Duration::from_secs(state.config.replicator_interval_secs.max(1));
     tokio::spawn(crate::replicator::run(state.clone(), every));
+    let expire_every = Duration::from_secs(state.config.expirer_interval_secs.max(1));
+    tokio::spawn(crate::expirer::run(state.clone(), expire_every));
     let audit_every = Duration::from_secs(state.config.auditor_interval_secs.max(1));
     tokio::spawn(crate::auditor::run(
         state.clone(),
@@ -184,6 +186,14 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
             .last_replication
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), stats.clone()));
+        let mut r = http::Response::new(crate::http_util::full(
+            serde_json::to_vec(&stats).expect("json"),
+        ));
+        crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        return r;
+    }
+    if segments.len() == 1 && segments[0] == "expire" && req.method() == http::Method::POST {
+        let stats = crate::expirer::expire_once(&state).await;
         let mut r = http::Response::new(crate::http_util::full(
             serde_json::to_vec(&stats).expect("json"),
         ));

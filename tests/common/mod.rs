@@ -197,6 +197,15 @@ impl Cluster {
         serde_json::from_slice(&r.body).unwrap()
     }
 
+    /// Runs one expirer pass on storage node `n`; its statistics.
+    pub fn expire(&self, n: u16) -> serde_json::Value {
+        let head =
+            "POST /expire HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let r = raw(self.node_base_port + n, head, b"");
+        assert_eq!(r.status, 200, "expire on node {n}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     /// Runs one auditor pass on storage node `n`; its statistics.
     pub fn audit(&self, n: u16) -> serde_json::Value {
         let head =
