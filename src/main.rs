@@ -21,6 +21,9 @@ enum Command {
     Ring(ring_tools::cli::RingCommand),
     /// Start a local cluster: storage nodes and the proxy (Swift API on :8080).
     Up(up::UpArgs),
+    /// Operator views of a running cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run a storage node (serves the ring's devices for its ip:port).
     StorageNode {
         #[arg(long)]
@@ -33,7 +36,15 @@ enum Command {
     },
 }
 
+mod status;
 mod up;
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// One screen per cluster: nodes up, ring generation, replication age,
+    /// quarantines, queued listing updates, disk usage.
+    Status(status::StatusArgs),
+}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
@@ -53,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ring(cmd) => ring_tools::cli::run(cmd),
         Command::Up(args) => up::run(args),
+        Command::Cluster(ClusterCommand::Status(args)) => status::run(args),
         Command::StorageNode { config } => object_store::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(object_store::storage_node::run(c))),

@@ -30,6 +30,8 @@ pub async fn audit_once(state: &Arc<NodeState>, bytes_per_sec: u64) -> AuditStat
         total.bytes_read += s.bytes_read;
         total.quarantined += s.quarantined;
     }
+    crate::metrics::NodeMetrics::add(&state.metrics.auditor_bytes, total.bytes_read);
+    crate::metrics::NodeMetrics::add(&state.metrics.auditor_quarantined, total.quarantined);
     total
 }
 

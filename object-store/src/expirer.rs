@@ -30,6 +30,7 @@ pub async fn expire_once(state: &Arc<NodeState>) -> ExpireStats {
     if stats.expired > 0 {
         state.updates_queued.notify_one();
     }
+    crate::metrics::NodeMetrics::add(&state.metrics.expired, stats.expired);
     stats
 }
 

@@ -20,6 +20,7 @@ pub mod container_server;
 pub mod device_db;
 pub mod expirer;
 pub mod http_util;
+pub mod metrics;
 pub mod node_client;
 pub mod object_files;
 pub mod object_server;

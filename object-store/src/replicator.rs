@@ -36,6 +36,19 @@ pub struct PassStats {
 
 /// One replication pass over every device of this node.
 pub async fn replicate_once(state: &Arc<NodeState>) -> PassStats {
+    let stats = replicate_devices(state).await;
+    let m = &state.metrics;
+    use crate::metrics::NodeMetrics as M;
+    M::add(&m.replication_passes, 1);
+    M::add(&m.partitions_synced, stats.partitions_synced);
+    M::add(&m.objects_pushed, stats.objects_pushed);
+    M::add(&m.containers_pushed, stats.containers_pushed);
+    M::add(&m.handoffs_removed, stats.handoffs_removed);
+    M::add(&m.replication_failures, stats.failures);
+    stats
+}
+
+async fn replicate_devices(state: &Arc<NodeState>) -> PassStats {
     let mut stats = PassStats::default();
     for dev in state.devices() {
         let d = dev.clone();

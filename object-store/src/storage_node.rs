@@ -40,6 +40,7 @@ pub struct NodeState {
     /// When the last replication pass ended, and what it did.
     pub last_replication:
         std::sync::Mutex<Option<(std::time::Instant, crate::replicator::PassStats)>>,
+    pub metrics: crate::metrics::NodeMetrics,
     /// One replication pass at a time (timer or `POST /replicate`).
     pub replicating: tokio::sync::Mutex<()>,
 }
@@ -62,6 +63,7 @@ impl NodeState {
             devices: RwLock::new(HashMap::new()),
             updates_queued: tokio::sync::Notify::new(),
             last_replication: std::sync::Mutex::new(None),
+            metrics: Default::default(),
             replicating: tokio::sync::Mutex::new(()),
         });
         for name in state.my_device_names(&state.ring.current()) {
@@ -177,6 +179,11 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         .collect();
     if segments.len() == 1 && segments[0] == "healthcheck" {
         return text(StatusCode::OK, "OK");
+    }
+    if segments.len() == 1 && segments[0] == "metrics" {
+        let mut r = text(StatusCode::OK, crate::metrics::render(&state).await);
+        crate::http_util::set_header(r.headers_mut(), "content-type", "text/plain; version=0.0.4");
+        return r;
     }
     if segments.len() == 1 && segments[0] == "replicate" && req.method() == http::Method::POST {
         // One pass now, for operators and tests (like `swift-object-replicator --once`).

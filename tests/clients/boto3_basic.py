@@ -54,7 +54,11 @@ assert [o["Key"] for o in v1["Contents"]] == ["dir/a.txt", "dir/b.txt"]
 owned = s3.list_objects_v2(Bucket="boto-basic", FetchOwner=True, MaxKeys=1)["Contents"][0]
 assert owned["Owner"]["ID"] == "AUTH_test", owned
 s3.put_object(Bucket="boto-basic", Key="odd key+&=.txt", Body=b"odd")
-enc = s3.list_objects_v2(Bucket="boto-basic", Prefix="odd", EncodingType="url")
+for _ in range(100):  # listings catch up with writes within milliseconds
+    enc = s3.list_objects_v2(Bucket="boto-basic", Prefix="odd", EncodingType="url")
+    if enc.get("Contents"):
+        break
+    time.sleep(0.05)
 assert enc["Contents"][0]["Key"] in ("odd key+&=.txt", "odd%20key%2B%26%3D.txt"), enc["Contents"][0]["Key"]
 s3.delete_object(Bucket="boto-basic", Key="odd key+&=.txt")
 summed = s3.put_object(Bucket="boto-basic", Key="summed", Body=b"checksummed", ChecksumAlgorithm="SHA256")

@@ -270,6 +270,21 @@ impl Cluster {
             .collect()
     }
 
+    /// An object's bytes on one device, through the internal API.
+    pub fn internal_get(
+        &self,
+        port: u16,
+        device: &str,
+        partition: u32,
+        a: &str,
+        c: &str,
+        o: &str,
+    ) -> Option<Vec<u8>> {
+        let head = format!("GET /obj/{device}/{partition}/{a}/{c}/{o} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let r = raw(port, &head, b"");
+        (r.status == 200).then_some(r.body)
+    }
+
     /// HEAD of an object on one device, through the internal API.
     pub fn internal_head(
         &self,

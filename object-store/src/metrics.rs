@@ -1,0 +1,126 @@
+//! Counters a storage node exposes at `/metrics` (Prometheus text format).
+
+use crate::storage_node::NodeState;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct NodeMetrics {
+    pub replication_passes: AtomicU64,
+    pub partitions_synced: AtomicU64,
+    pub objects_pushed: AtomicU64,
+    pub containers_pushed: AtomicU64,
+    pub handoffs_removed: AtomicU64,
+    pub replication_failures: AtomicU64,
+    pub auditor_bytes: AtomicU64,
+    pub auditor_quarantined: AtomicU64,
+    pub expired: AtomicU64,
+}
+
+impl NodeMetrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Used and total bytes of the file system a path is on.
+fn disk_usage(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    let total = s.f_blocks as u64 * s.f_frsize as u64;
+    let free = s.f_bavail as u64 * s.f_frsize as u64;
+    Some((total.saturating_sub(free), total))
+}
+
+pub async fn render(state: &NodeState) -> String {
+    let m = &state.metrics;
+    let mut out = String::new();
+    let counters = [
+        (
+            "nubo_replication_passes_total",
+            "Replication passes completed.",
+            &m.replication_passes,
+        ),
+        (
+            "nubo_replication_partitions_synced_total",
+            "Partitions where the replicator pushed something.",
+            &m.partitions_synced,
+        ),
+        (
+            "nubo_replication_objects_pushed_total",
+            "Object versions pushed to other replicas.",
+            &m.objects_pushed,
+        ),
+        (
+            "nubo_replication_containers_pushed_total",
+            "Container states pushed to other replicas.",
+            &m.containers_pushed,
+        ),
+        (
+            "nubo_replication_handoffs_removed_total",
+            "Handoff partitions dropped after the primaries confirmed.",
+            &m.handoffs_removed,
+        ),
+        (
+            "nubo_replication_failures_total",
+            "Peers or pushes that failed during replication.",
+            &m.replication_failures,
+        ),
+        (
+            "nubo_auditor_bytes_total",
+            "Bytes of object files the auditor has read.",
+            &m.auditor_bytes,
+        ),
+        (
+            "nubo_auditor_quarantined_total",
+            "Object files quarantined by the auditor.",
+            &m.auditor_quarantined,
+        ),
+        (
+            "nubo_expirer_expired_total",
+            "Objects turned into tombstones by the expirer.",
+            &m.expired,
+        ),
+    ];
+    for (name, help, c) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    let age = state
+        .last_replication
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|(t, _)| t.elapsed().as_secs_f64());
+    let _ = writeln!(out, "# HELP nubo_replication_last_pass_age_seconds Seconds since the last full replication pass (-1: none yet).\n# TYPE nubo_replication_last_pass_age_seconds gauge\nnubo_replication_last_pass_age_seconds {}", age.unwrap_or(-1.0));
+    let ring = state.ring();
+    let _ = writeln!(out, "# HELP nubo_ring_generation Generation of the ring this node serves.\n# TYPE nubo_ring_generation gauge\nnubo_ring_generation {}", ring.generation());
+    let _ = writeln!(out, "# HELP nubo_updates_queued Listing updates waiting to be delivered, per device.\n# TYPE nubo_updates_queued gauge");
+    let mut disk = String::new();
+    for dev in state.devices() {
+        let d = dev.clone();
+        let depth = tokio::task::spawn_blocking(move || d.db.queue_depth())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "nubo_updates_queued{{device=\"{}\"}} {depth}",
+            dev.name
+        );
+        if let Some((used, total)) = disk_usage(dev.files.root()) {
+            let _ = writeln!(disk, "nubo_device_used_bytes{{device=\"{}\"}} {used}\nnubo_device_size_bytes{{device=\"{}\"}} {total}", dev.name, dev.name);
+        }
+    }
+    let _ = write!(out, "# HELP nubo_device_used_bytes Bytes used on the file system of each device.\n# TYPE nubo_device_used_bytes gauge\n# HELP nubo_device_size_bytes Size of the file system of each device.\n# TYPE nubo_device_size_bytes gauge\n{disk}");
+    out
+}
