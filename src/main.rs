@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Build and inspect the partition ring (devices, weights, rebalance, lookups).
     #[command(subcommand)]
-    Ring(ring_tools::cli::RingCommand),
+    Ring(RingCli),
     /// Start a local cluster: storage nodes and the proxy (Swift API on :8080).
     Up(up::UpArgs),
     /// Operator views of a running cluster.
@@ -36,8 +36,18 @@ enum Command {
     },
 }
 
+mod ring_push;
 mod status;
 mod up;
+
+#[derive(Debug, Subcommand)]
+enum RingCli {
+    #[command(flatten)]
+    Tools(ring_tools::cli::RingCommand),
+    /// Copy a ring file to every storage node it names; each takes it only
+    /// if it is newer and from the same cluster.
+    Push { ring: std::path::PathBuf },
+}
 
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
@@ -62,7 +72,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ring(cmd) => ring_tools::cli::run(cmd),
+        Command::Ring(RingCli::Tools(cmd)) => ring_tools::cli::run(cmd),
+        Command::Ring(RingCli::Push { ring }) => ring_push::run(&ring),
         Command::Up(args) => up::run(args),
         Command::Cluster(ClusterCommand::Status(args)) => status::run(args),
         Command::StorageNode { config } => object_store::config::load(&config)

@@ -335,15 +335,27 @@ fn draining_a_device_moves_its_data_off() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    let old_ring = c.data_dir().join("old.ring");
+    std::fs::copy(&ring, &old_ring).unwrap();
+    let new_ring = c.data_dir().join("new.ring");
     run(&["ring", "set-weight", builder.to_str().unwrap(), "0", "0"]);
     run(&[
         "ring",
         "rebalance",
         builder.to_str().unwrap(),
         "--ring",
-        ring.to_str().unwrap(),
+        new_ring.to_str().unwrap(),
     ]);
-    // Nodes and the proxy check the ring file every 2 s.
+    // Distribute it: every node checks and installs it (here they share one
+    // ring file, which the proxy reloads within 2 s).
+    run(&["ring", "push", new_ring.to_str().unwrap()]);
+    let stale = std::process::Command::new(common::nubo())
+        .args(["ring", "push"])
+        .arg(&old_ring)
+        .output()
+        .unwrap();
+    assert!(!stale.status.success(), "an older ring must be refused");
+    assert!(String::from_utf8_lossy(&stale.stdout).contains("not newer"));
     std::thread::sleep(std::time::Duration::from_millis(2500));
     for i in (0..100).step_by(7) {
         assert_eq!(

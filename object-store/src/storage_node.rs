@@ -158,6 +158,52 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `PUT /ring` (`nubo ring push`): a ring file for this node. It must load,
+/// belong to the same cluster (same hash secret), and be newer than the ring
+/// in service; it then replaces the ring file atomically and is swapped in.
+async fn receive_ring(state: &NodeState, req: Request<Incoming>) -> Response<Body> {
+    let Some(bytes) = crate::http_util::collect_limited(req.into_body(), 256 << 20).await else {
+        return text(StatusCode::BAD_REQUEST, "ring file too large or broken");
+    };
+    let ring = match ring_tools::ring_file::decode(&bytes) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("not a valid ring: {e}")),
+    };
+    let current = state.ring();
+    if ring.secret() != current.secret() {
+        return text(StatusCode::CONFLICT, "this ring belongs to another cluster");
+    }
+    if ring.checksum() == current.checksum() {
+        return text(StatusCode::OK, "ring already in service");
+    }
+    if ring.generation() <= current.generation() {
+        return text(
+            StatusCode::CONFLICT,
+            format!(
+                "ring generation {} is not newer than {}",
+                ring.generation(),
+                current.generation()
+            ),
+        );
+    }
+    let path = state.config.ring.clone();
+    let written =
+        tokio::task::spawn_blocking(move || ring_tools::atomic_file::write(&path, &bytes)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not write the ring file",
+        );
+    }
+    match state.ring.reload_if_changed() {
+        Ok(_) => text(
+            StatusCode::CREATED,
+            format!("ring generation {} in service", ring.generation()),
+        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 /// A parsed internal path.
 pub struct Target<'a> {
     pub device: Arc<Device>,
@@ -179,6 +225,9 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         .collect();
     if segments.len() == 1 && segments[0] == "healthcheck" {
         return text(StatusCode::OK, "OK");
+    }
+    if segments.len() == 1 && segments[0] == "ring" && req.method() == http::Method::PUT {
+        return receive_ring(&state, req).await;
     }
     if segments.len() == 1 && segments[0] == "metrics" {
         let mut r = text(StatusCode::OK, crate::metrics::render(&state).await);
