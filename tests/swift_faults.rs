@@ -59,6 +59,10 @@ fn reads_and_writes_survive_a_killed_node() {
             break;
         }
     }
+    // Every account replica lists both containers, the one created while a
+    // node was down included.
+    let want = vec!["durable".to_string(), "while-down".to_string()];
+    assert_eq!(c.account_replicas("AUTH_test"), vec![want; 3]);
     for i in 0..20 {
         for name in [format!("before-{i}"), format!("during-{i}")] {
             let placement = c.placement("AUTH_test", "durable", &name);

@@ -688,6 +688,92 @@ impl DeviceDb {
         Ok(true)
     }
 
+    /// Partitions that hold account records on this device.
+    pub fn account_partitions(&self) -> DbResult<Vec<u32>> {
+        self.partitions_under(b'a')
+    }
+
+    /// The account records of a partition, with their name hashes.
+    pub fn accounts_in_partition(&self, part: u32) -> DbResult<Vec<(NameHash, AccountRecord)>> {
+        let mut prefix = vec![b'a'];
+        prefix.extend_from_slice(&part.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != 21 {
+                break;
+            }
+            out.push((
+                NameHash(k[5..].try_into().expect("length checked")),
+                decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every container row of an account, deleted ones included.
+    pub fn account_rows(&self, account_hash: &NameHash) -> DbResult<Vec<(String, ContainerRow)>> {
+        let prefix = row_prefix(b'R', account_hash);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A digest of an account's state (timestamps, metadata, container rows).
+    pub fn account_digest(&self, part: u32, account_hash: &NameHash) -> DbResult<Option<String>> {
+        let Some(rec) = self.account(part, account_hash)? else {
+            return Ok(None);
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(&rec.put_timestamp.0.to_le_bytes());
+        h.update(&encode(&rec.meta));
+        for (name, row) in self.account_rows(account_hash)? {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(&row.stats_timestamp.0.to_le_bytes());
+        }
+        Ok(Some(h.finalize().to_hex().to_string()))
+    }
+
+    /// Merges another replica's account: metadata newest-wins per key,
+    /// container rows newest stats win (totals follow the rows).
+    pub fn merge_account(
+        &self,
+        part: u32,
+        account_hash: &NameHash,
+        theirs: &AccountRecord,
+        rows: &[(String, ContainerRow)],
+    ) -> DbResult<()> {
+        for (name, row) in rows {
+            self.apply_container_row(part, account_hash, &theirs.account, name, row)?;
+        }
+        let put = (theirs.put_timestamp > Timestamp::ZERO).then_some(theirs.put_timestamp);
+        self.update_account(part, account_hash, &theirs.account, put, &theirs.meta)?;
+        Ok(())
+    }
+
+    /// Forgets an account replica (a handoff's, once the primaries have it).
+    pub fn remove_account(&self, part: u32, account_hash: &NameHash) -> DbResult<()> {
+        let mut batch = WriteBatch::default();
+        for (name, _) in self.account_rows(account_hash)? {
+            let mut k = row_prefix(b'R', account_hash);
+            k.extend_from_slice(name.as_bytes());
+            batch.delete(k);
+        }
+        batch.delete(part_key(b'a', part, account_hash));
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
     pub fn list_containers(
         &self,
         account_hash: &NameHash,

@@ -31,6 +31,7 @@ pub struct PassStats {
     pub objects_pushed: u64,
     pub handoffs_removed: u64,
     pub containers_pushed: u64,
+    pub accounts_pushed: u64,
     pub failures: u64,
 }
 
@@ -71,6 +72,15 @@ async fn replicate_devices(state: &Arc<NodeState>) -> PassStats {
             .unwrap_or_default();
         for part in cparts {
             replicate_containers(state, &dev, part, &mut stats).await;
+        }
+        let d = dev.clone();
+        let aparts = tokio::task::spawn_blocking(move || d.db.account_partitions())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for part in aparts {
+            replicate_accounts(state, &dev, part, &mut stats).await;
         }
     }
     stats
@@ -158,6 +168,123 @@ async fn replicate_containers(
             let d = dev.clone();
             let _ = tokio::task::spawn_blocking(move || d.db.remove_container(part, &chash)).await;
         }
+    }
+}
+
+/// What an account replica sends another: its record and container rows.
+#[derive(Serialize, serde::Deserialize)]
+pub struct AccountState {
+    pub record: crate::records::AccountRecord,
+    pub rows: Vec<(String, crate::records::ContainerRow)>,
+}
+
+/// Account listings, the same way as containers: digest, then whole state.
+async fn replicate_accounts(
+    state: &Arc<NodeState>,
+    dev: &Arc<Device>,
+    part: u32,
+    stats: &mut PassStats,
+) {
+    let ring = state.ring();
+    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
+    let primaries: Vec<ring_tools::Device> = ring.primaries(part).cloned().collect();
+    let is_primary = primaries
+        .iter()
+        .any(|p| p.node_addr() == me && p.device == dev.name);
+    let d = dev.clone();
+    let Ok(Ok(accounts)) =
+        tokio::task::spawn_blocking(move || d.db.accounts_in_partition(part)).await
+    else {
+        return;
+    };
+    for (ahash, record) in accounts {
+        let d = dev.clone();
+        let (digest, rows) = match tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::device_db::DbError>((
+                d.db.account_digest(part, &ahash)?,
+                d.db.account_rows(&ahash)?,
+            ))
+        })
+        .await
+        {
+            Ok(Ok((Some(dg), rows))) => (dg, rows),
+            _ => continue,
+        };
+        let body = serde_json::to_vec(&AccountState { record, rows }).expect("json");
+        let mut confirmed = true;
+        for t in primaries
+            .iter()
+            .filter(|p| !(p.node_addr() == me && p.device == dev.name))
+        {
+            let addr = t.node_addr();
+            let theirs: Option<HashMap<String, String>> = get_json(
+                state,
+                &addr,
+                format!("/adigest/{}/{part}/{}", encode(&t.device), ahash.to_hex()),
+            )
+            .await;
+            if theirs.as_ref().and_then(|m| m.get("digest")) == Some(&digest) {
+                continue;
+            }
+            let req = Request::builder()
+                .method(Method::PUT)
+                .uri(format!(
+                    "/amerge/{}/{part}/{}",
+                    encode(&t.device),
+                    ahash.to_hex()
+                ))
+                .header("host", &addr)
+                .body(crate::http_util::full(body.clone()))
+                .expect("valid request");
+            match state.client.send(&addr, req).await {
+                Ok(resp) if resp.status().is_success() => {
+                    let _ = resp.into_body().collect().await;
+                    stats.accounts_pushed += 1;
+                }
+                _ => {
+                    confirmed = false;
+                    stats.failures += 1;
+                }
+            }
+        }
+        if !is_primary && confirmed {
+            let d = dev.clone();
+            let _ = tokio::task::spawn_blocking(move || d.db.remove_account(part, &ahash)).await;
+        }
+    }
+}
+
+/// `GET /adigest/{device}/{partition}/{account hash}`
+pub async fn account_digest_response(
+    dev: Arc<Device>,
+    part: u32,
+    ahash: NameHash,
+) -> http::Response<Body> {
+    match tokio::task::spawn_blocking(move || dev.db.account_digest(part, &ahash)).await {
+        Ok(Ok(Some(d))) => json(&HashMap::from([("digest", d)])),
+        Ok(Ok(None)) => crate::http_util::status(StatusCode::NOT_FOUND),
+        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// `PUT /amerge/{device}/{partition}/{account hash}` with an [`AccountState`].
+pub async fn account_merge_response(
+    dev: Arc<Device>,
+    part: u32,
+    ahash: NameHash,
+    body: Bytes,
+) -> http::Response<Body> {
+    let Ok(theirs) = serde_json::from_slice::<AccountState>(&body) else {
+        return crate::http_util::text(StatusCode::BAD_REQUEST, "bad account state");
+    };
+    match tokio::task::spawn_blocking(move || {
+        dev.db
+            .merge_account(part, &ahash, &theirs.record, &theirs.rows)
+    })
+    .await
+    {
+        Ok(Ok(())) => crate::http_util::status(StatusCode::NO_CONTENT),
+        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 

@@ -265,7 +265,12 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
         return r;
     }
-    if segments.len() == 4 && (segments[0] == "cdigest" || segments[0] == "cmerge") {
+    if segments.len() == 4
+        && matches!(
+            segments[0].as_str(),
+            "cdigest" | "cmerge" | "adigest" | "amerge"
+        )
+    {
         let device = match state.device(&segments[1]) {
             Ok(d) => d,
             Err(e) => return text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
@@ -276,14 +281,23 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         let Ok(hash) = <[u8; 16]>::try_from(raw.as_slice()) else {
             return text(StatusCode::BAD_REQUEST, "bad container hash");
         };
-        let chash = ring_tools::NameHash(hash);
-        if segments[0] == "cdigest" {
-            return crate::replicator::container_digest_response(device, part, chash).await;
+        let name_hash = ring_tools::NameHash(hash);
+        match segments[0].as_str() {
+            "cdigest" => {
+                return crate::replicator::container_digest_response(device, part, name_hash).await
+            }
+            "adigest" => {
+                return crate::replicator::account_digest_response(device, part, name_hash).await
+            }
+            _ => {}
         }
         let Some(body) = crate::http_util::collect_limited(req.into_body(), 512 << 20).await else {
             return text(StatusCode::BAD_REQUEST, "body too large or broken");
         };
-        return crate::replicator::container_merge_response(device, part, chash, body).await;
+        if segments[0] == "amerge" {
+            return crate::replicator::account_merge_response(device, part, name_hash, body).await;
+        }
+        return crate::replicator::container_merge_response(device, part, name_hash, body).await;
     }
     if (segments.len() == 3 && segments[0] == "hashes")
         || (segments.len() == 4 && segments[0] == "suffix")

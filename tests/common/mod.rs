@@ -285,6 +285,29 @@ impl Cluster {
         (r.status == 200).then_some(r.body)
     }
 
+    /// The container names each primary replica of an account lists.
+    pub fn account_replicas(&self, account: &str) -> Vec<Vec<String>> {
+        let out = Command::new(nubo())
+            .args(["ring", "lookup"])
+            .arg(self.dir.path().join("object.ring"))
+            .args([account, "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let part = v["partition"].as_u64().unwrap();
+        v["primaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let head = format!("GET /acct/{}/{part}/{account} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", d["device"].as_str().unwrap());
+                let r = raw(d["port"].as_u64().unwrap() as u16, &head, b"");
+                let rows: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap_or_default();
+                rows.iter().map(|e| e["name"].as_str().unwrap_or("").to_string()).collect()
+            })
+            .collect()
+    }
+
     /// HEAD of an object on one device, through the internal API.
     pub fn internal_head(
         &self,
