@@ -64,125 +64,169 @@ async fn replicate_devices(state: &Arc<NodeState>) -> PassStats {
             stats.partitions_checked += 1;
             replicate_partition(state, &dev, part, &mut stats).await;
         }
-        let d = dev.clone();
-        let cparts = tokio::task::spawn_blocking(move || d.db.container_partitions())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        for part in cparts {
-            replicate_containers(state, &dev, part, &mut stats).await;
-        }
-        let d = dev.clone();
-        let aparts = tokio::task::spawn_blocking(move || d.db.account_partitions())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        for part in aparts {
-            replicate_accounts(state, &dev, part, &mut stats).await;
+        for kind in [Listing::Containers, Listing::Accounts] {
+            let d = dev.clone();
+            let parts = tokio::task::spawn_blocking(move || kind.partitions(&d.db))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            for part in parts {
+                replicate_listings(state, &dev, part, kind, &mut stats).await;
+            }
         }
     }
     stats
 }
 
-/// What a container replica sends another: its record and every row.
-#[derive(Serialize, serde::Deserialize)]
-pub struct ContainerState {
-    pub record: crate::records::ContainerRecord,
-    pub rows: Vec<(String, crate::records::ObjectRow)>,
+/// Containers and accounts replicate the same way (compare a digest, send
+/// the whole state where it differs, merge newest-wins); this is what
+/// differs between them.
+#[derive(Clone, Copy, Debug)]
+pub enum Listing {
+    Containers,
+    Accounts,
 }
 
-/// Container listings: each container of the partition is compared by digest
-/// with the other primaries and sent whole where they differ (rows merge
-/// newest-wins, so sending more than needed is harmless).
-async fn replicate_containers(
-    state: &Arc<NodeState>,
-    dev: &Arc<Device>,
-    part: u32,
-    stats: &mut PassStats,
-) {
-    let ring = state.ring();
-    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
-    let primaries: Vec<ring_tools::Device> = ring.primaries(part).cloned().collect();
-    let is_primary = primaries
-        .iter()
-        .any(|p| p.node_addr() == me && p.device == dev.name);
-    let d = dev.clone();
-    let containers =
-        match tokio::task::spawn_blocking(move || d.db.containers_in_partition(part)).await {
-            Ok(Ok(c)) => c,
-            _ => return,
-        };
-    for (chash, record) in containers {
-        let d = dev.clone();
-        let (digest, rows) = match tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::device_db::DbError>((
-                d.db.container_digest(part, &chash)?,
-                d.db.container_rows(&chash)?,
-            ))
-        })
-        .await
-        {
-            Ok(Ok((Some(dg), rows))) => (dg, rows),
-            _ => continue,
-        };
-        let body = serde_json::to_vec(&ContainerState { record, rows }).expect("json");
-        let mut confirmed = true;
-        for t in primaries
-            .iter()
-            .filter(|p| !(p.node_addr() == me && p.device == dev.name))
-        {
-            let addr = t.node_addr();
-            let theirs: Option<HashMap<String, String>> = get_json(
-                state,
-                &addr,
-                format!("/cdigest/{}/{part}/{}", encode(&t.device), chash.to_hex()),
-            )
-            .await;
-            if theirs.as_ref().and_then(|m| m.get("digest")) == Some(&digest) {
-                continue;
-            }
-            let req = Request::builder()
-                .method(Method::PUT)
-                .uri(format!(
-                    "/cmerge/{}/{part}/{}",
-                    encode(&t.device),
-                    chash.to_hex()
-                ))
-                .header("host", &addr)
-                .body(crate::http_util::full(body.clone()))
-                .expect("valid request");
-            match state.client.send(&addr, req).await {
-                Ok(resp) if resp.status().is_success() => {
-                    let _ = resp.into_body().collect().await;
-                    stats.containers_pushed += 1;
-                }
-                _ => {
-                    confirmed = false;
-                    stats.failures += 1;
-                }
-            }
+/// A container's or account's record and all its rows, as sent to a peer.
+#[derive(Serialize, serde::Deserialize)]
+struct ListingState<R, W> {
+    record: R,
+    rows: Vec<(String, W)>,
+}
+
+type DbResult<T> = Result<T, crate::device_db::DbError>;
+
+impl Listing {
+    /// The internal API paths: digest, merge.
+    pub fn paths(self) -> (&'static str, &'static str) {
+        match self {
+            Listing::Containers => ("cdigest", "cmerge"),
+            Listing::Accounts => ("adigest", "amerge"),
         }
-        if !is_primary && confirmed {
-            let d = dev.clone();
-            let _ = tokio::task::spawn_blocking(move || d.db.remove_container(part, &chash)).await;
+    }
+
+    pub fn from_path(p: &str) -> Option<Listing> {
+        match p {
+            "cdigest" | "cmerge" => Some(Listing::Containers),
+            "adigest" | "amerge" => Some(Listing::Accounts),
+            _ => None,
+        }
+    }
+
+    fn partitions(self, db: &crate::device_db::DeviceDb) -> DbResult<Vec<u32>> {
+        match self {
+            Listing::Containers => db.container_partitions(),
+            Listing::Accounts => db.account_partitions(),
+        }
+    }
+
+    fn names(self, db: &crate::device_db::DeviceDb, part: u32) -> DbResult<Vec<NameHash>> {
+        Ok(match self {
+            Listing::Containers => db
+                .containers_in_partition(part)?
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect(),
+            Listing::Accounts => db
+                .accounts_in_partition(part)?
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect(),
+        })
+    }
+
+    fn digest(
+        self,
+        db: &crate::device_db::DeviceDb,
+        part: u32,
+        hash: &NameHash,
+    ) -> DbResult<Option<String>> {
+        match self {
+            Listing::Containers => db.container_digest(part, hash),
+            Listing::Accounts => db.account_digest(part, hash),
+        }
+    }
+
+    /// The serialized state to send, if the record exists.
+    fn state(
+        self,
+        db: &crate::device_db::DeviceDb,
+        part: u32,
+        hash: &NameHash,
+    ) -> DbResult<Option<Vec<u8>>> {
+        Ok(match self {
+            Listing::Containers => db
+                .container(part, hash)?
+                .map(|record| -> DbResult<Vec<u8>> {
+                    Ok(to_json(&ListingState {
+                        record,
+                        rows: db.container_rows(hash)?,
+                    }))
+                })
+                .transpose()?,
+            Listing::Accounts => db
+                .account(part, hash)?
+                .map(|record| -> DbResult<Vec<u8>> {
+                    Ok(to_json(&ListingState {
+                        record,
+                        rows: db.account_rows(hash)?,
+                    }))
+                })
+                .transpose()?,
+        })
+    }
+
+    /// Merges a peer's state; `false` if it does not parse.
+    fn merge(
+        self,
+        db: &crate::device_db::DeviceDb,
+        part: u32,
+        hash: &NameHash,
+        body: &[u8],
+    ) -> DbResult<bool> {
+        match self {
+            Listing::Containers => match serde_json::from_slice::<
+                ListingState<crate::records::ContainerRecord, crate::records::ObjectRow>,
+            >(body)
+            {
+                Ok(st) => db
+                    .merge_container(part, hash, &st.record, &st.rows)
+                    .map(|_| true),
+                Err(_) => Ok(false),
+            },
+            Listing::Accounts => match serde_json::from_slice::<
+                ListingState<crate::records::AccountRecord, crate::records::ContainerRow>,
+            >(body)
+            {
+                Ok(st) => db
+                    .merge_account(part, hash, &st.record, &st.rows)
+                    .map(|_| true),
+                Err(_) => Ok(false),
+            },
+        }
+    }
+
+    fn remove(self, db: &crate::device_db::DeviceDb, part: u32, hash: &NameHash) -> DbResult<()> {
+        match self {
+            Listing::Containers => db.remove_container(part, hash),
+            Listing::Accounts => db.remove_account(part, hash),
         }
     }
 }
 
-/// What an account replica sends another: its record and container rows.
-#[derive(Serialize, serde::Deserialize)]
-pub struct AccountState {
-    pub record: crate::records::AccountRecord,
-    pub rows: Vec<(String, crate::records::ContainerRow)>,
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
 }
 
-/// Account listings, the same way as containers: digest, then whole state.
-async fn replicate_accounts(
+/// Each container (or account) of the partition is compared by digest with
+/// the other primaries and sent whole where they differ; a handoff's copy is
+/// dropped once every primary has it.
+async fn replicate_listings(
     state: &Arc<NodeState>,
     dev: &Arc<Device>,
     part: u32,
+    kind: Listing,
     stats: &mut PassStats,
 ) {
     let ring = state.ring();
@@ -191,26 +235,24 @@ async fn replicate_accounts(
     let is_primary = primaries
         .iter()
         .any(|p| p.node_addr() == me && p.device == dev.name);
+    let (digest_path, merge_path) = kind.paths();
     let d = dev.clone();
-    let Ok(Ok(accounts)) =
-        tokio::task::spawn_blocking(move || d.db.accounts_in_partition(part)).await
-    else {
+    let Ok(Ok(names)) = tokio::task::spawn_blocking(move || kind.names(&d.db, part)).await else {
         return;
     };
-    for (ahash, record) in accounts {
+    for hash in names {
         let d = dev.clone();
-        let (digest, rows) = match tokio::task::spawn_blocking(move || {
+        let (digest, body) = match tokio::task::spawn_blocking(move || {
             Ok::<_, crate::device_db::DbError>((
-                d.db.account_digest(part, &ahash)?,
-                d.db.account_rows(&ahash)?,
+                kind.digest(&d.db, part, &hash)?,
+                kind.state(&d.db, part, &hash)?,
             ))
         })
         .await
         {
-            Ok(Ok((Some(dg), rows))) => (dg, rows),
+            Ok(Ok((Some(dg), Some(body)))) => (dg, body),
             _ => continue,
         };
-        let body = serde_json::to_vec(&AccountState { record, rows }).expect("json");
         let mut confirmed = true;
         for t in primaries
             .iter()
@@ -220,7 +262,11 @@ async fn replicate_accounts(
             let theirs: Option<HashMap<String, String>> = get_json(
                 state,
                 &addr,
-                format!("/adigest/{}/{part}/{}", encode(&t.device), ahash.to_hex()),
+                format!(
+                    "/{digest_path}/{}/{part}/{}",
+                    encode(&t.device),
+                    hash.to_hex()
+                ),
             )
             .await;
             if theirs.as_ref().and_then(|m| m.get("digest")) == Some(&digest) {
@@ -229,9 +275,9 @@ async fn replicate_accounts(
             let req = Request::builder()
                 .method(Method::PUT)
                 .uri(format!(
-                    "/amerge/{}/{part}/{}",
+                    "/{merge_path}/{}/{part}/{}",
                     encode(&t.device),
-                    ahash.to_hex()
+                    hash.to_hex()
                 ))
                 .header("host", &addr)
                 .body(crate::http_util::full(body.clone()))
@@ -239,7 +285,10 @@ async fn replicate_accounts(
             match state.client.send(&addr, req).await {
                 Ok(resp) if resp.status().is_success() => {
                     let _ = resp.into_body().collect().await;
-                    stats.accounts_pushed += 1;
+                    match kind {
+                        Listing::Containers => stats.containers_pushed += 1,
+                        Listing::Accounts => stats.accounts_pushed += 1,
+                    }
                 }
                 _ => {
                     confirmed = false;
@@ -249,75 +298,36 @@ async fn replicate_accounts(
         }
         if !is_primary && confirmed {
             let d = dev.clone();
-            let _ = tokio::task::spawn_blocking(move || d.db.remove_account(part, &ahash)).await;
+            let _ = tokio::task::spawn_blocking(move || kind.remove(&d.db, part, &hash)).await;
         }
     }
 }
 
-/// `GET /adigest/{device}/{partition}/{account hash}`
-pub async fn account_digest_response(
+/// `GET /{c,a}digest/{device}/{partition}/{name hash}`
+pub async fn listing_digest_response(
+    kind: Listing,
     dev: Arc<Device>,
     part: u32,
-    ahash: NameHash,
+    hash: NameHash,
 ) -> http::Response<Body> {
-    match tokio::task::spawn_blocking(move || dev.db.account_digest(part, &ahash)).await {
+    match tokio::task::spawn_blocking(move || kind.digest(&dev.db, part, &hash)).await {
         Ok(Ok(Some(d))) => json(&HashMap::from([("digest", d)])),
         Ok(Ok(None)) => crate::http_util::status(StatusCode::NOT_FOUND),
         _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
-/// `PUT /amerge/{device}/{partition}/{account hash}` with an [`AccountState`].
-pub async fn account_merge_response(
+/// `PUT /{c,a}merge/{device}/{partition}/{name hash}` with a peer's state.
+pub async fn listing_merge_response(
+    kind: Listing,
     dev: Arc<Device>,
     part: u32,
-    ahash: NameHash,
+    hash: NameHash,
     body: Bytes,
 ) -> http::Response<Body> {
-    let Ok(theirs) = serde_json::from_slice::<AccountState>(&body) else {
-        return crate::http_util::text(StatusCode::BAD_REQUEST, "bad account state");
-    };
-    match tokio::task::spawn_blocking(move || {
-        dev.db
-            .merge_account(part, &ahash, &theirs.record, &theirs.rows)
-    })
-    .await
-    {
-        Ok(Ok(())) => crate::http_util::status(StatusCode::NO_CONTENT),
-        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-/// `GET /cdigest/{device}/{partition}/{container hash}`
-pub async fn container_digest_response(
-    dev: Arc<Device>,
-    part: u32,
-    chash: NameHash,
-) -> http::Response<Body> {
-    match tokio::task::spawn_blocking(move || dev.db.container_digest(part, &chash)).await {
-        Ok(Ok(Some(d))) => json(&HashMap::from([("digest", d)])),
-        Ok(Ok(None)) => crate::http_util::status(StatusCode::NOT_FOUND),
-        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-/// `PUT /cmerge/{device}/{partition}/{container hash}` with a [`ContainerState`].
-pub async fn container_merge_response(
-    dev: Arc<Device>,
-    part: u32,
-    chash: NameHash,
-    body: Bytes,
-) -> http::Response<Body> {
-    let Ok(theirs) = serde_json::from_slice::<ContainerState>(&body) else {
-        return crate::http_util::text(StatusCode::BAD_REQUEST, "bad container state");
-    };
-    match tokio::task::spawn_blocking(move || {
-        dev.db
-            .merge_container(part, &chash, &theirs.record, &theirs.rows)
-    })
-    .await
-    {
-        Ok(Ok(())) => crate::http_util::status(StatusCode::NO_CONTENT),
+    match tokio::task::spawn_blocking(move || kind.merge(&dev.db, part, &hash, &body)).await {
+        Ok(Ok(true)) => crate::http_util::status(StatusCode::NO_CONTENT),
+        Ok(Ok(false)) => crate::http_util::text(StatusCode::BAD_REQUEST, "bad listing state"),
         _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

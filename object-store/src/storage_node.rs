@@ -265,39 +265,29 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
         return r;
     }
-    if segments.len() == 4
-        && matches!(
-            segments[0].as_str(),
-            "cdigest" | "cmerge" | "adigest" | "amerge"
-        )
-    {
+    if let (4, Some(kind)) = (
+        segments.len(),
+        crate::replicator::Listing::from_path(&segments[0]),
+    ) {
         let device = match state.device(&segments[1]) {
             Ok(d) => d,
             Err(e) => return text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
         };
         let (Ok(part), Ok(raw)) = (segments[2].parse::<u32>(), hex::decode(&segments[3])) else {
-            return text(StatusCode::BAD_REQUEST, "bad partition or container hash");
+            return text(StatusCode::BAD_REQUEST, "bad partition or name hash");
         };
         let Ok(hash) = <[u8; 16]>::try_from(raw.as_slice()) else {
-            return text(StatusCode::BAD_REQUEST, "bad container hash");
+            return text(StatusCode::BAD_REQUEST, "bad name hash");
         };
         let name_hash = ring_tools::NameHash(hash);
-        match segments[0].as_str() {
-            "cdigest" => {
-                return crate::replicator::container_digest_response(device, part, name_hash).await
-            }
-            "adigest" => {
-                return crate::replicator::account_digest_response(device, part, name_hash).await
-            }
-            _ => {}
+        if segments[0] == kind.paths().0 {
+            return crate::replicator::listing_digest_response(kind, device, part, name_hash).await;
         }
         let Some(body) = crate::http_util::collect_limited(req.into_body(), 512 << 20).await else {
             return text(StatusCode::BAD_REQUEST, "body too large or broken");
         };
-        if segments[0] == "amerge" {
-            return crate::replicator::account_merge_response(device, part, name_hash, body).await;
-        }
-        return crate::replicator::container_merge_response(device, part, name_hash, body).await;
+        return crate::replicator::listing_merge_response(kind, device, part, name_hash, body)
+            .await;
     }
     if (segments.len() == 3 && segments[0] == "hashes")
         || (segments.len() == 4 && segments[0] == "suffix")
