@@ -316,37 +316,12 @@ impl DeviceDb {
 
     /// The container records of a partition, with their name hashes.
     pub fn containers_in_partition(&self, part: u32) -> DbResult<Vec<(NameHash, ContainerRecord)>> {
-        let mut prefix = vec![b'c'];
-        prefix.extend_from_slice(&part.to_be_bytes());
-        let mut out = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) || k.len() != 21 {
-                break;
-            }
-            out.push((
-                NameHash(k[5..].try_into().expect("length checked")),
-                decode(&k, &v)?,
-            ));
-        }
-        Ok(out)
+        self.records_in_partition(b'c', part)
     }
 
     /// Every listing row of a container, deleted ones included.
     pub fn container_rows(&self, container_hash: &NameHash) -> DbResult<Vec<(String, ObjectRow)>> {
-        let prefix = row_prefix(b'r', container_hash);
-        let mut out = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            out.push((
-                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
-                decode(&k, &v)?,
-            ));
-        }
-        Ok(out)
+        self.rows_of(b'r', container_hash)
     }
 
     /// A digest of a container's state (timestamps, metadata, rows): two
@@ -409,15 +384,7 @@ impl DeviceDb {
 
     /// Forgets a container replica (a handoff's, once the primaries have it).
     pub fn remove_container(&self, part: u32, container_hash: &NameHash) -> DbResult<()> {
-        let mut batch = WriteBatch::default();
-        for (name, _) in self.container_rows(container_hash)? {
-            let mut k = row_prefix(b'r', container_hash);
-            k.extend_from_slice(name.as_bytes());
-            batch.delete(k);
-        }
-        batch.delete(part_key(b'c', part, container_hash));
-        self.db.write_opt(batch, &synced())?;
-        Ok(())
+        self.remove_listing(b'c', b'r', part, container_hash)
     }
 
     /// Every object record in one suffix of a partition, with its name hash.
@@ -695,37 +662,12 @@ impl DeviceDb {
 
     /// The account records of a partition, with their name hashes.
     pub fn accounts_in_partition(&self, part: u32) -> DbResult<Vec<(NameHash, AccountRecord)>> {
-        let mut prefix = vec![b'a'];
-        prefix.extend_from_slice(&part.to_be_bytes());
-        let mut out = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) || k.len() != 21 {
-                break;
-            }
-            out.push((
-                NameHash(k[5..].try_into().expect("length checked")),
-                decode(&k, &v)?,
-            ));
-        }
-        Ok(out)
+        self.records_in_partition(b'a', part)
     }
 
     /// Every container row of an account, deleted ones included.
     pub fn account_rows(&self, account_hash: &NameHash) -> DbResult<Vec<(String, ContainerRow)>> {
-        let prefix = row_prefix(b'R', account_hash);
-        let mut out = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            out.push((
-                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
-                decode(&k, &v)?,
-            ));
-        }
-        Ok(out)
+        self.rows_of(b'R', account_hash)
     }
 
     /// A digest of an account's state (timestamps, metadata, container rows).
@@ -763,13 +705,70 @@ impl DeviceDb {
 
     /// Forgets an account replica (a handoff's, once the primaries have it).
     pub fn remove_account(&self, part: u32, account_hash: &NameHash) -> DbResult<()> {
-        let mut batch = WriteBatch::default();
-        for (name, _) in self.account_rows(account_hash)? {
-            let mut k = row_prefix(b'R', account_hash);
-            k.extend_from_slice(name.as_bytes());
-            batch.delete(k);
+        self.remove_listing(b'a', b'R', part, account_hash)
+    }
+
+    /// Records `tag | part | hash` of a partition (containers, accounts).
+    fn records_in_partition<T: DeserializeOwned>(
+        &self,
+        tag: u8,
+        part: u32,
+    ) -> DbResult<Vec<(NameHash, T)>> {
+        let mut prefix = vec![tag];
+        prefix.extend_from_slice(&part.to_be_bytes());
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != 21 {
+                break;
+            }
+            out.push((
+                NameHash(k[5..].try_into().expect("length checked")),
+                decode(&k, &v)?,
+            ));
         }
-        batch.delete(part_key(b'a', part, account_hash));
+        Ok(out)
+    }
+
+    /// Rows `tag | parent hash | name` (container or account listings).
+    fn rows_of<T: DeserializeOwned>(
+        &self,
+        tag: u8,
+        parent: &NameHash,
+    ) -> DbResult<Vec<(String, T)>> {
+        let prefix = row_prefix(tag, parent);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                decode(&k, &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Deletes a record and all its rows (a handoff's replica, once pushed).
+    fn remove_listing(
+        &self,
+        record_tag: u8,
+        row_tag: u8,
+        part: u32,
+        hash: &NameHash,
+    ) -> DbResult<()> {
+        let mut batch = WriteBatch::default();
+        let prefix = row_prefix(row_tag, hash);
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            batch.delete(&k);
+        }
+        batch.delete(part_key(record_tag, part, hash));
         self.db.write_opt(batch, &synced())?;
         Ok(())
     }

@@ -188,31 +188,29 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// `POST path` to storage node `n` (the maintenance triggers); the JSON answer.
+    fn post_node(&self, n: u16, path: &str) -> serde_json::Value {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw(self.node_base_port + n, &head, b"");
+        assert_eq!(r.status, 200, "POST {path} on node {n}: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     /// Runs one replication pass on storage node `n`; its statistics.
     pub fn replicate(&self, n: u16) -> serde_json::Value {
-        let head =
-            "POST /replicate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let r = raw(self.node_base_port + n, head, b"");
-        assert_eq!(r.status, 200, "replicate on node {n}: {}", r.text());
-        serde_json::from_slice(&r.body).unwrap()
+        self.post_node(n, "/replicate")
     }
 
     /// Runs one expirer pass on storage node `n`; its statistics.
     pub fn expire(&self, n: u16) -> serde_json::Value {
-        let head =
-            "POST /expire HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let r = raw(self.node_base_port + n, head, b"");
-        assert_eq!(r.status, 200, "expire on node {n}: {}", r.text());
-        serde_json::from_slice(&r.body).unwrap()
+        self.post_node(n, "/expire")
     }
 
     /// Runs one auditor pass on storage node `n`; its statistics.
     pub fn audit(&self, n: u16) -> serde_json::Value {
-        let head =
-            "POST /audit HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        let r = raw(self.node_base_port + n, head, b"");
-        assert_eq!(r.status, 200, "audit on node {n}: {}", r.text());
-        serde_json::from_slice(&r.body).unwrap()
+        self.post_node(n, "/audit")
     }
 
     /// Every device of the ring for a name: (port, device, where), primaries
