@@ -233,13 +233,16 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
         .sum();
     assert_eq!(quarantined, 20);
     let mut restored = 0;
-    for pass in 1..=5 {
-        let pushed: u64 = (0..3)
-            .map(|n| c.replicate(n)["objects_pushed"].as_u64().unwrap())
+    for pass in 1..=8 {
+        let stats: Vec<_> = (0..3).map(|n| c.replicate(n)).collect();
+        let pushed: u64 = stats
+            .iter()
+            .map(|s| s["objects_pushed"].as_u64().unwrap())
             .sum();
+        let failures: u64 = stats.iter().map(|s| s["failures"].as_u64().unwrap()).sum();
         restored += pushed;
-        eprintln!("replication pass {pass}: {pushed} pushed");
-        if pushed == 0 {
+        eprintln!("replication pass {pass}: {pushed} pushed, {failures} failures");
+        if pushed == 0 && failures == 0 {
             break;
         }
     }

@@ -88,49 +88,12 @@ pub async fn ensure_container(state: &ProxyState, account: &str, name: &str) -> 
 }
 
 pub async fn delete(state: &ProxyState, account: &str, bucket: &str) -> S3Result<()> {
-    // Listing rows reach container replicas asynchronously: right after the
-    // last object is deleted, a replica may still count it. A bucket whose
-    // listing is already empty is given a few seconds to catch up, as S3
-    // clients expect DeleteBucket to follow their deletes.
-    for _ in 0..30 {
-        let out = state
-            .backend
-            .write(
-                Method::DELETE,
-                &Path::Container(account.into(), bucket.into()),
-                with_timestamp(HeaderMap::new()),
-                Bytes::new(),
-                |_, _| {},
-            )
-            .await;
-        match out.status {
-            s if s.is_success() => {
-                state.remember_container(account, bucket, false);
-                return Ok(());
-            }
-            StatusCode::NOT_FOUND => return Err(s3_error!(NoSuchBucket)),
-            StatusCode::CONFLICT => {
-                let q = KeyQuery {
-                    prefix: "",
-                    delimiter: None,
-                    marker: "",
-                    max_keys: 1,
-                    fetch_owner: false,
-                };
-                // The replica that answers the listing may be one that has
-                // already deleted the bucket: that counts as empty.
-                if list_keys(state, account, bucket, q)
-                    .await
-                    .is_ok_and(|k| !k.objects.is_empty())
-                {
-                    return Err(s3_error!(BucketNotEmpty));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            _ => return Err(s3_error!(ServiceUnavailable)),
-        }
+    match swift::delete_container(state, account, bucket).await {
+        s if s.is_success() => Ok(()),
+        StatusCode::NOT_FOUND => Err(s3_error!(NoSuchBucket)),
+        StatusCode::CONFLICT => Err(s3_error!(BucketNotEmpty)),
+        _ => Err(s3_error!(ServiceUnavailable)),
     }
-    Err(s3_error!(BucketNotEmpty))
 }
 
 /// One page of a container or account listing from the nodes (JSON).

@@ -340,29 +340,61 @@ async fn container(
             status(out.status)
         }
         Method::DELETE => {
-            let out = state
-                .backend
-                .write(
-                    Method::DELETE,
-                    &path,
-                    with_timestamp(HeaderMap::new()),
-                    Bytes::new(),
-                    |_, _| {},
-                )
-                .await;
-            if out.status.is_success() {
-                state.remember_container(&a, &c, false);
-            }
-            if out.status == StatusCode::CONFLICT {
+            let st = delete_container(state, &a, &c).await;
+            if st == StatusCode::CONFLICT {
                 return text(
                     StatusCode::CONFLICT,
                     "There was a conflict when trying to complete your request.",
                 );
             }
-            status(out.status)
+            status(st)
         }
         _ => status(StatusCode::METHOD_NOT_ALLOWED),
     }
+}
+
+/// Deletes an empty container. Listing rows reach container replicas
+/// asynchronously: right after a client deleted the last object, a replica
+/// may still count it and refuse. When the listing already shows nothing,
+/// the delete is retried for up to 3 s so that delete-all-then-remove works.
+pub async fn delete_container(state: &ProxyState, a: &str, c: &str) -> StatusCode {
+    let path = Path::Container(a.into(), c.into());
+    for _ in 0..30 {
+        let out = state
+            .backend
+            .write(
+                Method::DELETE,
+                &path,
+                with_timestamp(HeaderMap::new()),
+                Bytes::new(),
+                |_, _| {},
+            )
+            .await;
+        if out.status.is_success() {
+            state.remember_container(a, c, false);
+        }
+        if out.status != StatusCode::CONFLICT {
+            return out.status;
+        }
+        // A replica that already deleted the container lists nothing.
+        let listing = state
+            .backend
+            .read(Method::GET, &path, HeaderMap::new(), Some("limit=1"))
+            .await;
+        if listing.status().is_success() {
+            let body = listing
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if body.as_ref() != b"[]" {
+                return StatusCode::CONFLICT;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    StatusCode::CONFLICT
 }
 
 pub async fn container_exists(state: &ProxyState, a: &str, c: &str) -> bool {
