@@ -203,8 +203,24 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
     data_files(c.data_dir(), &mut files);
     files.sort();
     assert!(files.len() >= 90, "{} data files", files.len());
-    // Every fourth file: 20 of the 90 replicas, some objects hit twice.
-    let victims: Vec<_> = files.iter().step_by(4).take(20).cloned().collect();
+    // 20 of the 90 replicas, spread over the disks: every fourth file, but
+    // never all three replicas of one object (that would be a real loss, not
+    // bit rot the cluster can repair). Some objects lose two.
+    let mut per_object: std::collections::HashMap<std::ffi::OsString, usize> = Default::default();
+    let mut victims = Vec::new();
+    for f in files
+        .iter()
+        .step_by(4)
+        .chain(files.iter().skip(1).step_by(4))
+    {
+        let object = f.parent().unwrap().file_name().unwrap().to_os_string();
+        let hits = per_object.entry(object).or_default();
+        if *hits < 2 && victims.len() < 20 && !victims.contains(f) {
+            *hits += 1;
+            victims.push(f.clone());
+        }
+    }
+    assert_eq!(victims.len(), 20);
     for (n, f) in victims.iter().enumerate() {
         let mut bytes = std::fs::read(f).unwrap();
         if n % 2 == 0 {
@@ -250,20 +266,38 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
     // pushes: every object must now be whole on each of its primaries.
     assert!(restored > 0, "nothing was restored");
     for i in 0..30 {
-        for (port, device, holds) in c.placement("AUTH_test", "rot", &format!("o{i}")) {
+        let placement = c.placement("AUTH_test", "rot", &format!("o{i}"));
+        // Where every device stands on this object, for the failure message.
+        let census: Vec<String> = placement
+            .iter()
+            .map(|(port, device, h)| {
+                let st = c.internal_head(
+                    *port,
+                    device,
+                    h.partition,
+                    "AUTH_test",
+                    "rot",
+                    &format!("o{i}"),
+                );
+                format!(
+                    "{port}/{device}{}={st}",
+                    if h.is_primary { "(primary)" } else { "" }
+                )
+            })
+            .collect();
+        for (port, device, holds) in &placement {
             if holds.is_primary {
                 let got = c.internal_get(
-                    port,
-                    &device,
+                    *port,
+                    device,
                     holds.partition,
                     "AUTH_test",
                     "rot",
                     &format!("o{i}"),
                 );
-                assert_eq!(
-                    got.as_deref(),
-                    Some(&body(i)[..]),
-                    "o{i} on {port}/{device}"
+                assert!(
+                    got.as_deref() == Some(&body(i)[..]),
+                    "o{i} not whole on {port}/{device}; census {census:?}; victims {victims:?}"
                 );
             }
         }
