@@ -141,9 +141,14 @@ impl DeviceDb {
         })
     }
 
+    fn stripe(key: &[u8]) -> usize {
+        blake3::hash(key).as_bytes()[0] as usize % STRIPES
+    }
+
     fn lock(&self, key: &[u8]) -> MutexGuard<'_, ()> {
-        let i = blake3::hash(key).as_bytes()[0] as usize % STRIPES;
-        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.stripes[Self::stripe(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> DbResult<Option<T>> {
@@ -901,10 +906,23 @@ impl DeviceDb {
     /// one batch, synced unless the caller syncs after. A newer update for the same thing and target
     /// replaces an older one.
     pub fn queue(&self, updates: &[(NameHash, PendingUpdate)], sync: bool) -> DbResult<()> {
+        let keyed: Vec<(Vec<u8>, &PendingUpdate)> = updates
+            .iter()
+            .map(|(about, u)| (queue_key(about, &u.target), u))
+            .collect();
+        // Hold every key's stripe until the batch is written: otherwise the
+        // updater could compare, find the entry it delivered, and delete the
+        // newer one written in between. Stripes are taken in ascending order
+        // (no caller holds one while queueing), so two queuers cannot deadlock.
+        let mut stripes: Vec<usize> = keyed.iter().map(|(k, _)| Self::stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<MutexGuard<'_, ()>> = stripes
+            .iter()
+            .map(|&i| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
         let mut batch = WriteBatch::default();
-        for (about, u) in updates {
-            let key = queue_key(about, &u.target);
-            let _g = self.lock(&key);
+        for (key, u) in keyed {
             if let Some(old) = self.get::<PendingUpdate>(&key)? {
                 if old.update.timestamp() > u.update.timestamp() {
                     continue;
