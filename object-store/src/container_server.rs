@@ -14,7 +14,7 @@ use crate::timestamp::Timestamp;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use ring_tools::NameHash;
+use ring_tools::{NameHash, Ring};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -128,19 +128,23 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
     };
     let method = req.method().clone();
     let (a, c) = (account.clone(), container.clone());
+    let ring = t.state.ring();
+    let created_or_deleted = method != Method::POST;
     let result = tokio::task::spawn_blocking(move || {
         let existed = dev.db.container(part, &hash)?.is_some_and(|r| r.exists());
         let rec = dev.db.update_container(part, &hash, &a, &c, change)?;
-        Ok::<_, DbError>((existed, rec))
+        if created_or_deleted {
+            // The account lists the container at once.
+            dev.db.queue(&account_updates(&ring, &rec, true), true)?;
+        }
+        Ok::<_, DbError>(existed)
     })
     .await
     .expect("container update panicked");
     match result {
-        Ok((existed, rec)) => {
-            if method != Method::POST {
-                if let Err(e) = queue_account_update(&t, &rec, true) {
-                    return db_error(e);
-                }
+        Ok(existed) => {
+            if created_or_deleted {
+                t.state.updates_queued.notify_one();
             }
             status(match method {
                 Method::PUT if existed => StatusCode::ACCEPTED,
@@ -154,11 +158,10 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
 
 /// This container's current stats, owed to every primary of its account.
 fn account_updates(
-    t: &NodeState,
+    ring: &Ring,
     rec: &ContainerRecord,
     immediate: bool,
 ) -> Vec<(NameHash, PendingUpdate)> {
-    let ring = t.ring();
     let (_, account_part) = ring.locate(&[&rec.account]);
     let container_hash = ring.hasher().container(&rec.account, &rec.container);
     let row = ContainerRow {
@@ -188,18 +191,6 @@ fn account_updates(
             )
         })
         .collect()
-}
-
-fn queue_account_update(
-    t: &Target<'_>,
-    rec: &ContainerRecord,
-    immediate: bool,
-) -> Result<(), DbError> {
-    t.device
-        .db
-        .queue(&account_updates(t.state, rec, immediate), true)?;
-    t.state.updates_queued.notify_one();
-    Ok(())
 }
 
 fn listing_response(rec: &ContainerRecord, rows: &[Listed<ObjectRow>]) -> Response<Body> {
@@ -275,7 +266,7 @@ pub async fn handle_rows(
                 &r.object,
                 &r.row,
             )? {
-                owed.extend(account_updates(&st, &rec, false));
+                owed.extend(account_updates(&ring, &rec, false));
             }
         }
         // One WAL sync for the rows and the stats they make owed.
