@@ -34,29 +34,6 @@ fn eventually(mut check: impl FnMut() -> bool) {
     panic!("condition not reached within 5 s");
 }
 
-/// Each replica's view of a container, straight from the storage nodes.
-fn container_replicas(container: &str) -> Vec<String> {
-    let c = cluster();
-    let out = std::process::Command::new(common::nubo())
-        .args(["ring", "lookup"])
-        .arg(c.data_dir().join("object.ring"))
-        .args(["AUTH_test", container, "--json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let part = v["partition"].as_u64().unwrap();
-    v["primaries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let head = format!("GET /cont/{}/{part}/AUTH_test/{container} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", d["device"].as_str().unwrap());
-            let r = raw(d["port"].as_u64().unwrap() as u16, &head, b"");
-            format!("{} count={:?} body={}", r.status, r.header("x-container-object-count"), r.text())
-        })
-        .collect()
-}
-
 #[test]
 fn auth_tokens_and_permissions() {
     let c = cluster();
@@ -185,7 +162,10 @@ fn containers_objects_and_metadata() {
             .header("x-container-object-count")
             == Some("1");
         if !ok {
-            eprintln!("replicas: {:?}", container_replicas("meta"));
+            eprintln!(
+                "replicas: {:?}",
+                cluster().container_replicas("AUTH_test", "meta")
+            );
         }
         ok
     });

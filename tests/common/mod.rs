@@ -221,13 +221,7 @@ impl Cluster {
         container: &str,
         object: &str,
     ) -> Vec<(u16, String, Holds)> {
-        let out = Command::new(nubo())
-            .args(["ring", "lookup"])
-            .arg(self.dir.path().join("object.ring"))
-            .args([account, container, object, "--handoffs", "100", "--json"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = self.lookup(&[account, container, object], "100");
         let partition = v["partition"].as_u64().unwrap() as u32;
         let mut all = Vec::new();
         for (key, is_primary) in [("primaries", true), ("handoffs", false)] {
@@ -245,26 +239,50 @@ impl Cluster {
         all
     }
 
-    /// The plain listing of a container as each of its primary replicas holds it.
-    pub fn container_replicas(&self, account: &str, container: &str) -> Vec<String> {
+    /// `nubo ring lookup --json` for a path of 1 to 3 names.
+    fn lookup(&self, names: &[&str], handoffs: &str) -> serde_json::Value {
         let out = Command::new(nubo())
             .args(["ring", "lookup"])
             .arg(self.dir.path().join("object.ring"))
-            .args([account, container, "--json"])
+            .args(names)
+            .args(["--handoffs", handoffs, "--json"])
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The names each primary replica of an account (`["a"]`, its
+    /// containers) or a container (`["a", "c"]`, its objects) lists, read
+    /// straight from the storage nodes.
+    fn replica_listings(&self, names: &[&str]) -> Vec<Vec<String>> {
+        let v = self.lookup(names, "0");
         let part = v["partition"].as_u64().unwrap();
+        let kind = if names.len() == 1 { "acct" } else { "cont" };
         v["primaries"]
             .as_array()
             .unwrap()
             .iter()
             .map(|d| {
-                let head = format!("GET /cont/{}/{part}/{account}/{container} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", d["device"].as_str().unwrap());
+                let head = format!(
+                    "GET /{kind}/{}/{part}/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    d["device"].as_str().unwrap(),
+                    names.join("/")
+                );
                 let r = raw(d["port"].as_u64().unwrap() as u16, &head, b"");
-                let rows: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap_or_default();
-                rows.iter().map(|e| format!("{}\n", e["name"].as_str().unwrap_or(""))).collect()
+                let rows: Vec<serde_json::Value> =
+                    serde_json::from_slice(&r.body).unwrap_or_default();
+                rows.iter()
+                    .map(|e| e["name"].as_str().unwrap_or("").to_string())
+                    .collect()
             })
+            .collect()
+    }
+
+    /// The plain listing of a container as each of its primary replicas holds it.
+    pub fn container_replicas(&self, account: &str, container: &str) -> Vec<String> {
+        self.replica_listings(&[account, container])
+            .into_iter()
+            .map(|names| names.iter().map(|n| format!("{n}\n")).collect())
             .collect()
     }
 
@@ -285,25 +303,7 @@ impl Cluster {
 
     /// The container names each primary replica of an account lists.
     pub fn account_replicas(&self, account: &str) -> Vec<Vec<String>> {
-        let out = Command::new(nubo())
-            .args(["ring", "lookup"])
-            .arg(self.dir.path().join("object.ring"))
-            .args([account, "--json"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let part = v["partition"].as_u64().unwrap();
-        v["primaries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| {
-                let head = format!("GET /acct/{}/{part}/{account} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", d["device"].as_str().unwrap());
-                let r = raw(d["port"].as_u64().unwrap() as u16, &head, b"");
-                let rows: Vec<serde_json::Value> = serde_json::from_slice(&r.body).unwrap_or_default();
-                rows.iter().map(|e| e["name"].as_str().unwrap_or("").to_string()).collect()
-            })
-            .collect()
+        self.replica_listings(&[account])
     }
 
     /// HEAD of an object on one device, through the internal API.
