@@ -623,3 +623,54 @@ fn node_loss_under_load_loses_nothing_acknowledged() {
     }
     assert_eq!(missing, 0, "primary copies missing after replication");
 }
+
+/// A listing update that cannot be delivered waits on disk and lands when
+/// the container's node is back, without any replication pass.
+#[test]
+fn listing_updates_wait_on_disk_until_the_container_node_returns() {
+    let mut c = Cluster::start(3);
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/queued", &[], b"").status, 201);
+    // Three nodes in three zones: every partition has a replica on node 0.
+    c.kill_node(0);
+    let names: Vec<String> = (0..5).map(|i| format!("o{i}")).collect();
+    for n in &names {
+        assert_eq!(
+            s.req("PUT", &format!("/queued/{n}"), &[], n.as_bytes())
+                .status,
+            201
+        );
+    }
+    let queued: f64 = (1..3)
+        .map(|n| {
+            let m = common::raw(
+                c.node_base_port + n,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"",
+            );
+            m.text()
+                .lines()
+                .filter(|l| l.starts_with("nubo_updates_queued{"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(
+        queued >= 1.0,
+        "rows for the dead node's container replica are queued"
+    );
+    c.restart_node(0);
+    let want: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let replicas = c.container_replicas("AUTH_test", "queued");
+        if replicas.iter().all(|r| *r == want) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queued rows never landed: {replicas:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -410,18 +410,31 @@ pub async fn container_exists(state: &ProxyState, a: &str, c: &str) -> bool {
     exists
 }
 
-/// One container replica per object replica gets the listing row (as
-/// Swift's proxy assigns them), so a PUT costs `replicas` row updates.
+/// Which container replicas each object replica owes its listing row.
+/// Object replica i updates container replicas i and i+1: a write that
+/// succeeds on a quorum while one replica fails still reaches every
+/// container replica. (Swift gives each object replica one container
+/// replica and leaves the gap a failed replica makes to the container
+/// replicator; rows are batched per target, so the second target is cheap.)
 fn container_update_targets(state: &ProxyState, a: &str, c: &str) -> Vec<Vec<UpdateTarget>> {
     let ring = state.backend.ring();
     let (_, part) = ring.locate(&[a, c]);
-    ring.primaries(part)
-        .map(|d| {
-            vec![UpdateTarget {
-                addr: d.node_addr(),
-                device: d.device.clone(),
-                partition: part,
-            }]
+    let targets: Vec<UpdateTarget> = ring
+        .primaries(part)
+        .map(|d| UpdateTarget {
+            addr: d.node_addr(),
+            device: d.device.clone(),
+            partition: part,
+        })
+        .collect();
+    let n = targets.len();
+    (0..n)
+        .map(|i| {
+            let mut owed = vec![targets[i].clone()];
+            if n > 1 {
+                owed.push(targets[(i + 1) % n].clone());
+            }
+            owed
         })
         .collect()
 }
