@@ -4,6 +4,7 @@ Run by tests/s3_clients.rs with the endpoint in NUBO_S3_ENDPOINT."""
 import os
 import boto3
 import botocore
+import urllib3
 
 from s3common import ENDPOINT, client, code
 
@@ -60,6 +61,11 @@ for _ in range(100):  # listings catch up with writes within milliseconds
         break
     time.sleep(0.05)
 assert enc["Contents"][0]["Key"] in ("odd key+&=.txt", "odd%20key%2B%26%3D.txt"), enc["Contents"][0]["Key"]
+# boto3 decodes url-encoded keys itself; the wire form proves the encoding.
+v4 = client(signature_version="s3v4")
+raw_url = v4.generate_presigned_url("list_objects_v2", Params={"Bucket": "boto-basic", "Prefix": "odd", "EncodingType": "url"})
+wire = urllib3.PoolManager().request("GET", raw_url).data
+assert b"<Key>odd%20key%2B%26%3D.txt</Key>" in wire, wire
 s3.delete_object(Bucket="boto-basic", Key="odd key+&=.txt")
 summed = s3.put_object(Bucket="boto-basic", Key="summed", Body=b"checksummed", ChecksumAlgorithm="SHA256")
 head = s3.head_object(Bucket="boto-basic", Key="summed", ChecksumMode="ENABLED")
