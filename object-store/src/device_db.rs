@@ -188,7 +188,9 @@ impl DeviceDb {
         for update in owed {
             self.queue_into(&mut batch, hash, update);
         }
-        let suffix_hash = self.suffix_hash_with(part, suffix, Some((&key, record)))?;
+        let suffix_hash = self
+            .suffix_hash_after(part, suffix, &key, Some(record))?
+            .expect("holds the new record");
         batch.put(suffix_prefix(b's', part, suffix), suffix_hash);
         self.db.write_opt(batch, &synced())?;
         Ok(old)
@@ -233,35 +235,32 @@ impl DeviceDb {
         Ok(rec)
     }
 
-    /// blake3 over the suffix's entries sorted by (name, timestamp, kind),
-    /// optionally with one entry replaced by a pending write.
-    fn suffix_hash_with(
+    /// blake3 over the suffix's entries sorted by (name, timestamp, kind), as
+    /// they will be once the record under `key` is replaced by `new` (or
+    /// removed, when `new` is `None`); `None` when the suffix would be empty.
+    fn suffix_hash_after(
         &self,
         part: u32,
         suffix: u16,
-        pending: Option<(&[u8], &ObjectRecord)>,
-    ) -> DbResult<[u8; 32]> {
+        key: &[u8],
+        new: Option<&ObjectRecord>,
+    ) -> DbResult<Option<[u8; 32]>> {
         let prefix = suffix_prefix(b'o', part, suffix);
         let mut entries: Vec<(String, Timestamp, ObjectKind)> = Vec::new();
-        let mut pending_seen = false;
         for item in self.db.prefix_iterator(&prefix) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            let rec: ObjectRecord = match pending {
-                Some((pk, p)) if pk == &k[..] => {
-                    pending_seen = true;
-                    p.clone()
-                }
-                _ => decode(&k, &v)?,
-            };
-            entries.push((full_name(&rec), rec.timestamp, rec.kind));
+            if &k[..] != key {
+                let rec: ObjectRecord = decode(&k, &v)?;
+                entries.push((full_name(&rec), rec.timestamp, rec.kind));
+            }
         }
-        if let (Some((_, p)), false) = (pending, pending_seen) {
+        if let Some(p) = new {
             entries.push((full_name(p), p.timestamp, p.kind));
         }
-        Ok(hash_entries(entries))
+        Ok((!entries.is_empty()).then(|| hash_entries(entries)))
     }
 
     /// The current hash of every suffix of a partition that holds objects.
@@ -438,39 +437,15 @@ impl DeviceDb {
             Some(rec) if rec.timestamp == seen => {
                 let mut batch = WriteBatch::default();
                 batch.delete(&key);
-                let remaining = self
-                    .objects_in_suffix(part, suffix)?
-                    .into_iter()
-                    .filter(|(h, _)| h != hash)
-                    .count();
-                if remaining == 0 {
-                    batch.delete(suffix_prefix(b's', part, suffix));
-                } else {
-                    let h = self.suffix_hash_without(part, suffix, &key)?;
-                    batch.put(suffix_prefix(b's', part, suffix), h);
+                match self.suffix_hash_after(part, suffix, &key, None)? {
+                    Some(h) => batch.put(suffix_prefix(b's', part, suffix), h),
+                    None => batch.delete(suffix_prefix(b's', part, suffix)),
                 }
                 self.db.write_opt(batch, &synced())?;
                 Ok(true)
             }
             _ => Ok(false),
         }
-    }
-
-    fn suffix_hash_without(&self, part: u32, suffix: u16, skip: &[u8]) -> DbResult<[u8; 32]> {
-        let prefix = suffix_prefix(b'o', part, suffix);
-        let mut entries: Vec<(String, Timestamp, ObjectKind)> = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            if &k[..] == skip {
-                continue;
-            }
-            let rec: ObjectRecord = decode(&k, &v)?;
-            entries.push((full_name(&rec), rec.timestamp, rec.kind));
-        }
-        Ok(hash_entries(entries))
     }
 
     // ---- containers ----
