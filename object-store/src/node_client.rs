@@ -119,10 +119,6 @@ impl NodeClient {
 }
 
 impl Conn<'_> {
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
     /// Sends the request and waits (within the node timeout) for the response
     /// head. The connection goes back to the pool; it is reused only once the
     /// response body has been read to the end.

@@ -104,14 +104,6 @@ impl TempAuth {
             .ok()?;
         Some(self.identity(self.find(account, user)?))
     }
-
-    /// The TempURL keys of an account are account metadata; this only tells
-    /// whether an account is one of ours.
-    pub fn knows_account(&self, account: &str) -> bool {
-        account
-            .strip_prefix(RESELLER_PREFIX)
-            .is_some_and(|a| self.config.users.iter().any(|u| u.account == a))
-    }
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
