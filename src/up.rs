@@ -35,6 +35,8 @@ const REPLICAS: u32 = 3;
 /// What `up` prepared: config files to start services from.
 pub struct Layout {
     pub node_configs: Vec<PathBuf>,
+    /// The ports the storage nodes listen on.
+    pub node_ports: Vec<u16>,
     pub proxy_config: PathBuf,
     pub logs: PathBuf,
 }
@@ -82,6 +84,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let mut node_configs = Vec::new();
+    let node_ports = ports.clone();
     for port in ports {
         let root = dir.join(format!("node-{port}"));
         for d in ring.devices().iter().filter(|d| d.port == port) {
@@ -136,6 +139,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
     std::fs::write(&proxy_config, toml::to_string(&proxy)?)?;
     Ok(Layout {
         node_configs,
+        node_ports,
         proxy_config,
         logs,
     })
@@ -194,9 +198,24 @@ pub fn run(args: UpArgs) -> Result<()> {
         )?,
     ));
     let proxy_addr = format!("127.0.0.1:{}", args.proxy_port);
-    if !wait_healthy(&proxy_addr, Duration::from_secs(20)) {
-        stop(&mut children);
-        bail!("the proxy did not start; see {}", layout.logs.display());
+    // Up means every service listens; a service that exits while starting
+    // (a port already taken, a bad device) fails the whole command.
+    let addrs: Vec<String> = std::iter::once(proxy_addr.clone())
+        .chain(layout.node_ports.iter().map(|p| format!("127.0.0.1:{p}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for addr in &addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let exited = children
+            .iter_mut()
+            .any(|(_, c)| matches!(c.try_wait(), Ok(Some(_))));
+        if exited || !wait_healthy(addr, left) {
+            stop(&mut children);
+            bail!(
+                "a service did not start (waiting for {addr}); see {}",
+                layout.logs.display()
+            );
+        }
     }
     println!(
         "Nubo is up ({} storage nodes, data in {}).",

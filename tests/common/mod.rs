@@ -48,9 +48,11 @@ fn free(port: u16) -> bool {
 /// `count` consecutive free ports, distinct across the tests of this process.
 fn ports(count: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = 20_000 + (std::process::id() % 2_000) as u16 * 16;
+    // Below Linux's ephemeral range (32768+), so that no outgoing connection
+    // can take a port between this check and the service binding it.
+    let seed = (std::process::id() % 700) as u16 * 16;
     loop {
-        let base = seed.wrapping_add(NEXT.fetch_add(count, Ordering::Relaxed)) % 40_000 + 20_000;
+        let base = 20_000 + seed.wrapping_add(NEXT.fetch_add(count, Ordering::Relaxed)) % 12_000;
         if (base..base + count).all(free) {
             return base;
         }
@@ -110,8 +112,12 @@ impl Cluster {
             nodes,
             restarted: Vec::new(),
         };
+        let mut c = c;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                panic!("nubo up exited ({status}) before the cluster was up");
+            }
             let all_up = std::iter::once(proxy_port)
                 .chain((0..nodes).map(|n| node_base_port + n))
                 .all(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
