@@ -102,6 +102,10 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             expirer_interval_secs: 60,
             auditor_interval_secs: 3600,
             auditor_bytes_per_sec: 10 << 20,
+            replicator_bytes_per_sec: 100 << 20,
+            reclaim_age_secs: 7 * 86_400,
+            quarantine_reclaim_age_secs: 7 * 86_400,
+            fallocate_reserve_bytes: 64 << 20,
         };
         let path = dir.join(format!("node-{port}.toml"));
         std::fs::write(&path, toml::to_string(&cfg)?)?;

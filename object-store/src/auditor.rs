@@ -4,12 +4,13 @@
 //! (never served again) and its record dropped, so that the replicator sees
 //! the object missing here and restores a good copy from another replica.
 
+use crate::rate_limit::RateLimiter;
 use crate::records::ObjectKind;
 use crate::storage_node::{Device, NodeState};
 use serde::Serialize;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct AuditStats {
@@ -37,7 +38,7 @@ pub async fn audit_once(state: &Arc<NodeState>, bytes_per_sec: u64) -> AuditStat
 
 fn audit_device(dev: &Device, bytes_per_sec: u64) -> AuditStats {
     let mut stats = AuditStats::default();
-    let started = Instant::now();
+    let mut limit = RateLimiter::new(bytes_per_sec);
     let Ok(parts) = dev.db.object_partitions() else {
         return stats;
     };
@@ -57,6 +58,7 @@ fn audit_device(dev: &Device, bytes_per_sec: u64) -> AuditStats {
                 let path = dev.files.data_path(part, &hash, rec.timestamp);
                 let (good, read) = check_file(&path, rec.size, &rec.blake3);
                 stats.bytes_read += read;
+                std::thread::sleep(limit.consume(read));
                 if !good {
                     tracing::warn!(path = %path.display(), "object file does not match its checksum; quarantined");
                     quarantine(dev, &path);
@@ -66,14 +68,6 @@ fn audit_device(dev: &Device, bytes_per_sec: u64) -> AuditStats {
                         .unwrap_or(false)
                     {
                         stats.quarantined += 1;
-                    }
-                }
-                // Rate limit: stay at or below bytes_per_sec on average.
-                if bytes_per_sec > 0 {
-                    let due =
-                        Duration::from_secs_f64(stats.bytes_read as f64 / bytes_per_sec as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
                     }
                 }
             }

@@ -69,6 +69,35 @@ pub struct NodeConfig {
     pub auditor_interval_secs: u64,
     #[serde(default = "ten_mib")]
     pub auditor_bytes_per_sec: u64,
+    /// The most the replicator sends per second (object bodies and listing
+    /// states); 0 is unlimited.
+    #[serde(default = "hundred_mib")]
+    pub replicator_bytes_per_sec: u64,
+    /// Tombstones and deleted listing rows older than this are removed.
+    /// It must exceed the longest time a node may be down, or an object
+    /// deleted meanwhile comes back from that node's stale copy (as in Swift).
+    #[serde(default = "week")]
+    pub reclaim_age_secs: u64,
+    /// Quarantined files (kept for an operator to look at) are removed after this.
+    #[serde(default = "week")]
+    pub quarantine_reclaim_age_secs: u64,
+    /// Free space a device keeps: an object PUT that would leave less is
+    /// refused with 507 (Swift's `fallocate_reserve`), so that the metadata
+    /// database and the data already stored always have room.
+    #[serde(default = "reserve")]
+    pub fallocate_reserve_bytes: u64,
+}
+
+fn hundred_mib() -> u64 {
+    100 << 20
+}
+
+fn week() -> u64 {
+    7 * 86_400
+}
+
+fn reserve() -> u64 {
+    64 << 20
 }
 
 fn minute() -> u64 {

@@ -48,6 +48,14 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// What one reclaim pass removed from a device's database.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reclaimed {
+    pub tombstones: u64,
+    pub rows: u64,
+    pub containers: u64,
+}
+
 const STRIPES: usize = 256;
 
 pub struct DeviceDb {
@@ -446,6 +454,81 @@ impl DeviceDb {
             }
             _ => Ok(false),
         }
+    }
+
+    // ---- reclaim ----
+
+    /// Removes what is kept only to win over older copies for a while:
+    /// object tombstones, deleted listing rows, and deleted containers with
+    /// no rows left, all older than `cutoff`.
+    pub fn reclaim_before(&self, cutoff: Timestamp) -> DbResult<Reclaimed> {
+        let mut out = Reclaimed::default();
+        for part in self.object_partitions()? {
+            for (suffix, _) in self.suffix_hashes(part)? {
+                for (hash, rec) in self.objects_in_suffix(part, suffix)? {
+                    if rec.kind == ObjectKind::Tombstone
+                        && rec.timestamp < cutoff
+                        && self.forget_object(part, &hash, rec.timestamp)?
+                    {
+                        out.tombstones += 1;
+                    }
+                }
+            }
+        }
+        for part in self.container_partitions()? {
+            for (hash, _) in self.containers_in_partition(part)? {
+                let key = part_key(b'c', part, &hash);
+                let _g = self.lock(&key);
+                out.rows += self.reclaim_rows::<ObjectRow>(b'r', &hash, |r| {
+                    r.deleted && r.timestamp < cutoff
+                })?;
+                if let Some(rec) = self.get::<ContainerRecord>(&key)? {
+                    if !rec.exists()
+                        && rec.delete_timestamp < cutoff
+                        && self.rows_of::<ObjectRow>(b'r', &hash)?.is_empty()
+                    {
+                        self.db.delete_opt(&key, &synced())?;
+                        out.containers += 1;
+                    }
+                }
+            }
+        }
+        for part in self.account_partitions()? {
+            for (hash, _) in self.accounts_in_partition(part)? {
+                let _g = self.lock(&part_key(b'a', part, &hash));
+                out.rows += self.reclaim_rows::<ContainerRow>(b'R', &hash, |r| {
+                    !r.exists() && r.delete_timestamp < cutoff && r.stats_timestamp < cutoff
+                })?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the rows under a parent that `old` selects; the caller holds
+    /// the parent's lock, so no newer row slips in between.
+    fn reclaim_rows<T: DeserializeOwned>(
+        &self,
+        tag: u8,
+        parent: &NameHash,
+        old: impl Fn(&T) -> bool,
+    ) -> DbResult<u64> {
+        let prefix = row_prefix(tag, parent);
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if old(&decode(&k, &v)?) {
+                batch.delete(&k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.db.write_opt(batch, &synced())?;
+        }
+        Ok(n)
     }
 
     // ---- containers ----
@@ -993,4 +1076,85 @@ pub enum ContainerChange {
     Put(Timestamp, MetaMap),
     Post(MetaMap),
     Delete(Timestamp),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, ts: u64, kind: ObjectKind) -> ObjectRecord {
+        ObjectRecord {
+            account: "a".into(),
+            container: "c".into(),
+            object: name.into(),
+            timestamp: Timestamp(ts),
+            kind,
+            size: 0,
+            etag: String::new(),
+            blake3: String::new(),
+            content_type: String::new(),
+            headers: Default::default(),
+            meta_timestamp: Timestamp(ts),
+            delete_at: None,
+        }
+    }
+
+    fn hash_of(name: &str) -> NameHash {
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&blake3::hash(name.as_bytes()).as_bytes()[..16]);
+        NameHash(h)
+    }
+
+    #[test]
+    fn reclaim_removes_only_old_tombstones_and_deleted_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DeviceDb::open(&dir.path().join("db")).unwrap();
+        let (old_ts, new_ts, cutoff) = (1_000, 3_000, Timestamp(2_000));
+        for (name, ts, kind) in [
+            ("old-tomb", old_ts, ObjectKind::Tombstone),
+            ("new-tomb", new_ts, ObjectKind::Tombstone),
+            ("old-data", old_ts, ObjectKind::Data),
+        ] {
+            db.put_object(7, &hash_of(name), &record(name, ts, kind), &[])
+                .unwrap();
+        }
+        let c = hash_of("a/c");
+        let row = |ts, deleted| ObjectRow {
+            timestamp: Timestamp(ts),
+            deleted,
+            size: 1,
+            etag: String::new(),
+            content_type: String::new(),
+        };
+        db.apply_object_row(7, &c, "a", "c", "gone", &row(old_ts, true))
+            .unwrap();
+        db.apply_object_row(7, &c, "a", "c", "live", &row(old_ts, false))
+            .unwrap();
+        db.apply_object_row(7, &c, "a", "c", "just-gone", &row(new_ts, true))
+            .unwrap();
+        let hashes_before = db.suffix_hashes(7).unwrap();
+
+        let got = db.reclaim_before(cutoff).unwrap();
+        assert_eq!(
+            got,
+            Reclaimed {
+                tombstones: 1,
+                rows: 1,
+                containers: 0
+            }
+        );
+        assert!(db.object(7, &hash_of("old-tomb")).unwrap().is_none());
+        assert!(db.object(7, &hash_of("new-tomb")).unwrap().is_some());
+        assert!(db.object(7, &hash_of("old-data")).unwrap().is_some());
+        let rows: Vec<String> = db
+            .container_rows(&c)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(rows, ["just-gone", "live"]);
+        // The suffix hash follows, so replicas that reclaimed agree.
+        assert_ne!(db.suffix_hashes(7).unwrap(), hashes_before);
+        assert_eq!(db.reclaim_before(cutoff).unwrap(), Reclaimed::default());
+    }
 }

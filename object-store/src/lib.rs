@@ -26,6 +26,8 @@ pub mod object_files;
 pub mod object_server;
 pub mod proxy;
 pub mod range;
+pub mod rate_limit;
+pub mod reclaimer;
 pub mod records;
 pub mod replicator;
 pub mod s3;

@@ -12,6 +12,10 @@ pub struct NodeMetrics {
     pub containers_pushed: AtomicU64,
     pub handoffs_removed: AtomicU64,
     pub replication_failures: AtomicU64,
+    pub bytes_pushed: AtomicU64,
+    pub tombstones_reclaimed: AtomicU64,
+    pub rows_reclaimed: AtomicU64,
+    pub files_reclaimed: AtomicU64,
     pub auditor_bytes: AtomicU64,
     pub auditor_quarantined: AtomicU64,
     pub expired: AtomicU64,
@@ -21,20 +25,6 @@ impl NodeMetrics {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
-}
-
-/// Used and total bytes of the file system a path is on.
-fn disk_usage(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
-    let total = s.f_blocks as u64 * s.f_frsize as u64;
-    let free = s.f_bavail as u64 * s.f_frsize as u64;
-    Some((total.saturating_sub(free), total))
 }
 
 pub async fn render(state: &NodeState) -> String {
@@ -70,6 +60,26 @@ pub async fn render(state: &NodeState) -> String {
             "nubo_replication_failures_total",
             "Peers or pushes that failed during replication.",
             &m.replication_failures,
+        ),
+        (
+            "nubo_replication_bytes_pushed_total",
+            "Object bytes and listing states sent to other replicas.",
+            &m.bytes_pushed,
+        ),
+        (
+            "nubo_reclaimed_tombstones_total",
+            "Object tombstones removed after the reclaim age.",
+            &m.tombstones_reclaimed,
+        ),
+        (
+            "nubo_reclaimed_listing_rows_total",
+            "Deleted container and account listing rows removed after the reclaim age.",
+            &m.rows_reclaimed,
+        ),
+        (
+            "nubo_reclaimed_files_total",
+            "Quarantined and stale temporary files removed after their reclaim age.",
+            &m.files_reclaimed,
         ),
         (
             "nubo_auditor_bytes_total",
@@ -117,7 +127,8 @@ pub async fn render(state: &NodeState) -> String {
             "nubo_updates_queued{{device=\"{}\"}} {depth}",
             dev.name
         );
-        if let Some((used, total)) = disk_usage(dev.files.root()) {
+        if let Some(space) = dev.files.space() {
+            let (used, total) = (space.total.saturating_sub(space.free), space.total);
             let _ = writeln!(disk, "nubo_device_used_bytes{{device=\"{}\"}} {used}\nnubo_device_size_bytes{{device=\"{}\"}} {total}", dev.name, dev.name);
         }
     }

@@ -12,6 +12,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
+#[derive(Clone, Copy, Debug)]
+pub struct Space {
+    pub free: u64,
+    pub total: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct ObjectFiles {
     root: PathBuf,
@@ -33,6 +39,29 @@ impl ObjectFiles {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Free (for unprivileged writers) and total bytes of the device's file system.
+    pub fn space(&self) -> Option<Space> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(self.root.as_os_str().as_bytes()).ok()?;
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+            return None;
+        }
+        Some(Space {
+            free: s.f_bavail as u64 * s.f_frsize as u64,
+            total: s.f_blocks as u64 * s.f_frsize as u64,
+        })
+    }
+
+    /// Whether `incoming` more bytes fit while keeping `reserve` free. A
+    /// device whose space cannot be read is given the benefit of the doubt:
+    /// a real shortage still fails the write with ENOSPC.
+    pub fn has_room(&self, incoming: u64, reserve: u64) -> bool {
+        self.space()
+            .is_none_or(|s| s.free >= incoming.saturating_add(reserve))
     }
 
     pub fn object_dir(&self, part: u32, hash: &NameHash) -> PathBuf {

@@ -141,6 +141,14 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         .map(|v| v.into_owned())
         .unwrap_or_else(|| "application/octet-stream".into());
 
+    // Checked before the body is read, so that a proxy asking
+    // `Expect: 100-continue` hears 507 at once and turns to a handoff.
+    if !t.device.files.has_room(
+        expected_len.unwrap_or(0),
+        t.state.config.fallocate_reserve_bytes,
+    ) {
+        return text(StatusCode::INSUFFICIENT_STORAGE, "device is full");
+    }
     let small = expected_len.is_some_and(|n| n <= SMALL_OBJECT);
     if !small {
         // Refuse early what is already known to be older, before streaming.

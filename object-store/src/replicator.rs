@@ -13,6 +13,7 @@
 
 use crate::http_util::{empty, encode, set_header, Body};
 use crate::object_server::now_secs;
+use crate::rate_limit::RateLimiter;
 use crate::records::{ObjectKind, ObjectRecord};
 use crate::storage_node::{Device, NodeState};
 use crate::timestamp::Timestamp;
@@ -32,6 +33,11 @@ pub struct PassStats {
     pub handoffs_removed: u64,
     pub containers_pushed: u64,
     pub accounts_pushed: u64,
+    /// Object bytes and listing states sent to peers.
+    pub bytes_pushed: u64,
+    pub tombstones_reclaimed: u64,
+    pub rows_reclaimed: u64,
+    pub files_reclaimed: u64,
     pub failures: u64,
 }
 
@@ -46,12 +52,23 @@ pub async fn replicate_once(state: &Arc<NodeState>) -> PassStats {
     M::add(&m.containers_pushed, stats.containers_pushed);
     M::add(&m.handoffs_removed, stats.handoffs_removed);
     M::add(&m.replication_failures, stats.failures);
+    M::add(&m.bytes_pushed, stats.bytes_pushed);
+    M::add(&m.tombstones_reclaimed, stats.tombstones_reclaimed);
+    M::add(&m.rows_reclaimed, stats.rows_reclaimed);
+    M::add(&m.files_reclaimed, stats.files_reclaimed);
     stats
 }
 
 async fn replicate_devices(state: &Arc<NodeState>) -> PassStats {
     let mut stats = PassStats::default();
+    let mut limit = RateLimiter::new(state.config.replicator_bytes_per_sec);
     for dev in state.devices() {
+        // Old tombstones and deleted rows go first, so that no replica
+        // pushes back what its peers have already reclaimed.
+        let r = crate::reclaimer::reclaim_device(&state.config, &dev).await;
+        stats.tombstones_reclaimed += r.db.tombstones;
+        stats.rows_reclaimed += r.db.rows + r.db.containers;
+        stats.files_reclaimed += r.files;
         let d = dev.clone();
         let parts = match tokio::task::spawn_blocking(move || d.db.object_partitions()).await {
             Ok(Ok(p)) => p,
@@ -62,7 +79,7 @@ async fn replicate_devices(state: &Arc<NodeState>) -> PassStats {
         };
         for part in parts {
             stats.partitions_checked += 1;
-            replicate_partition(state, &dev, part, &mut stats).await;
+            replicate_partition(state, &dev, part, &mut stats, &mut limit).await;
         }
         for kind in [Listing::Containers, Listing::Accounts] {
             let d = dev.clone();
@@ -72,7 +89,7 @@ async fn replicate_devices(state: &Arc<NodeState>) -> PassStats {
                 .and_then(Result::ok)
                 .unwrap_or_default();
             for part in parts {
-                replicate_listings(state, &dev, part, kind, &mut stats).await;
+                replicate_listings(state, &dev, part, kind, &mut stats, &mut limit).await;
             }
         }
     }
@@ -228,6 +245,7 @@ async fn replicate_listings(
     part: u32,
     kind: Listing,
     stats: &mut PassStats,
+    limit: &mut RateLimiter,
 ) {
     let ring = state.ring();
     let me = format!("{}:{}", state.config.bind_ip, state.config.port);
@@ -289,6 +307,8 @@ async fn replicate_listings(
                         Listing::Containers => stats.containers_pushed += 1,
                         Listing::Accounts => stats.accounts_pushed += 1,
                     }
+                    stats.bytes_pushed += body.len() as u64;
+                    tokio::time::sleep(limit.consume(body.len() as u64)).await;
                 }
                 _ => {
                     confirmed = false;
@@ -357,6 +377,7 @@ async fn replicate_partition(
     dev: &Arc<Device>,
     part: u32,
     stats: &mut PassStats,
+    limit: &mut RateLimiter,
 ) {
     let ring = state.ring();
     let me = format!("{}:{}", state.config.bind_ip, state.config.port);
@@ -431,6 +452,10 @@ async fn replicate_partition(
                 if push(state, dev, &addr, &t.device, part, &hash, &rec).await {
                     stats.objects_pushed += 1;
                     pushed_any = true;
+                    if rec.kind == ObjectKind::Data {
+                        stats.bytes_pushed += rec.size;
+                        tokio::time::sleep(limit.consume(rec.size)).await;
+                    }
                 } else {
                     confirmed_everywhere = false;
                     stats.failures += 1;

@@ -142,6 +142,37 @@ impl Cluster {
             .join(format!("node-{}.toml", self.node_base_port + n))
     }
 
+    /// The directory of device `device` of storage node `n`.
+    pub fn device_dir(&self, n: u16, device: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("node-{}", self.node_base_port + n))
+            .join(device)
+    }
+
+    /// Sets `key = value` (TOML) in storage node `n`'s config; it takes
+    /// effect when the node (re)starts.
+    pub fn set_node_config(&self, n: u16, key: &str, value: &str) {
+        let path = self.node_config(n);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut found = false;
+        let mut out: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.split('=').next().map(str::trim) == Some(key) {
+                    found = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        if !found {
+            out.insert(0, format!("{key} = {value}"));
+        }
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    }
+
     /// SIGKILLs storage node `n` (0-based).
     pub fn kill_node(&self, n: u16) {
         let cfg = self.node_config(n);

@@ -8,7 +8,7 @@
 //!   HEAD asks all primaries and the newest timestamp wins.
 
 use crate::http_util::{empty, header_str, set_header, Body, BoxError};
-use crate::node_client::{Conn, NodeClient};
+use crate::node_client::NodeClient;
 use crate::records::Target as UpdateTarget;
 use crate::timestamp::Timestamp;
 use bytes::Bytes;
@@ -18,6 +18,32 @@ use hyper::body::{Frame, Incoming};
 use ring_tools::{Device, LiveRing, Ring};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// A node's answer to an upload: its status and ETag, `None` if it failed.
+type AnswerFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<(StatusCode, Option<String>)>> + Send + 'a>,
+>;
+
+/// Replica `i`'s upload once a node has been asked.
+enum Upload<'a> {
+    /// The node wants the body: send it on `tx`, then await `answer`.
+    Streaming {
+        tx: mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+        answer: AnswerFuture<'a>,
+    },
+    /// The node answered before the body (409: it holds a newer version).
+    Answered((StatusCode, Option<String>)),
+    /// No primary or handoff would take it.
+    Failed,
+}
+
+/// Where replica `i` of a write goes: its primary, then the handoffs no
+/// other replica falls back to.
+fn candidates(nodes: &[Device], replicas: usize, i: usize) -> Vec<&Device> {
+    let mut out = vec![&nodes[i]];
+    out.extend(nodes[replicas..].iter().skip(i).step_by(replicas.max(1)));
+    out
+}
 
 /// The largest single object (Swift's default).
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
@@ -125,35 +151,82 @@ impl Backend {
             .expect("valid internal request")
     }
 
-    /// Connects to `want` nodes: primaries first, each unreachable one
-    /// replaced by the next handoff. Returns (replica index, device, conn).
-    async fn connect_replicas<'a>(
+    /// Opens replica `i`'s upload: the PUT's head goes to the primary with
+    /// `Expect: 100-continue`, and the body follows only once the node has
+    /// said it will take it. A node that is unreachable, silent, or answers
+    /// 5xx at once (507 for a full device) is replaced by the next handoff.
+    async fn open_upload<'a>(
         &'a self,
-        nodes: &[Device],
-        want: usize,
-    ) -> Vec<(usize, Device, Conn<'a>)> {
-        let attempts = futures_util::future::join_all(nodes[..want].iter().map(|d| {
-            let addr = d.node_addr();
-            async move { self.client.connect(&addr).await }
-        }))
-        .await;
-        let mut handoffs = nodes[want..].iter();
-        let mut out = Vec::new();
-        for (i, attempt) in attempts.into_iter().enumerate() {
-            match attempt {
-                Ok(c) => out.push((i, nodes[i].clone(), c)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "primary unreachable, trying a handoff");
-                    for h in handoffs.by_ref() {
-                        if let Ok(c) = self.client.connect(&h.node_addr()).await {
-                            out.push((i, h.clone(), c));
-                            break;
-                        }
+        candidates: Vec<&Device>,
+        path: &Path,
+        part: u32,
+        headers: &HeaderMap,
+    ) -> Upload<'a> {
+        let wait = self.client.timeouts.node;
+        for dev in candidates {
+            let Ok(conn) = self.client.connect(&dev.node_addr()).await else {
+                tracing::warn!(node = %dev.node_addr(), "node unreachable, trying a handoff");
+                continue;
+            };
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|f| (f, rx))
+            });
+            let mut req = self.request(
+                &Method::PUT,
+                path,
+                dev,
+                part,
+                headers,
+                None,
+                BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream))),
+            );
+            set_header(req.headers_mut(), "expect", "100-continue");
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+            let go_tx = std::sync::Mutex::new(Some(go_tx));
+            hyper::ext::on_informational(&mut req, move |res| {
+                if res.status() == StatusCode::CONTINUE {
+                    if let Some(t) = go_tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        let _ = t.send(());
                     }
                 }
+            });
+            let mut answer: AnswerFuture<'a> = Box::pin(async move {
+                match conn.send_streaming(req).await {
+                    Ok(resp) => {
+                        let st = resp.status();
+                        let etag = header_str(resp.headers(), "etag").map(|e| e.into_owned());
+                        let _ = resp.into_body().collect().await;
+                        Some((st, etag))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "object PUT to node failed");
+                        None
+                    }
+                }
+            });
+            let early = tokio::select! {
+                go = tokio::time::timeout(wait, go_rx) => match go {
+                    Ok(Ok(())) => return Upload::Streaming { tx, answer },
+                    // The node answered without asking for the body (an
+                    // empty one, or a refusal), or the connection failed.
+                    Ok(Err(_)) => answer.await,
+                    Err(_) => {
+                        tracing::warn!(node = %dev.node_addr(), "no 100 Continue in time, trying a handoff");
+                        continue;
+                    }
+                },
+                early = &mut answer => early,
+            };
+            match early {
+                Some((st, _)) if st.is_server_error() => {
+                    tracing::warn!(node = %dev.node_addr(), device = %dev.device, status = %st, "node refused the upload, trying a handoff");
+                }
+                Some(a) => return Upload::Answered(a),
+                None => {}
             }
         }
-        out
+        Upload::Failed
     }
 
     /// A buffered write (containers, accounts, deletes, posts, small objects)
@@ -175,10 +248,7 @@ impl Backend {
             let method = method.clone();
             let body = body.clone();
             async move {
-                // The primary, then handoffs not used by another replica.
-                let mut candidates = vec![&nodes[i]];
-                candidates.extend(nodes[replicas..].iter().skip(i).step_by(replicas.max(1)));
-                for dev in candidates {
+                for dev in candidates(nodes, replicas, i) {
                     let req = self.request(
                         &method,
                         path,
@@ -225,21 +295,7 @@ impl Backend {
         let ring = self.ring();
         let (part, nodes, replicas) = self.nodes(&ring, path);
         let need = quorum(replicas);
-        let conns = self.connect_replicas(&nodes, replicas).await;
-        if conns.len() < need {
-            return WriteOutcome {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                etag: None,
-                statuses: vec![],
-            };
-        }
-        let mut senders = Vec::new();
-        let mut responses = Vec::new();
-        for (i, dev, conn) in conns {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|f| (f, rx))
-            });
+        let opened = futures_util::future::join_all((0..replicas).map(|i| {
             let mut h = headers.clone();
             if let Some(targets) = container_updates.get(i) {
                 set_header(
@@ -248,30 +304,40 @@ impl Backend {
                     &serde_json::to_string(targets).expect("json"),
                 );
             }
-            let req = self.request(
-                &Method::PUT,
-                path,
-                &dev,
-                part,
-                &h,
-                None,
-                BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream))),
-            );
-            senders.push(Some(tx));
-            responses.push(async move {
-                match conn.send_streaming(req).await {
-                    Ok(resp) => {
-                        let st = resp.status();
-                        let etag = header_str(resp.headers(), "etag").map(|e| e.into_owned());
-                        let _ = resp.into_body().collect().await;
-                        Some((st, etag))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "object PUT to node failed");
-                        None
-                    }
+            let candidates = candidates(&nodes, replicas, i);
+            async move { self.open_upload(candidates, path, part, &h).await }
+        }))
+        .await;
+        let mut senders = Vec::new();
+        let mut responses: Vec<AnswerFuture<'_>> = Vec::new();
+        let mut early = Vec::new();
+        for upload in opened {
+            match upload {
+                Upload::Streaming { tx, answer } => {
+                    senders.push(Some(tx));
+                    responses.push(answer);
                 }
-            });
+                Upload::Answered(a) => early.push(a),
+                Upload::Failed => {}
+            }
+        }
+        if senders.len() < need {
+            // Not enough nodes will take the body: nothing is sent. An early
+            // answer such as 409 (a newer version exists) is passed on.
+            // A node that did say go gets an aborted body, so it stores nothing.
+            for tx in senders.iter().flatten() {
+                let _ = tx.try_send(Err(crate::http_util::box_error("upload aborted")));
+            }
+            drop(senders);
+            let _ = futures_util::future::join_all(responses).await;
+            if early.is_empty() {
+                return WriteOutcome {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    etag: None,
+                    statuses: vec![],
+                };
+            }
+            return summarize(early, replicas);
         }
         let node_timeout = self.client.timeouts.node;
         // Feed the nodes while their responses are awaited alongside.
@@ -333,7 +399,8 @@ impl Backend {
                 statuses: vec![],
             };
         }
-        let answers: Vec<_> = answers.into_iter().flatten().collect();
+        let mut answers: Vec<_> = answers.into_iter().flatten().collect();
+        answers.extend(early);
         summarize(answers, replicas)
     }
 
