@@ -180,11 +180,260 @@ fn a_full_device_refuses_writes_and_handoffs_take_them() {
     );
 }
 
-#[allow(dead_code)]
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fault test 3: two nodes join a running cluster. After `nubo ring
+/// rebalance` and `nubo ring push`, every object stays readable while the
+/// replicators move partitions, and afterwards each object sits on exactly
+/// its new primaries, with no copy left anywhere else.
+#[test]
+fn growing_by_two_nodes_moves_data_to_the_new_primaries() {
+    let mut c = Cluster::start_with(3, &["--min-part-hours", "0"]);
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/grow", &[], b"").status, 201);
+    let objects = 300;
+    let body = |i: usize| format!("grow {i} ").repeat(40 + i % 90).into_bytes();
+    for i in 0..objects {
+        assert_eq!(
+            s.req("PUT", &format!("/grow/o{i}"), &[], &body(i)).status,
+            201
+        );
+    }
+    let new_nodes = [
+        c.start_extra_node(&["d7", "d8"]),
+        c.start_extra_node(&["d9", "d10"]),
+    ];
+    let builder = c.data_dir().join("object.builder");
+    let b = builder.to_str().unwrap();
+    for (zone, (port, devs)) in [
+        (4, (new_nodes[0], ["d7", "d8"])),
+        (5, (new_nodes[1], ["d9", "d10"])),
+    ] {
+        for d in devs {
+            let (zone, port) = (zone.to_string(), port.to_string());
+            common::nubo_ok(&[
+                "ring",
+                "add",
+                b,
+                "--region",
+                "1",
+                "--zone",
+                &zone,
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--device",
+                d,
+                "--weight",
+                "100",
+            ]);
+        }
+    }
+    let new_ring = c.data_dir().join("grown.ring");
+    common::nubo_ok(&["ring", "rebalance", b, "--ring", new_ring.to_str().unwrap()]);
+    common::nubo_ok(&["ring", "push", new_ring.to_str().unwrap()]);
+    // The proxy reloads its ring file within 2 s.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let all_ports: Vec<u16> = (0..3)
+        .map(|n| c.node_base_port + n)
+        .chain(new_nodes)
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (reads, bad_reads) = (
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::atomic::AtomicUsize::new(0),
+    );
+    let started = Instant::now();
+    let mut moved = 0;
+    let mut passes = 0;
+    std::thread::scope(|scope| {
+        // A reader goes over every object, again and again, during the move.
+        scope.spawn(|| {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = s.req("GET", &format!("/grow/o{i}"), &[], b"").body;
+                reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if got != body(i) {
+                    eprintln!("o{i} unreadable during the move");
+                    bad_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                i = (i + 1) % objects;
+            }
+        });
+        for _ in 0..8 {
+            passes += 1;
+            let mut pushed = 0;
+            let mut dropped = 0;
+            for &port in &all_ports {
+                let st = c.replicate_at(port);
+                pushed += st["objects_pushed"].as_u64().unwrap();
+                dropped += st["handoffs_removed"].as_u64().unwrap();
+            }
+            moved += pushed;
+            eprintln!("replication pass {passes}: {pushed} pushed, {dropped} partitions dropped");
+            if pushed == 0 && dropped == 0 {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let converged = started.elapsed();
+
+    let mut misplaced = 0;
+    let mut new_node_copies = 0;
+    for i in 0..objects {
+        let name = format!("o{i}");
+        assert_eq!(
+            s.req("GET", &format!("/grow/{name}"), &[], b"").body,
+            body(i)
+        );
+        for (port, device, holds) in c.placement("AUTH_test", "grow", &name) {
+            let has =
+                c.internal_head(port, &device, holds.partition, "AUTH_test", "grow", &name) == 200;
+            if has != holds.is_primary {
+                eprintln!(
+                    "{name}: {device} on {port} primary={} holds={has}",
+                    holds.is_primary
+                );
+                misplaced += 1;
+            }
+            if has && new_nodes.contains(&port) {
+                new_node_copies += 1;
+            }
+        }
+    }
+    // The container's listing moved too: every new primary lists everything.
+    let mut names: Vec<String> = (0..objects).map(|i| format!("o{i}\n")).collect();
+    names.sort();
+    let listing: String = names.concat();
+    assert_eq!(s.req("GET", "/grow", &[], b"").text(), listing);
+    for replica in c.container_replicas("AUTH_test", "grow") {
+        assert_eq!(replica, listing, "a container replica after the move");
+    }
+    let (reads, bad_reads) = (reads.into_inner(), bad_reads.into_inner());
+    eprintln!(
+        "grow: {objects} objects, {moved} replicas moved in {passes} passes ({converged:?}); \
+         {reads} reads during the move, {bad_reads} failed; {new_node_copies} copies now on the \
+         new nodes, {misplaced} misplaced"
+    );
+    assert_eq!(bad_reads, 0, "objects unreadable during the move");
+    assert_eq!(misplaced, 0, "copies off their primaries or missing");
+    assert!(new_node_copies > 0);
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Tombstones and deleted listing rows go after `reclaim_age_secs` on every
+/// replica at once (no replica pushes them back), quarantined files after
+/// `quarantine_reclaim_age_secs`; live objects are untouched.
+#[test]
+fn tombstones_deleted_rows_and_quarantined_files_are_reclaimed() {
+    let mut c = Cluster::start(3);
+    for n in 0..3 {
+        c.set_node_config(n, "reclaim_age_secs", "2");
+        c.set_node_config(n, "quarantine_reclaim_age_secs", "0");
+        c.kill_node(n);
+        c.restart_node(n);
+    }
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/reclaim", &[], b"").status, 201);
+    for i in 0..10 {
+        let path = format!("/reclaim/o{i}");
+        assert_eq!(s.req("PUT", &path, &[], path.as_bytes()).status, 201);
+    }
+    for i in 0..5 {
+        assert_eq!(
+            s.req("DELETE", &format!("/reclaim/o{i}"), &[], b"").status,
+            204
+        );
+    }
+    // Listing rows are delivered in the background; wait for the deletions.
+    wait_until("deleted rows", Duration::from_secs(10), || {
+        s.req("GET", "/reclaim", &[], b"").text().lines().count() == 5
+    });
+    // Young tombstones stay.
+    let young: u64 = (0..3)
+        .map(|n| c.replicate(n)["tombstones_reclaimed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(young, 0);
+    std::thread::sleep(Duration::from_millis(2200));
+    let stats: Vec<_> = (0..3).map(|n| c.replicate(n)).collect();
+    let sum = |k: &str| -> u64 { stats.iter().map(|s| s[k].as_u64().unwrap()).sum() };
+    let (tombstones, rows) = (sum("tombstones_reclaimed"), sum("rows_reclaimed"));
+    eprintln!("reclaimed {tombstones} tombstones and {rows} listing rows");
+    assert_eq!(tombstones, 15, "5 deletions x 3 replicas");
+    assert!(
+        rows >= 10,
+        "deleted rows on the container's replicas: {rows}"
+    );
+    assert_eq!(sum("objects_pushed"), 0, "nothing is pushed back");
+    let again: Vec<_> = (0..3).map(|n| c.replicate(n)).collect();
+    for st in &again {
+        assert_eq!(st["objects_pushed"], 0);
+        assert_eq!(st["tombstones_reclaimed"], 0);
+    }
+    for i in 5..10 {
+        let path = format!("/reclaim/o{i}");
+        assert_eq!(s.req("GET", &path, &[], b"").body, path.as_bytes());
+    }
+    for i in 0..5 {
+        assert_eq!(
+            s.req("GET", &format!("/reclaim/o{i}"), &[], b"").status,
+            404
+        );
+    }
+
+    // A quarantined file is removed at the next pass (age 0 here), and the
+    // replicator has put a good copy back.
+    let (port, device, holds) = c
+        .placement("AUTH_test", "reclaim", "o7")
+        .into_iter()
+        .find(|(_, _, h)| h.is_primary)
+        .unwrap();
+    let n = port - c.node_base_port;
+    let dev = c.device_dir(n, &device);
+    let mut files = Vec::new();
+    collect_files(
+        &dev.join("objects").join(holds.partition.to_string()),
+        &mut files,
+    );
+    let victim = files
+        .iter()
+        .find(|f| std::fs::read(f).unwrap() == b"/reclaim/o7")
+        .expect("o7's file on its primary");
+    std::fs::write(victim, b"/reclaim/oX").unwrap();
+    assert_eq!(c.audit(n)["quarantined"], 1);
+    let quarantine = dev.join("quarantined").join("objects");
+    assert_eq!(files_in(&quarantine), 1);
+    let files_reclaimed: u64 = (0..3)
+        .map(|n| c.replicate(n)["files_reclaimed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(files_reclaimed, 1);
+    assert_eq!(files_in(&quarantine), 0);
+    assert_eq!(
+        c.internal_get(port, &device, holds.partition, "AUTH_test", "reclaim", "o7")
+            .as_deref(),
+        Some(&b"/reclaim/o7"[..])
+    );
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
     }
 }

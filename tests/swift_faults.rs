@@ -366,15 +366,7 @@ fn draining_a_device_moves_its_data_off() {
     let builder = c.data_dir().join("object.builder");
     let ring = c.data_dir().join("object.ring");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::nubo())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::nubo_ok(args);
     };
     let old_ring = c.data_dir().join("old.ring");
     std::fs::copy(&ring, &old_ring).unwrap();

@@ -59,6 +59,17 @@ fn ports(count: u16) -> u16 {
     }
 }
 
+/// Runs `nubo ARGS` and requires success; its stdout.
+pub fn nubo_ok(args: &[&str]) -> String {
+    let out = Command::new(nubo()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "nubo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 impl Cluster {
     pub fn start(nodes: u16) -> Cluster {
         Cluster::start_in(
@@ -173,6 +184,42 @@ impl Cluster {
         std::fs::write(&path, out.join("\n") + "\n").unwrap();
     }
 
+    /// Starts one more storage node, not yet in the ring, with `devices`
+    /// (directories under its own root) and its own copy of the current
+    /// ring, so that only `nubo ring push` tells it about a new one.
+    /// Returns its port.
+    pub fn start_extra_node(&mut self, devices: &[&str]) -> u16 {
+        let port = ports(1);
+        let mut cfg: object_store::config::NodeConfig =
+            toml::from_str(&std::fs::read_to_string(self.node_config(0)).unwrap()).unwrap();
+        let root = self.dir.path().join(format!("node-{port}"));
+        for d in devices {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let ring = root.join("object.ring");
+        std::fs::copy(self.dir.path().join("object.ring"), &ring).unwrap();
+        cfg.port = port;
+        cfg.devices_root = root;
+        cfg.ring = ring;
+        let path = self.dir.path().join(format!("node-{port}.toml"));
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        let child = Command::new(nubo())
+            .arg("storage-node")
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        self.restarted.push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "node {port} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        port
+    }
+
     /// SIGKILLs storage node `n` (0-based).
     pub fn kill_node(&self, n: u16) {
         let cfg = self.node_config(n);
@@ -227,17 +274,31 @@ impl Cluster {
 
     /// `POST path` to storage node `n` (the maintenance triggers); the JSON answer.
     fn post_node(&self, n: u16, path: &str) -> serde_json::Value {
+        self.post_port(self.node_base_port + n, path)
+    }
+
+    fn post_port(&self, port: u16, path: &str) -> serde_json::Value {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
-        let r = raw(self.node_base_port + n, &head, b"");
-        assert_eq!(r.status, 200, "POST {path} on node {n}: {}", r.text());
+        let r = raw(port, &head, b"");
+        assert_eq!(
+            r.status,
+            200,
+            "POST {path} on the node at port {port}: {}",
+            r.text()
+        );
         serde_json::from_slice(&r.body).unwrap()
     }
 
     /// Runs one replication pass on storage node `n`; its statistics.
     pub fn replicate(&self, n: u16) -> serde_json::Value {
         self.post_node(n, "/replicate")
+    }
+
+    /// Runs one replication pass on the storage node listening on `port`.
+    pub fn replicate_at(&self, port: u16) -> serde_json::Value {
+        self.post_port(port, "/replicate")
     }
 
     /// Runs one expirer pass on storage node `n`; its statistics.
