@@ -159,6 +159,19 @@ fn a_full_device_refuses_writes_and_handoffs_take_them() {
         );
     }
     assert!(on_handoffs > 0, "d1 never filled up");
+    let metrics = common::raw(
+        c.proxy_port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"",
+    )
+    .text();
+    let handoff_writes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nubo_proxy_handoff_writes_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the proxy reports handoff writes");
+    assert!(handoff_writes >= on_handoffs, "{metrics}");
+    assert!(metrics.contains("nubo_proxy_requests_total{api=\"swift\",method=\"PUT\",status=\"201\"}"));
     // What d1 held before is intact, read straight from d1.
     let mut intact = 0;
     for i in 0..20 {

@@ -135,3 +135,93 @@ pub async fn render(state: &NodeState) -> String {
     let _ = write!(out, "# HELP nubo_device_used_bytes Bytes used on the file system of each device.\n# TYPE nubo_device_used_bytes gauge\n# HELP nubo_device_size_bytes Size of the file system of each device.\n# TYPE nubo_device_size_bytes gauge\n{disk}");
     out
 }
+
+/// Counters a proxy exposes at `/metrics`.
+#[derive(Default)]
+pub struct ProxyMetrics {
+    /// (api, method, status) -> (requests, seconds spent).
+    requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String, u16), (u64, f64)>>,
+    /// Replicas written to a handoff because the primary was down, full
+    /// (507) or failing.
+    pub handoff_writes: AtomicU64,
+    /// GETs cut off because the data did not match its blake3.
+    pub checksum_cutoffs: AtomicU64,
+}
+
+impl ProxyMetrics {
+    pub fn record(&self, api: &'static str, method: &str, status: u16, seconds: f64) {
+        // Clients choose the method; only known ones get their own label, so
+        // that made-up methods cannot grow the table.
+        let method = match method {
+            "GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "COPY" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
+        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let e = r.entry((api, method.to_string(), status)).or_default();
+        e.0 += 1;
+        e.1 += seconds;
+    }
+
+    pub fn render(&self, ring_generation: u64) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP nubo_proxy_requests_total Client requests answered, by API, method and status.\n# TYPE nubo_proxy_requests_total counter");
+        let mut secs = String::new();
+        for ((api, method, status), (n, s)) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let labels = format!("api=\"{api}\",method=\"{method}\",status=\"{status}\"");
+            let _ = writeln!(out, "nubo_proxy_requests_total{{{labels}}} {n}");
+            let _ = writeln!(secs, "nubo_proxy_request_seconds_total{{{labels}}} {s:.6}");
+        }
+        let _ = write!(out, "# HELP nubo_proxy_request_seconds_total Time spent answering (to the response head), by API, method and status.\n# TYPE nubo_proxy_request_seconds_total counter\n{secs}");
+        for (name, help, c) in [
+            (
+                "nubo_proxy_handoff_writes_total",
+                "Replicas written to a handoff instead of their primary.",
+                &self.handoff_writes,
+            ),
+            (
+                "nubo_proxy_checksum_cutoffs_total",
+                "Object reads cut off because the data did not match its checksum.",
+                &self.checksum_cutoffs,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP nubo_ring_generation Generation of the ring this proxy routes by.\n# TYPE nubo_ring_generation gauge\nnubo_ring_generation {ring_generation}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_metrics_render_counts_per_label_set() {
+        let m = ProxyMetrics::default();
+        m.record("swift", "PUT", 201, 0.5);
+        m.record("swift", "PUT", 201, 0.25);
+        m.record("s3", "GET", 404, 0.1);
+        m.record("s3", "BREW", 400, 0.1);
+        NodeMetrics::add(&m.handoff_writes, 2);
+        let text = m.render(7);
+        assert!(text.contains(
+            "nubo_proxy_requests_total{api=\"swift\",method=\"PUT\",status=\"201\"} 2\n"
+        ));
+        assert!(text.contains("nubo_proxy_request_seconds_total{api=\"swift\",method=\"PUT\",status=\"201\"} 0.750000\n"));
+        assert!(text
+            .contains("nubo_proxy_requests_total{api=\"s3\",method=\"GET\",status=\"404\"} 1\n"));
+        assert!(text.contains("method=\"OTHER\",status=\"400\"} 1\n"));
+        assert!(!text.contains("BREW"));
+        assert!(text.contains("nubo_proxy_handoff_writes_total 2\n"));
+        assert!(text.contains("nubo_ring_generation 7\n"));
+    }
+}

@@ -51,6 +51,7 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub struct Backend {
     pub ring: Arc<LiveRing>,
     pub client: NodeClient,
+    pub metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
 /// Which kind of record a request addresses; each lives under its own name.
@@ -163,7 +164,7 @@ impl Backend {
         headers: &HeaderMap,
     ) -> Upload<'a> {
         let wait = self.client.timeouts.node;
-        for dev in candidates {
+        for (attempt, dev) in candidates.into_iter().enumerate() {
             let Ok(conn) = self.client.connect(&dev.node_addr()).await else {
                 tracing::warn!(node = %dev.node_addr(), "node unreachable, trying a handoff");
                 continue;
@@ -207,7 +208,12 @@ impl Backend {
             });
             let early = tokio::select! {
                 go = tokio::time::timeout(wait, go_rx) => match go {
-                    Ok(Ok(())) => return Upload::Streaming { tx, answer },
+                    Ok(Ok(())) => {
+                        if attempt > 0 {
+                            crate::metrics::NodeMetrics::add(&self.metrics.handoff_writes, 1);
+                        }
+                        return Upload::Streaming { tx, answer };
+                    }
                     // The node answered without asking for the body (an
                     // empty one, or a refusal), or the connection failed.
                     Ok(Err(_)) => answer.await,
@@ -248,7 +254,7 @@ impl Backend {
             let method = method.clone();
             let body = body.clone();
             async move {
-                for dev in candidates(nodes, replicas, i) {
+                for (attempt, dev) in candidates(nodes, replicas, i).into_iter().enumerate() {
                     let req = self.request(
                         &method,
                         path,
@@ -265,6 +271,9 @@ impl Backend {
                             let _ = resp.into_body().collect().await;
                             if st.is_server_error() {
                                 continue;
+                            }
+                            if attempt > 0 {
+                                crate::metrics::NodeMetrics::add(&self.metrics.handoff_writes, 1);
                             }
                             return Some((st, etag));
                         }
@@ -446,7 +455,7 @@ impl Backend {
                 return resp.map(|b| {
                     let body = timed_body(b, timeout);
                     match expected {
-                        Some(e) => verified_body(body, e),
+                        Some(e) => verified_body(body, e, self.metrics.clone()),
                         None => body,
                     }
                 });
@@ -576,15 +585,21 @@ fn timed_body(body: Incoming, timeout: std::time::Duration) -> Body {
 /// Passes a body through while hashing it, always holding back the latest
 /// chunk: if the whole does not match `expected_hex`, the last chunk is
 /// replaced by an error, so a corrupt object never completes as a 200.
-pub fn verified_body(body: Body, expected_hex: String) -> Body {
+pub fn verified_body(
+    body: Body,
+    expected_hex: String,
+    metrics: Arc<crate::metrics::ProxyMetrics>,
+) -> Body {
     struct State {
         body: Body,
         hasher: blake3::Hasher,
         held: Option<Bytes>,
         expected: String,
         done: bool,
+        metrics: Arc<crate::metrics::ProxyMetrics>,
     }
     let state = State {
+        metrics,
         body,
         hasher: blake3::Hasher::new(),
         held: None,
@@ -611,6 +626,7 @@ pub fn verified_body(body: Body, expected_hex: String) -> Body {
                 None => {
                     st.done = true;
                     if st.hasher.finalize().to_hex().as_str() != st.expected {
+                        crate::metrics::NodeMetrics::add(&st.metrics.checksum_cutoffs, 1);
                         tracing::error!(
                             "object data does not match its checksum; transfer cut off"
                         );
@@ -637,13 +653,21 @@ mod tests {
     async fn verified_bodies_pass_good_data_and_cut_bad_data() {
         let data = Bytes::from_static(b"hello, checked world");
         let good = blake3::hash(&data).to_hex().to_string();
-        let body = verified_body(crate::http_util::full(data.clone()), good);
+        let metrics = Arc::new(crate::metrics::ProxyMetrics::default());
+        let body = verified_body(crate::http_util::full(data.clone()), good, metrics.clone());
         assert_eq!(body.collect().await.unwrap().to_bytes(), data);
         let bad = verified_body(
             crate::http_util::full(data),
             blake3::hash(b"other").to_hex().to_string(),
+            metrics.clone(),
         );
         assert!(bad.collect().await.is_err());
+        assert_eq!(
+            metrics
+                .checksum_cutoffs
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl ProxyState {
                     config.connect_timeout_ms,
                     config.node_timeout_ms,
                 )),
+                metrics: Default::default(),
             }),
             auth: TempAuth::new(config.auth.clone()),
             config,
@@ -96,22 +97,36 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
             .get("content-length")
             .is_some_and(|v| v.as_bytes() != b"0");
     let path = req.uri().path().to_string();
-    let mut resp =
-        if path == "/info" && (req.method() == Method::GET || req.method() == Method::HEAD) {
-            swift::info::response()
-        } else if path == "/healthcheck" {
-            text(StatusCode::OK, "OK")
-        } else if matches!(
-            path.as_str(),
-            "/auth/v1.0" | "/auth/v1.0/" | "/v1.0" | "/v1.0/"
-        ) {
-            swift::auth_response(&state, &req)
-        } else if let Some(rest) = path.strip_prefix("/v1/") {
-            let rest = rest.to_string();
-            swift::handle(&state, req, &rest).await
-        } else {
-            crate::s3::handle(&state.s3, req).await
-        };
+    let method = req.method().clone();
+    let started = Instant::now();
+    let (api, mut resp) = if path == "/info" && (method == Method::GET || method == Method::HEAD) {
+        ("info", swift::info::response())
+    } else if path == "/healthcheck" {
+        ("health", text(StatusCode::OK, "OK"))
+    } else if path == "/metrics" && method == Method::GET && is_anonymous(&req) {
+        // An anonymous GET of a bucket called `metrics` would be refused
+        // anyway, so Prometheus gets the conventional path.
+        let ring = state.backend.ring().generation();
+        let mut r = text(StatusCode::OK, state.backend.metrics.render(ring));
+        set_header(r.headers_mut(), "content-type", "text/plain; version=0.0.4");
+        ("metrics", r)
+    } else if matches!(
+        path.as_str(),
+        "/auth/v1.0" | "/auth/v1.0/" | "/v1.0" | "/v1.0/"
+    ) {
+        ("auth", swift::auth_response(&state, &req))
+    } else if let Some(rest) = path.strip_prefix("/v1/") {
+        let rest = rest.to_string();
+        ("swift", swift::handle(&state, req, &rest).await)
+    } else {
+        ("s3", crate::s3::handle(&state.s3, req).await)
+    };
+    state.backend.metrics.record(
+        api,
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     let failed = resp.status().is_client_error() || resp.status().is_server_error();
     let h = resp.headers_mut();
     if sent_body && failed {
@@ -127,6 +142,15 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
         &httpdate::fmt_http_date(std::time::SystemTime::now()),
     );
     resp
+}
+
+/// No credentials in headers or query (S3 or Swift).
+fn is_anonymous(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    !h.contains_key("authorization")
+        && !h.contains_key("x-auth-token")
+        && !h.contains_key("x-storage-token")
+        && req.uri().query().is_none()
 }
 
 pub fn rand_bytes<const N: usize>() -> [u8; N] {
