@@ -171,7 +171,9 @@ fn a_full_device_refuses_writes_and_handoffs_take_them() {
         .and_then(|v| v.parse().ok())
         .expect("the proxy reports handoff writes");
     assert!(handoff_writes >= on_handoffs, "{metrics}");
-    assert!(metrics.contains("nubo_proxy_requests_total{api=\"swift\",method=\"PUT\",status=\"201\"}"));
+    assert!(
+        metrics.contains("nubo_proxy_requests_total{api=\"swift\",method=\"PUT\",status=\"201\"}")
+    );
     // What d1 held before is intact, read straight from d1.
     let mut intact = 0;
     for i in 0..20 {

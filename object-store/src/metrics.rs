@@ -136,11 +136,14 @@ pub async fn render(state: &NodeState) -> String {
     out
 }
 
+/// (api, method, status) of a client request.
+type RequestKind = (&'static str, &'static str, u16);
+
 /// Counters a proxy exposes at `/metrics`.
 #[derive(Default)]
 pub struct ProxyMetrics {
     /// (api, method, status) -> (requests, seconds spent).
-    requests: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String, u16), (u64, f64)>>,
+    requests: std::sync::Mutex<std::collections::BTreeMap<RequestKind, (u64, f64)>>,
     /// Replicas written to a handoff because the primary was down, full
     /// (507) or failing.
     pub handoff_writes: AtomicU64,
@@ -152,12 +155,10 @@ impl ProxyMetrics {
     pub fn record(&self, api: &'static str, method: &str, status: u16, seconds: f64) {
         // Clients choose the method; only known ones get their own label, so
         // that made-up methods cannot grow the table.
-        let method = match method {
-            "GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "COPY" | "OPTIONS" => method,
-            _ => "OTHER",
-        };
+        const KNOWN: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "OPTIONS"];
+        let method = KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER");
         let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let e = r.entry((api, method.to_string(), status)).or_default();
+        let e = r.entry((api, method, status)).or_default();
         e.0 += 1;
         e.1 += seconds;
     }
