@@ -46,7 +46,7 @@ fn free(port: u16) -> bool {
 }
 
 /// `count` consecutive free ports, distinct across the tests of this process.
-fn ports(count: u16) -> u16 {
+pub fn ports(count: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Below Linux's ephemeral range (32768+), so that no outgoing connection
     // can take a port between this check and the service binding it.
@@ -57,6 +57,19 @@ fn ports(count: u16) -> u16 {
             return base;
         }
     }
+}
+
+/// (storage URL, token) for the dev user from the proxy at `url`.
+pub fn login(url: &str) -> (String, String) {
+    let r = ureq::get(&format!("{url}/auth/v1.0"))
+        .set("X-Auth-User", "test:tester")
+        .set("X-Auth-Key", "testing")
+        .call()
+        .expect("auth");
+    (
+        r.header("x-storage-url").unwrap().to_string(),
+        r.header("x-auth-token").unwrap().to_string(),
+    )
 }
 
 /// Runs `nubo ARGS` and requires success; its stdout.
@@ -257,15 +270,7 @@ impl Cluster {
 
     /// (storage URL, token) for the dev user.
     pub fn login(&self) -> (String, String) {
-        let r = ureq::get(&format!("{}/auth/v1.0", self.url()))
-            .set("X-Auth-User", "test:tester")
-            .set("X-Auth-Key", "testing")
-            .call()
-            .expect("auth");
-        (
-            r.header("x-storage-url").unwrap().to_string(),
-            r.header("x-auth-token").unwrap().to_string(),
-        )
+        login(&self.url())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -517,7 +522,12 @@ pub struct Swift {
 
 impl Swift {
     pub fn new(cluster: &Cluster) -> Swift {
-        let (url, token) = cluster.login();
+        Swift::at(&cluster.url())
+    }
+
+    /// A client of the proxy at `proxy_url`, logged in as the dev user.
+    pub fn at(proxy_url: &str) -> Swift {
+        let (url, token) = login(proxy_url);
         Swift {
             url,
             token,
