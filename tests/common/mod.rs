@@ -112,7 +112,7 @@ impl Cluster {
     fn start_in(dir: DataDir, nodes: u16, flags: &[&str]) -> Cluster {
         let base = ports(nodes + 1);
         let (proxy_port, node_base_port) = (base, base + 1);
-        let child = Command::new(nubo())
+        let mut child = Command::new(nubo())
             .args(["up", "--data-dir"])
             .arg(dir.path())
             .args([
@@ -124,11 +124,25 @@ impl Cluster {
                 &node_base_port.to_string(),
             ])
             .args(flags)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("nubo up starts");
-        let c = Cluster {
+        // `nubo up` says it is up only once every service listens; until
+        // then it treats a service that exits as a failed start, so tests
+        // must not kill nodes before this line.
+        let (up_tx, up_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("Nubo is up") {
+                    let _ = up_tx.send(());
+                }
+            }
+        });
+        let mut c = Cluster {
             child,
             dir,
             proxy_port,
@@ -136,19 +150,14 @@ impl Cluster {
             nodes,
             restarted: Vec::new(),
         };
-        let mut c = c;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.child.try_wait() {
                 panic!("nubo up exited ({status}) before the cluster was up");
             }
-            let all_up = std::iter::once(proxy_port)
-                .chain((0..nodes).map(|n| node_base_port + n))
-                .all(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
-            if all_up {
+            if up_rx.recv_timeout(Duration::from_millis(50)).is_ok() {
                 return c;
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
             "cluster did not start; logs in {}",
