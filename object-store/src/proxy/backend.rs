@@ -162,7 +162,7 @@ impl Backend {
         path: &Path,
         part: u32,
         headers: &HeaderMap,
-    ) -> Upload<'a> {
+    ) -> (Upload<'a>, Option<ring_tools::DeviceId>) {
         let wait = self.client.timeouts.node;
         for (attempt, dev) in candidates.into_iter().enumerate() {
             let Ok(conn) = self.client.connect(&dev.node_addr()).await else {
@@ -212,7 +212,7 @@ impl Backend {
                         if attempt > 0 {
                             crate::metrics::NodeMetrics::add(&self.metrics.handoff_writes, 1);
                         }
-                        return Upload::Streaming { tx, answer };
+                        return (Upload::Streaming { tx, answer }, Some(dev.id));
                     }
                     // The node answered without asking for the body (an
                     // empty one, or a refusal), or the connection failed.
@@ -228,11 +228,11 @@ impl Backend {
                 Some((st, _)) if st.is_server_error() => {
                     tracing::warn!(node = %dev.node_addr(), device = %dev.device, status = %st, "node refused the upload, trying a handoff");
                 }
-                Some(a) => return Upload::Answered(a),
+                Some(a) => return (Upload::Answered(a), Some(dev.id)),
                 None => {}
             }
         }
-        Upload::Failed
+        (Upload::Failed, None)
     }
 
     /// A buffered write (containers, accounts, deletes, posts, small objects)
@@ -304,23 +304,50 @@ impl Backend {
         let ring = self.ring();
         let (part, nodes, replicas) = self.nodes(&ring, path);
         let need = quorum(replicas);
-        let opened = futures_util::future::join_all((0..replicas).map(|i| {
-            let mut h = headers.clone();
-            if let Some(targets) = container_updates.get(i) {
-                set_header(
-                    &mut h,
-                    "x-nubo-container-update",
-                    &serde_json::to_string(targets).expect("json"),
-                );
-            }
+        let replica_headers: Vec<HeaderMap> = (0..replicas)
+            .map(|i| {
+                let mut h = headers.clone();
+                if let Some(targets) = container_updates.get(i) {
+                    set_header(
+                        &mut h,
+                        "x-nubo-container-update",
+                        &serde_json::to_string(targets).expect("json"),
+                    );
+                }
+                h
+            })
+            .collect();
+        let mut opened = futures_util::future::join_all((0..replicas).map(|i| {
             let candidates = candidates(&nodes, replicas, i);
-            async move { self.open_upload(candidates, path, part, &h).await }
+            let h = &replica_headers[i];
+            async move { self.open_upload(candidates, path, part, h).await }
         }))
         .await;
+        // A replica whose primary and own handoffs all refused (a node with
+        // every device full, say) tries the handoffs nobody took, one at a time.
+        let mut taken: Vec<ring_tools::DeviceId> = opened.iter().filter_map(|(_, d)| *d).collect();
+        for i in 0..replicas {
+            if !matches!(opened[i].0, Upload::Failed) {
+                continue;
+            }
+            let own = candidates(&nodes, replicas, i);
+            let spare: Vec<&Device> = nodes[replicas..]
+                .iter()
+                .filter(|d| !taken.contains(&d.id) && !own.iter().any(|o| o.id == d.id))
+                .collect();
+            if spare.is_empty() {
+                continue;
+            }
+            let retry = self
+                .open_upload(spare, path, part, &replica_headers[i])
+                .await;
+            taken.extend(retry.1);
+            opened[i] = retry;
+        }
         let mut senders = Vec::new();
         let mut responses: Vec<AnswerFuture<'_>> = Vec::new();
         let mut early = Vec::new();
-        for upload in opened {
+        for (upload, _) in opened {
             match upload {
                 Upload::Streaming { tx, answer } => {
                     senders.push(Some(tx));
