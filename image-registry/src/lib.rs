@@ -1,1 +1,7 @@
-//! Image registry: Glance-style image API, format inspection, conversion, cache (issue 6).
+//! Image registry: a Glance-style image API over the object store.
+//!
+//! [`inspect`] is the pure core: format detection, virtual size and the
+//! safety checks every uploaded image must pass before qemu-img or a
+//! hypervisor sees it.
+
+pub mod inspect;
