@@ -499,3 +499,29 @@ fn the_hostile_corpus_is_refused_with_clear_reasons() {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The fuzzer's seeds (kept in `fuzz/corpus/inspect`) are valid images of
+/// each format, so that fuzzing starts deep inside every parser.
+#[test]
+fn fuzz_seeds_are_valid_images() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/inspect");
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("seed") {
+            continue;
+        }
+        let info = inspect_file(&e.path()).unwrap_or_else(|err| panic!("{name}: {err}"));
+        seen.push(info.format);
+    }
+    for f in [
+        DiskFormat::Qcow2,
+        DiskFormat::Vhd,
+        DiskFormat::Vhdx,
+        DiskFormat::Vdi,
+        DiskFormat::Vmdk,
+        DiskFormat::Iso,
+    ] {
+        assert!(seen.contains(&f), "no seed for {f}");
+    }
+}
