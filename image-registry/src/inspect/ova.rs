@@ -1,7 +1,7 @@
 //! OVA: a POSIX tar whose first member is the .ovf descriptor (check 12).
 //! Members must be plain files with plain names (no `..`, no absolute
 //! path, no links or devices); the descriptor is well-formed XML parsed
-//! without any DTD (so no entity expansion); exactly one disk, the file its
+//! as a stream without any DTD (so no entity expansion, no recursion); exactly one disk, the file its
 //! DiskSection names, which is then inspected like any upload.
 
 use super::source::{read, Source, Window};
@@ -151,82 +151,164 @@ pub struct Ovf {
     pub properties: Vec<(String, String)>,
 }
 
+/// Deepest element nesting accepted in an .ovf (real ones stay under 10).
+const MAX_DEPTH: usize = 64;
+
+/// Parses the descriptor with a pull parser: no recursion (a deeply nested
+/// document cannot exhaust the stack; the fuzzer found that in a tree
+/// parser), no DTD, and only XML's predefined entities and character
+/// references, so nothing expands.
 pub fn parse_ovf(bytes: &[u8]) -> Result<Ovf, InspectError> {
+    use quick_xml::events::Event;
     let text = std::str::from_utf8(bytes).map_err(|_| bad("has an .ovf that is not UTF-8"))?;
-    // roxmltree refuses any DTD unless told otherwise: no entities at all.
-    let doc = roxmltree::Document::parse(text)
-        .map_err(|e| bad(format!("has an .ovf that is not well-formed XML ({e})")))?;
-    let attr = |n: roxmltree::Node, name: &str| -> Option<String> {
-        n.attributes()
-            .find(|a| a.name() == name)
-            .map(|a| a.value().to_string())
-    };
-    let disks: Vec<_> = doc
-        .descendants()
-        .filter(|n| n.tag_name().name() == "Disk")
-        .collect();
-    let disk = match disks.as_slice() {
-        [d] => *d,
+    let xml_err = |e: String| bad(format!("has an .ovf that is not well-formed XML ({e})"));
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut path: Vec<String> = Vec::new();
+    let mut disks: Vec<String> = Vec::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut properties = Vec::new();
+    // Inside an <Item>: its ResourceType, VirtualQuantity, AllocationUnits.
+    let mut item: Option<[String; 3]> = None;
+    let mut text_buf = String::new();
+    let mut seen_root = false;
+    loop {
+        let event = reader.read_event().map_err(|e| xml_err(e.to_string()))?;
+        let (start, is_empty) = match &event {
+            Event::Start(e) => (Some(e.clone()), false),
+            Event::Empty(e) => (Some(e.clone()), true),
+            _ => (None, false),
+        };
+        if let Some(e) = start {
+            if path.is_empty() && seen_root {
+                return Err(xml_err("more than one root element".into()));
+            }
+            seen_root = true;
+            let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+            let mut attrs = Vec::new();
+            for a in e.attributes() {
+                let a = a.map_err(|e| xml_err(e.to_string()))?;
+                let value = a
+                    .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .map_err(|e| xml_err(e.to_string()))?;
+                attrs.push((
+                    String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
+                    value.into_owned(),
+                ));
+            }
+            let attr = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            match name.as_str() {
+                "Disk" => {
+                    disks.push(attr("fileRef").ok_or_else(|| bad("has a disk without a fileRef"))?)
+                }
+                "File" => {
+                    if let (Some(id), Some(href)) = (attr("id"), attr("href")) {
+                        files.push((id, href));
+                    }
+                }
+                "VirtualSystem" => {
+                    if let Some(id) = attr("id") {
+                        properties.push(("ovf_name".to_string(), id));
+                    }
+                }
+                "Item" => item = Some(Default::default()),
+                _ => {}
+            }
+            if !is_empty {
+                if path.len() == MAX_DEPTH {
+                    return Err(bad(format!(
+                        "has an .ovf nested deeper than {MAX_DEPTH} elements"
+                    )));
+                }
+                path.push(name);
+                text_buf.clear();
+            }
+            continue;
+        }
+        match event {
+            Event::End(_) => {
+                let name = path
+                    .pop()
+                    .ok_or_else(|| xml_err("unbalanced end tag".into()))?;
+                let value = text_buf.trim().to_string();
+                let parent = path.last().map(String::as_str);
+                match (parent, name.as_str()) {
+                    (Some("OperatingSystemSection"), "Description") if !value.is_empty() => {
+                        properties.push(("ovf_os".into(), value))
+                    }
+                    (_, "Product") if !value.is_empty() => {
+                        properties.push(("ovf_product".into(), value))
+                    }
+                    (Some("Item"), field) => {
+                        if let Some(fields) = item.as_mut() {
+                            let slot = match field {
+                                "ResourceType" => Some(0),
+                                "VirtualQuantity" => Some(1),
+                                "AllocationUnits" => Some(2),
+                                _ => None,
+                            };
+                            if let Some(i) = slot {
+                                fields[i] = value;
+                            }
+                        }
+                    }
+                    (_, "Item") => {
+                        if let Some([kind, quantity, unit]) = item.take() {
+                            match kind.as_str() {
+                                "3" => properties.push(("ovf_cpus".into(), quantity)),
+                                "4" => properties.push((
+                                    "ovf_memory".into(),
+                                    format!("{quantity} {unit}").trim().to_string(),
+                                )),
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                text_buf.clear();
+            }
+            Event::Text(t) => {
+                let s = t.decode().map_err(|e| xml_err(e.to_string()))?;
+                if text_buf.len() + s.len() <= 4096 {
+                    text_buf.push_str(&s);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let c = match r.resolve_char_ref().map_err(|e| xml_err(e.to_string()))? {
+                    Some(c) => c,
+                    None => match r.as_ref() {
+                        b"amp" => '&',
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        b"quot" => '"',
+                        b"apos" => '\'',
+                        _ => return Err(xml_err("undefined entity".into())),
+                    },
+                };
+                text_buf.push(c);
+            }
+            Event::DocType(_) => return Err(xml_err("a DTD is not allowed".into())),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() || !seen_root {
+        return Err(xml_err("the document is not closed".into()));
+    }
+    let file_ref = match disks.as_slice() {
+        [d] => d.clone(),
         [] => return Err(bad("has no disk in its descriptor")),
         _ => return Err(bad("has more than one disk")),
     };
-    let file_ref = attr(disk, "fileRef").ok_or_else(|| bad("has a disk without a fileRef"))?;
-    let href = doc
-        .descendants()
-        .filter(|n| n.tag_name().name() == "File")
-        .find(|n| attr(*n, "id").as_deref() == Some(&file_ref))
-        .and_then(|n| attr(n, "href"))
+    let href = files
+        .into_iter()
+        .find(|(id, _)| *id == file_ref)
+        .map(|(_, h)| h)
         .ok_or_else(|| bad("has a disk whose file is not in References"))?;
     if href.contains('/') || href.contains('\\') || href.contains("..") {
         return Err(bad(format!(
             "names a disk file outside the package: {href:?}"
         )));
-    }
-    let mut properties = Vec::new();
-    let text_of = |name: &str| {
-        doc.descendants()
-            .find(|n| n.tag_name().name() == name)
-            .and_then(|n| n.text())
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-    };
-    if let Some(v) = doc
-        .descendants()
-        .find(|n| n.tag_name().name() == "VirtualSystem")
-    {
-        if let Some(id) = attr(v, "id") {
-            properties.push(("ovf_name".into(), id));
-        }
-    }
-    if let Some(os) = doc
-        .descendants()
-        .find(|n| n.tag_name().name() == "OperatingSystemSection")
-        .and_then(|s| s.children().find(|c| c.tag_name().name() == "Description"))
-        .and_then(|d| d.text())
-    {
-        properties.push(("ovf_os".into(), os.trim().to_string()));
-    }
-    for item in doc.descendants().filter(|n| n.tag_name().name() == "Item") {
-        let child = |name: &str| {
-            item.children()
-                .find(|c| c.tag_name().name() == name)
-                .and_then(|c| c.text())
-                .map(|t| t.trim().to_string())
-        };
-        match (child("ResourceType").as_deref(), child("VirtualQuantity")) {
-            (Some("3"), Some(q)) => properties.push(("ovf_cpus".into(), q)),
-            (Some("4"), Some(q)) => {
-                let unit = child("AllocationUnits").unwrap_or_default();
-                properties.push((
-                    "ovf_memory".into(),
-                    format!("{q} {unit}").trim().to_string(),
-                ));
-            }
-            _ => {}
-        }
-    }
-    if let Some(product) = text_of("Product") {
-        properties.push(("ovf_product".into(), product));
     }
     Ok(Ovf {
         disk_file: href,
@@ -285,5 +367,17 @@ mod tests {
             .to_string()
             .contains("more than one"));
         assert!(parse_ovf(b"<not-closed>").is_err());
+        let deep = "<a>".repeat(100_000);
+        assert!(parse_ovf(deep.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("nested deeper"));
+        let undefined = OVF.replace("Debian 12", "Debian &xxe;");
+        assert!(parse_ovf(undefined.as_bytes()).is_err());
+        let escaped = OVF.replace("Debian 12", "Debian &amp; &#x41;");
+        assert!(parse_ovf(escaped.as_bytes())
+            .unwrap()
+            .properties
+            .contains(&("ovf_os".into(), "Debian & A".into())));
     }
 }
