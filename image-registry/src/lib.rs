@@ -4,4 +4,5 @@
 //! safety checks every uploaded image must pass before qemu-img or a
 //! hypervisor sees it.
 
+pub mod image;
 pub mod inspect;

@@ -276,7 +276,7 @@ pub fn parse_ovf(bytes: &[u8]) -> Result<Ovf, InspectError> {
             Event::GeneralRef(r) => {
                 let c = match r.resolve_char_ref().map_err(|e| xml_err(e.to_string()))? {
                     Some(c) => c,
-                    None => match r.as_ref() {
+                    None => match &*r {
                         b"amp" => '&',
                         b"lt" => '<',
                         b"gt" => '>',
