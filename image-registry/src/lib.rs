@@ -4,5 +4,8 @@
 //! safety checks every uploaded image must pass before qemu-img or a
 //! hypervisor sees it.
 
+pub mod cache;
+pub mod db;
 pub mod image;
 pub mod inspect;
+pub mod store;

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body: a fixed buffer or a stream, erased to one type.
@@ -107,4 +107,28 @@ fn decode_query(s: &str) -> String {
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// Streams `len` bytes of a file from its current position in 256 KiB
+/// chunks: memory stays flat; a file shorter than `len` ends in an error.
+pub fn file_body(file: tokio::fs::File, len: u64) -> Body {
+    const CHUNK: u64 = 256 * 1024;
+    let stream = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        use tokio::io::AsyncReadExt;
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; CHUNK.min(left) as usize];
+        match file.read_exact(&mut buf).await {
+            Ok(_) => {
+                let n = buf.len() as u64;
+                Some((
+                    Ok(hyper::body::Frame::data(Bytes::from(buf))),
+                    (file, left - n),
+                ))
+            }
+            Err(e) => Some((Err(Box::new(e) as BoxError), (file, 0))),
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(stream))
 }

@@ -9,15 +9,14 @@ use crate::records::{
 };
 use crate::storage_node::Target;
 use crate::timestamp::Timestamp;
-use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use ring_tools::NameHash;
 use std::collections::BTreeMap;
 use std::io::SeekFrom;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncSeekExt;
 
 /// Headers stored with an object and returned on GET/HEAD.
 pub fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
@@ -369,7 +368,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
                 return io_error(e);
             }
         }
-        Response::new(file_body(file, len))
+        Response::new(crate::http_util::file_body(file, len))
     };
     *resp.status_mut() = if partial {
         StatusCode::PARTIAL_CONTENT
@@ -386,25 +385,6 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         );
     }
     resp
-}
-
-/// Streams `len` bytes of a file in 256 KiB chunks: memory stays flat.
-fn file_body(file: tokio::fs::File, len: u64) -> Body {
-    const CHUNK: u64 = 256 * 1024;
-    let stream = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut buf = vec![0u8; CHUNK.min(left) as usize];
-        match file.read_exact(&mut buf).await {
-            Ok(_) => {
-                let n = buf.len() as u64;
-                Some((Ok(Frame::data(Bytes::from(buf))), (file, left - n)))
-            }
-            Err(e) => Some((Err(Box::new(e) as crate::http_util::BoxError), (file, 0))),
-        }
-    });
-    BodyExt::boxed_unsync(StreamBody::new(stream))
 }
 
 async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {

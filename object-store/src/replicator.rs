@@ -19,7 +19,7 @@ use crate::storage_node::{Device, NodeState};
 use crate::timestamp::Timestamp;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use ring_tools::NameHash;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -523,7 +523,7 @@ async fn push(
             for (k, v) in &rec.headers {
                 set_header(&mut headers, k, v);
             }
-            (Method::PUT, file_stream(file))
+            (Method::PUT, crate::http_util::file_body(file, rec.size))
         }
     };
     let mut b = Request::builder()
@@ -547,22 +547,6 @@ async fn push(
         }
         Err(_) => false,
     }
-}
-
-fn file_stream(file: tokio::fs::File) -> Body {
-    let stream = futures_util::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), f))
-            }
-            Err(e) => Some((Err(Box::new(e) as crate::http_util::BoxError), f)),
-        }
-    });
-    BodyExt::boxed_unsync(StreamBody::new(stream))
 }
 
 /// `GET /hashes/{device}/{partition}`

@@ -1,0 +1,221 @@
+//! Image bytes in the object store, through our own Swift API on the proxy
+//! (never through the proxy's or a node's file system): one object per
+//! image in the registry's container of its service account.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use object_store::http_util::{empty, file_body, header_str, Body};
+use object_store::node_client::{NodeClient, Timeouts};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object store unreachable: {0}")]
+    Unreachable(String),
+    #[error("object store refused the credentials")]
+    Auth,
+    #[error("object store answered {0} to {1}")]
+    Status(StatusCode, String),
+    #[error("reading {0}: {1}")]
+    File(String, std::io::Error),
+}
+
+/// Where the registry keeps images, from its config.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StoreConfig {
+    /// The proxy, `host:port`.
+    pub proxy: String,
+    /// A TempAuth user (`account:user`) and key.
+    pub user: String,
+    pub key: String,
+    #[serde(default = "images")]
+    pub container: String,
+}
+
+fn images() -> String {
+    "images".into()
+}
+
+pub struct ObjectStore {
+    config: StoreConfig,
+    client: NodeClient,
+    /// (token, storage path `/v1/AUTH_x`) from the last login.
+    session: tokio::sync::Mutex<Option<(String, String)>>,
+}
+
+impl ObjectStore {
+    pub fn new(config: StoreConfig) -> ObjectStore {
+        ObjectStore {
+            config,
+            client: NodeClient::new(Timeouts {
+                connect: Duration::from_secs(2),
+                node: Duration::from_secs(60),
+            }),
+            session: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn login(&self) -> Result<(String, String), StoreError> {
+        let req = Request::builder()
+            .uri("/auth/v1.0")
+            .header("host", &self.config.proxy)
+            .header("x-auth-user", &self.config.user)
+            .header("x-auth-key", &self.config.key)
+            .body(empty())
+            .expect("valid request");
+        let resp = self
+            .client
+            .send(&self.config.proxy, req)
+            .await
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let token = header_str(resp.headers(), "x-auth-token").map(|t| t.into_owned());
+        let url = header_str(resp.headers(), "x-storage-url").map(|t| t.into_owned());
+        let _ = resp.into_body().collect().await;
+        let (Some(token), Some(url)) = (token, url) else {
+            return Err(StoreError::Auth);
+        };
+        let path = url
+            .find("/v1/")
+            .map(|i| url[i..].to_string())
+            .ok_or(StoreError::Auth)?;
+        Ok((token, path))
+    }
+
+    async fn session(&self, renew: bool) -> Result<(String, String), StoreError> {
+        let mut s = self.session.lock().await;
+        if renew || s.is_none() {
+            *s = Some(self.login().await?);
+        }
+        Ok(s.clone().expect("set above"))
+    }
+
+    /// Sends a request to `<storage path>/<container>[/<name>]`, logging in
+    /// again once if the token has expired. `body` makes a fresh body for
+    /// each attempt.
+    async fn send(
+        &self,
+        method: Method,
+        name: Option<&str>,
+        headers: &[(&str, String)],
+        body: impl Fn() -> Result<Body, StoreError>,
+        streaming: bool,
+    ) -> Result<Response<Incoming>, StoreError> {
+        for attempt in 0..2 {
+            let (token, path) = self.session(attempt > 0).await?;
+            let mut uri = format!(
+                "{path}/{}",
+                object_store::http_util::encode(&self.config.container)
+            );
+            if let Some(n) = name {
+                uri.push('/');
+                uri.push_str(&object_store::http_util::encode(n));
+            }
+            let mut b = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header("host", &self.config.proxy)
+                .header("x-auth-token", token);
+            for (k, v) in headers {
+                b = b.header(*k, v);
+            }
+            let req = b.body(body()?).expect("valid request");
+            let conn = self
+                .client
+                .connect(&self.config.proxy)
+                .await
+                .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+            let resp = if streaming {
+                conn.send_streaming(req).await
+            } else {
+                conn.send(req).await
+            }
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                let _ = resp.into_body().collect().await;
+                continue;
+            }
+            return Ok(resp);
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn expect_success(resp: Response<Incoming>, what: String) -> Result<(), StoreError> {
+        let st = resp.status();
+        let _ = resp.into_body().collect().await;
+        if st.is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Status(st, what))
+        }
+    }
+
+    /// Creates the container (idempotent).
+    pub async fn ensure_container(&self) -> Result<(), StoreError> {
+        let resp = self
+            .send(Method::PUT, None, &[], || Ok(empty()), false)
+            .await?;
+        Self::expect_success(
+            resp,
+            format!("creating container {}", self.config.container),
+        )
+        .await
+    }
+
+    /// Stores a file under `name`; the store checks it against `md5_hex`.
+    pub async fn put_file(&self, name: &str, path: &Path, md5_hex: &str) -> Result<(), StoreError> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| StoreError::File(path.display().to_string(), e))?
+            .len();
+        let open = || -> Result<Body, StoreError> {
+            let f = std::fs::File::open(path)
+                .map_err(|e| StoreError::File(path.display().to_string(), e))?;
+            Ok(file_body(tokio::fs::File::from_std(f), len))
+        };
+        let headers = [
+            ("content-length", len.to_string()),
+            ("etag", md5_hex.to_string()),
+            ("content-type", "application/octet-stream".to_string()),
+        ];
+        let resp = self
+            .send(Method::PUT, Some(name), &headers, open, true)
+            .await?;
+        Self::expect_success(resp, format!("storing {name}")).await
+    }
+
+    /// The object's bytes as a stream (the caller checks the status).
+    pub async fn get(&self, name: &str) -> Result<Response<Incoming>, StoreError> {
+        let resp = self
+            .send(Method::GET, Some(name), &[], || Ok(empty()), false)
+            .await?;
+        if !resp.status().is_success() {
+            let st = resp.status();
+            let _ = resp.into_body().collect().await;
+            return Err(StoreError::Status(st, format!("reading {name}")));
+        }
+        Ok(resp)
+    }
+
+    /// Deletes an object; one already gone counts as deleted.
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        let resp = self
+            .send(Method::DELETE, Some(name), &[], || Ok(empty()), false)
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            let _ = resp.into_body().collect().await;
+            return Ok(());
+        }
+        Self::expect_success(resp, format!("deleting {name}")).await
+    }
+}
+
+/// Collects a small response body (errors, listings).
+pub async fn body_bytes(resp: Response<Incoming>) -> Bytes {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
