@@ -19,7 +19,8 @@ enum Command {
     /// Build and inspect the partition ring (devices, weights, rebalance, lookups).
     #[command(subcommand)]
     Ring(RingCli),
-    /// Start a local cluster: storage nodes and the proxy (Swift API on :8080).
+    /// Start a local cluster: storage nodes, the proxy (Swift and S3 on
+    /// :8080) and the image registry (:9292).
     Up(up::UpArgs),
     /// Operator views of a running cluster.
     #[command(subcommand)]
@@ -31,6 +32,11 @@ enum Command {
     },
     /// Run a proxy (Swift API, TempAuth).
     Proxy {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Run the image registry (Glance Image API v2, port 9292).
+    Registry {
         #[arg(long)]
         config: std::path::PathBuf,
     },
@@ -82,6 +88,9 @@ fn main() -> ExitCode {
         Command::Proxy { config } => object_store::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(object_store::proxy::run(c))),
+        Command::Registry { config } => object_store::config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| runtime()?.block_on(image_registry::service::run(c))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,9 @@ pub struct UpArgs {
     pub proxy_port: u16,
     #[arg(long, default_value_t = 6200)]
     pub node_base_port: u16,
+    /// The image registry (Glance API).
+    #[arg(long, default_value_t = 9292)]
+    pub registry_port: u16,
     /// The ring's min_part_hours when it is first built.
     #[arg(long, default_value_t = 1)]
     pub min_part_hours: u32,
@@ -38,6 +41,7 @@ pub struct Layout {
     /// The ports the storage nodes listen on.
     pub node_ports: Vec<u16>,
     pub proxy_config: PathBuf,
+    pub registry_config: PathBuf,
     pub logs: PathBuf,
 }
 
@@ -118,6 +122,16 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             hex::encode(object_store::proxy::rand_bytes::<32>()),
         )?;
     }
+    let registry_key_path = dir.join("registry-key");
+    if !registry_key_path.exists() {
+        std::fs::write(
+            &registry_key_path,
+            hex::encode(object_store::proxy::rand_bytes::<16>()),
+        )?;
+    }
+    let registry_key = std::fs::read_to_string(&registry_key_path)?
+        .trim()
+        .to_string();
     let proxy = ProxyConfig {
         bind_ip: "127.0.0.1".into(),
         port: args.proxy_port,
@@ -129,22 +143,50 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             token_secret: std::fs::read_to_string(&secret_path)?.trim().to_string(),
             token_ttl_secs: 86_400,
             public_url: None,
-            // The development credentials of Swift's all-in-one setup.
-            users: vec![User {
-                account: "test".into(),
-                user: "tester".into(),
-                key: "testing".into(),
-                admin: true,
-            }],
+            // The development credentials of Swift's all-in-one setup, and
+            // the registry's service user, which owns the image container.
+            users: vec![
+                User {
+                    account: "test".into(),
+                    user: "tester".into(),
+                    key: "testing".into(),
+                    admin: true,
+                },
+                User {
+                    account: "glance".into(),
+                    user: "glance".into(),
+                    key: registry_key.clone(),
+                    admin: true,
+                },
+            ],
         },
         s3_domain: "s3.localhost".into(),
     };
     let proxy_config = dir.join("proxy.toml");
     std::fs::write(&proxy_config, toml::to_string(&proxy)?)?;
+    let registry = image_registry::config::RegistryConfig {
+        bind_ip: "127.0.0.1".into(),
+        port: args.registry_port,
+        data_dir: abs(&dir.join("registry"))?,
+        store: image_registry::store::StoreConfig {
+            proxy: format!("127.0.0.1:{}", args.proxy_port),
+            user: "glance:glance".into(),
+            key: registry_key,
+            container: "images".into(),
+        },
+        auth: proxy.auth.clone(),
+        cache_max_bytes: 10 << 30,
+        max_virtual_size: 1 << 40,
+        max_image_size: 5 << 30,
+        allow_bad_partition_table: false,
+    };
+    let registry_config = dir.join("registry.toml");
+    std::fs::write(&registry_config, toml::to_string(&registry)?)?;
     Ok(Layout {
         node_configs,
         node_ports,
         proxy_config,
+        registry_config,
         logs,
     })
 }
@@ -201,10 +243,20 @@ pub fn run(args: UpArgs) -> Result<()> {
             &layout.logs.join("proxy.log"),
         )?,
     ));
+    children.push((
+        "registry".into(),
+        spawn(
+            "registry",
+            &layout.registry_config,
+            &layout.logs.join("registry.log"),
+        )?,
+    ));
     let proxy_addr = format!("127.0.0.1:{}", args.proxy_port);
+    let registry_addr = format!("127.0.0.1:{}", args.registry_port);
     // Up means every service listens; a service that exits while starting
     // (a port already taken, a bad device) fails the whole command.
-    let addrs: Vec<String> = std::iter::once(proxy_addr.clone())
+    let addrs: Vec<String> = [proxy_addr.clone(), registry_addr.clone()]
+        .into_iter()
         .chain(layout.node_ports.iter().map(|p| format!("127.0.0.1:{p}")))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -228,6 +280,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     );
     println!("  Swift:  http://{proxy_addr}/auth/v1.0   user test:tester   key testing");
     println!("          swift -A http://{proxy_addr}/auth/v1.0 -U test:tester -K testing stat");
+    println!("  Glance: http://{registry_addr}/v2/images   (X-Auth-Token from the Swift login)");
     println!("  Logs:   {}", layout.logs.display());
     println!("Ctrl-C stops every service.");
 
@@ -244,10 +297,9 @@ pub fn run(args: UpArgs) -> Result<()> {
             if let Ok(Some(status)) = child.try_wait() {
                 eprintln!(
                     "{name} exited ({status}); restart it with: nubo {} --config ...",
-                    if name == "proxy" {
-                        "proxy"
-                    } else {
-                        "storage-node"
+                    match name.as_str() {
+                        "proxy" | "registry" => name.as_str(),
+                        _ => "storage-node",
                     }
                 );
             }

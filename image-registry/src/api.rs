@@ -1,0 +1,830 @@
+//! The Glance Image API v2 over HTTP: a thin adapter from requests to the
+//! image rules ([`crate::image`]), the inspector, the object store and the
+//! cache.
+
+use crate::cache::Cache;
+use crate::config::RegistryConfig;
+use crate::db::ImageDb;
+use crate::image::{check_tag, new_id, Image, ImageError, ListQuery, Status};
+use crate::inspect::{self, FileSource, ImageInfo, Limits};
+use crate::store::ObjectStore;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use md5::{Digest, Md5};
+use object_store::http_util::{
+    collect_limited, file_body, full, header_str, query_pairs, set_header, Body,
+};
+use object_store::swift::tempauth::{Identity, TempAuth};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub struct Registry {
+    pub config: RegistryConfig,
+    pub db: ImageDb,
+    pub store: ObjectStore,
+    pub cache: Cache,
+    pub auth: TempAuth,
+    pub limits: Limits,
+    pub uploads_ok: AtomicU64,
+    pub uploads_failed: AtomicU64,
+}
+
+/// A Glance-style JSON fault.
+pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = json!({
+        "code": status.as_u16(),
+        "title": reason,
+        "message": message.into(),
+    });
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(v).expect("json")));
+    *r.status_mut() = status;
+    set_header(
+        r.headers_mut(),
+        "content-type",
+        "application/json; charset=UTF-8",
+    );
+    r
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(object_store::http_util::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn image_error(e: ImageError) -> Response<Body> {
+    match e {
+        ImageError::BadRequest(m) => fault(StatusCode::BAD_REQUEST, m),
+        ImageError::Forbidden(_) => fault(StatusCode::FORBIDDEN, e.to_string()),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, "registry error");
+    fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let method = req.method().clone();
+    match parts.as_slice() {
+        [] | ["versions"] => return versions(),
+        ["healthcheck"] => return object_store::http_util::text(StatusCode::OK, "OK"),
+        ["metrics"] => return metrics(&reg),
+        ["v2", ..] => {}
+        _ => return fault(StatusCode::NOT_FOUND, "The resource could not be found."),
+    }
+    let Some(who) = header_str(req.headers(), "x-auth-token").and_then(|t| reg.auth.check(&t))
+    else {
+        return fault(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized to access the document you requested.");
+    };
+    let parts: Vec<String> = parts.iter().map(|p| decode(p)).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match (method, &parts[1..]) {
+        (Method::GET, ["images"]) => list(&reg, &who, req.uri().query()),
+        (Method::POST, ["images"]) => create(&reg, &who, req).await,
+        (Method::GET, ["images", id]) => show(&reg, &who, id),
+        (Method::PATCH, ["images", id]) => update(&reg, &who, id, req).await,
+        (Method::DELETE, ["images", id]) => delete(&reg, &who, id).await,
+        (Method::PUT, ["images", id, "file"]) => upload(&reg, &who, id, req).await,
+        (Method::GET, ["images", id, "file"]) => download(&reg, &who, id, &req).await,
+        (Method::PUT, ["images", id, "tags", t]) => tag(&reg, &who, id, t, true),
+        (Method::DELETE, ["images", id, "tags", t]) => tag(&reg, &who, id, t, false),
+        (Method::GET, ["schemas", "image"]) => {
+            json_response(StatusCode::OK, &crate::schema::image())
+        }
+        (Method::GET, ["schemas", "images"]) => {
+            json_response(StatusCode::OK, &crate::schema::images())
+        }
+        (Method::GET, ["info", "import"]) => json_response(
+            StatusCode::OK,
+            &json!({"import-methods": {"description": "Import methods available.", "type": "array", "value": []}}),
+        ),
+        (Method::GET, ["cache"]) => cache_list(&reg),
+        (Method::DELETE, ["cache"]) if who.admin => {
+            reg.cache.purge();
+            no_content()
+        }
+        (Method::PUT, ["cache", id]) if who.admin => prefetch(&reg, id),
+        (Method::DELETE, ["cache", id]) if who.admin => {
+            if reg.cache.remove(id) {
+                no_content()
+            } else {
+                fault(StatusCode::NOT_FOUND, format!("Image {id} is not cached."))
+            }
+        }
+        (_, ["cache", ..]) => fault(StatusCode::FORBIDDEN, "Cache management needs an admin."),
+        _ => fault(StatusCode::NOT_FOUND, "The resource could not be found."),
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn versions() -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &json!({"versions": [{"id": "v2.9", "status": "CURRENT", "links": [{"rel": "self", "href": "/v2/"}]}]}),
+    )
+}
+
+fn not_found(id: &str) -> Response<Body> {
+    fault(
+        StatusCode::NOT_FOUND,
+        format!("No image found with ID {id}"),
+    )
+}
+
+/// The image if `who` may see it.
+fn load(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
+    match reg.db.get(id) {
+        Ok(Some(img)) if img.visible_to(&who.account, who.admin) => Ok(img),
+        Ok(_) => Err(not_found(id)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// The image if `who` may change it.
+fn load_owned(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
+    let img = load(reg, who, id)?;
+    if !img.owned_by(&who.account, who.admin) {
+        return Err(fault(
+            StatusCode::FORBIDDEN,
+            "You are not permitted to modify this image.",
+        ));
+    }
+    Ok(img)
+}
+
+fn check_publicize(img: &Image, who: &Identity) -> Result<(), Response<Body>> {
+    if img.visibility == "public" && !who.admin {
+        return Err(fault(
+            StatusCode::FORBIDDEN,
+            "Only an admin may make an image public.",
+        ));
+    }
+    Ok(())
+}
+
+fn list(reg: &Registry, who: &Identity, query: Option<&str>) -> Response<Body> {
+    let pairs = query_pairs(query);
+    let q = match ListQuery::parse(&pairs) {
+        Ok(q) => q,
+        Err(e) => return image_error(e),
+    };
+    let all = match reg.db.all() {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let visible: Vec<Image> = all
+        .into_iter()
+        .filter(|i| i.visible_to(&who.account, who.admin))
+        .collect();
+    let (page, more) = match q.page(visible) {
+        Ok(p) => p,
+        Err(e) => return image_error(e),
+    };
+    let mut body = json!({
+        "images": page.iter().map(Image::to_json).collect::<Vec<_>>(),
+        "schema": "/v2/schemas/images",
+        "first": "/v2/images",
+    });
+    if more {
+        let last = &page.last().expect("a full page").id;
+        let kept: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    object_store::http_util::encode(k),
+                    object_store::http_util::encode(v)
+                )
+            })
+            .collect();
+        let mut next = format!("/v2/images?marker={last}");
+        for k in kept {
+            next.push('&');
+            next.push_str(&k);
+        }
+        body["next"] = json!(next);
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
+    let bytes = collect_limited(req.into_body(), 1 << 20)
+        .await
+        .ok_or_else(|| {
+            fault(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is too large.",
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        fault(
+            StatusCode::BAD_REQUEST,
+            format!("Malformed JSON in request body: {e}"),
+        )
+    })
+}
+
+async fn create(reg: &Registry, who: &Identity, req: Request<Incoming>) -> Response<Body> {
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(obj) = body.as_object() else {
+        return fault(StatusCode::BAD_REQUEST, "An image is a JSON object.");
+    };
+    let img = match Image::create(new_id(), who.account.clone(), obj) {
+        Ok(i) => i,
+        Err(e) => return image_error(e),
+    };
+    if let Err(r) = check_publicize(&img, who) {
+        return r;
+    }
+    match reg.db.get(&img.id) {
+        Ok(Some(_)) => {
+            return fault(
+                StatusCode::CONFLICT,
+                format!("Image with identifier {} already exists!", img.id),
+            )
+        }
+        Err(e) => return internal(e),
+        Ok(None) => {}
+    }
+    if let Err(e) = reg.db.put(&img) {
+        return internal(e);
+    }
+    let mut r = json_response(StatusCode::CREATED, &img.to_json());
+    set_header(
+        r.headers_mut(),
+        "location",
+        &format!("/v2/images/{}", img.id),
+    );
+    r
+}
+
+fn show(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
+    match load(reg, who, id) {
+        Ok(img) => json_response(StatusCode::OK, &img.to_json()),
+        Err(r) => r,
+    }
+}
+
+async fn update(
+    reg: &Registry,
+    who: &Identity,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let ct = header_str(req.headers(), "content-type")
+        .unwrap_or_default()
+        .to_string();
+    if !ct.starts_with("application/openstack-images-v2.1-json-patch")
+        && !ct.starts_with("application/openstack-images-v2.0-json-patch")
+    {
+        return fault(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content type must be application/openstack-images-v2.1-json-patch",
+        );
+    }
+    let img = match load_owned(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let ops = match json_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let new = match img.apply_patch(&ops) {
+        Ok(n) => n,
+        Err(e) => return image_error(e),
+    };
+    if let Err(r) = check_publicize(&new, who) {
+        return r;
+    }
+    if let Err(e) = reg.db.put(&new) {
+        return internal(e);
+    }
+    json_response(StatusCode::OK, &new.to_json())
+}
+
+async fn delete(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
+    let img = match load_owned(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if img.protected {
+        return fault(
+            StatusCode::FORBIDDEN,
+            format!("Image {id} is protected and cannot be deleted."),
+        );
+    }
+    if matches!(img.status, Status::Saving | Status::Importing) {
+        return fault(
+            StatusCode::CONFLICT,
+            format!("Image {id} is being written; delete it when that ends."),
+        );
+    }
+    if let Some(loc) = &img.location {
+        if let Err(e) = reg.store.delete(loc).await {
+            return fault(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Could not delete the image data: {e}"),
+            );
+        }
+    }
+    reg.cache.remove(id);
+    if let Err(e) = reg.db.delete(id) {
+        return internal(e);
+    }
+    no_content()
+}
+
+fn tag(reg: &Registry, who: &Identity, id: &str, tag: &str, add: bool) -> Response<Body> {
+    let mut img = match load_owned(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if add {
+        if let Err(e) = check_tag(tag) {
+            return image_error(e);
+        }
+        if !img.tags.iter().any(|t| t == tag) {
+            img.tags.push(tag.to_string());
+        }
+    } else {
+        let before = img.tags.len();
+        img.tags.retain(|t| t != tag);
+        if img.tags.len() == before {
+            return fault(StatusCode::NOT_FOUND, format!("Tag {tag} not found."));
+        }
+    }
+    img.updated_at = crate::image::now();
+    match reg.db.put(&img) {
+        Ok(()) => no_content(),
+        Err(e) => internal(e),
+    }
+}
+
+/// What an upload produced, before the record says so.
+struct Received {
+    size: u64,
+    md5: String,
+    sha512: String,
+    info: ImageInfo,
+}
+
+/// Why an upload failed: the status the client sees and the reason.
+struct Failed(StatusCode, String);
+
+async fn upload(
+    reg: &Registry,
+    who: &Identity,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let mut img = match load_owned(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let ct = header_str(req.headers(), "content-type")
+        .unwrap_or_default()
+        .to_string();
+    if !ct.is_empty() && !ct.starts_with("application/octet-stream") {
+        return fault(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content type must be application/octet-stream.",
+        );
+    }
+    if img.status != Status::Queued {
+        return fault(
+            StatusCode::CONFLICT,
+            format!(
+                "Image status transition from {} to saving is not allowed",
+                img.status.name()
+            ),
+        );
+    }
+    img.status = Status::Saving;
+    img.updated_at = crate::image::now();
+    if let Err(e) = reg.db.put(&img) {
+        return internal(e);
+    }
+    let declared_len: Option<u64> =
+        header_str(req.headers(), "content-length").and_then(|v| v.parse().ok());
+    let client_md5 = client_checksum(req.headers());
+    let temp = reg.cache.incomplete_path(id);
+    let result = receive(reg, &img, req.into_body(), &temp, declared_len, client_md5).await;
+    let result = match result {
+        Ok(r) => match reg.store.put_file(id, &temp, &r.md5).await {
+            Ok(()) => Ok(r),
+            Err(e) => Err(Failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("could not store the image: {e}"),
+            )),
+        },
+        Err(f) => Err(f),
+    };
+    match result {
+        Ok(r) => {
+            img.status = Status::Active;
+            img.size = Some(r.size);
+            img.virtual_size = Some(r.info.virtual_size);
+            img.checksum = Some(r.md5);
+            img.os_hash_value = Some(r.sha512);
+            img.disk_format
+                .get_or_insert_with(|| r.info.format.name().to_string());
+            img.container_format
+                .get_or_insert_with(|| r.info.container.unwrap_or("bare").to_string());
+            for (k, v) in &r.info.properties {
+                img.properties.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            img.location = Some(id.to_string());
+            img.failure = None;
+            img.updated_at = crate::image::now();
+            if let Err(e) = reg.db.put(&img) {
+                let _ = reg.store.delete(id).await;
+                let _ = std::fs::remove_file(&temp);
+                return internal(e);
+            }
+            // The uploaded file is a complete copy: it becomes the cached one.
+            if reg.cache.commit(&temp, id).is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            reg.uploads_ok.fetch_add(1, Ordering::Relaxed);
+            no_content()
+        }
+        Err(Failed(status, reason)) => {
+            let _ = std::fs::remove_file(&temp);
+            img.status = Status::Killed;
+            img.failure = Some(reason.clone());
+            img.updated_at = crate::image::now();
+            let _ = reg.db.put(&img);
+            reg.uploads_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(image = %id, %reason, "upload refused");
+            fault(status, reason)
+        }
+    }
+}
+
+/// `Content-MD5` (base64, as HTTP has it) or Glance v1's `x-image-meta-checksum` (hex).
+fn client_checksum(h: &http::HeaderMap) -> Option<String> {
+    if let Some(v) = header_str(h, "x-image-meta-checksum") {
+        return Some(v.trim().to_ascii_lowercase());
+    }
+    use base64::Engine;
+    header_str(h, "content-md5")
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+        })
+        .map(hex::encode)
+}
+
+/// Streams the body to `temp` while a writer thread hashes it (MD5 and
+/// SHA-512 in one pass), then inspects the file and checks it against what
+/// the client declared.
+async fn receive(
+    reg: &Registry,
+    img: &Image,
+    mut body: Incoming,
+    temp: &Path,
+    declared_len: Option<u64>,
+    client_md5: Option<String>,
+) -> Result<Received, Failed> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let path = temp.to_path_buf();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String, String)> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let (mut md5, mut sha) = (Md5::new(), sha2::Sha512::new());
+        let mut size = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            md5.update(&chunk);
+            sha.update(&chunk);
+            size += chunk.len() as u64;
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()?;
+        Ok((
+            size,
+            hex::encode(md5.finalize()),
+            hex::encode(sha.finalize()),
+        ))
+    });
+    let mut received = 0u64;
+    let mut failure = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    received += data.len() as u64;
+                    if received > reg.config.max_image_size {
+                        failure = Some(Failed(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("image is larger than {} bytes", reg.config.max_image_size),
+                        ));
+                        break;
+                    }
+                    if tx.send(data).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                failure = Some(Failed(
+                    StatusCode::BAD_REQUEST,
+                    format!("upload interrupted: {e}"),
+                ));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| Failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    let (size, md5, sha512) = written.map_err(|e| {
+        Failed(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not stage the image: {e}"),
+        )
+    })?;
+    if declared_len.is_some_and(|n| n != size) {
+        return Err(Failed(
+            StatusCode::BAD_REQUEST,
+            format!("received {size} bytes, not the declared length"),
+        ));
+    }
+    if let Some(want) = client_md5 {
+        if want != md5 {
+            return Err(Failed(
+                StatusCode::BAD_REQUEST,
+                format!("checksum mismatch: the client sent {want}, the data hashes to {md5}"),
+            ));
+        }
+    }
+    let limits = reg.limits.clone();
+    let file = temp.to_path_buf();
+    let info = tokio::task::spawn_blocking(move || {
+        let src = FileSource::open(&file).map_err(|e| inspect::InspectError::Io(e.to_string()))?;
+        inspect::inspect(&src, &limits)
+    })
+    .await
+    .map_err(|e| Failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| Failed(StatusCode::BAD_REQUEST, e.to_string()))?;
+    inspect::check_declared(&info, img.disk_format.as_deref())
+        .map_err(|e| Failed(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let is_ova = info.container == Some("ova");
+    match img.container_format.as_deref() {
+        Some("ova") if !is_ova => {
+            return Err(Failed(
+                StatusCode::BAD_REQUEST,
+                "image was declared ova but is not an OVA package: rejected".into(),
+            ))
+        }
+        Some(c) if c != "ova" && is_ova => {
+            return Err(Failed(
+                StatusCode::BAD_REQUEST,
+                format!("image was declared {c} but is an OVA package: rejected"),
+            ))
+        }
+        _ => {}
+    }
+    Ok(Received {
+        size,
+        md5,
+        sha512,
+        info,
+    })
+}
+
+/// Fetches an image from the store into `temp`, checking its MD5.
+async fn fetch(reg: &Registry, img: &Image, temp: PathBuf) -> Result<u64, std::io::Error> {
+    use tokio::io::AsyncWriteExt;
+    let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
+    let resp = reg.store.get(&loc).await.map_err(std::io::Error::other)?;
+    let mut body = resp.into_body();
+    let mut f = tokio::fs::File::create(&temp).await?;
+    let mut md5 = Md5::new();
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        if let Ok(data) = frame.into_data() {
+            md5.update(&data);
+            size += data.len() as u64;
+            f.write_all(&data).await?;
+        }
+    }
+    f.sync_all().await?;
+    let got = hex::encode(md5.finalize());
+    if img.checksum.as_deref().is_some_and(|want| want != got) {
+        return Err(std::io::Error::other(format!(
+            "stored data of {} does not match its checksum",
+            img.id
+        )));
+    }
+    Ok(size)
+}
+
+async fn download(
+    reg: &Registry,
+    who: &Identity,
+    id: &str,
+    req: &Request<Incoming>,
+) -> Response<Body> {
+    let img = match load(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match img.status {
+        Status::Active => {}
+        Status::Deactivated if !who.admin => {
+            return fault(
+                StatusCode::FORBIDDEN,
+                "The requested image has been deactivated. Image data download is forbidden.",
+            )
+        }
+        // Glance: no data yet is 204.
+        _ => return no_content(),
+    }
+    let path = match reg
+        .cache
+        .get_or_fetch(id, |temp| fetch(reg, &img, temp))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return fault(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Could not read the image data: {e}"),
+            )
+        }
+    };
+    serve_file(
+        &path,
+        header_str(req.headers(), "range").as_deref(),
+        img.checksum.as_deref(),
+    )
+    .await
+}
+
+/// A cached file as the response body, whole or one byte range.
+async fn serve_file(path: &Path, range: Option<&str>, md5: Option<&str>) -> Response<Body> {
+    use object_store::range::{resolve, Ranges};
+    use tokio::io::AsyncSeekExt;
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
+    let size = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(e) => return internal(e),
+    };
+    let (status, first, len) = match resolve(range, size) {
+        Ranges::Whole => (StatusCode::OK, 0, size),
+        Ranges::Parts(p) if p.len() == 1 => {
+            (StatusCode::PARTIAL_CONTENT, p[0].0, p[0].1 - p[0].0 + 1)
+        }
+        Ranges::Parts(_) => {
+            return fault(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "Only one byte range is supported.",
+            )
+        }
+        Ranges::Unsatisfiable => {
+            let mut r = fault(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "Requested range not satisfiable.",
+            );
+            set_header(r.headers_mut(), "content-range", &format!("bytes */{size}"));
+            return r;
+        }
+    };
+    if first > 0 {
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(first)).await {
+            return internal(e);
+        }
+    }
+    let mut r = Response::new(file_body(file, len));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    set_header(h, "content-type", "application/octet-stream");
+    set_header(h, "content-length", &len.to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        set_header(
+            h,
+            "content-range",
+            &format!("bytes {first}-{}/{size}", first + len - 1),
+        );
+    } else if let Some(m) = md5 {
+        set_header(h, "content-md5", m);
+    }
+    r
+}
+
+fn cache_list(reg: &Registry) -> Response<Body> {
+    let cached: Vec<Value> = reg
+        .cache
+        .entries()
+        .into_iter()
+        .map(|e| json!({"image_id": e.id, "size": e.size, "last_accessed": e.last_accessed, "last_modified": e.last_accessed, "hits": Value::Null}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"cached_images": cached, "queued_images": []}),
+    )
+}
+
+/// Queues an image for caching: fetched in the background.
+fn prefetch(reg: &Arc<Registry>, id: &str) -> Response<Body> {
+    let img = match reg.db.get(id) {
+        Ok(Some(i)) if i.status == Status::Active => i,
+        Ok(_) => return not_found(id),
+        Err(e) => return internal(e),
+    };
+    let reg = reg.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = reg
+            .cache
+            .get_or_fetch(&id, |temp| fetch(&reg, &img, temp))
+            .await
+        {
+            tracing::warn!(image = %id, error = %e, "prefetch failed");
+        }
+    });
+    let mut r = no_content();
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+fn metrics(reg: &Registry) -> Response<Body> {
+    let c = &reg.cache;
+    let mut out = String::new();
+    let counters = [
+        (
+            "nubo_registry_cache_hits_total",
+            "Image reads served from the cache.",
+            c.hits.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_cache_misses_total",
+            "Image reads that fetched from the object store.",
+            c.misses.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_cache_bytes_fetched_total",
+            "Bytes fetched into the cache.",
+            c.bytes_fetched.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_cache_pruned_total",
+            "Cached images removed by the pruner.",
+            c.pruned.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_uploads_total",
+            "Uploads that made an image active.",
+            reg.uploads_ok.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_uploads_refused_total",
+            "Uploads refused or failed (image killed).",
+            reg.uploads_failed.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP nubo_registry_cache_bytes Bytes of complete images in the cache.\n# TYPE nubo_registry_cache_bytes gauge\nnubo_registry_cache_bytes {}\n",
+        c.used_bytes()
+    ));
+    object_store::http_util::text(StatusCode::OK, out)
+}

@@ -1,0 +1,46 @@
+//! The registry's configuration file (TOML); `nubo up` writes one.
+
+use crate::store::StoreConfig;
+use object_store::config::AuthConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+fn localhost() -> String {
+    "127.0.0.1".into()
+}
+fn port() -> u16 {
+    9292
+}
+fn ten_gib() -> u64 {
+    10 << 30
+}
+fn tib() -> u64 {
+    1 << 40
+}
+fn five_gib() -> u64 {
+    5 << 30
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegistryConfig {
+    #[serde(default = "localhost")]
+    pub bind_ip: String,
+    #[serde(default = "port")]
+    pub port: u16,
+    /// Metadata database, cache and staging area live here.
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    /// The same users and token secret as the proxy, so its tokens work here.
+    pub auth: AuthConfig,
+    #[serde(default = "ten_gib")]
+    pub cache_max_bytes: u64,
+    /// Largest virtual size an image may declare.
+    #[serde(default = "tib")]
+    pub max_virtual_size: u64,
+    /// Largest upload (one object in the store).
+    #[serde(default = "five_gib")]
+    pub max_image_size: u64,
+    /// Accept raw images whose MBR/GPT looks invalid (Glance's option).
+    #[serde(default)]
+    pub allow_bad_partition_table: bool,
+}
