@@ -7,16 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn venv_python() -> PathBuf {
-    let venv = std::env::var("NUBO_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/nubo-venv"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "the client venv is missing at {}; run scripts/test.sh (it installs it)",
-        venv.display()
-    );
-    py
+    common::venv_bin("python")
 }
 
 fn run_script(c: &Cluster, script: &str) {

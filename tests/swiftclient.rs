@@ -9,16 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn swift_bin() -> PathBuf {
-    let venv = std::env::var("NUBO_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/nubo-venv"));
-    let bin = venv.join("bin/swift");
-    assert!(
-        bin.exists(),
-        "python-swiftclient is not installed at {}; run scripts/test.sh (it installs it)",
-        bin.display()
-    );
-    bin
+    common::venv_bin("swift")
 }
 
 fn swift(c: &Cluster, cwd: &Path, args: &[&str]) -> String {

@@ -33,14 +33,15 @@ pub struct Registry {
     pub uploads_failed: AtomicU64,
 }
 
-/// A Glance-style JSON fault.
+/// A JSON fault, `{"error": {"code", "title", "message"}}`: the shape
+/// python-glanceclient and openstacksdk read the message from.
 pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let reason = status.canonical_reason().unwrap_or("Error");
-    let body = json!({
+    let body = json!({"error": {
         "code": status.as_u16(),
         "title": reason,
         "message": message.into(),
-    });
+    }});
     json_response(status, &body)
 }
 
@@ -399,38 +400,41 @@ async fn upload(
     id: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let (head, body) = req.into_parts();
     let mut img = match load_owned(reg, who, id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return refuse_upload(body, r).await,
     };
-    let ct = header_str(req.headers(), "content-type")
+    let ct = header_str(&head.headers, "content-type")
         .unwrap_or_default()
         .to_string();
     if !ct.is_empty() && !ct.starts_with("application/octet-stream") {
-        return fault(
+        let r = fault(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content type must be application/octet-stream.",
         );
+        return refuse_upload(body, r).await;
     }
     if img.status != Status::Queued {
-        return fault(
+        let r = fault(
             StatusCode::CONFLICT,
             format!(
                 "Image status transition from {} to saving is not allowed",
                 img.status.name()
             ),
         );
+        return refuse_upload(body, r).await;
     }
     img.status = Status::Saving;
     img.updated_at = crate::image::now();
     if let Err(e) = reg.db.put(&img) {
-        return internal(e);
+        return refuse_upload(body, internal(e)).await;
     }
     let declared_len: Option<u64> =
-        header_str(req.headers(), "content-length").and_then(|v| v.parse().ok());
-    let client_md5 = client_checksum(req.headers());
+        header_str(&head.headers, "content-length").and_then(|v| v.parse().ok());
+    let client_md5 = client_checksum(&head.headers);
     let temp = reg.cache.incomplete_path(id);
-    let result = receive(reg, &img, req.into_body(), &temp, declared_len, client_md5).await;
+    let result = receive(reg, &img, body, &temp, declared_len, client_md5).await;
     let result = match result {
         Ok(r) => match reg.store.put_file(id, &temp, &r.md5).await {
             Ok(()) => Ok(r),
@@ -481,6 +485,23 @@ async fn upload(
             fault(status, reason)
         }
     }
+}
+
+/// Answers an upload refused before its data was read. A modest body is
+/// read and dropped first, so that clients that send the whole body before
+/// reading the answer (most HTTP libraries) see the refusal rather than a
+/// broken connection; a large one is cut off.
+async fn refuse_upload(mut body: Incoming, mut refusal: Response<Body>) -> Response<Body> {
+    const DRAIN: u64 = 64 << 20;
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if read > DRAIN {
+            set_header(refusal.headers_mut(), "connection", "close");
+            break;
+        }
+    }
+    refusal
 }
 
 /// `Content-MD5` (base64, as HTTP has it) or Glance v1's `x-image-meta-checksum` (hex).

@@ -36,6 +36,7 @@ pub struct Cluster {
     child: Child,
     pub dir: DataDir,
     pub proxy_port: u16,
+    pub registry_port: u16,
     pub node_base_port: u16,
     pub nodes: u16,
     restarted: Vec<Child>,
@@ -70,6 +71,21 @@ pub fn login(url: &str) -> (String, String) {
         r.header("x-storage-url").unwrap().to_string(),
         r.header("x-auth-token").unwrap().to_string(),
     )
+}
+
+/// A program of the client venv `scripts/setup.sh` installs (`$NUBO_VENV`,
+/// default `~/.cache/nubo-venv`): `python`, `swift`, `glance`, `aws`...
+pub fn venv_bin(name: &str) -> PathBuf {
+    let venv = std::env::var("NUBO_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/nubo-venv"));
+    let bin = venv.join("bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing; run scripts/test.sh (it installs the client venv)",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `nubo ARGS` and requires success; its stdout.
@@ -110,8 +126,8 @@ impl Cluster {
     }
 
     fn start_in(dir: DataDir, nodes: u16, flags: &[&str]) -> Cluster {
-        let base = ports(nodes + 1);
-        let (proxy_port, node_base_port) = (base, base + 1);
+        let base = ports(nodes + 2);
+        let (proxy_port, registry_port, node_base_port) = (base, base + 1, base + 2);
         let mut child = Command::new(nubo())
             .args(["up", "--data-dir"])
             .arg(dir.path())
@@ -122,6 +138,8 @@ impl Cluster {
                 &proxy_port.to_string(),
                 "--node-base-port",
                 &node_base_port.to_string(),
+                "--registry-port",
+                &registry_port.to_string(),
             ])
             .args(flags)
             .stdout(Stdio::piped())
@@ -146,6 +164,7 @@ impl Cluster {
             child,
             dir,
             proxy_port,
+            registry_port,
             node_base_port,
             nodes,
             restarted: Vec::new(),
@@ -167,6 +186,10 @@ impl Cluster {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.proxy_port)
+    }
+
+    pub fn registry_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.registry_port)
     }
 
     pub fn node_config(&self, n: u16) -> PathBuf {
