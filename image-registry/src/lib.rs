@@ -8,12 +8,20 @@
 // object store; boxing them would only add allocations on error paths.
 #![allow(clippy::result_large_err)]
 
+#[cfg(feature = "service")]
 pub mod api;
+#[cfg(feature = "service")]
 pub mod cache;
+#[cfg(feature = "service")]
 pub mod config;
+#[cfg(feature = "service")]
 pub mod db;
+#[cfg(feature = "service")]
 pub mod image;
 pub mod inspect;
+#[cfg(feature = "service")]
 pub mod schema;
+#[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "service")]
 pub mod store;
