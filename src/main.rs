@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Upload, list, show, download and delete images; manage the registry's cache.
+    Image(image_cli::ImageArgs),
     /// Run the image registry (Glance Image API v2, port 9292).
     Registry {
         #[arg(long)]
@@ -42,6 +44,7 @@ enum Command {
     },
 }
 
+mod image_cli;
 mod ring_push;
 mod status;
 mod up;
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Proxy { config } => object_store::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(object_store::proxy::run(c))),
+        Command::Image(args) => image_cli::run(args),
         Command::Registry { config } => object_store::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(image_registry::service::run(c))),

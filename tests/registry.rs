@@ -522,3 +522,104 @@ fn python_glanceclient_creates_lists_and_downloads() {
         "{said}"
     );
 }
+
+#[test]
+fn the_nubo_image_cli_uploads_lists_downloads_and_manages_the_cache() {
+    let c = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.vmdk");
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, vec![3u8; 2 << 20]).unwrap();
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        raw.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    let nubo = |args: &[&str]| {
+        Command::new(common::nubo())
+            .arg("image")
+            .args([
+                "--registry-url",
+                &c.registry_url(),
+                "--auth-url",
+                &format!("{}/auth/v1.0", c.url()),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = nubo(args);
+        assert!(
+            out.status.success(),
+            "nubo image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The format is detected when not given; the last line sums it up.
+    let line = ok(&[
+        "upload",
+        image.to_str().unwrap(),
+        "--name",
+        "cli",
+        "--property",
+        "os_distro=debian",
+    ]);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[1], "active", "{line}");
+    assert_eq!(words[words.len() - 1], "2097152", "{line}");
+    let id = words[0].to_string();
+    let shown: Value = serde_json::from_str(&ok(&["show", &id])).unwrap();
+    assert_eq!(
+        (shown["disk_format"].as_str(), shown["os_distro"].as_str()),
+        (Some("vmdk"), Some("debian"))
+    );
+    assert!(ok(&["list"]).contains(&id));
+    let back = dir.path().join("back.vmdk");
+    ok(&["download", &id, back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&image).unwrap()
+    );
+    assert!(
+        ok(&["cache", "list"]).contains(&id),
+        "the upload fills the cache"
+    );
+    ok(&["cache", "purge"]);
+    assert!(!ok(&["cache", "list"]).contains(&id));
+    ok(&["cache", "prefetch", &id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ok(&["cache", "list"]).contains(&id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prefetch did not fill the cache"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A hostile image: one line saying what is wrong, and a failure status.
+    let evil = dir.path().join("evil.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        raw.to_str().unwrap(),
+        "-F",
+        "raw",
+        evil.to_str().unwrap(),
+    ]);
+    let out = nubo(&["upload", evil.to_str().unwrap(), "--name", "evil"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: qcow2 image has a backing file: rejected"
+    );
+    ok(&["delete", &id]);
+    assert!(!ok(&["list"]).contains(&id));
+}
