@@ -179,6 +179,8 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         max_virtual_size: 1 << 40,
         max_image_size: 5 << 30,
         allow_bad_partition_table: false,
+        convert_to: "qcow2".into(),
+        convert_timeout_secs: 600,
     };
     let registry_config = dir.join("registry.toml");
     std::fs::write(&registry_config, toml::to_string(&registry)?)?;

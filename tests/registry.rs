@@ -168,6 +168,27 @@ fn every_format_round_trips_through_the_registry() {
         let (st, back) = g.call("GET", &format!("/v2/images/{id}/file"), None, b"");
         assert_eq!(st, 200);
         assert!(back == bytes, "{name}: downloaded bytes differ");
+        // The same image imported with conversion to qcow2: the content
+        // qemu-img sees is unchanged.
+        let converted = import(&g, &bytes, disk_format, "bare", None);
+        assert_eq!(converted["disk_format"], "qcow2", "{name}");
+        let (_, q) = g.call(
+            "GET",
+            &format!("/v2/images/{}/file", converted["id"].as_str().unwrap()),
+            None,
+            b"",
+        );
+        let out = p(&format!("{name}.converted"));
+        std::fs::write(&out, q).unwrap();
+        qemu_img(&[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            &src,
+            out.to_str().unwrap(),
+        ]);
     }
     // A ranged download, a second upload (409), and an upload with a
     // detected format when none was declared.
@@ -186,6 +207,44 @@ fn every_format_round_trips_through_the_registry() {
     let mut part = Vec::new();
     std::io::Read::read_to_end(&mut r.into_reader(), &mut part).unwrap();
     assert_eq!(part, &data[100..200]);
+}
+
+/// Stages `data` into a new image and imports it (glance-direct), waiting
+/// for the outcome: the image as it ends (active, or queued on failure).
+fn import(
+    g: &Glance,
+    data: &[u8],
+    disk_format: &str,
+    container_format: &str,
+    convert_to: Option<&str>,
+) -> Value {
+    let id = g.create(json!({"name": "imported", "disk_format": disk_format, "container_format": container_format}));
+    let (st, b) = g.call(
+        "PUT",
+        &format!("/v2/images/{id}/stage"),
+        Some("application/octet-stream"),
+        data,
+    );
+    assert_eq!(st, 204, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(g.show(&id)["status"], "uploading");
+    let mut body = json!({"method": {"name": "glance-direct"}});
+    if let Some(t) = convert_to {
+        body["convert_to"] = json!(t);
+    }
+    let (st, v) = g.json("POST", &format!("/v2/images/{id}/import"), body);
+    assert_eq!(st, 202, "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let img = g.show(&id);
+        if img["status"] == "active" || img["status"] == "queued" {
+            return img;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "import did not finish: {img}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn md5_of(b: &[u8]) -> u128 {
@@ -622,4 +681,148 @@ fn the_nubo_image_cli_uploads_lists_downloads_and_manages_the_cache() {
     );
     ok(&["delete", &id]);
     assert!(!ok(&["list"]).contains(&id));
+}
+
+#[test]
+fn imports_convert_ovas_and_refuse_hostile_data() {
+    let c = Cluster::start(3);
+    let g = Glance::new(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(p("src.raw"), &data).unwrap();
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        &p("src.raw"),
+        &p("disk.vmdk"),
+    ]);
+    // To each target format.
+    for target in ["raw", "vmdk", "qcow2"] {
+        let img = import(
+            &g,
+            &std::fs::read(p("disk.vmdk")).unwrap(),
+            "vmdk",
+            "bare",
+            Some(target),
+        );
+        assert_eq!(
+            (img["status"].as_str(), img["disk_format"].as_str()),
+            (Some("active"), Some(target)),
+            "{img}"
+        );
+        let (_, bytes) = g.call(
+            "GET",
+            &format!("/v2/images/{}/file", img["id"].as_str().unwrap()),
+            None,
+            b"",
+        );
+        std::fs::write(p("out"), bytes).unwrap();
+        let qfmt = if target == "vmdk" { "vmdk" } else { target };
+        qemu_img(&["compare", "-f", "raw", "-F", qfmt, &p("src.raw"), &p("out")]);
+    }
+    // An OVA: its disk is converted, its descriptor kept as properties.
+    let ovf = r#"<?xml version="1.0"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:id="f1" ovf:href="disk.vmdk"/></References>
+  <DiskSection><Disk ovf:diskId="d1" ovf:fileRef="f1" ovf:capacity="2097152"/></DiskSection>
+  <VirtualSystem ovf:id="appliance"><OperatingSystemSection ovf:id="96"><Description>Debian 12</Description></OperatingSystemSection>
+  <VirtualHardwareSection><Item><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>2</rasd:VirtualQuantity></Item></VirtualHardwareSection></VirtualSystem>
+</Envelope>"#;
+    std::fs::write(p("appliance.ovf"), ovf).unwrap();
+    let st = Command::new("tar")
+        .args([
+            "--format=ustar",
+            "-cf",
+            &p("appliance.ova"),
+            "-C",
+            &p(""),
+            "appliance.ovf",
+            "disk.vmdk",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let img = import(
+        &g,
+        &std::fs::read(p("appliance.ova")).unwrap(),
+        "vmdk",
+        "ova",
+        None,
+    );
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(
+        (
+            img["disk_format"].as_str(),
+            img["container_format"].as_str()
+        ),
+        (Some("qcow2"), Some("bare"))
+    );
+    assert_eq!(
+        (img["ovf_os"].as_str(), img["ovf_cpus"].as_str()),
+        (Some("Debian 12"), Some("2"))
+    );
+    let (_, bytes) = g.call(
+        "GET",
+        &format!("/v2/images/{}/file", img["id"].as_str().unwrap()),
+        None,
+        b"",
+    );
+    std::fs::write(p("ova.qcow2"), bytes).unwrap();
+    qemu_img(&[
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "qcow2",
+        &p("src.raw"),
+        &p("ova.qcow2"),
+    ]);
+    // Hostile staged data: back to queued with the reason, nothing stored.
+    let before = stored_objects(&c);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-b",
+        &p("src.raw"),
+        "-F",
+        "raw",
+        &p("backing.qcow2"),
+    ]);
+    let img = import(
+        &g,
+        &std::fs::read(p("backing.qcow2")).unwrap(),
+        "qcow2",
+        "bare",
+        None,
+    );
+    assert_eq!(img["status"], "queued");
+    assert_eq!(
+        img["os_glance_import_error"],
+        "qcow2 image has a backing file: rejected"
+    );
+    assert_eq!(stored_objects(&c), before);
+    // Import without staged data, and an unknown method.
+    let id = g.create(json!({"name": "nothing", "disk_format": "raw", "container_format": "bare"}));
+    let (st, _) = g.json(
+        "POST",
+        &format!("/v2/images/{id}/import"),
+        json!({"method": {"name": "glance-direct"}}),
+    );
+    assert_eq!(st, 409);
+    let (st, _) = g.json(
+        "POST",
+        &format!("/v2/images/{id}/import"),
+        json!({"method": {"name": "web-download"}}),
+    );
+    assert_eq!(st, 400);
+    let (_, info) = g.json("GET", "/v2/info/import", Value::Null);
+    assert_eq!(info["import-methods"]["value"], json!(["glance-direct"]));
 }

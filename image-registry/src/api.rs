@@ -99,6 +99,10 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body
         (Method::DELETE, ["images", id]) => delete(&reg, &who, id).await,
         (Method::PUT, ["images", id, "file"]) => upload(&reg, &who, id, req).await,
         (Method::GET, ["images", id, "file"]) => download(&reg, &who, id, &req).await,
+        (Method::PUT, ["images", id, "stage"]) => crate::import::stage(&reg, &who, id, req).await,
+        (Method::POST, ["images", id, "import"]) => {
+            crate::import::import(&reg, &who, id, req).await
+        }
         (Method::PUT, ["images", id, "tags", t]) => tag(&reg, &who, id, t, true),
         (Method::DELETE, ["images", id, "tags", t]) => tag(&reg, &who, id, t, false),
         (Method::GET, ["schemas", "image"]) => {
@@ -109,7 +113,7 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body
         }
         (Method::GET, ["info", "import"]) => json_response(
             StatusCode::OK,
-            &json!({"import-methods": {"description": "Import methods available.", "type": "array", "value": []}}),
+            &json!({"import-methods": {"description": "Import methods available.", "type": "array", "value": crate::import::METHODS}}),
         ),
         (Method::GET, ["cache"]) => cache_list(&reg),
         (Method::DELETE, ["cache"]) if who.admin => {
@@ -392,7 +396,7 @@ struct Received {
 }
 
 /// Why an upload failed: the status the client sees and the reason.
-struct Failed(StatusCode, String);
+pub(crate) struct Failed(pub StatusCode, pub String);
 
 async fn upload(
     reg: &Registry,
@@ -519,19 +523,16 @@ fn client_checksum(h: &http::HeaderMap) -> Option<String> {
         .map(hex::encode)
 }
 
-/// Streams the body to `temp` while a writer thread hashes it (MD5 and
-/// SHA-512 in one pass), then inspects the file and checks it against what
-/// the client declared.
-async fn receive(
-    reg: &Registry,
-    img: &Image,
+/// Streams a request body to a new file at `path` while a writer thread
+/// hashes it (MD5 and SHA-512 in one pass): (size, md5, sha512). Stops at
+/// `max` bytes.
+pub(crate) async fn stream_to_file(
     mut body: Incoming,
-    temp: &Path,
-    declared_len: Option<u64>,
-    client_md5: Option<String>,
-) -> Result<Received, Failed> {
+    path: &Path,
+    max: u64,
+) -> Result<(u64, String, String), Failed> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let path = temp.to_path_buf();
+    let path = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String, String)> {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -560,10 +561,10 @@ async fn receive(
             Ok(f) => {
                 if let Ok(data) = f.into_data() {
                     received += data.len() as u64;
-                    if received > reg.config.max_image_size {
+                    if received > max {
                         failure = Some(Failed(
                             StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("image is larger than {} bytes", reg.config.max_image_size),
+                            format!("image is larger than {max} bytes"),
                         ));
                         break;
                     }
@@ -588,28 +589,23 @@ async fn receive(
     if let Some(f) = failure {
         return Err(f);
     }
-    let (size, md5, sha512) = written.map_err(|e| {
+    written.map_err(|e| {
         Failed(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("could not stage the image: {e}"),
         )
-    })?;
-    if declared_len.is_some_and(|n| n != size) {
-        return Err(Failed(
-            StatusCode::BAD_REQUEST,
-            format!("received {size} bytes, not the declared length"),
-        ));
-    }
-    if let Some(want) = client_md5 {
-        if want != md5 {
-            return Err(Failed(
-                StatusCode::BAD_REQUEST,
-                format!("checksum mismatch: the client sent {want}, the data hashes to {md5}"),
-            ));
-        }
-    }
+    })
+}
+
+/// Inspects a received file and checks it against what the image record
+/// declares (disk and container format).
+pub(crate) async fn check_image(
+    reg: &Registry,
+    img: &Image,
+    file: &Path,
+) -> Result<ImageInfo, Failed> {
     let limits = reg.limits.clone();
-    let file = temp.to_path_buf();
+    let file = file.to_path_buf();
     let info = tokio::task::spawn_blocking(move || {
         let src = FileSource::open(&file).map_err(|e| inspect::InspectError::Io(e.to_string()))?;
         inspect::inspect(&src, &limits)
@@ -635,6 +631,35 @@ async fn receive(
         }
         _ => {}
     }
+    Ok(info)
+}
+
+/// An upload's data: received, hashed, inspected and checked against what
+/// the client declared.
+async fn receive(
+    reg: &Registry,
+    img: &Image,
+    body: Incoming,
+    temp: &Path,
+    declared_len: Option<u64>,
+    client_md5: Option<String>,
+) -> Result<Received, Failed> {
+    let (size, md5, sha512) = stream_to_file(body, temp, reg.config.max_image_size).await?;
+    if declared_len.is_some_and(|n| n != size) {
+        return Err(Failed(
+            StatusCode::BAD_REQUEST,
+            format!("received {size} bytes, not the declared length"),
+        ));
+    }
+    if let Some(want) = client_md5 {
+        if want != md5 {
+            return Err(Failed(
+                StatusCode::BAD_REQUEST,
+                format!("checksum mismatch: the client sent {want}, the data hashes to {md5}"),
+            ));
+        }
+    }
+    let info = check_image(reg, img, temp).await?;
     Ok(Received {
         size,
         md5,
@@ -644,7 +669,11 @@ async fn receive(
 }
 
 /// Fetches an image from the store into `temp`, checking its MD5.
-async fn fetch(reg: &Registry, img: &Image, temp: PathBuf) -> Result<u64, std::io::Error> {
+pub(crate) async fn fetch(
+    reg: &Registry,
+    img: &Image,
+    temp: PathBuf,
+) -> Result<u64, std::io::Error> {
     use tokio::io::AsyncWriteExt;
     let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
     let resp = reg.store.get(&loc).await.map_err(std::io::Error::other)?;

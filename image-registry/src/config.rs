@@ -43,4 +43,17 @@ pub struct RegistryConfig {
     /// Accept raw images whose MBR/GPT looks invalid (Glance's option).
     #[serde(default)]
     pub allow_bad_partition_table: bool,
+    /// What an import converts to: qcow2, raw or vmdk.
+    #[serde(default = "qcow2")]
+    pub convert_to: String,
+    /// The longest a conversion may run.
+    #[serde(default = "ten_minutes")]
+    pub convert_timeout_secs: u64,
+}
+
+fn qcow2() -> String {
+    "qcow2".into()
+}
+fn ten_minutes() -> u64 {
+    600
 }

@@ -15,9 +15,13 @@ pub mod cache;
 #[cfg(feature = "service")]
 pub mod config;
 #[cfg(feature = "service")]
+pub mod convert;
+#[cfg(feature = "service")]
 pub mod db;
 #[cfg(feature = "service")]
 pub mod image;
+#[cfg(feature = "service")]
+pub mod import;
 pub mod inspect;
 #[cfg(feature = "service")]
 pub mod schema;

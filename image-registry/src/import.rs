@@ -1,0 +1,269 @@
+//! Glance's interoperable import: `PUT /stage` keeps the data aside (status
+//! `uploading`), `POST /import` with `glance-direct` inspects it, checks it
+//! against qemu-img, converts it to the configured format (qcow2 by
+//! default; an OVA's single disk is extracted first and its descriptor kept
+//! as properties), inspects the result, hashes and stores it. A failed
+//! import puts the image back to `queued` with the reason, and nothing is
+//! stored.
+
+use crate::api::{check_image, fault, stream_to_file, Failed, Registry};
+use crate::convert;
+use crate::image::{Image, Status};
+use crate::inspect::DiskFormat;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use md5::{Digest, Md5};
+use object_store::http_util::{collect_limited, Body};
+use object_store::swift::tempauth::Identity;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const METHODS: [&str; 1] = ["glance-direct"];
+
+fn staging_path(reg: &Registry, id: &str) -> PathBuf {
+    reg.config.data_dir.join("staging").join(id)
+}
+
+fn load_owned(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
+    match reg.db.get(id) {
+        Ok(Some(img)) if img.owned_by(&who.account, who.admin) => Ok(img),
+        Ok(_) => Err(fault(
+            StatusCode::NOT_FOUND,
+            format!("No image found with ID {id}"),
+        )),
+        Err(e) => Err(fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `PUT /v2/images/{id}/stage`
+pub async fn stage(
+    reg: &Registry,
+    who: &Identity,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let mut img = match load_owned(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if img.status != Status::Queued {
+        return fault(
+            StatusCode::CONFLICT,
+            format!(
+                "Image status transition from {} to uploading is not allowed",
+                img.status.name()
+            ),
+        );
+    }
+    let path = staging_path(reg, id);
+    let _ = std::fs::create_dir_all(path.parent().expect("has a parent"));
+    let _ = std::fs::remove_file(&path);
+    img.status = Status::Uploading;
+    img.updated_at = crate::image::now();
+    if let Err(e) = reg.db.put(&img) {
+        return fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    match stream_to_file(req.into_body(), &path, reg.config.max_image_size).await {
+        Ok((size, _, _)) => {
+            img.size = Some(size);
+            let _ = reg.db.put(&img);
+            let mut r = Response::new(object_store::http_util::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(Failed(status, reason)) => {
+            let _ = std::fs::remove_file(&path);
+            img.status = Status::Queued;
+            let _ = reg.db.put(&img);
+            fault(status, reason)
+        }
+    }
+}
+
+/// `POST /v2/images/{id}/import`
+pub async fn import(
+    reg: &Arc<Registry>,
+    who: &Identity,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let mut img = match load_owned(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let body = collect_limited(req.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return fault(
+                StatusCode::BAD_REQUEST,
+                format!("Malformed JSON in request body: {e}"),
+            )
+        }
+    };
+    let method = v["method"]["name"].as_str().unwrap_or("");
+    if !METHODS.contains(&method) {
+        return fault(
+            StatusCode::BAD_REQUEST,
+            format!("Import method {method:?} is not supported (supported: {METHODS:?})"),
+        );
+    }
+    // Our extension: the format to convert to, instead of the configured one.
+    let target_name = v["convert_to"]
+        .as_str()
+        .unwrap_or(&reg.config.convert_to)
+        .to_string();
+    let target = match DiskFormat::parse(&target_name) {
+        Some(f @ (DiskFormat::Qcow2 | DiskFormat::Raw | DiskFormat::Vmdk)) => f,
+        _ => {
+            return fault(
+                StatusCode::BAD_REQUEST,
+                format!("cannot convert to {target_name:?} (qcow2, raw or vmdk)"),
+            )
+        }
+    };
+    if img.status != Status::Uploading {
+        return fault(
+            StatusCode::CONFLICT,
+            format!(
+                "Image {id} has no staged data (status {}); PUT /stage first",
+                img.status.name()
+            ),
+        );
+    }
+    img.status = Status::Importing;
+    img.updated_at = crate::image::now();
+    if let Err(e) = reg.db.put(&img) {
+        return fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    let reg = reg.clone();
+    tokio::spawn(async move {
+        let id = img.id.clone();
+        let staged = staging_path(&reg, &id);
+        let work = reg
+            .config
+            .data_dir
+            .join("staging")
+            .join(format!("{id}.work"));
+        let result = run_import(&reg, &img, &staged, &work, target).await;
+        let _ = std::fs::remove_file(&staged);
+        let _ = std::fs::remove_dir_all(&work);
+        if let Err(reason) = result {
+            tracing::warn!(image = %id, %reason, "import failed");
+            if let Ok(Some(mut img)) = reg.db.get(&id) {
+                img.status = Status::Queued;
+                img.size = None;
+                img.failure = Some(reason.clone());
+                img.properties
+                    .insert("os_glance_failed_import".into(), method_name());
+                img.properties
+                    .insert("os_glance_import_error".into(), reason);
+                img.updated_at = crate::image::now();
+                let _ = reg.db.put(&img);
+            }
+        }
+    });
+    let mut r = Response::new(object_store::http_util::empty());
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+fn method_name() -> String {
+    METHODS[0].to_string()
+}
+
+async fn run_import(
+    reg: &Registry,
+    img: &Image,
+    staged: &Path,
+    work: &Path,
+    target: DiskFormat,
+) -> Result<(), String> {
+    std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
+    let info = check_image(reg, img, staged)
+        .await
+        .map_err(|Failed(_, m)| m)?;
+    let properties = info.properties.clone();
+    let (staged, work, limits) = (staged.to_path_buf(), work.to_path_buf(), reg.limits.clone());
+    let timeout = Duration::from_secs(reg.config.convert_timeout_secs);
+    let (output, out_info) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        // An OVA's disk is taken out of the package first.
+        let (disk, disk_info) = match &info.disk_member {
+            Some((_, offset, len)) => {
+                let disk = work.join("disk");
+                convert::extract(&staged, *offset, *len, &disk).map_err(|e| e.to_string())?;
+                let inner = crate::inspect::inspect_disk(
+                    &crate::inspect::FileSource::open(&disk).map_err(|e| e.to_string())?,
+                    &limits,
+                )
+                .map_err(|e| e.to_string())?;
+                (disk, inner)
+            }
+            None => (staged.clone(), info.clone()),
+        };
+        let out = work.join("converted");
+        let out_info = convert::convert(&disk, &disk_info, &out, target, &limits, timeout)
+            .map_err(|e| e.to_string())?;
+        Ok((out, out_info))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let (size, md5, sha512) = hash_file(&output).map_err(|e| e.to_string())?;
+    reg.store
+        .put_file(&img.id, &output, &md5)
+        .await
+        .map_err(|e| format!("could not store the image: {e}"))?;
+    let mut done = img.clone();
+    done.status = Status::Active;
+    done.disk_format = Some(target.name().to_string());
+    done.container_format = Some("bare".into());
+    done.size = Some(size);
+    done.virtual_size = Some(out_info.virtual_size);
+    done.checksum = Some(md5);
+    done.os_hash_value = Some(sha512);
+    done.location = Some(img.id.clone());
+    done.failure = None;
+    for (k, v) in &properties {
+        done.properties
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
+    }
+    done.properties.remove("os_glance_failed_import");
+    done.properties.remove("os_glance_import_error");
+    done.updated_at = crate::image::now();
+    if let Err(e) = reg.db.put(&done) {
+        let _ = reg.store.delete(&img.id).await;
+        return Err(e.to_string());
+    }
+    let cached = reg.cache.incomplete_path(&img.id);
+    if std::fs::rename(&output, &cached).is_ok() && reg.cache.commit(&cached, &img.id).is_err() {
+        let _ = std::fs::remove_file(&cached);
+    }
+    Ok(())
+}
+
+/// (size, md5, sha512) of a file in one pass.
+fn hash_file(path: &Path) -> std::io::Result<(u64, String, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let (mut md5, mut sha) = (Md5::new(), sha2::Sha512::new());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((
+        size,
+        hex::encode(md5.finalize()),
+        hex::encode(sha.finalize()),
+    ))
+}
