@@ -53,6 +53,10 @@ enum ImageCommand {
         container_format: Option<String>,
         #[arg(long, default_value = "shared")]
         visibility: String,
+        /// Import with conversion to this format (qcow2, raw, vmdk) instead
+        /// of storing the file as it is.
+        #[arg(long)]
+        convert_to: Option<String>,
         /// Extra properties, `key=value`, repeatable.
         #[arg(long = "property", value_parser = parse_property)]
         properties: Vec<(String, String)>,
@@ -241,18 +245,18 @@ pub fn run(args: ImageArgs) -> Result<()> {
                 disk_format,
                 container_format,
                 visibility,
+                convert_to,
                 properties,
             } => {
-                upload(
-                    &c,
-                    &file,
+                let spec = NewImage {
                     name,
                     disk_format,
                     container_format,
                     visibility,
+                    convert_to,
                     properties,
-                )
-                .await
+                };
+                upload(&c, &file, spec).await
             }
             ImageCommand::List => {
                 let v = c.json(Method::GET, "/v2/images?limit=1000", None).await?;
@@ -315,15 +319,25 @@ pub fn run(args: ImageArgs) -> Result<()> {
     })
 }
 
-async fn upload(
-    c: &Client,
-    file: &Path,
+/// What `upload` was asked for.
+struct NewImage {
     name: String,
     disk_format: Option<String>,
     container_format: Option<String>,
     visibility: String,
+    convert_to: Option<String>,
     properties: Vec<(String, String)>,
-) -> Result<()> {
+}
+
+async fn upload(c: &Client, file: &Path, spec: NewImage) -> Result<()> {
+    let NewImage {
+        name,
+        disk_format,
+        container_format,
+        visibility,
+        convert_to,
+        properties,
+    } = spec;
     let len = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
@@ -349,11 +363,17 @@ async fn upload(
         .as_str()
         .context("no id in the answer")?
         .to_string();
+    // Direct upload, or stage + import when converting.
+    let target = if convert_to.is_some() {
+        "stage"
+    } else {
+        "file"
+    };
     let pb = bar(len, "uploading");
     let resp = c
         .send(
             Method::PUT,
-            &format!("/v2/images/{id}/file"),
+            &format!("/v2/images/{id}/{target}"),
             Some("application/octet-stream"),
             file_with_progress(file, pb.clone())?,
             true,
@@ -363,12 +383,44 @@ async fn upload(
     let bytes = resp.into_body().collect().await?.to_bytes();
     pb.finish_and_clear();
     check(status, &bytes)?;
-    let img = c
-        .json(Method::GET, &format!("/v2/images/{id}"), None)
-        .await?;
+    let img = match convert_to {
+        None => {
+            c.json(Method::GET, &format!("/v2/images/{id}"), None)
+                .await?
+        }
+        Some(format) => {
+            let body = json!({"method": {"name": "glance-direct"}, "convert_to": format});
+            c.json(Method::POST, &format!("/v2/images/{id}/import"), Some(body))
+                .await?;
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_message(format!("converting to {format}"));
+            let img = loop {
+                spinner.tick();
+                let img = c
+                    .json(Method::GET, &format!("/v2/images/{id}"), None)
+                    .await?;
+                match img["status"].as_str() {
+                    Some("active") => break img,
+                    Some("queued") => {
+                        spinner.finish_and_clear();
+                        bail!(
+                            "{}",
+                            img["os_glance_import_error"]
+                                .as_str()
+                                .unwrap_or("import failed")
+                        );
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            spinner.finish_and_clear();
+            img
+        }
+    };
     println!(
-        "{id} {} checksum {} virtual size {}",
+        "{id} {} {} checksum {} virtual size {}",
         img["status"].as_str().unwrap_or("?"),
+        img["disk_format"].as_str().unwrap_or("?"),
         img["checksum"].as_str().unwrap_or("-"),
         img["virtual_size"]
     );

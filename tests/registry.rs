@@ -681,6 +681,28 @@ fn the_nubo_image_cli_uploads_lists_downloads_and_manages_the_cache() {
     );
     ok(&["delete", &id]);
     assert!(!ok(&["list"]).contains(&id));
+    // With conversion: staged, imported, converted by the registry.
+    let line = ok(&[
+        "upload",
+        image.to_str().unwrap(),
+        "--name",
+        "conv",
+        "--convert-to",
+        "qcow2",
+    ]);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((words[1], words[2]), ("active", "qcow2"), "{line}");
+    let out = nubo(&[
+        "upload",
+        evil.to_str().unwrap(),
+        "--name",
+        "evil2",
+        "--disk-format",
+        "qcow2",
+        "--convert-to",
+        "raw",
+    ]);
+    assert!(!out.status.success());
 }
 
 #[test]
