@@ -438,17 +438,34 @@ async fn upload(
         header_str(&head.headers, "content-length").and_then(|v| v.parse().ok());
     let client_md5 = client_checksum(&head.headers);
     let temp = reg.cache.incomplete_path(id);
-    let result = receive(reg, &img, body, &temp, declared_len, client_md5).await;
-    let result = match result {
-        Ok(r) => match reg.store.put_file(id, &temp, &r.md5).await {
-            Ok(()) => Ok(r),
-            Err(e) => Err(Failed(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("could not store the image: {e}"),
-            )),
-        },
-        Err(f) => Err(f),
+    // The bytes go to the store as they arrive (so an upload costs about
+    // one transfer, not two); if the image is then refused, the stored copy
+    // is deleted before the answer, so nothing of it remains.
+    let (tee, rx) = tokio::sync::mpsc::channel(8);
+    let store_body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) }),
+    ));
+    let (received, stored) = tokio::join!(
+        receive(reg, &img, body, &temp, declared_len, client_md5, tee),
+        reg.store.put_stream(id, store_body, declared_len)
+    );
+    let result = match (received, stored) {
+        (Ok(r), Ok(etag)) if etag == r.md5 => Ok(r),
+        (Ok(_), Ok(_)) => Err(Failed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the object store received different data".into(),
+        )),
+        (Ok(_), Err(e)) => Err(Failed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("could not store the image: {e}"),
+        )),
+        (Err(f), _) => Err(f),
     };
+    if result.is_err() {
+        if let Err(e) = reg.store.delete(id).await {
+            tracing::error!(image = %id, error = %e, "could not delete the data of a refused upload");
+        }
+    }
     match result {
         Ok(r) => {
             img.status = Status::Active;
@@ -523,6 +540,10 @@ fn client_checksum(h: &http::HeaderMap) -> Option<String> {
         .map(hex::encode)
 }
 
+/// Where a copy of an upload's bytes goes as they arrive (the object store).
+pub(crate) type Tee =
+    tokio::sync::mpsc::Sender<Result<hyper::body::Frame<Bytes>, object_store::http_util::BoxError>>;
+
 /// Streams a request body to a new file at `path` while a writer thread
 /// hashes it (MD5 and SHA-512 in one pass): (size, md5, sha512). Stops at
 /// `max` bytes.
@@ -530,6 +551,7 @@ pub(crate) async fn stream_to_file(
     mut body: Incoming,
     path: &Path,
     max: u64,
+    tee: Option<Tee>,
 ) -> Result<(u64, String, String), Failed> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let path = path.to_path_buf();
@@ -567,6 +589,19 @@ pub(crate) async fn stream_to_file(
                             format!("image is larger than {max} bytes"),
                         ));
                         break;
+                    }
+                    if let Some(t) = &tee {
+                        // The store falling behind slows the client down.
+                        if t.send(Ok(hyper::body::Frame::data(data.clone())))
+                            .await
+                            .is_err()
+                        {
+                            failure = Some(Failed(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "the object store stopped taking the image".into(),
+                            ));
+                            break;
+                        }
                     }
                     if tx.send(data).await.is_err() {
                         break;
@@ -643,8 +678,10 @@ async fn receive(
     temp: &Path,
     declared_len: Option<u64>,
     client_md5: Option<String>,
+    tee: Tee,
 ) -> Result<Received, Failed> {
-    let (size, md5, sha512) = stream_to_file(body, temp, reg.config.max_image_size).await?;
+    let (size, md5, sha512) =
+        stream_to_file(body, temp, reg.config.max_image_size, Some(tee)).await?;
     if declared_len.is_some_and(|n| n != size) {
         return Err(Failed(
             StatusCode::BAD_REQUEST,

@@ -10,7 +10,7 @@ use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, Limits};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -38,42 +38,45 @@ pub struct QemuInfo {
     pub data_file: Option<String>,
 }
 
-/// Runs a command, killing it after `limit`; its stdout.
+/// Runs a command, killing it after `limit`; its stdout. A helper thread
+/// waits for it, so the result comes the moment it exits.
 fn run_bounded(
     what: &'static str,
     mut cmd: Command,
     limit: Duration,
 ) -> Result<Vec<u8>, ConvertError> {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| ConvertError::QemuImg(what, e.to_string()))?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let out = child.wait_with_output()?;
-            if !status.success() {
-                let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                return Err(ConvertError::QemuImg(
-                    what,
-                    if err.is_empty() {
-                        status.to_string()
-                    } else {
-                        err
-                    },
-                ));
-            }
-            return Ok(out.stdout);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out?,
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             return Err(ConvertError::Timeout(what, limit));
         }
-        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(ConvertError::QemuImg(
+            what,
+            if err.is_empty() {
+                out.status.to_string()
+            } else {
+                err
+            },
+        ));
     }
+    Ok(out.stdout)
 }
 
 /// `qemu-img info` under prlimit (1 GiB address space, 2 s CPU).
@@ -233,5 +236,24 @@ mod tests {
         let mut q = qemu("qcow2", 10);
         q.data_file = Some("/dev/sda".into());
         assert!(cross_check(&ours(DiskFormat::Qcow2, 10), &q).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn a_command_past_its_limit_is_killed() {
+        let started = std::time::Instant::now();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("5");
+        let e = run_bounded("info", cmd, Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(e, ConvertError::Timeout(..)), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo bad >&2; exit 3"]);
+        let e = run_bounded("convert", cmd, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.to_string(), "qemu-img convert failed: bad");
     }
 }

@@ -64,7 +64,7 @@ pub async fn stage(
     if let Err(e) = reg.db.put(&img) {
         return fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
-    match stream_to_file(req.into_body(), &path, reg.config.max_image_size).await {
+    match stream_to_file(req.into_body(), &path, reg.config.max_image_size, None).await {
         Ok((size, _, _)) => {
             img.size = Some(size);
             let _ = reg.db.put(&img);

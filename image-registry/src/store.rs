@@ -42,8 +42,9 @@ fn images() -> String {
 pub struct ObjectStore {
     config: StoreConfig,
     client: NodeClient,
-    /// (token, storage path `/v1/AUTH_x`) from the last login.
-    session: tokio::sync::Mutex<Option<(String, String)>>,
+    /// (token, storage path `/v1/AUTH_x`, when to log in again) from the
+    /// last login.
+    session: tokio::sync::Mutex<Option<(String, String, std::time::Instant)>>,
 }
 
 impl ObjectStore {
@@ -58,7 +59,7 @@ impl ObjectStore {
         }
     }
 
-    async fn login(&self) -> Result<(String, String), StoreError> {
+    async fn login(&self) -> Result<(String, String, std::time::Instant), StoreError> {
         let req = Request::builder()
             .uri("/auth/v1.0")
             .header("host", &self.config.proxy)
@@ -72,6 +73,13 @@ impl ObjectStore {
             .await
             .map_err(|e| StoreError::Unreachable(e.to_string()))?;
         let token = header_str(resp.headers(), "x-auth-token").map(|t| t.into_owned());
+        // Renew an hour before the token expires (or in an hour when the
+        // proxy does not say).
+        let ttl: u64 = header_str(resp.headers(), "x-auth-token-expires")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(7200);
+        let renew_at =
+            std::time::Instant::now() + Duration::from_secs(ttl.saturating_sub(3600).max(60));
         let url = header_str(resp.headers(), "x-storage-url").map(|t| t.into_owned());
         let _ = resp.into_body().collect().await;
         let (Some(token), Some(url)) = (token, url) else {
@@ -81,15 +89,61 @@ impl ObjectStore {
             .find("/v1/")
             .map(|i| url[i..].to_string())
             .ok_or(StoreError::Auth)?;
-        Ok((token, path))
+        Ok((token, path, renew_at))
     }
 
     async fn session(&self, renew: bool) -> Result<(String, String), StoreError> {
         let mut s = self.session.lock().await;
-        if renew || s.is_none() {
+        let stale = s
+            .as_ref()
+            .is_none_or(|(_, _, at)| std::time::Instant::now() >= *at);
+        if renew || stale {
             *s = Some(self.login().await?);
         }
-        Ok(s.clone().expect("set above"))
+        let (token, path, _) = s.clone().expect("set above");
+        Ok((token, path))
+    }
+
+    /// Streams `body` into the object `name` (one attempt: a stream cannot
+    /// be replayed); the ETag (MD5) the store computed.
+    pub async fn put_stream(
+        &self,
+        name: &str,
+        body: Body,
+        len: Option<u64>,
+    ) -> Result<String, StoreError> {
+        let (token, path) = self.session(false).await?;
+        let mut b = Request::builder()
+            .method(Method::PUT)
+            .uri(format!(
+                "{path}/{}/{}",
+                object_store::http_util::encode(&self.config.container),
+                object_store::http_util::encode(name)
+            ))
+            .header("host", &self.config.proxy)
+            .header("x-auth-token", token)
+            .header("content-type", "application/octet-stream");
+        b = match len {
+            Some(n) => b.header("content-length", n),
+            None => b.header("transfer-encoding", "chunked"),
+        };
+        let conn = self
+            .client
+            .connect(&self.config.proxy)
+            .await
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let resp = conn
+            .send_streaming(b.body(body).expect("valid request"))
+            .await
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let st = resp.status();
+        let etag = header_str(resp.headers(), "etag").map(|e| e.trim_matches('"').to_string());
+        let _ = resp.into_body().collect().await;
+        match (st.is_success(), etag) {
+            (true, Some(e)) => Ok(e),
+            (true, None) => Err(StoreError::Status(st, format!("storing {name}: no ETag"))),
+            (false, _) => Err(StoreError::Status(st, format!("storing {name}"))),
+        }
     }
 
     /// Sends a request to `<storage path>/<container>[/<name>]`, logging in
