@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use object_store::config::{AuthConfig, NodeConfig, ProxyConfig, User};
 use ring_tools::builder::NewDevice;
 use ring_tools::{HashSecret, RebalanceOptions, RingBuilder};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -309,7 +310,8 @@ pub fn run(args: UpArgs) -> Result<()> {
         children.retain_mut(|(_, c)| !matches!(c.try_wait(), Ok(Some(_))));
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("stopping...");
+    // stdout may be gone (a closed terminal or test harness): not worth failing over.
+    let _ = writeln!(std::io::stdout(), "stopping...");
     stop(&mut children);
     Ok(())
 }

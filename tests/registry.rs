@@ -467,6 +467,33 @@ fn the_api_follows_glance() {
             .0,
         404
     );
+    // Deactivation (admin): the data stays but cannot be downloaded by others.
+    let id = ids[4].clone();
+    assert_eq!(g.upload(&id, &[0u8; 4096]).0, 204);
+    let action = |a: &str| {
+        g.call("POST", &format!("/v2/images/{id}/actions/{a}"), None, b"")
+            .0
+    };
+    assert_eq!(action("deactivate"), 204);
+    assert_eq!(g.show(&id)["status"], "deactivated");
+    assert_eq!(action("reactivate"), 204);
+    assert_eq!(g.show(&id)["status"], "active");
+    assert_eq!(
+        g.call(
+            "POST",
+            &format!("/v2/images/{}/actions/reactivate", ids[0]),
+            None,
+            b""
+        )
+        .0,
+        409
+    );
+    let (st, _) = g.json(
+        "POST",
+        &format!("/v2/images/{id}/import"),
+        json!({"method": {"name": "copy-image"}}),
+    );
+    assert_eq!(st, 409);
     let (st, schema) = g.json("GET", "/v2/schemas/image", Value::Null);
     assert_eq!(st, 200);
     assert_eq!(schema["name"], "image");

@@ -99,6 +99,13 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body
         (Method::DELETE, ["images", id]) => delete(&reg, &who, id).await,
         (Method::PUT, ["images", id, "file"]) => upload(&reg, &who, id, req).await,
         (Method::GET, ["images", id, "file"]) => download(&reg, &who, id, &req).await,
+        (Method::POST, ["images", id, "actions", action @ ("deactivate" | "reactivate")]) => {
+            set_active(&reg, &who, id, *action == "reactivate")
+        }
+        (Method::GET, ["info", "stores"]) => json_response(
+            StatusCode::OK,
+            &json!({"stores": [{"id": "default", "default": true, "description": "the Nubo object store"}]}),
+        ),
         (Method::PUT, ["images", id, "stage"]) => crate::import::stage(&reg, &who, id, req).await,
         (Method::POST, ["images", id, "import"]) => {
             crate::import::import(&reg, &who, id, req).await
@@ -359,6 +366,45 @@ async fn delete(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
         return internal(e);
     }
     no_content()
+}
+
+/// `POST /v2/images/{id}/actions/deactivate|reactivate` (admins): a
+/// deactivated image keeps its data but only admins may download it.
+fn set_active(reg: &Registry, who: &Identity, id: &str, active: bool) -> Response<Body> {
+    if !who.admin {
+        return fault(
+            StatusCode::FORBIDDEN,
+            "Only an admin may deactivate or reactivate an image.",
+        );
+    }
+    let mut img = match load(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let (from, to) = if active {
+        (Status::Deactivated, Status::Active)
+    } else {
+        (Status::Active, Status::Deactivated)
+    };
+    if img.status == to {
+        return no_content();
+    }
+    if img.status != from {
+        return fault(
+            StatusCode::CONFLICT,
+            format!(
+                "Image status transition from {} to {} is not allowed",
+                img.status.name(),
+                to.name()
+            ),
+        );
+    }
+    img.status = to;
+    img.updated_at = crate::image::now();
+    match reg.db.put(&img) {
+        Ok(()) => no_content(),
+        Err(e) => internal(e),
+    }
 }
 
 fn tag(reg: &Registry, who: &Identity, id: &str, tag: &str, add: bool) -> Response<Body> {

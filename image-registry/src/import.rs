@@ -105,6 +105,14 @@ pub async fn import(
         }
     };
     let method = v["method"]["name"].as_str().unwrap_or("");
+    if method == "copy-image" {
+        // copy-image copies an active image into more stores; there is one,
+        // and an active image is in it already (Glance answers the same).
+        return fault(
+            StatusCode::CONFLICT,
+            format!("Image {id} is already present in every store (there is one: 'default')"),
+        );
+    }
     if !METHODS.contains(&method) {
         return fault(
             StatusCode::BAD_REQUEST,
