@@ -242,24 +242,7 @@ fn growing_by_two_nodes_moves_data_to_the_new_primaries() {
         (5, (new_nodes[1], ["d9", "d10"])),
     ] {
         for d in devs {
-            let (zone, port) = (zone.to_string(), port.to_string());
-            common::nubo_ok(&[
-                "ring",
-                "add",
-                b,
-                "--region",
-                "1",
-                "--zone",
-                &zone,
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--device",
-                d,
-                "--weight",
-                "100",
-            ]);
+            common::ring_add(b, zone, "127.0.0.1", port, d);
         }
     }
     let new_ring = c.data_dir().join("grown.ring");

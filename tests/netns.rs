@@ -158,25 +158,7 @@ fn a_cluster_across_network_namespaces() {
         "0",
     ]);
     for i in 0..NODES {
-        let zone = (i + 1).to_string();
-        let port = NODE_PORT.to_string();
-        common::nubo_ok(&[
-            "ring",
-            "add",
-            b,
-            "--region",
-            "1",
-            "--zone",
-            &zone,
-            "--ip",
-            &net.addr(i),
-            "--port",
-            &port,
-            "--device",
-            "sda",
-            "--weight",
-            "100",
-        ]);
+        common::ring_add(b, i as u32 + 1, &net.addr(i), NODE_PORT, "sda");
     }
     common::nubo_ok(&["ring", "rebalance", b, "--ring", ring.to_str().unwrap()]);
     for i in 0..NODES {

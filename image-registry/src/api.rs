@@ -170,7 +170,11 @@ fn load(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body
 }
 
 /// The image if `who` may change it.
-fn load_owned(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
+pub(crate) fn load_owned(
+    reg: &Registry,
+    who: &Identity,
+    id: &str,
+) -> Result<Image, Response<Body>> {
     let img = load(reg, who, id)?;
     if !img.owned_by(&who.account, who.admin) {
         return Err(fault(

@@ -6,7 +6,7 @@
 //! import puts the image back to `queued` with the reason, and nothing is
 //! stored.
 
-use crate::api::{check_image, fault, stream_to_file, Failed, Registry};
+use crate::api::{check_image, fault, load_owned, stream_to_file, Failed, Registry};
 use crate::convert;
 use crate::image::{Image, Status};
 use crate::inspect::DiskFormat;
@@ -23,17 +23,6 @@ pub const METHODS: [&str; 1] = ["glance-direct"];
 
 fn staging_path(reg: &Registry, id: &str) -> PathBuf {
     reg.config.data_dir.join("staging").join(id)
-}
-
-fn load_owned(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
-    match reg.db.get(id) {
-        Ok(Some(img)) if img.owned_by(&who.account, who.admin) => Ok(img),
-        Ok(_) => Err(fault(
-            StatusCode::NOT_FOUND,
-            format!("No image found with ID {id}"),
-        )),
-        Err(e) => Err(fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
 }
 
 /// `PUT /v2/images/{id}/stage`

@@ -88,6 +88,27 @@ pub fn venv_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// `nubo ring add BUILDER` for one device of weight 100 in region 1.
+pub fn ring_add(builder: &str, zone: u32, ip: &str, port: u16, device: &str) {
+    nubo_ok(&[
+        "ring",
+        "add",
+        builder,
+        "--region",
+        "1",
+        "--zone",
+        &zone.to_string(),
+        "--ip",
+        ip,
+        "--port",
+        &port.to_string(),
+        "--device",
+        device,
+        "--weight",
+        "100",
+    ]);
+}
+
 /// Runs `nubo ARGS` and requires success; its stdout.
 pub fn nubo_ok(args: &[&str]) -> String {
     let out = Command::new(nubo()).args(args).output().unwrap();
