@@ -821,3 +821,43 @@ fn imports_convert_ovas_and_refuse_hostile_data() {
     let (_, info) = g.json("GET", "/v2/info/import", Value::Null);
     assert_eq!(info["import-methods"]["value"], json!(["glance-direct"]));
 }
+
+/// An upload cut short by the registry dying leaves no image stuck in
+/// `saving` and nothing stored: after a restart the image is `killed`.
+#[test]
+fn an_upload_interrupted_by_a_registry_crash_ends_killed() {
+    use std::io::Write;
+    let mut c = Cluster::start(3);
+    let g = Glance::new(&c);
+    let id = g.create(json!({"name": "cut", "disk_format": "raw", "container_format": "bare"}));
+    let before = stored_objects(&c);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", c.registry_port)).unwrap();
+    write!(
+        s,
+        "PUT /v2/images/{id}/file HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 67108864\r\n\r\n",
+        g.token
+    )
+    .unwrap();
+    s.write_all(&vec![7u8; 4 << 20]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while g.show(&id)["status"] != "saving" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    c.restart_registry_after_kill();
+    drop(s);
+    let img = g.show(&id);
+    assert_eq!(img["status"], "killed", "{img}");
+    // The partial object, if the store committed anything, is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored_objects(&c) != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partial data left in the store"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

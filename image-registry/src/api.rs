@@ -31,6 +31,8 @@ pub struct Registry {
     pub limits: Limits,
     pub uploads_ok: AtomicU64,
     pub uploads_failed: AtomicU64,
+    /// Objects to delete once the store answers (interrupted uploads found at start).
+    pub delete_later: std::sync::Mutex<Vec<String>>,
 }
 
 /// A JSON fault, `{"error": {"code", "title", "message"}}`: the shape

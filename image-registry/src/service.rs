@@ -31,6 +31,7 @@ impl Registry {
             config,
             uploads_ok: Default::default(),
             uploads_failed: Default::default(),
+            delete_later: Default::default(),
         })
     }
 }
@@ -41,12 +42,20 @@ pub async fn run(config: RegistryConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let reg = Arc::new(Registry::open(config)?);
+    recover_interrupted(&reg)?;
     // The container may not exist yet; the store may still be starting.
     for attempt in 0..50 {
         match reg.store.ensure_container().await {
             Ok(()) => break,
             Err(e) if attempt == 49 => return Err(e).context("preparing the image container"),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    let leftovers: Vec<String> =
+        std::mem::take(&mut *reg.delete_later.lock().unwrap_or_else(|p| p.into_inner()));
+    for id in leftovers {
+        if let Err(e) = reg.store.delete(&id).await {
+            tracing::warn!(image = %id, error = %e, "could not delete the data of an interrupted upload");
         }
     }
     tracing::info!(%addr, "image registry listening");
@@ -57,5 +66,43 @@ pub async fn run(config: RegistryConfig) -> anyhow::Result<()> {
         object_store::server::shutdown_signal(),
     )
     .await;
+    Ok(())
+}
+
+/// Images a previous run left mid-way (the process stopped during an upload
+/// or an import) would otherwise stay `saving` or `importing` for ever: an
+/// interrupted upload is `killed` (its data may be partly stored, so it is
+/// deleted), an interrupted import returns to `queued`, and a staged image
+/// whose staged file is gone returns to `queued` too. Each is logged.
+fn recover_interrupted(reg: &Registry) -> anyhow::Result<()> {
+    use crate::image::Status;
+    for mut img in reg.db.all()? {
+        let staged = reg.config.data_dir.join("staging").join(&img.id);
+        let (to, why) = match img.status {
+            Status::Saving => (Status::Killed, "the registry stopped during the upload"),
+            Status::Importing => (Status::Queued, "the registry stopped during the import"),
+            Status::Uploading if !staged.exists() => (Status::Queued, "the staged data is gone"),
+            _ => continue,
+        };
+        tracing::warn!(image = %img.id, from = img.status.name(), to = to.name(), why, "recovering an interrupted image");
+        if img.status == Status::Saving {
+            // Part of it may have reached the store before the stop.
+            let _ = std::fs::remove_file(&staged);
+            img.location = None;
+            reg.delete_later
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(img.id.clone());
+        }
+        img.status = to;
+        img.failure = Some(why.to_string());
+        if to == Status::Queued {
+            img.properties
+                .insert("os_glance_import_error".into(), why.to_string());
+            img.size = None;
+        }
+        img.updated_at = crate::image::now();
+        reg.db.put(&img)?;
+    }
     Ok(())
 }

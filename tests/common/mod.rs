@@ -286,6 +286,35 @@ impl Cluster {
         port
     }
 
+    /// SIGKILLs the image registry and starts it again as its own process.
+    pub fn restart_registry_after_kill(&mut self) {
+        let cfg = self.dir.path().join("registry.toml");
+        let st = Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(cfg.to_string_lossy().as_ref())
+            .status()
+            .expect("pkill");
+        assert!(st.success(), "no registry process");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.registry_port)).is_ok() {
+            assert!(Instant::now() < deadline, "the registry did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let child = Command::new(nubo())
+            .arg("registry")
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("registry starts");
+        self.restarted.push(child);
+        while TcpStream::connect(("127.0.0.1", self.registry_port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not restart");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILLs storage node `n` (0-based).
     pub fn kill_node(&self, n: u16) {
         let cfg = self.node_config(n);
