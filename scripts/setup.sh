@@ -6,8 +6,8 @@ set -euo pipefail
 # Debian packages: a C/C++ toolchain and libclang (RocksDB is compiled from
 # source through bindgen), pkg-config, Python venvs for the client tests,
 # iproute2 and util-linux for the fault tests (network namespaces, a small tmpfs),
-# qemu-utils (qemu-img) for the image tests.
-APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux qemu-utils)
+# qemu-utils (qemu-img) for the image tests, qemu-system-x86 for the guests.
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux qemu-utils qemu-system-x86)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

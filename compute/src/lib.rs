@@ -1,5 +1,7 @@
 //! Compute: Nova-style API, scheduler, libvirt/QEMU drivers (issue 7).
 //!
-//! So far: [`scheduler`], the pure placement core.
+//! So far: [`scheduler`], the pure placement core, and [`boot_disk`], the
+//! generated guest the tests boot.
 
+pub mod boot_disk;
 pub mod scheduler;
