@@ -5,20 +5,34 @@ set -euo pipefail
 
 # Debian packages: a C/C++ toolchain and libclang (RocksDB is compiled from
 # source through bindgen), pkg-config, Python venvs for the client tests,
-# iproute2 and util-linux for the fault tests (network namespaces, a small tmpfs),
-# qemu-utils (qemu-img) for the image tests, qemu-system-x86 for the guests.
-APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux qemu-utils qemu-system-x86)
+# iproute2 and util-linux for the fault tests (network namespaces, a small tmpfs).
+# QEMU (qemu-img for the image tests, qemu-system-x86 for guests) below.
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_updated=0
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
+  apt_updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# qemu-img and qemu-system-x86_64 must come from one QEMU release: a machine
+# whose qemu-utils came from backports loses it when Debian's qemu-system-x86
+# is installed alone. Both are installed together, at the version Debian
+# offers for qemu-system-x86 (a downgrade of qemu-utils if need be).
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
+  [ "$apt_updated" -eq 1 ] || $SUDO apt-get update -qq
+  qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+  echo "setup: installing qemu-system-x86 and qemu-utils $qemu_version" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --allow-downgrades \
+    "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
