@@ -7,9 +7,10 @@
 //! must inspect as the target format) live here.
 
 use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, Limits};
+use crate::process::{run_bounded, RunError};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,16 @@ pub enum ConvertError {
     Io(#[from] std::io::Error),
 }
 
+impl From<RunError> for ConvertError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Failed(what, why) => ConvertError::QemuImg(what, why),
+            RunError::Timeout(what, limit) => ConvertError::Timeout(what, limit),
+            RunError::Io(e) => ConvertError::Io(e),
+        }
+    }
+}
+
 /// What `qemu-img info --output=json` says.
 #[derive(Debug, PartialEq)]
 pub struct QemuInfo {
@@ -36,47 +47,6 @@ pub struct QemuInfo {
     pub virtual_size: u64,
     pub backing_file: Option<String>,
     pub data_file: Option<String>,
-}
-
-/// Runs a command, killing it after `limit`; its stdout. A helper thread
-/// waits for it, so the result comes the moment it exits.
-fn run_bounded(
-    what: &'static str,
-    mut cmd: Command,
-    limit: Duration,
-) -> Result<Vec<u8>, ConvertError> {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| ConvertError::QemuImg(what, e.to_string()))?;
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(limit) {
-        Ok(out) => out?,
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            return Err(ConvertError::Timeout(what, limit));
-        }
-    };
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(ConvertError::QemuImg(
-            what,
-            if err.is_empty() {
-                out.status.to_string()
-            } else {
-                err
-            },
-        ));
-    }
-    Ok(out.stdout)
 }
 
 /// `qemu-img info` under prlimit (1 GiB address space, 2 s CPU).
@@ -93,7 +63,7 @@ pub fn qemu_info(path: &Path, format: DiskFormat) -> Result<QemuInfo, ConvertErr
         "--output=json",
     ])
     .arg(path);
-    let out = run_bounded("info", cmd, Duration::from_secs(10))?;
+    let out = run_bounded("info", cmd, Duration::from_secs(10)).map_err(ConvertError::from)?;
     let v: Value =
         serde_json::from_slice(&out).map_err(|e| ConvertError::QemuImg("info", e.to_string()))?;
     Ok(QemuInfo {
@@ -161,7 +131,7 @@ pub fn convert(
         cmd.args(["-o", "subformat=streamOptimized"]);
     }
     cmd.arg(src).arg(dst);
-    run_bounded("convert", cmd, limit)?;
+    run_bounded("convert", cmd, limit).map_err(ConvertError::from)?;
     let out = inspect::inspect(&FileSource::open(dst)?, limits)?;
     if out.format != target {
         return Err(ConvertError::Output(format!(
@@ -236,24 +206,5 @@ mod tests {
         let mut q = qemu("qcow2", 10);
         q.data_file = Some("/dev/sda".into());
         assert!(cross_check(&ours(DiskFormat::Qcow2, 10), &q).is_err());
-    }
-}
-
-#[cfg(test)]
-mod bounded_tests {
-    use super::*;
-
-    #[test]
-    fn a_command_past_its_limit_is_killed() {
-        let started = std::time::Instant::now();
-        let mut cmd = Command::new("sleep");
-        cmd.arg("5");
-        let e = run_bounded("info", cmd, Duration::from_millis(200)).unwrap_err();
-        assert!(matches!(e, ConvertError::Timeout(..)), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(2));
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo bad >&2; exit 3"]);
-        let e = run_bounded("convert", cmd, Duration::from_secs(5)).unwrap_err();
-        assert_eq!(e.to_string(), "qemu-img convert failed: bad");
     }
 }

@@ -23,6 +23,7 @@ pub mod image;
 #[cfg(feature = "service")]
 pub mod import;
 pub mod inspect;
+pub mod process;
 #[cfg(feature = "service")]
 pub mod schema;
 #[cfg(feature = "service")]
