@@ -45,10 +45,25 @@ fn code(message_addr: u16) -> Vec<u8> {
 /// A raw disk of `size` bytes (at least 512) whose boot sector prints
 /// `marker` on COM1 and powers off.
 pub fn marker_disk(marker: &str, size: usize) -> Vec<u8> {
+    disk(marker, size, true)
+}
+
+/// Like [`marker_disk`], but the guest stays up (halted) after printing,
+/// for tests that stop, reboot or inspect a running instance.
+pub fn idle_marker_disk(marker: &str, size: usize) -> Vec<u8> {
+    disk(marker, size, false)
+}
+
+fn disk(marker: &str, size: usize, power_off: bool) -> Vec<u8> {
     assert!(size >= 512, "a disk holds at least its boot sector");
     let code_len = code(0).len();
     let message_addr = 0x7C00 + code_len as u16;
     let mut sector = code(message_addr);
+    if !power_off {
+        // Turn both `out dx, ax` of the power-off into `nop`s.
+        sector[26] = 0x90;
+        sector[30] = 0x90;
+    }
     sector.extend_from_slice(marker.as_bytes());
     sector.extend_from_slice(b"\r\n\0");
     // The partition table (446..510) stays empty: a valid MBR for the
@@ -82,5 +97,12 @@ mod tests {
         let msg_at = c.len();
         assert_eq!(&d[msg_at..msg_at + 9], b"NUBO-TEST");
         assert!(d[446..510].iter().all(|b| *b == 0));
+        let idle = idle_marker_disk("NUBO-TEST", 4096);
+        assert_eq!((idle[26], idle[30]), (0x90, 0x90));
+        assert_eq!(
+            (c[26], c[30]),
+            (0xEF, 0xEF),
+            "the power-off writes are where idle patches them"
+        );
     }
 }

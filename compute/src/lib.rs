@@ -5,5 +5,6 @@
 //! boot.
 
 pub mod boot_disk;
+pub mod driver;
 pub mod overlay;
 pub mod scheduler;

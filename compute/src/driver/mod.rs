@@ -1,0 +1,69 @@
+//! Hypervisor drivers: what the compute agent asks of a host. Two
+//! implementations share one test suite: `qemu` (runs qemu-system-x86_64
+//! directly and talks QMP, for hosts without libvirt) and, to come, `libvirt`.
+
+pub mod qemu;
+
+use std::path::PathBuf;
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceSpec {
+    /// Unique on the host; names the domain / process.
+    pub name: String,
+    pub vcpus: u32,
+    pub ram_mb: u64,
+    /// The instance's qcow2 overlay.
+    pub disk: PathBuf,
+    /// Where the serial console is logged.
+    pub console_log: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerState {
+    Running,
+    Paused,
+    /// Stopped, by request or because the guest powered off.
+    Shutoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("no instance {0} on this host")]
+    NotFound(String),
+    #[error("instance {0} already exists on this host")]
+    Exists(String),
+    #[error("launching {0} failed: {1}")]
+    Launch(String, String),
+    #[error("hypervisor: {0}")]
+    Hypervisor(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The operations the compute agent needs of a hypervisor.
+pub trait Driver: Send + Sync {
+    fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError>;
+    fn state(&self, name: &str) -> Result<PowerState, DriverError>;
+    /// Powers off at once (Nova's os-stop on a guest that ignores ACPI).
+    fn stop(&self, name: &str) -> Result<(), DriverError>;
+    /// Stops if running and forgets the instance (its disk is the caller's).
+    fn destroy(&self, name: &str) -> Result<(), DriverError>;
+    /// The instances this driver runs or has stopped.
+    fn list(&self) -> Result<Vec<String>, DriverError>;
+}
+
+/// The last `max` bytes of a console log (Nova returns the tail).
+pub fn console_tail(log: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::File::open(log) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
