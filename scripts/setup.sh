@@ -6,8 +6,10 @@ set -euo pipefail
 # Debian packages: a C/C++ toolchain and libclang (RocksDB is compiled from
 # source through bindgen), pkg-config, Python venvs for the client tests,
 # iproute2 and util-linux for the fault tests (network namespaces, a small tmpfs).
-# QEMU (qemu-img for the image tests, qemu-system-x86 for guests) below.
-APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux)
+# libvirt for the compute hosts. QEMU (qemu-img for the image tests,
+# qemu-system-x86 for guests) below.
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -33,6 +35,28 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/de
   echo "setup: installing qemu-system-x86 and qemu-utils $qemu_version" >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --allow-downgrades \
     "qemu-system-x86=$qemu_version" "qemu-utils=$qemu_version" >/dev/null
+fi
+
+# libvirtd without systemd: the user its QEMU runs as, its directories, and
+# the two daemons (virtlogd keeps the consoles) started if not running.
+if ! getent passwd libvirt-qemu >/dev/null; then
+  getent group libvirt-qemu >/dev/null || $SUDO groupadd -r libvirt-qemu
+  $SUDO useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+fi
+$SUDO mkdir -p /var/log/libvirt /var/lib/libvirt/qemu /run/libvirt
+# On this development host QEMU runs as root under libvirt, so guests can
+# use disks in any test's private temp directory. (A production host keeps
+# libvirt's default user and gives it its instance directories.)
+if [ ! -e /etc/libvirt/qemu.conf ]; then
+  printf 'user = "root"\ngroup = "root"\ndynamic_ownership = 0\n' | $SUDO tee /etc/libvirt/qemu.conf >/dev/null
+fi
+pgrep -x virtlogd >/dev/null || $SUDO virtlogd -d
+if ! pgrep -x libvirtd >/dev/null; then
+  $SUDO libvirtd -d
+  for _ in $(seq 1 100); do
+    [ -S /run/libvirt/libvirt-sock ] && break
+    sleep 0.1
+  done
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

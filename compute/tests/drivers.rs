@@ -4,6 +4,7 @@
 //! and destroyed, and nothing of it is left.
 
 use compute::boot_disk::{idle_marker_disk, marker_disk};
+use compute::driver::libvirt::LibvirtDriver;
 use compute::driver::qemu::QemuDriver;
 use compute::driver::{console_tail, Driver, InstanceSpec, PowerState};
 use compute::overlay;
@@ -31,12 +32,12 @@ fn spec(dir: &Path, name: &str, base: &Path) -> InstanceSpec {
     }
 }
 
-fn suite(driver: &dyn Driver, dir: &Path) {
+fn suite(driver: &dyn Driver, dir: &Path, prefix: &str) {
     // A guest that prints and stays up: running, then stopped, then gone.
     let base = dir.join("idle.raw");
     std::fs::write(&base, idle_marker_disk("NUBO-IDLE-UP", 1 << 20)).unwrap();
     let base_bytes = std::fs::read(&base).unwrap();
-    let s = spec(dir, "idle-1", &base);
+    let s = spec(dir, &format!("{prefix}idle-1"), &base);
     driver.launch(&s).unwrap();
     assert!(matches!(
         driver.launch(&s),
@@ -46,28 +47,35 @@ fn suite(driver: &dyn Driver, dir: &Path) {
         String::from_utf8_lossy(&console_tail(&s.console_log, 100 << 10).unwrap())
             .contains("NUBO-IDLE-UP")
     });
-    assert_eq!(driver.state("idle-1").unwrap(), PowerState::Running);
-    assert_eq!(driver.list().unwrap(), ["idle-1"]);
-    driver.stop("idle-1").unwrap();
-    assert_eq!(driver.state("idle-1").unwrap(), PowerState::Shutoff);
-    driver.destroy("idle-1").unwrap();
+    assert_eq!(
+        driver.state(&format!("{prefix}idle-1")).unwrap(),
+        PowerState::Running
+    );
+    assert_eq!(driver.list().unwrap(), [format!("{prefix}idle-1")]);
+    driver.stop(&format!("{prefix}idle-1")).unwrap();
+    assert_eq!(
+        driver.state(&format!("{prefix}idle-1")).unwrap(),
+        PowerState::Shutoff
+    );
+    driver.destroy(&format!("{prefix}idle-1")).unwrap();
     assert!(driver.list().unwrap().is_empty());
-    assert!(driver.state("idle-1").is_err());
+    assert!(driver.state(&format!("{prefix}idle-1")).is_err());
     // A guest that powers itself off: it ends Shutoff on its own.
     let base2 = dir.join("off.raw");
     std::fs::write(&base2, marker_disk("NUBO-POWER-OFF", 1 << 20)).unwrap();
-    let s2 = spec(dir, "off-1", &base2);
+    let s2 = spec(dir, &format!("{prefix}off-1"), &base2);
     driver.launch(&s2).unwrap();
     wait_for("the guest to power off", Duration::from_secs(30), || {
-        driver.state("off-1").unwrap() == PowerState::Shutoff
+        driver.state(&format!("{prefix}off-1")).unwrap() == PowerState::Shutoff
     });
     assert!(
         String::from_utf8_lossy(&console_tail(&s2.console_log, 1 << 20).unwrap())
             .contains("NUBO-POWER-OFF")
     );
-    driver.destroy("off-1").unwrap();
+    driver.destroy(&format!("{prefix}off-1")).unwrap();
     // The bases are untouched: every write went to the overlays.
     assert_eq!(std::fs::read(&base).unwrap(), base_bytes);
+    assert!(driver.list().unwrap().is_empty());
     // No QEMU of ours is left.
     let ours = std::process::Command::new("pgrep")
         .args(["-f", &dir.display().to_string()])
@@ -83,5 +91,14 @@ fn suite(driver: &dyn Driver, dir: &Path) {
 fn the_qemu_driver_passes_the_driver_suite() {
     let dir = tempfile::tempdir().unwrap();
     let driver = QemuDriver::new(&dir.path().join("state"), false).unwrap();
-    suite(&driver, dir.path());
+    suite(&driver, dir.path(), "");
+}
+
+#[test]
+fn the_libvirt_driver_passes_the_driver_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("nubo-test-{}-", std::process::id());
+    let driver = LibvirtDriver::new("qemu:///system", false, &prefix)
+        .expect("a libvirt daemon answers at qemu:///system (the test command starts one)");
+    suite(&driver, dir.path(), &prefix);
 }

@@ -1,7 +1,8 @@
 //! Hypervisor drivers: what the compute agent asks of a host. Two
 //! implementations share one test suite: `qemu` (runs qemu-system-x86_64
-//! directly and talks QMP, for hosts without libvirt) and, to come, `libvirt`.
+//! directly and talks QMP, for hosts without libvirt) and `libvirt`.
 
+pub mod libvirt;
 pub mod qemu;
 
 use std::path::PathBuf;

@@ -1,0 +1,178 @@
+//! The `libvirt` driver, through the `virt` crate: each instance is a
+//! persistent domain (so a guest that powers off stays known, `Shutoff`),
+//! of type `qemu` (software emulation) or `kvm` as configured, with a
+//! virtio disk and its serial console logged to a file. Only domains whose
+//! names start with the driver's prefix are its own.
+
+use super::{Driver, DriverError, InstanceSpec, PowerState};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::ErrorNumber;
+
+pub struct LibvirtDriver {
+    uri: String,
+    /// `qemu` or `kvm`.
+    domain_type: &'static str,
+    prefix: String,
+}
+
+fn hv(e: virt::error::Error) -> DriverError {
+    DriverError::Hypervisor(e.to_string())
+}
+
+/// Text safe inside an XML attribute or element.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The domain XML of an instance.
+pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
+    format!(
+        r#"<domain type='{domain_type}'>
+  <name>{name}</name>
+  <memory unit='MiB'>{ram}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <serial type='file'><source path='{log}'/><target port='0'/></serial>
+  </devices>
+</domain>"#,
+        name = xml_escape(&spec.name),
+        ram = spec.ram_mb,
+        vcpus = spec.vcpus,
+        disk = xml_escape(&spec.disk.to_string_lossy()),
+        log = xml_escape(&spec.console_log.to_string_lossy()),
+    )
+}
+
+impl LibvirtDriver {
+    /// `uri` such as `qemu:///system`; `kvm` picks the domain type.
+    pub fn new(uri: &str, kvm: bool, prefix: &str) -> Result<LibvirtDriver, DriverError> {
+        // Fails early when no daemon answers, so callers can fall back.
+        Connect::open(Some(uri)).map_err(hv)?;
+        Ok(LibvirtDriver {
+            uri: uri.to_string(),
+            domain_type: if kvm { "kvm" } else { "qemu" },
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn conn(&self) -> Result<Connect, DriverError> {
+        Connect::open(Some(&self.uri)).map_err(hv)
+    }
+
+    fn domain(&self, conn: &Connect, name: &str) -> Result<Domain, DriverError> {
+        if !name.starts_with(&self.prefix) {
+            return Err(DriverError::NotFound(name.into()));
+        }
+        Domain::lookup_by_name(conn, name).map_err(|e| match e.code() {
+            ErrorNumber::NoDomain => DriverError::NotFound(name.into()),
+            _ => hv(e),
+        })
+    }
+}
+
+impl Driver for LibvirtDriver {
+    fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
+        if !spec.name.starts_with(&self.prefix) {
+            return Err(DriverError::Launch(
+                spec.name.clone(),
+                format!("names must start with {}", self.prefix),
+            ));
+        }
+        let mut conn = self.conn()?;
+        if self.domain(&conn, &spec.name).is_ok() {
+            return Err(DriverError::Exists(spec.name.clone()));
+        }
+        let result = Domain::define_xml(&conn, &domain_xml(spec, self.domain_type))
+            .and_then(|d| d.create().map(|_| d))
+            .map_err(|e| DriverError::Launch(spec.name.clone(), e.to_string()));
+        if result.is_err() {
+            if let Ok(d) = Domain::lookup_by_name(&conn, &spec.name) {
+                let _ = d.undefine();
+            }
+        }
+        let _ = conn.close();
+        result.map(|_| ())
+    }
+
+    fn state(&self, name: &str) -> Result<PowerState, DriverError> {
+        let mut conn = self.conn()?;
+        let d = self.domain(&conn, name)?;
+        let (state, _) = d.get_state().map_err(hv)?;
+        let _ = conn.close();
+        Ok(match state {
+            virt::sys::VIR_DOMAIN_RUNNING | virt::sys::VIR_DOMAIN_BLOCKED => PowerState::Running,
+            virt::sys::VIR_DOMAIN_PAUSED | virt::sys::VIR_DOMAIN_PMSUSPENDED => PowerState::Paused,
+            _ => PowerState::Shutoff,
+        })
+    }
+
+    fn stop(&self, name: &str) -> Result<(), DriverError> {
+        let mut conn = self.conn()?;
+        let d = self.domain(&conn, name)?;
+        if d.is_active().map_err(hv)? {
+            d.destroy().map_err(hv)?;
+        }
+        let _ = conn.close();
+        Ok(())
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), DriverError> {
+        let mut conn = self.conn()?;
+        let d = self.domain(&conn, name)?;
+        if d.is_active().map_err(hv)? {
+            d.destroy().map_err(hv)?;
+        }
+        d.undefine().map_err(hv)?;
+        let _ = conn.close();
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<String>, DriverError> {
+        let mut conn = self.conn()?;
+        let mut names: Vec<String> = conn
+            .list_all_domains(0)
+            .map_err(hv)?
+            .iter()
+            .filter_map(|d| d.get_name().ok())
+            .filter(|n| n.starts_with(&self.prefix))
+            .collect();
+        let _ = conn.close();
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_domain_xml_escapes_paths_and_sets_the_type() {
+        let spec = InstanceSpec {
+            name: "nubo-1".into(),
+            vcpus: 2,
+            ram_mb: 512,
+            disk: "/data/a&b'.qcow2".into(),
+            console_log: "/data/console.log".into(),
+        };
+        let xml = domain_xml(&spec, "qemu");
+        assert!(xml.starts_with("<domain type='qemu'>"));
+        assert!(xml.contains("<source file='/data/a&amp;b&apos;.qcow2'/>"));
+        assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>512</memory>"));
+        assert!(xml.contains("<target dev='vda' bus='virtio'/>"));
+    }
+}
