@@ -204,15 +204,27 @@ fn spawn(role: &str, config: &Path, log: &Path) -> Result<Child> {
         .create(true)
         .append(true)
         .open(log)?;
-    Command::new(exe)
-        .arg(role)
+    let mut cmd = Command::new(exe);
+    cmd.arg(role)
         .arg("--config")
         .arg(config)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .with_context(|| format!("starting {role}"))
+        .stderr(out);
+    // If `nubo up` itself is killed outright (it stops its services on a
+    // signal it can catch), each service gets SIGTERM rather than running
+    // on as an orphan.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().with_context(|| format!("starting {role}"))
 }
 
 fn wait_healthy(addr: &str, deadline: Duration) -> bool {

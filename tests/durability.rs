@@ -446,3 +446,27 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// `nubo up` killed outright (SIGKILL, no chance to stop its services)
+/// leaves no service running: each one gets SIGTERM when it goes.
+#[test]
+fn services_do_not_outlive_a_killed_nubo_up() {
+    let c = Cluster::start(3);
+    let dir = c.data_dir().display().to_string();
+    let running = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("{dir}/")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(running(), 5, "3 storage nodes, the proxy and the registry");
+    let st = Command::new("pkill")
+        .args(["-KILL", "-f", &format!("nubo up --data-dir {dir}")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_until("the services to stop", Duration::from_secs(15), || {
+        running() == 0
+    });
+}
