@@ -14,9 +14,7 @@ pub fn run(ring_path: &Path) -> Result<()> {
         std::fs::read(ring_path).with_context(|| format!("reading {}", ring_path.display()))?;
     let ring = ring_tools::ring_file::decode(&bytes)
         .with_context(|| format!("{} is not a valid ring", ring_path.display()))?;
-    let mut nodes: Vec<String> = ring.devices().iter().map(|d| d.node_addr()).collect();
-    nodes.sort();
-    nodes.dedup();
+    let nodes = ring.node_addrs();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

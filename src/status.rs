@@ -37,9 +37,7 @@ fn sum(m: &BTreeMap<String, f64>, prefix: &str) -> f64 {
 pub fn run(args: StatusArgs) -> Result<()> {
     let ring = ring_tools::Ring::load(&args.ring)
         .with_context(|| format!("loading {}", args.ring.display()))?;
-    let mut nodes: Vec<String> = ring.devices().iter().map(|d| d.node_addr()).collect();
-    nodes.sort();
-    nodes.dedup();
+    let nodes = ring.node_addrs();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

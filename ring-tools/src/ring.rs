@@ -181,6 +181,14 @@ impl Ring {
     pub fn checksum_hex(&self) -> String {
         self.checksum.iter().map(|b| format!("{b:02x}")).collect()
     }
+    /// Every storage node (`ip:port`) the ring names, once each, sorted.
+    pub fn node_addrs(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self.devices().iter().map(|d| d.node_addr()).collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
     pub fn devices(&self) -> &[Device] {
         &self.parts.devices
     }
@@ -330,6 +338,15 @@ mod tests {
             table,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn node_addrs_name_each_node_once() {
+        let ring = sample_ring();
+        let nodes = ring.node_addrs();
+        // 12 devices, 2 per host, 6 hosts.
+        assert_eq!(nodes.len(), 6);
+        assert!(nodes.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
