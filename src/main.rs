@@ -20,7 +20,8 @@ enum Command {
     #[command(subcommand)]
     Ring(RingCli),
     /// Start a local cluster: storage nodes, the proxy (Swift and S3 on
-    /// :8080) and the image registry (:9292).
+    /// :8080), the image registry (:9292), the compute API (:8774) and one
+    /// compute agent.
     Up(up::UpArgs),
     /// Operator views of a running cluster.
     #[command(subcommand)]
@@ -39,6 +40,16 @@ enum Command {
     Image(image_cli::ImageArgs),
     /// Run the image registry (Glance Image API v2, port 9292).
     Registry {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Run the compute API (Nova API v2.1, port 8774).
+    ComputeApi {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Run a compute agent: the hypervisor side of one host.
+    ComputeAgent {
         #[arg(long)]
         config: std::path::PathBuf,
     },
@@ -95,6 +106,12 @@ fn main() -> ExitCode {
         Command::Registry { config } => object_store::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(image_registry::service::run(c))),
+        Command::ComputeApi { config } => object_store::config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| runtime()?.block_on(compute::api::run(c))),
+        Command::ComputeAgent { config } => object_store::config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| runtime()?.block_on(compute::agent::run(c))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

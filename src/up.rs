@@ -27,6 +27,16 @@ pub struct UpArgs {
     /// The image registry (Glance API).
     #[arg(long, default_value_t = 9292)]
     pub registry_port: u16,
+    /// The compute API (Nova API v2.1).
+    #[arg(long, default_value_t = 8774)]
+    pub compute_port: u16,
+    /// The local compute agent's internal API.
+    #[arg(long, default_value_t = 8779)]
+    pub agent_port: u16,
+    /// The local agent's hypervisor driver: libvirt, qemu, or auto
+    /// (libvirt where its daemon answers).
+    #[arg(long, default_value = "auto")]
+    pub compute_driver: String,
     /// The ring's min_part_hours when it is first built.
     #[arg(long, default_value_t = 1)]
     pub min_part_hours: u32,
@@ -43,6 +53,8 @@ pub struct Layout {
     pub node_ports: Vec<u16>,
     pub proxy_config: PathBuf,
     pub registry_config: PathBuf,
+    pub compute_api_config: PathBuf,
+    pub compute_agent_config: PathBuf,
     pub logs: PathBuf,
 }
 
@@ -185,13 +197,69 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
     };
     let registry_config = dir.join("registry.toml");
     std::fs::write(&registry_config, toml::to_string(&registry)?)?;
+    let (compute_api_config, compute_agent_config) = prepare_compute(args, &proxy.auth)?;
     Ok(Layout {
         node_configs,
         node_ports,
         proxy_config,
         registry_config,
+        compute_api_config,
+        compute_agent_config,
         logs,
     })
+}
+
+/// The compute API's and the local agent's configs: the API shares the
+/// proxy's users and token secret; the agent reports every 2 s, and a host
+/// silent for 10 s is down.
+fn prepare_compute(args: &UpArgs, auth: &AuthConfig) -> Result<(PathBuf, PathBuf)> {
+    let dir = &args.data_dir;
+    let key_path = dir.join("agent-key");
+    if !key_path.exists() {
+        std::fs::write(
+            &key_path,
+            hex::encode(object_store::proxy::rand_bytes::<16>()),
+        )?;
+    }
+    let agent_key = std::fs::read_to_string(&key_path)?.trim().to_string();
+    let api_url = format!("http://127.0.0.1:{}", args.compute_port);
+    let api = compute::config::ApiConfig {
+        bind_ip: "127.0.0.1".into(),
+        port: args.compute_port,
+        data_dir: abs(&dir.join("compute-api"))?,
+        auth: auth.clone(),
+        registry_url: format!("http://127.0.0.1:{}", args.registry_port),
+        agent_key: agent_key.clone(),
+        scheduler: Default::default(),
+        allocation_ratios: Default::default(),
+        host_down_after_secs: 10,
+        max_attempts: 3,
+        create_classic_flavors: true,
+    };
+    let agent = compute::config::AgentConfig {
+        bind_ip: "127.0.0.1".into(),
+        port: args.agent_port,
+        host: None,
+        availability_zone: "nova".into(),
+        data_dir: abs(&dir.join("compute-host"))?,
+        api_url,
+        agent_key,
+        driver: args.compute_driver.clone(),
+        libvirt_uri: "qemu:///system".into(),
+        kvm: false,
+        qemu_binary: "qemu-system-x86_64".into(),
+        vcpus: None,
+        ram_mb: None,
+        disk_gb: None,
+        heartbeat_secs: 2,
+        shutdown_timeout_secs: 5,
+        base_unused_secs: 86_400,
+    };
+    let api_path = dir.join("compute-api.toml");
+    std::fs::write(&api_path, toml::to_string(&api)?)?;
+    let agent_path = dir.join("compute-agent.toml");
+    std::fs::write(&agent_path, toml::to_string(&agent)?)?;
+    Ok((api_path, agent_path))
 }
 
 fn abs(p: &Path) -> Result<PathBuf> {
@@ -225,6 +293,30 @@ fn spawn(role: &str, config: &Path, log: &Path) -> Result<Child> {
         });
     }
     cmd.spawn().with_context(|| format!("starting {role}"))
+}
+
+/// Polls the compute API's metrics until it counts a host up.
+fn wait_for_compute_host(addr: &str, deadline: Instant) -> bool {
+    use std::io::Read;
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut page = String::new();
+            let asked = write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_ok();
+            if asked && s.read_to_string(&mut page).is_ok() {
+                let up = page
+                    .lines()
+                    .find_map(|l| l.strip_prefix("nubo_compute_hosts{state=\"up\"} "))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                if up > 0 {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 fn wait_healthy(addr: &str, deadline: Duration) -> bool {
@@ -266,14 +358,30 @@ pub fn run(args: UpArgs) -> Result<()> {
             &layout.logs.join("registry.log"),
         )?,
     ));
+    for (role, cfg) in [
+        ("compute-api", &layout.compute_api_config),
+        ("compute-agent", &layout.compute_agent_config),
+    ] {
+        children.push((
+            role.into(),
+            spawn(role, cfg, &layout.logs.join(format!("{role}.log")))?,
+        ));
+    }
     let proxy_addr = format!("127.0.0.1:{}", args.proxy_port);
     let registry_addr = format!("127.0.0.1:{}", args.registry_port);
+    let compute_addr = format!("127.0.0.1:{}", args.compute_port);
+    let agent_addr = format!("127.0.0.1:{}", args.agent_port);
     // Up means every service listens; a service that exits while starting
     // (a port already taken, a bad device) fails the whole command.
-    let addrs: Vec<String> = [proxy_addr.clone(), registry_addr.clone()]
-        .into_iter()
-        .chain(layout.node_ports.iter().map(|p| format!("127.0.0.1:{p}")))
-        .collect();
+    let addrs: Vec<String> = [
+        proxy_addr.clone(),
+        registry_addr.clone(),
+        compute_addr.clone(),
+        agent_addr,
+    ]
+    .into_iter()
+    .chain(layout.node_ports.iter().map(|p| format!("127.0.0.1:{p}")))
+    .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     for addr in &addrs {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -288,6 +396,15 @@ pub fn run(args: UpArgs) -> Result<()> {
             );
         }
     }
+    // Up also means the local compute host has registered, so that the
+    // first launch finds a host.
+    if !wait_for_compute_host(&compute_addr, deadline) {
+        stop(&mut children);
+        bail!(
+            "the compute agent did not register with the compute API; see {}",
+            layout.logs.display()
+        );
+    }
     println!(
         "Nubo is up ({} storage nodes, data in {}).",
         layout.node_configs.len(),
@@ -296,6 +413,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     println!("  Swift:  http://{proxy_addr}/auth/v1.0   user test:tester   key testing");
     println!("          swift -A http://{proxy_addr}/auth/v1.0 -U test:tester -K testing stat");
     println!("  Glance: http://{registry_addr}/v2/images   (X-Auth-Token from the Swift login)");
+    println!("  Nova:   http://{compute_addr}/v2.1/servers   (same token; flavors m1.tiny, m1.small, m1.medium)");
     println!("  Logs:   {}", layout.logs.display());
     println!("Ctrl-C stops every service.");
 
@@ -313,7 +431,7 @@ pub fn run(args: UpArgs) -> Result<()> {
                 eprintln!(
                     "{name} exited ({status}); restart it with: nubo {} --config ...",
                     match name.as_str() {
-                        "proxy" | "registry" => name.as_str(),
+                        "proxy" | "registry" | "compute-api" | "compute-agent" => name.as_str(),
                         _ => "storage-node",
                     }
                 );

@@ -460,7 +460,11 @@ fn services_do_not_outlive_a_killed_nubo_up() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
-    assert_eq!(running(), 5, "3 storage nodes, the proxy and the registry");
+    assert_eq!(
+        running(),
+        7,
+        "3 storage nodes, the proxy, the registry, the compute API and agent"
+    );
     let st = Command::new("pkill")
         .args(["-KILL", "-f", &format!("nubo up --data-dir {dir}")])
         .status()

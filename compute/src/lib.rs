@@ -1,10 +1,27 @@
-//! Compute: Nova-style API, scheduler, libvirt/QEMU drivers (issue 7).
+//! Compute: a Nova-style API that schedules instances on compute hosts,
+//! and the agent that runs them there, from templates cached on the host
+//! and cloned as qcow2 copy-on-write overlays.
 //!
-//! So far: [`scheduler`], the pure placement core; [`overlay`], instance
-//! disks on cached bases; and [`boot_disk`], the generated guest the tests
-//! boot.
+//! The pure cores: [`scheduler`] (filters and weighers), [`instance`]
+//! (Nova's states, allowed actions, reconciliation). The shells: [`api`]
+//! (HTTP) over [`conductor`] (build, retry, actions, heartbeats) and
+//! [`db`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
+//! [`template_cache`] and [`overlay`]. [`boot_disk`] builds the tiny guest
+//! the tests boot.
 
+// Handlers return ready-made error responses through `Result`, as in the
+// other services.
+#![allow(clippy::result_large_err)]
+
+pub mod agent;
+pub mod api;
 pub mod boot_disk;
+pub mod conductor;
+pub mod config;
+pub mod db;
 pub mod driver;
+pub mod instance;
 pub mod overlay;
+pub mod rest;
 pub mod scheduler;
+pub mod template_cache;

@@ -84,7 +84,10 @@ impl Default for Weights {
 #[serde(rename_all = "snake_case", tag = "policy")]
 pub enum Policy {
     /// Filters, then weighers (the default).
-    FilterWeigher { weights: Weights },
+    FilterWeigher {
+        #[serde(default)]
+        weights: Weights,
+    },
     /// Any host that passes the filters.
     Random,
     /// The host with the fewest instances (then the most free RAM).

@@ -52,10 +52,30 @@ fn suite(driver: &dyn Driver, dir: &Path, prefix: &str) {
         PowerState::Running
     );
     assert_eq!(driver.list().unwrap(), [format!("{prefix}idle-1")]);
+    let stats = driver.stats(&format!("{prefix}idle-1")).unwrap();
+    assert_eq!(stats.memory_max_kib, 64 * 1024);
+    assert!(stats.cpu_time_ns > 0, "{stats:?}");
+    assert!(
+        stats.disk_read_bytes >= 512,
+        "the BIOS read the boot sector: {stats:?}"
+    );
     driver.stop(&format!("{prefix}idle-1")).unwrap();
     assert_eq!(
         driver.state(&format!("{prefix}idle-1")).unwrap(),
         PowerState::Shutoff
+    );
+    // Stopped, it is still known; started again, it boots again.
+    assert_eq!(driver.list().unwrap(), [format!("{prefix}idle-1")]);
+    driver.start(&format!("{prefix}idle-1")).unwrap();
+    wait_for("the marker a second time", Duration::from_secs(30), || {
+        String::from_utf8_lossy(&console_tail(&s.console_log, 100 << 10).unwrap())
+            .matches("NUBO-IDLE-UP")
+            .count()
+            >= 2
+    });
+    assert_eq!(
+        driver.state(&format!("{prefix}idle-1")).unwrap(),
+        PowerState::Running
     );
     driver.destroy(&format!("{prefix}idle-1")).unwrap();
     assert!(driver.list().unwrap().is_empty());
@@ -72,6 +92,7 @@ fn suite(driver: &dyn Driver, dir: &Path, prefix: &str) {
         String::from_utf8_lossy(&console_tail(&s2.console_log, 1 << 20).unwrap())
             .contains("NUBO-POWER-OFF")
     );
+    assert_eq!(driver.list().unwrap(), [format!("{prefix}off-1")]);
     driver.destroy(&format!("{prefix}off-1")).unwrap();
     // The bases are untouched: every write went to the overlays.
     assert_eq!(std::fs::read(&base).unwrap(), base_bytes);

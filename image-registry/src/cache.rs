@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub struct Cache {
-    root: PathBuf,
+    /// Complete files, one per image id.
+    complete: PathBuf,
+    /// Files being written.
+    incomplete: PathBuf,
     max_bytes: u64,
     /// One lock per image being fetched, so a second request waits for the
     /// first fetch instead of starting its own.
@@ -57,16 +60,27 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Cache {
+    /// A cache in `root/complete` and `root/incomplete` (the registry's).
     pub fn open(root: &Path, max_bytes: u64) -> std::io::Result<Cache> {
-        let incomplete = root.join("incomplete");
+        Cache::open_in(&root.join("complete"), &root.join("incomplete"), max_bytes)
+    }
+
+    /// A cache whose complete files are `dir/<id>` and whose partial ones
+    /// are in `dir/.incomplete` (a compute host's `_base`).
+    pub fn open_flat(dir: &Path, max_bytes: u64) -> std::io::Result<Cache> {
+        Cache::open_in(dir, &dir.join(".incomplete"), max_bytes)
+    }
+
+    fn open_in(complete: &Path, incomplete: &Path, max_bytes: u64) -> std::io::Result<Cache> {
         // Partial files from before a restart are never served.
         if incomplete.exists() {
-            std::fs::remove_dir_all(&incomplete)?;
+            std::fs::remove_dir_all(incomplete)?;
         }
-        std::fs::create_dir_all(&incomplete)?;
-        std::fs::create_dir_all(root.join("complete"))?;
+        std::fs::create_dir_all(incomplete)?;
+        std::fs::create_dir_all(complete)?;
         Ok(Cache {
-            root: root.to_path_buf(),
+            complete: complete.to_path_buf(),
+            incomplete: incomplete.to_path_buf(),
             max_bytes,
             fetching: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
@@ -77,7 +91,7 @@ impl Cache {
     }
 
     fn complete_path(&self, id: &str) -> Option<PathBuf> {
-        valid_id(id).then(|| self.root.join("complete").join(id))
+        valid_id(id).then(|| self.complete.join(id))
     }
 
     /// A complete cached file, its access time refreshed; counts a hit.
@@ -93,9 +107,7 @@ impl Cache {
     pub fn incomplete_path(&self, id: &str) -> PathBuf {
         let mut r = [0u8; 8];
         getrandom::fill(&mut r).expect("the OS random source works");
-        self.root
-            .join("incomplete")
-            .join(format!("{id}.{}", hex::encode(r)))
+        self.incomplete.join(format!("{id}.{}", hex::encode(r)))
     }
 
     /// Makes a fully written (and synced) file the cached copy of `id`.
@@ -153,12 +165,16 @@ impl Cache {
     }
 
     pub fn entries(&self) -> Vec<Entry> {
-        let Ok(dir) = std::fs::read_dir(self.root.join("complete")) else {
+        let Ok(dir) = std::fs::read_dir(&self.complete) else {
             return Vec::new();
         };
         dir.flatten()
             .filter_map(|e| {
+                let id = e.file_name().to_string_lossy().into_owned();
                 let meta = e.metadata().ok()?;
+                if !meta.is_file() || !valid_id(&id) {
+                    return None;
+                }
                 let last = meta
                     .modified()
                     .ok()?
@@ -166,7 +182,7 @@ impl Cache {
                     .ok()?
                     .as_secs();
                 Some(Entry {
-                    id: e.file_name().to_string_lossy().into_owned(),
+                    id,
                     size: meta.len(),
                     last_accessed: last,
                 })

@@ -3,6 +3,9 @@
 //! exits (`nubo up` follows its parent).
 #![allow(dead_code)]
 
+pub mod glance;
+pub mod nova;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -37,6 +40,8 @@ pub struct Cluster {
     pub dir: DataDir,
     pub proxy_port: u16,
     pub registry_port: u16,
+    pub compute_port: u16,
+    pub agent_port: u16,
     pub node_base_port: u16,
     pub nodes: u16,
     restarted: Vec<Child>,
@@ -147,8 +152,10 @@ impl Cluster {
     }
 
     fn start_in(dir: DataDir, nodes: u16, flags: &[&str]) -> Cluster {
-        let base = ports(nodes + 2);
-        let (proxy_port, registry_port, node_base_port) = (base, base + 1, base + 2);
+        let base = ports(nodes + 4);
+        let (proxy_port, registry_port, compute_port, agent_port) =
+            (base, base + 1, base + 2, base + 3);
+        let node_base_port = base + 4;
         let mut child = Command::new(nubo())
             .args(["up", "--data-dir"])
             .arg(dir.path())
@@ -161,6 +168,10 @@ impl Cluster {
                 &node_base_port.to_string(),
                 "--registry-port",
                 &registry_port.to_string(),
+                "--compute-port",
+                &compute_port.to_string(),
+                "--agent-port",
+                &agent_port.to_string(),
             ])
             .args(flags)
             .stdout(Stdio::piped())
@@ -186,6 +197,8 @@ impl Cluster {
             dir,
             proxy_port,
             registry_port,
+            compute_port,
+            agent_port,
             node_base_port,
             nodes,
             restarted: Vec::new(),
@@ -211,6 +224,41 @@ impl Cluster {
 
     pub fn registry_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.registry_port)
+    }
+
+    pub fn compute_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.compute_port)
+    }
+
+    /// Starts a process of `nubo <role> --config <config>` that lives as
+    /// long as the cluster, and waits for it to listen on `port`.
+    pub fn start_service(&mut self, role: &str, config: &Path, port: u16) {
+        let child = Command::new(nubo())
+            .arg(role)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("service starts");
+        self.restarted.push(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{role} did not start on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (KILL, STOP, CONT...) to the processes whose command
+    /// line names `config`.
+    pub fn signal_service(&self, config: &Path, signal: &str) {
+        let st = Command::new("pkill")
+            .arg(format!("-{signal}"))
+            .arg("-f")
+            .arg(config.to_string_lossy().as_ref())
+            .status()
+            .expect("pkill");
+        assert!(st.success(), "no process for {}", config.display());
     }
 
     pub fn node_config(&self, n: u16) -> PathBuf {
@@ -512,8 +560,65 @@ pub struct Holds {
     pub is_primary: bool,
 }
 
+impl Cluster {
+    /// The end of each service's log, for a test that failed.
+    fn print_log_tails(&self) {
+        let Ok(logs) = std::fs::read_dir(self.data_dir().join("logs")) else {
+            return;
+        };
+        for log in logs.flatten() {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            if !tail.is_empty() {
+                eprintln!("--- {} ---\n{}", log.path().display(), tail.join("\n"));
+            }
+        }
+    }
+
+    /// Guests outlive their agents (as on a real host), so a test that
+    /// fails half-way would leave them running: every instance of this
+    /// cluster's hosts is destroyed, its libvirt domain undefined.
+    fn reap_guests(&self) {
+        let Ok(dirs) = std::fs::read_dir(self.data_dir()) else {
+            return;
+        };
+        let ids: Vec<String> = dirs
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().starts_with("compute-host"))
+            .filter_map(|d| std::fs::read_dir(d.path().join("instances")).ok())
+            .flat_map(|i| i.flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !ids.is_empty() {
+            let virsh = |args: &[&str]| {
+                Command::new("virsh")
+                    .args(["-c", "qemu:///system"])
+                    .args(args)
+                    .output()
+            };
+            if let Ok(out) = virsh(&["list", "--all", "--name"]) {
+                for name in String::from_utf8_lossy(&out.stdout).lines() {
+                    if ids.iter().any(|id| name.ends_with(id.as_str())) {
+                        let _ = virsh(&["destroy", name]);
+                        let _ = virsh(&["undefine", name]);
+                    }
+                }
+            }
+        }
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f"])
+            .arg(format!("qemu-system.*{}", self.data_dir().display()))
+            .status();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_log_tails();
+        }
+        self.reap_guests();
         for c in self.restarted.iter_mut() {
             let _ = c.kill();
             let _ = c.wait();

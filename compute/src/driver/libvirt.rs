@@ -4,7 +4,7 @@
 //! virtio disk and its serial console logged to a file. Only domains whose
 //! names start with the driver's prefix are its own.
 
-use super::{Driver, DriverError, InstanceSpec, PowerState};
+use super::{Driver, DriverError, InstanceSpec, InstanceStats, PowerState};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::ErrorNumber;
@@ -46,7 +46,7 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
       <source file='{disk}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <serial type='file'><source path='{log}'/><target port='0'/></serial>
+    <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>
   </devices>
 </domain>"#,
         name = xml_escape(&spec.name),
@@ -57,9 +57,26 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
     )
 }
 
+/// Powers a domain off if it runs. A guest may power itself off between
+/// the check and the call: "not running" then is success.
+fn power_off(d: &Domain) -> Result<(), DriverError> {
+    if d.is_active().map_err(hv)? {
+        if let Err(e) = d.destroy() {
+            if e.code() != ErrorNumber::OperationInvalid || d.is_active().map_err(hv)? {
+                return Err(hv(e));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl LibvirtDriver {
     /// `uri` such as `qemu:///system`; `kvm` picks the domain type.
     pub fn new(uri: &str, kvm: bool, prefix: &str) -> Result<LibvirtDriver, DriverError> {
+        // libvirt prints every error to stderr by default, including the
+        // "no such domain" of a lookup that is expected to fail; errors
+        // reach us as values anyway.
+        virt::error::clear_error_callback();
         // Fails early when no daemon answers, so callers can fall back.
         Connect::open(Some(uri)).map_err(hv)?;
         Ok(LibvirtDriver {
@@ -85,6 +102,10 @@ impl LibvirtDriver {
 }
 
 impl Driver for LibvirtDriver {
+    fn name(&self) -> &'static str {
+        "libvirt"
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
         if !spec.name.starts_with(&self.prefix) {
             return Err(DriverError::Launch(
@@ -123,19 +144,63 @@ impl Driver for LibvirtDriver {
     fn stop(&self, name: &str) -> Result<(), DriverError> {
         let mut conn = self.conn()?;
         let d = self.domain(&conn, name)?;
+        power_off(&d)?;
+        let _ = conn.close();
+        Ok(())
+    }
+
+    fn request_shutdown(&self, name: &str) -> Result<(), DriverError> {
+        let mut conn = self.conn()?;
+        let d = self.domain(&conn, name)?;
         if d.is_active().map_err(hv)? {
-            d.destroy().map_err(hv)?;
+            if let Err(e) = d.shutdown() {
+                if e.code() != ErrorNumber::OperationInvalid || d.is_active().map_err(hv)? {
+                    return Err(hv(e));
+                }
+            }
         }
         let _ = conn.close();
         Ok(())
     }
 
+    fn start(&self, name: &str) -> Result<(), DriverError> {
+        let mut conn = self.conn()?;
+        let d = self.domain(&conn, name)?;
+        if !d.is_active().map_err(hv)? {
+            d.create()
+                .map_err(|e| DriverError::Launch(name.into(), e.to_string()))?;
+        }
+        let _ = conn.close();
+        Ok(())
+    }
+
+    fn stats(&self, name: &str) -> Result<InstanceStats, DriverError> {
+        let mut conn = self.conn()?;
+        let d = self.domain(&conn, name)?;
+        let info = d.get_info().map_err(hv)?;
+        let mut stats = InstanceStats {
+            memory_max_kib: info.max_mem,
+            ..Default::default()
+        };
+        if d.is_active().map_err(hv)? {
+            stats.cpu_time_ns = info.cpu_time;
+            stats.memory_used_kib = info.memory;
+            let b = d.get_block_stats("vda").map_err(hv)?;
+            // libvirt reports -1 for a counter it does not have.
+            let n = |v: i64| u64::try_from(v).unwrap_or(0);
+            stats.disk_read_bytes = n(b.rd_bytes);
+            stats.disk_write_bytes = n(b.wr_bytes);
+            stats.disk_read_requests = n(b.rd_req);
+            stats.disk_write_requests = n(b.wr_req);
+        }
+        let _ = conn.close();
+        Ok(stats)
+    }
+
     fn destroy(&self, name: &str) -> Result<(), DriverError> {
         let mut conn = self.conn()?;
         let d = self.domain(&conn, name)?;
-        if d.is_active().map_err(hv)? {
-            d.destroy().map_err(hv)?;
-        }
+        power_off(&d)?;
         d.undefine().map_err(hv)?;
         let _ = conn.close();
         Ok(())

@@ -20,7 +20,8 @@ pub struct InstanceSpec {
     pub console_log: PathBuf,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PowerState {
     Running,
     Paused,
@@ -42,16 +43,39 @@ pub enum DriverError {
     Io(#[from] std::io::Error),
 }
 
+/// What the hypervisor measures of one instance (diagnostics, `/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InstanceStats {
+    /// CPU time the guest has used, all vCPUs together.
+    pub cpu_time_ns: u64,
+    /// Memory the guest was given, and what the host spends on it now.
+    pub memory_max_kib: u64,
+    pub memory_used_kib: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub disk_read_requests: u64,
+    pub disk_write_requests: u64,
+}
+
 /// The operations the compute agent needs of a hypervisor.
 pub trait Driver: Send + Sync {
+    /// `libvirt` or `qemu` (diagnostics name the driver).
+    fn name(&self) -> &'static str;
     fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError>;
     fn state(&self, name: &str) -> Result<PowerState, DriverError>;
+    /// Asks the guest to power off (ACPI); returns at once. The caller
+    /// waits, and calls `stop` if the guest ignores it.
+    fn request_shutdown(&self, name: &str) -> Result<(), DriverError>;
     /// Powers off at once (Nova's os-stop on a guest that ignores ACPI).
     fn stop(&self, name: &str) -> Result<(), DriverError>;
+    /// Powers a stopped instance on again, as it was launched.
+    fn start(&self, name: &str) -> Result<(), DriverError>;
     /// Stops if running and forgets the instance (its disk is the caller's).
     fn destroy(&self, name: &str) -> Result<(), DriverError>;
     /// The instances this driver runs or has stopped.
     fn list(&self) -> Result<Vec<String>, DriverError>;
+    /// CPU, memory and disk counters of a running instance (zeros when stopped).
+    fn stats(&self, name: &str) -> Result<InstanceStats, DriverError>;
 }
 
 /// The last `max` bytes of a console log (Nova returns the tail).

@@ -5,7 +5,7 @@
 //! exits). State comes from the process and `query-status`; stop is QMP
 //! `quit`.
 
-use super::{Driver, DriverError, InstanceSpec, PowerState};
+use super::{Driver, DriverError, InstanceSpec, InstanceStats, PowerState};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -14,13 +14,15 @@ use std::time::Duration;
 
 pub struct QemuDriver {
     state_dir: PathBuf,
+    /// The emulator to run.
+    binary: String,
     /// `kvm` where /dev/kvm is usable, else `tcg` (software emulation).
     accel: &'static str,
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= 128
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -28,9 +30,15 @@ fn valid_name(name: &str) -> bool {
 
 impl QemuDriver {
     pub fn new(state_dir: &Path, kvm: bool) -> std::io::Result<QemuDriver> {
+        QemuDriver::with_binary(state_dir, kvm, "qemu-system-x86_64")
+    }
+
+    /// A driver running `binary` as the emulator.
+    pub fn with_binary(state_dir: &Path, kvm: bool, binary: &str) -> std::io::Result<QemuDriver> {
         std::fs::create_dir_all(state_dir)?;
         Ok(QemuDriver {
             state_dir: state_dir.to_path_buf(),
+            binary: binary.to_string(),
             accel: if kvm { "kvm" } else { "tcg" },
         })
     }
@@ -101,7 +109,46 @@ impl QemuDriver {
     }
 }
 
+/// A path as a value in QEMU's `key=value,...` options (commas doubled).
+fn qemu_opt(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// CPU time (ns) and resident memory (KiB) of a process, from /proc.
+fn process_usage(pid: i32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: utime and
+    // stime are the 12th and 13th of them, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Some((ticks * 1_000_000_000 / hz, rss_kib))
+}
+
+impl QemuDriver {
+    fn spec(&self, name: &str) -> Result<InstanceSpec, DriverError> {
+        let bytes = std::fs::read(self.path(name, "json")).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DriverError::NotFound(name.into()),
+            _ => DriverError::Io(e),
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| DriverError::Hypervisor(format!("the spec of {name}: {e}")))
+    }
+}
+
 impl Driver for QemuDriver {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
     fn launch(&self, spec: &InstanceSpec) -> Result<(), DriverError> {
         if !valid_name(&spec.name) {
             return Err(DriverError::Launch(
@@ -118,7 +165,7 @@ impl Driver for QemuDriver {
             self.path(&spec.name, "json"),
             serde_json::to_vec(spec).expect("specs serialize"),
         )?;
-        let out = Command::new("qemu-system-x86_64")
+        let out = Command::new(&self.binary)
             .args([
                 "-name",
                 &spec.name,
@@ -134,10 +181,16 @@ impl Driver for QemuDriver {
             .arg("-drive")
             .arg(format!(
                 "file={},format=qcow2,if=virtio",
-                spec.disk.display()
+                qemu_opt(&spec.disk)
             ))
-            .arg("-serial")
-            .arg(format!("file:{}", spec.console_log.display()))
+            // Appended, so the console survives a stop and start as
+            // libvirt's does.
+            .arg("-chardev")
+            .arg(format!(
+                "file,id=console,append=on,path={}",
+                qemu_opt(&spec.console_log)
+            ))
+            .args(["-serial", "chardev:console"])
             .args([
                 "-display",
                 "none",
@@ -180,10 +233,60 @@ impl Driver for QemuDriver {
             return Err(DriverError::NotFound(name.into()));
         }
         if let Some(pid) = self.pid(name) {
-            self.qmp(name, "quit")?;
+            // The guest may have powered itself off in the meantime.
+            if let Err(e) = self.qmp(name, "quit") {
+                if self.pid(name).is_some() {
+                    return Err(e);
+                }
+            }
             self.wait_gone(pid);
         }
         Ok(())
+    }
+
+    fn request_shutdown(&self, name: &str) -> Result<(), DriverError> {
+        self.spec(name)?;
+        if self.pid(name).is_some() {
+            if let Err(e) = self.qmp(name, "system_powerdown") {
+                if self.pid(name).is_some() {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, name: &str) -> Result<(), DriverError> {
+        let spec = self.spec(name)?;
+        if self.pid(name).is_some() {
+            return Ok(());
+        }
+        self.launch(&spec)
+    }
+
+    fn stats(&self, name: &str) -> Result<InstanceStats, DriverError> {
+        let spec = self.spec(name)?;
+        let mut stats = InstanceStats {
+            memory_max_kib: spec.ram_mb * 1024,
+            ..Default::default()
+        };
+        let Some(pid) = self.pid(name) else {
+            return Ok(stats);
+        };
+        if let Some((cpu_ns, rss_kib)) = process_usage(pid) {
+            stats.cpu_time_ns = cpu_ns;
+            stats.memory_used_kib = rss_kib.min(stats.memory_max_kib);
+        }
+        let blocks = self.qmp(name, "query-blockstats")?;
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+        for dev in blocks.as_array().into_iter().flatten() {
+            let s = &dev["stats"];
+            stats.disk_read_bytes += n(&s["rd_bytes"]);
+            stats.disk_write_bytes += n(&s["wr_bytes"]);
+            stats.disk_read_requests += n(&s["rd_operations"]);
+            stats.disk_write_requests += n(&s["wr_operations"]);
+        }
+        Ok(stats)
     }
 
     fn destroy(&self, name: &str) -> Result<(), DriverError> {
@@ -211,7 +314,7 @@ impl Driver for QemuDriver {
             .filter_map(|e| {
                 e.file_name()
                     .to_string_lossy()
-                    .strip_suffix(".pid")
+                    .strip_suffix(".json")
                     .map(str::to_string)
             })
             .collect();

@@ -85,6 +85,15 @@ fn replace_in(path: &Path, from: &[u8], to: &[u8]) {
     std::fs::write(path, &img).unwrap();
 }
 
+/// `out`: a qcow2 whose backing file is `backing` (which need not exist),
+/// 1 MiB virtual: the classic hostile image.
+pub fn qcow2_with_backing_file(out: &Path, backing: &str) {
+    let out = out.to_string_lossy();
+    qemu_img(&[
+        "create", "-q", "-u", "-f", "qcow2", "-b", backing, "-F", "raw", &out, "1M",
+    ]);
+}
+
 /// Builds every case under `dir`.
 pub fn build(dir: &Path) -> Vec<Case> {
     let p = |n: &str| dir.join(n);
@@ -102,17 +111,7 @@ pub fn build(dir: &Path) -> Vec<Case> {
     };
 
     // 1. qcow2 with a backing file.
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-b",
-        &s("source.raw"),
-        "-F",
-        "raw",
-        &s("backing.qcow2"),
-    ]);
+    qcow2_with_backing_file(&p("backing.qcow2"), &s("source.raw"));
     case(
         "backing.qcow2",
         "qcow2",

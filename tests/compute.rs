@@ -1,0 +1,761 @@
+//! Compute on a real cluster (`nubo up`: registry, compute API, one
+//! agent; more agents started by the tests), with real QEMU under software
+//! emulation, through libvirt or directly. The guests are generated boot
+//! sectors that print a marker on COM1 (and power off, or idle).
+
+mod common;
+#[path = "../image-registry/tests/corpus/mod.rs"]
+mod corpus;
+use common::glance::{import, Glance};
+use common::nova::{upload_image, Nova};
+use common::Cluster;
+use compute::boot_disk::{idle_marker_disk, marker_disk};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BOOT: Duration = Duration::from_secs(90);
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The libvirt domains whose names contain `id`.
+fn domains_of(id: &str) -> Vec<String> {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .expect("virsh");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(id))
+        .map(str::to_string)
+        .collect()
+}
+
+/// QEMU processes whose command line names `path`.
+fn qemu_processes(path: &Path) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-a", "-f", &format!("qemu-system.*{}", path.display())])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// One value of a Prometheus text page (the sum over label sets when
+/// `name` has none).
+fn metric(url: &str, name: &str) -> f64 {
+    let text = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(b))
+}
+
+fn agent_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn hypervisors(nova: &Nova) -> Vec<Value> {
+    let (st, v) = nova.call("GET", "/os-hypervisors/detail", None);
+    assert_eq!(st, 200, "{v}");
+    v["hypervisors"].as_array().unwrap().clone()
+}
+
+/// Waits until the API sees exactly `up` hosts up.
+fn wait_hosts_up(nova: &Nova, up: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let hs = hypervisors(nova);
+        let mut now_up: Vec<String> = hs
+            .iter()
+            .filter(|h| h["state"] == "up")
+            .map(|h| h["hypervisor_hostname"].as_str().unwrap().to_string())
+            .collect();
+        now_up.sort();
+        let mut want: Vec<String> = up.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        if now_up == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hosts up {now_up:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Edits a service's TOML config.
+fn edit_toml(path: &Path, changes: &[(&str, toml::Value)]) {
+    let mut t: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (k, v) in changes {
+        t.insert(k.to_string(), v.clone());
+    }
+    std::fs::write(path, toml::to_string(&t).unwrap()).unwrap();
+}
+
+fn text(v: &str) -> toml::Value {
+    toml::Value::String(v.into())
+}
+
+/// Starts one more compute agent (another "host" on loopback), from the
+/// cluster's agent config with `changes`; its config path and port.
+fn start_agent(c: &mut Cluster, host: &str, changes: &[(&str, toml::Value)]) -> (PathBuf, u16) {
+    let port = common::ports(1);
+    let path = c.data_dir().join(format!("compute-agent-{host}.toml"));
+    std::fs::copy(c.data_dir().join("compute-agent.toml"), &path).unwrap();
+    let data = c.data_dir().join(format!("compute-host-{host}"));
+    let mut all = vec![
+        ("host", text(host)),
+        ("port", toml::Value::Integer(port.into())),
+        ("data_dir", text(&data.display().to_string())),
+    ];
+    all.extend(changes.iter().cloned());
+    edit_toml(&path, &all);
+    c.start_service("compute-agent", &path, port);
+    (path, port)
+}
+
+/// Kills a service, applies `changes` to its config, starts it again.
+fn restart_service(
+    c: &mut Cluster,
+    role: &str,
+    config: &Path,
+    port: u16,
+    changes: &[(&str, toml::Value)],
+) {
+    c.signal_service(config, "KILL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "{role} did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    edit_toml(config, changes);
+    c.start_service(role, config, port);
+}
+
+fn restart_api(c: &mut Cluster, changes: &[(&str, toml::Value)]) {
+    let (path, port) = (c.data_dir().join("compute-api.toml"), c.compute_port);
+    restart_service(c, "compute-api", &path, port, changes);
+}
+
+/// Writes a generated guest disk and converts it with qemu-img.
+fn guest_image(dir: &Path, disk: &[u8], format: &str) -> Vec<u8> {
+    let raw = dir.join("guest.raw");
+    std::fs::write(&raw, disk).unwrap();
+    if format == "raw" {
+        return disk.to_vec();
+    }
+    let out = dir.join(format!("guest.{format}"));
+    let st = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", format])
+        .arg(&raw)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read(&out).unwrap()
+}
+
+/// The whole path for one driver: a boot sector converted to VMDK, imported
+/// (the registry converts it to qcow2), launched (the agent fetches,
+/// caches, overlays and boots it); the guest prints its marker and powers
+/// off, which the API learns from the host; started again it prints again;
+/// deleted, nothing of it is left.
+fn boot_sector_guest_through_the_api(driver: &str) {
+    let c = Cluster::start_with(1, &["--compute-driver", driver]);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("NUBO-BOOT-{}", driver.to_uppercase());
+    let vmdk = guest_image(dir.path(), &marker_disk(&marker, 1 << 20), "vmdk");
+    let img = import(&g, &vmdk, "vmdk", "bare", Some("qcow2"));
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(img["disk_format"], "qcow2");
+    let image = img["id"].as_str().unwrap();
+
+    let id = nova.create("marker", image, "1", json!({}));
+    let server = nova.wait_status(&id, &["SHUTOFF"], BOOT);
+    assert_eq!(server["OS-EXT-SRV-ATTR:host"], hostname());
+    assert_eq!(server["OS-EXT-AZ:availability_zone"], "nova");
+    assert_eq!(server["flavor"]["original_name"], "m1.tiny");
+    assert_eq!(server["OS-EXT-STS:power_state"], 4);
+    assert!(nova.console(&id).contains(&marker));
+    let h = &hypervisors(&nova)[0];
+    assert_eq!(h["nubo:driver"], driver);
+    assert_eq!(h["nubo:cached_images"], json!([image]));
+    let base = c.data_dir().join("compute-host/_base").join(image);
+    let overlay = c
+        .data_dir()
+        .join(format!("compute-host/instances/{id}/disk.qcow2"));
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["backing-filename"], base.display().to_string());
+    assert_eq!(info["virtual-size"], 1u64 << 30, "grown to m1.tiny's disk");
+
+    let (st, _) = nova.action(&id, json!({"os-start": null}));
+    assert_eq!(st, 202);
+    nova.wait_console(&id, &marker, 2, BOOT);
+    nova.wait_status(&id, &["SHUTOFF"], BOOT);
+
+    nova.delete(&id);
+    nova.wait_gone(&id, BOOT);
+    assert!(domains_of(&id).is_empty());
+    assert!(!overlay.parent().unwrap().exists());
+    assert!(qemu_processes(c.data_dir()).is_empty());
+}
+
+#[test]
+fn a_boot_sector_guest_runs_through_the_api_on_libvirt() {
+    boot_sector_guest_through_the_api("libvirt");
+}
+
+#[test]
+fn a_boot_sector_guest_runs_through_the_api_on_qemu() {
+    boot_sector_guest_through_the_api("qemu");
+}
+
+#[test]
+fn actions_diagnostics_and_metrics_follow_nova() {
+    let c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let image = upload_image(&g, "idle", "raw", &idle_marker_disk("NUBO-IDLE", 1 << 20));
+    let id = nova.create("idle", &image, "1", json!({"metadata": {"role": "test"}}));
+    let s = nova.wait_status(&id, &["ACTIVE"], BOOT);
+    assert_eq!(s["metadata"]["role"], "test");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    nova.wait_console(&id, "NUBO-IDLE", 1, BOOT);
+
+    let (st, d) = nova.call("GET", &format!("/servers/{id}/diagnostics"), None);
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["state"], "running");
+    assert_eq!(d["num_cpus"], 1);
+    assert_eq!(d["memory_details"]["maximum"], 512);
+    assert!(d["cpu_details"][0]["time"].as_u64().unwrap() > 0, "{d}");
+    assert!(
+        d["disk_details"][0]["read_bytes"].as_u64().unwrap() >= 512,
+        "{d}"
+    );
+    let agent = agent_url(c.agent_port);
+    assert!(metric(&agent, "nubo_instance_cpu_seconds_total") > 0.0);
+    assert_eq!(metric(&agent, "nubo_agent_instances"), 1.0);
+
+    // Not allowed from ACTIVE: 409 in Nova's words.
+    let (st, v) = nova.action(&id, json!({"os-start": null}));
+    assert_eq!(st, 409, "{v}");
+    assert!(v["conflictingRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("vm_state active"));
+    let (st, _) = nova.action(&id, json!({"reboot": {"type": "WARM"}}));
+    assert_eq!(st, 400);
+    let (st, _) = nova.action(&id, json!({"os-frobnicate": null}));
+    assert_eq!(st, 400);
+
+    // Hard reboot: the guest boots again.
+    let (st, _) = nova.action(&id, json!({"reboot": {"type": "HARD"}}));
+    assert_eq!(st, 202);
+    assert!(matches!(
+        nova.show(&id)["status"].as_str().unwrap(),
+        "HARD_REBOOT" | "ACTIVE"
+    ));
+    nova.wait_console(&id, "NUBO-IDLE", 2, BOOT);
+    nova.wait_status(&id, &["ACTIVE"], BOOT);
+    // Soft reboot: the guest ignores ACPI, so after the shutdown timeout
+    // it is powered off and on.
+    let (st, _) = nova.action(&id, json!({"reboot": {"type": "SOFT"}}));
+    assert_eq!(st, 202);
+    assert_eq!(nova.show(&id)["status"], "REBOOT");
+    nova.wait_console(&id, "NUBO-IDLE", 3, BOOT);
+    nova.wait_status(&id, &["ACTIVE"], BOOT);
+    // Stop and start.
+    let (st, _) = nova.action(&id, json!({"os-stop": null}));
+    assert_eq!(st, 202);
+    let s = nova.wait_status(&id, &["SHUTOFF"], BOOT);
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    let (st, _) = nova.action(&id, json!({"os-stop": null}));
+    assert_eq!(st, 409);
+    let (st, _) = nova.action(&id, json!({"os-start": null}));
+    assert_eq!(st, 202);
+    nova.wait_status(&id, &["ACTIVE"], BOOT);
+    nova.wait_console(&id, "NUBO-IDLE", 4, BOOT);
+    // The last lines only.
+    let (_, v) = nova.action(&id, json!({"os-getConsoleOutput": {"length": 1}}));
+    assert_eq!(
+        v["output"].as_str().unwrap().matches("NUBO-IDLE").count(),
+        1,
+        "{v}"
+    );
+
+    // Listings, and the API's metrics.
+    let (_, list) = nova.call("GET", "/servers", None);
+    assert_eq!(list["servers"][0]["id"], id.as_str());
+    let (_, list) = nova.call("GET", "/servers/detail?status=SHUTOFF", None);
+    assert!(list["servers"].as_array().unwrap().is_empty());
+    assert_eq!(
+        metric(&c.compute_url(), "nubo_servers{status=\"ACTIVE\"}"),
+        1.0
+    );
+    assert_eq!(metric(&c.compute_url(), "nubo_launches_total"), 1.0);
+
+    nova.delete(&id);
+    nova.wait_gone(&id, BOOT);
+    assert!(qemu_processes(c.data_dir()).is_empty());
+}
+
+#[test]
+fn ten_instances_share_one_fetch_and_leave_nothing_behind() {
+    let mut c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let image = upload_image(&g, "idle", "raw", &idle_marker_disk("NUBO-TEN", 1 << 20));
+    let ids: Vec<String> = (0..10)
+        .map(|i| nova.create(&format!("vm-{i}"), &image, "1", json!({})))
+        .collect();
+    for id in &ids {
+        nova.wait_status(id, &["ACTIVE"], Duration::from_secs(180));
+    }
+    let agent = agent_url(c.agent_port);
+    assert_eq!(metric(&agent, "nubo_template_fetches_total"), 1.0);
+    assert_eq!(metric(&agent, "nubo_template_cache_hits_total"), 9.0);
+    let base = c.data_dir().join("compute-host/_base").join(&image);
+    let before = md5_hex(&std::fs::read(&base).unwrap());
+    for id in &ids {
+        nova.wait_console(id, "NUBO-TEN", 1, BOOT);
+        assert!(c
+            .data_dir()
+            .join(format!("compute-host/instances/{id}/disk.qcow2"))
+            .exists());
+    }
+    let h = &hypervisors(&nova)[0];
+    assert_eq!(h["running_vms"], 10, "{h}");
+    assert_eq!(h["vcpus_used"], 10);
+    assert_eq!(h["memory_mb_used"], 10 * 512);
+
+    for id in &ids {
+        nova.delete(id);
+    }
+    for id in &ids {
+        nova.wait_gone(id, BOOT);
+        assert!(domains_of(id).is_empty(), "domain of {id} left");
+    }
+    assert_eq!(md5_hex(&std::fs::read(&base).unwrap()), before);
+    let left: Vec<_> = std::fs::read_dir(c.data_dir().join("compute-host/instances"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "instance directories left: {left:?}");
+    assert!(qemu_processes(c.data_dir()).is_empty());
+    // The next heartbeat shows nothing allocated.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while hypervisors(&nova)[0]["running_vms"] != 0 {
+        assert!(Instant::now() < deadline, "allocations left");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let h = &hypervisors(&nova)[0];
+    assert_eq!(h["vcpus_used"], 0);
+    assert_eq!(h["memory_mb_used"], 0);
+    assert_eq!(h["nubo:cached_images"], json!([image]));
+
+    // The cache manager: with nothing using it for a second, the base goes.
+    let (agent_cfg, port) = (c.data_dir().join("compute-agent.toml"), c.agent_port);
+    restart_service(
+        &mut c,
+        "compute-agent",
+        &agent_cfg,
+        port,
+        &[("base_unused_secs", toml::Value::Integer(1))],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while base.exists() || hypervisors(&nova)[0]["nubo:cached_images"] != json!([]) {
+        assert!(Instant::now() < deadline, "the unused base was not removed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The host each server ended on.
+fn host_of(nova: &Nova, id: &str) -> String {
+    let s = nova.wait_status(id, &["ACTIVE", "SHUTOFF", "ERROR"], BOOT);
+    assert_ne!(s["status"], "ERROR", "{s}");
+    s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_string()
+}
+
+fn delete_all(nova: &Nova, ids: &[String]) {
+    for id in ids {
+        nova.delete(id);
+    }
+    for id in ids {
+        nova.wait_gone(id, BOOT);
+    }
+}
+
+#[test]
+fn two_hosts_each_policy_places_as_specified_and_failures_move_on() {
+    let mut c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let image = upload_image(&g, "off", "raw", &marker_disk("NUBO-TWO", 1 << 20));
+    let a = hostname();
+    // Host b: another zone, far more RAM than this machine (so spreading
+    // prefers it), the qemu driver.
+    let (b_cfg, b_port) = start_agent(
+        &mut c,
+        "host-b",
+        &[
+            ("availability_zone", text("az-b")),
+            ("driver", text("qemu")),
+            ("ram_mb", toml::Value::Integer(1 << 20)),
+        ],
+    );
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    let (_, zones) = nova.call("GET", "/os-availability-zone", None);
+    let names: Vec<&str> = zones["availabilityZoneInfo"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z["zoneName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["az-b", "nova"]);
+
+    // filter_weigher, spreading (the default): the host with more free RAM.
+    let one = nova.create("spread", &image, "1", json!({}));
+    assert_eq!(host_of(&nova, &one), "host-b");
+    // The requested zone wins over the weights.
+    let two = nova.create("zoned", &image, "1", json!({"availability_zone": "nova"}));
+    assert_eq!(host_of(&nova, &two), a);
+    // Anti-affinity: a second member of a group goes elsewhere.
+    let g1 = nova.create("g1", &image, "1", json!({}));
+    let g1_host = host_of(&nova, &g1);
+    let (st, v) = nova.call(
+        "POST",
+        "/servers",
+        Some(json!({"server": {"name": "g2", "imageRef": image, "flavorRef": "1"}, "os:scheduler_hints": {"group": "web"}})),
+    );
+    assert_eq!(st, 202, "{v}");
+    let g2 = v["server"]["id"].as_str().unwrap().to_string();
+    let (_, v) = nova.call(
+        "POST",
+        "/servers",
+        Some(json!({"server": {"name": "g3", "imageRef": image, "flavorRef": "1"}, "os:scheduler_hints": {"group": "web"}})),
+    );
+    let g3 = v["server"]["id"].as_str().unwrap().to_string();
+    assert_ne!(host_of(&nova, &g2), host_of(&nova, &g3));
+    let _ = g1_host;
+    delete_all(&nova, &[one, two, g1, g2, g3]);
+
+    // Packing (negative multiplier): the host with less free RAM.
+    restart_api(
+        &mut c,
+        &[(
+            "scheduler",
+            toml::Value::Table(
+                toml::from_str("policy = \"filter_weigher\"\nweights = { free_ram = -1.0, free_vcpus = 0.0, instances = 0.0 }").unwrap(),
+            ),
+        )],
+    );
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    let packed: Vec<String> = (0..2)
+        .map(|i| nova.create(&format!("pack-{i}"), &image, "1", json!({})))
+        .collect();
+    for id in &packed {
+        assert_eq!(host_of(&nova, id), a);
+    }
+    // least_loaded: the host with fewer instances (b has none).
+    restart_api(
+        &mut c,
+        &[(
+            "scheduler",
+            toml::Value::Table(toml::from_str("policy = \"least_loaded\"").unwrap()),
+        )],
+    );
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    let least = nova.create("least", &image, "1", json!({}));
+    assert_eq!(host_of(&nova, &least), "host-b");
+    // az_random: always in the zone asked for.
+    restart_api(
+        &mut c,
+        &[(
+            "scheduler",
+            toml::Value::Table(toml::from_str("policy = \"az_random\"").unwrap()),
+        )],
+    );
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    let mut in_zone = Vec::new();
+    for i in 0..3 {
+        let id = nova.create(
+            &format!("az-{i}"),
+            &image,
+            "1",
+            json!({"availability_zone": "az-b"}),
+        );
+        assert_eq!(host_of(&nova, &id), "host-b");
+        in_zone.push(id);
+    }
+    // random: a host that passes the filters, never one that is down.
+    restart_api(
+        &mut c,
+        &[
+            (
+                "scheduler",
+                toml::Value::Table(toml::from_str("policy = \"random\"").unwrap()),
+            ),
+            ("host_down_after_secs", toml::Value::Integer(3)),
+        ],
+    );
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    c.signal_service(&b_cfg, "STOP");
+    wait_hosts_up(&nova, &[&a]);
+    let mut random = Vec::new();
+    for i in 0..4 {
+        let id = nova.create(&format!("rnd-{i}"), &image, "1", json!({}));
+        assert_eq!(
+            host_of(&nova, &id),
+            a,
+            "a host that is down got an instance"
+        );
+        random.push(id);
+    }
+    // Only the down host is in az-b: no valid host.
+    let id = nova.create("nowhere", &image, "1", json!({"availability_zone": "az-b"}));
+    let s = nova.wait_status(&id, &["ERROR"], BOOT);
+    let msg = s["fault"]["message"].as_str().unwrap();
+    assert!(msg.contains("No valid host was found"), "{msg}");
+    assert!(msg.contains("host-b: host is down"), "{msg}");
+    c.signal_service(&b_cfg, "CONT");
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    delete_all(
+        &nova,
+        &[packed, vec![least], in_zone, random, vec![id]].concat(),
+    );
+
+    // A host whose launches fail: the scheduler moves on to the next one.
+    restart_service(
+        &mut c,
+        "compute-agent",
+        &b_cfg,
+        b_port,
+        &[("qemu_binary", text("/bin/false"))],
+    );
+    let port = b_port;
+    restart_api(
+        &mut c,
+        &[(
+            "scheduler",
+            toml::Value::Table(toml::from_str("policy = \"filter_weigher\"").unwrap()),
+        )],
+    );
+    wait_hosts_up(&nova, &[&a, "host-b"]);
+    let retried = nova.create("retried", &image, "1", json!({}));
+    assert_eq!(host_of(&nova, &retried), a);
+    assert_eq!(
+        metric(&c.compute_url(), "nubo_launch_attempts_failed_total"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &agent_url(port),
+            "nubo_agent_launches_total{result=\"failed\"}"
+        ),
+        1.0
+    );
+    // Host b is left with nothing of it.
+    assert!(
+        std::fs::read_dir(c.data_dir().join("compute-host-host-b/instances"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    delete_all(&nova, &[retried]);
+}
+
+#[test]
+fn bad_requests_get_nova_faults_and_boot_nothing() {
+    let c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let image = upload_image(&g, "off", "raw", &marker_disk("NUBO-BAD", 1 << 20));
+    let create = |body: Value| nova.call("POST", "/servers", Some(body));
+    let server = |image: &str, flavor: &str| json!({"server": {"name": "x", "imageRef": image, "flavorRef": flavor}});
+
+    let (st, v) = create(server("5fd2e3a0-0000-4000-8000-000000000000", "1"));
+    assert_eq!(st, 400, "{v}");
+    assert!(v["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("could not be found"));
+    let (st, v) = create(server(&image, "no-such-flavor"));
+    assert_eq!(st, 400, "{v}");
+    assert!(v["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Flavor"));
+    let (st, _) = create(json!({"server": {"imageRef": image, "flavorRef": "1"}}));
+    assert_eq!(st, 400, "a name is required");
+    let (st, _) = create(
+        json!({"server": {"name": "x", "imageRef": image, "flavorRef": "1", "availability_zone": "atlantis"}}),
+    );
+    assert_eq!(st, 400, "an unknown zone");
+    let (st, _) = nova.call("GET", "/servers/5fd2e3a0-0000-4000-8000-000000000000", None);
+    assert_eq!(st, 404);
+    // Malformed JSON.
+    let r = ureq::post(&format!("{}/servers", nova.url))
+        .set("X-Auth-Token", &nova.token)
+        .send_string("{not json");
+    assert_eq!(r.unwrap_err().into_response().unwrap().status(), 400);
+    // No token.
+    assert_eq!(
+        ureq::get(&format!("{}/servers", nova.url))
+            .call()
+            .unwrap_err()
+            .into_response()
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // An image still queued: 409.
+    let queued = g.create(json!({"name": "q", "disk_format": "raw", "container_format": "bare"}));
+    let (st, v) = create(server(&queued, "1"));
+    assert_eq!(st, 409, "{v}");
+
+    // A flavor larger than any host: ERROR, "no valid host".
+    let (st, f) = nova.call(
+        "POST",
+        "/flavors",
+        Some(json!({"flavor": {"name": "huge", "vcpus": 4, "ram": 1 << 30, "disk": 10}})),
+    );
+    assert_eq!(st, 200, "{f}");
+    let huge = f["flavor"]["id"].as_str().unwrap().to_string();
+    let (st, _) = nova.call(
+        "POST",
+        "/flavors",
+        Some(json!({"flavor": {"name": "huge", "vcpus": 1, "ram": 1, "disk": 1}})),
+    );
+    assert_eq!(st, 409, "duplicate flavor name");
+    let (st, _) = nova.call(
+        "POST",
+        "/flavors",
+        Some(json!({"flavor": {"name": "neg", "vcpus": -1, "ram": 1, "disk": 1}})),
+    );
+    assert_eq!(st, 400);
+    let (st, v) = create(server(&image, &huge));
+    assert_eq!(st, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = nova.wait_status(&id, &["ERROR"], BOOT);
+    let msg = s["fault"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("No valid host was found") && msg.contains("not enough RAM"),
+        "{msg}"
+    );
+    assert!(s["OS-EXT-SRV-ATTR:host"].is_null());
+    nova.delete(&id);
+    nova.wait_gone(&id, BOOT);
+    let (st, _) = nova.call("DELETE", &format!("/flavors/{huge}"), None);
+    assert_eq!(st, 202);
+
+    // A base that fails re-inspection on the host (here: it gained a
+    // backing file after it was cached): ERROR, and nothing boots.
+    let first = nova.create("first", &image, "1", json!({}));
+    nova.wait_status(&first, &["SHUTOFF", "ACTIVE"], BOOT);
+    let base = c.data_dir().join("compute-host/_base").join(&image);
+    let hostile = tempfile::tempdir().unwrap();
+    corpus::qcow2_with_backing_file(&hostile.path().join("b.qcow2"), "/etc/shadow");
+    std::fs::copy(hostile.path().join("b.qcow2"), &base).unwrap();
+    let bad = nova.create("tampered", &image, "1", json!({}));
+    let s = nova.wait_status(&bad, &["ERROR"], BOOT);
+    let msg = s["fault"]["message"].as_str().unwrap();
+    assert!(msg.contains("backing"), "{msg}");
+    assert!(domains_of(&bad).is_empty());
+    assert!(!c
+        .data_dir()
+        .join(format!("compute-host/instances/{bad}"))
+        .exists());
+    delete_all(&nova, &[first, bad]);
+}
+
+#[test]
+fn after_a_restart_the_api_reconciles_with_the_hosts() {
+    let mut c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let image = upload_image(&g, "idle", "raw", &idle_marker_disk("NUBO-RECON", 1 << 20));
+    let kept = nova.create("kept", &image, "1", json!({}));
+    let lost = nova.create("lost", &image, "1", json!({}));
+    let vanished = nova.create("vanished", &image, "1", json!({}));
+    for id in [&kept, &lost, &vanished] {
+        nova.wait_status(id, &["ACTIVE"], BOOT);
+    }
+    // The API forgets "lost" (its record is removed while it is down) and
+    // the host loses "vanished" (its domain and directory are removed
+    // behind the agent's back).
+    let api_cfg = c.data_dir().join("compute-api.toml");
+    c.signal_service(&api_cfg, "KILL");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        // The database opens once the killed API has let go of it.
+        match compute::db::ComputeDb::open(&c.data_dir().join("compute-api/compute.db")) {
+            Ok(db) => break db,
+            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    db.delete(compute::db::Kind::Server, &lost).unwrap();
+    drop(db);
+    for d in domains_of(&vanished) {
+        Command::new("virsh")
+            .args(["-c", "qemu:///system", "destroy", &d])
+            .output()
+            .unwrap();
+        Command::new("virsh")
+            .args(["-c", "qemu:///system", "undefine", &d])
+            .output()
+            .unwrap();
+    }
+    std::fs::remove_dir_all(
+        c.data_dir()
+            .join(format!("compute-host/instances/{vanished}")),
+    )
+    .unwrap();
+    let port = c.compute_port;
+    c.start_service("compute-api", &api_cfg, port);
+
+    // The host's next heartbeat settles both, each logged.
+    let s = nova.wait_status(&vanished, &["ERROR"], Duration::from_secs(30));
+    assert!(s["fault"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no longer on its host"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nova.call("GET", &format!("/servers/{lost}"), None).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the lost instance was not adopted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s = nova.wait_status(&lost, &["ACTIVE"], BOOT);
+    assert_eq!(s["name"], "lost");
+    assert_eq!(s["OS-EXT-SRV-ATTR:host"], hostname());
+    assert_eq!(nova.wait_status(&kept, &["ACTIVE"], BOOT)["name"], "kept");
+    assert!(metric(&c.compute_url(), "nubo_reconciled_total") >= 2.0);
+    delete_all(&nova, &[kept, lost, vanished]);
+    assert!(qemu_processes(c.data_dir()).is_empty());
+}
