@@ -86,6 +86,11 @@ fn every_format_round_trips_through_the_registry() {
             "{name}"
         );
         assert_eq!(img["os_hash_algo"], "sha512");
+        assert_eq!(
+            img["nubo_blake3"],
+            blake3::hash(&bytes).to_hex().as_str(),
+            "{name}"
+        );
         let (st, back) = g.call("GET", &format!("/v2/images/{id}/file"), None, b"");
         assert_eq!(st, 200);
         assert!(back == bytes, "{name}: downloaded bytes differ");
@@ -99,6 +104,9 @@ fn every_format_round_trips_through_the_registry() {
             None,
             b"",
         );
+        // The hashes are of the converted data.
+        assert_eq!(converted["nubo_blake3"], blake3::hash(&q).to_hex().as_str());
+        assert_eq!(converted["size"], q.len() as u64);
         let out = p(&format!("{name}.converted"));
         std::fs::write(&out, q).unwrap();
         qemu_img(&[

@@ -522,6 +522,7 @@ async fn image_for_launch(
         disk_format: text("disk_format").unwrap_or_default(),
         os_hash_value: text("os_hash_value"),
         checksum: text("checksum"),
+        blake3: text("nubo_blake3"),
         size: img["size"].as_u64(),
     };
     let properties = img

@@ -441,9 +441,7 @@ fn tag(reg: &Registry, who: &Identity, id: &str, tag: &str, add: bool) -> Respon
 
 /// What an upload produced, before the record says so.
 struct Received {
-    size: u64,
-    md5: String,
-    sha512: String,
+    hashes: Hashes,
     info: ImageInfo,
 }
 
@@ -502,7 +500,7 @@ async fn upload(
         reg.store.put_stream(id, store_body, declared_len)
     );
     let result = match (received, stored) {
-        (Ok(r), Ok(etag)) if etag == r.md5 => Ok(r),
+        (Ok(r), Ok(etag)) if etag == r.hashes.md5 => Ok(r),
         (Ok(_), Ok(_)) => Err(Failed(
             StatusCode::SERVICE_UNAVAILABLE,
             "the object store received different data".into(),
@@ -521,10 +519,8 @@ async fn upload(
     match result {
         Ok(r) => {
             img.status = Status::Active;
-            img.size = Some(r.size);
             img.virtual_size = Some(r.info.virtual_size);
-            img.checksum = Some(r.md5);
-            img.os_hash_value = Some(r.sha512);
+            r.hashes.record(&mut img);
             img.disk_format
                 .get_or_insert_with(|| r.info.format.name().to_string());
             img.container_format
@@ -596,37 +592,76 @@ fn client_checksum(h: &http::HeaderMap) -> Option<String> {
 pub(crate) type Tee =
     tokio::sync::mpsc::Sender<Result<hyper::body::Frame<Bytes>, object_store::http_util::BoxError>>;
 
+/// The hashes of an image's data, all from one pass.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hashes {
+    pub size: u64,
+    pub md5: String,
+    pub sha512: String,
+    pub blake3: String,
+}
+
+impl Hashes {
+    /// Sets the record's hashes and size.
+    pub fn record(self, img: &mut Image) {
+        img.size = Some(self.size);
+        img.checksum = Some(self.md5);
+        img.os_hash_value = Some(self.sha512);
+        img.blake3 = Some(self.blake3);
+    }
+}
+
+/// Hashes what it is fed: MD5 (`checksum`), SHA-512 (`os_hash_value`),
+/// BLAKE3 (`nubo_blake3`).
+#[derive(Default)]
+pub(crate) struct Hashing {
+    md5: Md5,
+    sha512: sha2::Sha512,
+    blake3: blake3::Hasher,
+    size: u64,
+}
+
+impl Hashing {
+    pub fn update(&mut self, data: &[u8]) {
+        self.md5.update(data);
+        self.sha512.update(data);
+        self.blake3.update(data);
+        self.size += data.len() as u64;
+    }
+
+    pub fn finish(self) -> Hashes {
+        Hashes {
+            size: self.size,
+            md5: hex::encode(self.md5.finalize()),
+            sha512: hex::encode(self.sha512.finalize()),
+            blake3: self.blake3.finalize().to_hex().to_string(),
+        }
+    }
+}
+
 /// Streams a request body to a new file at `path` while a writer thread
-/// hashes it (MD5 and SHA-512 in one pass): (size, md5, sha512). Stops at
-/// `max` bytes.
+/// hashes it (every hash in one pass). Stops at `max` bytes.
 pub(crate) async fn stream_to_file(
     mut body: Incoming,
     path: &Path,
     max: u64,
     tee: Option<Tee>,
-) -> Result<(u64, String, String), Failed> {
+) -> Result<Hashes, Failed> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let path = path.to_path_buf();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String, String)> {
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Hashes> {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)?;
-        let (mut md5, mut sha) = (Md5::new(), sha2::Sha512::new());
-        let mut size = 0u64;
+        let mut hashing = Hashing::default();
         while let Some(chunk) = rx.blocking_recv() {
-            md5.update(&chunk);
-            sha.update(&chunk);
-            size += chunk.len() as u64;
+            hashing.update(&chunk);
             f.write_all(&chunk)?;
         }
         f.sync_all()?;
-        Ok((
-            size,
-            hex::encode(md5.finalize()),
-            hex::encode(sha.finalize()),
-        ))
+        Ok(hashing.finish())
     });
     let mut received = 0u64;
     let mut failure = None;
@@ -732,8 +767,8 @@ async fn receive(
     client_md5: Option<String>,
     tee: Tee,
 ) -> Result<Received, Failed> {
-    let (size, md5, sha512) =
-        stream_to_file(body, temp, reg.config.max_image_size, Some(tee)).await?;
+    let hashes = stream_to_file(body, temp, reg.config.max_image_size, Some(tee)).await?;
+    let (size, md5) = (hashes.size, hashes.md5.clone());
     if declared_len.is_some_and(|n| n != size) {
         return Err(Failed(
             StatusCode::BAD_REQUEST,
@@ -749,12 +784,7 @@ async fn receive(
         }
     }
     let info = check_image(reg, img, temp).await?;
-    Ok(Received {
-        size,
-        md5,
-        sha512,
-        info,
-    })
+    Ok(Received { hashes, info })
 }
 
 /// Fetches an image from the store into `temp`, checking its MD5.

@@ -52,6 +52,11 @@ pub struct Image {
     pub virtual_size: Option<u64>,
     pub checksum: Option<String>,
     pub os_hash_value: Option<String>,
+    /// BLAKE3 of the data, hex (`nubo_blake3`): computed in the same pass
+    /// as the others, so compute hosts can verify a download at memory
+    /// speed rather than at SHA-512's.
+    #[serde(default)]
+    pub blake3: Option<String>,
     pub min_disk: u64,
     pub min_ram: u64,
     /// The account that owns it (`AUTH_test`).
@@ -74,7 +79,7 @@ pub fn now() -> String {
 }
 
 /// Attributes a client may never set or change.
-const READ_ONLY: [&str; 13] = [
+const READ_ONLY: [&str; 14] = [
     "id",
     "status",
     "size",
@@ -82,6 +87,7 @@ const READ_ONLY: [&str; 13] = [
     "checksum",
     "os_hash_algo",
     "os_hash_value",
+    "nubo_blake3",
     "owner",
     "created_at",
     "updated_at",
@@ -132,6 +138,7 @@ impl Image {
             virtual_size: None,
             checksum: None,
             os_hash_value: None,
+            blake3: None,
             min_disk: 0,
             min_ram: 0,
             owner,
@@ -327,6 +334,7 @@ impl Image {
             json!(self.os_hash_value.as_ref().map(|_| "sha512")),
         );
         m.insert("os_hash_value".into(), json!(self.os_hash_value));
+        m.insert("nubo_blake3".into(), json!(self.blake3));
         m.insert("min_disk".into(), json!(self.min_disk));
         m.insert("min_ram".into(), json!(self.min_ram));
         m.insert("owner".into(), json!(self.owner));

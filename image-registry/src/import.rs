@@ -6,13 +6,14 @@
 //! import puts the image back to `queued` with the reason, and nothing is
 //! stored.
 
-use crate::api::{check_image, fault, load_owned, stream_to_file, Failed, Registry};
+use crate::api::{
+    check_image, fault, load_owned, stream_to_file, Failed, Hashes, Hashing, Registry,
+};
 use crate::convert;
 use crate::image::{Image, Status};
 use crate::inspect::DiskFormat;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use md5::{Digest, Md5};
 use object_store::http_util::{collect_limited, Body};
 use object_store::swift::tempauth::Identity;
 use std::path::{Path, PathBuf};
@@ -54,8 +55,8 @@ pub async fn stage(
         return fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     match stream_to_file(req.into_body(), &path, reg.config.max_image_size, None).await {
-        Ok((size, _, _)) => {
-            img.size = Some(size);
+        Ok(hashes) => {
+            img.size = Some(hashes.size);
             let _ = reg.db.put(&img);
             let mut r = Response::new(object_store::http_util::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
@@ -208,19 +209,17 @@ async fn run_import(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let (size, md5, sha512) = hash_file(&output).map_err(|e| e.to_string())?;
+    let hashes = hash_file(&output).map_err(|e| e.to_string())?;
     reg.store
-        .put_file(&img.id, &output, &md5)
+        .put_file(&img.id, &output, &hashes.md5)
         .await
         .map_err(|e| format!("could not store the image: {e}"))?;
     let mut done = img.clone();
     done.status = Status::Active;
     done.disk_format = Some(target.name().to_string());
     done.container_format = Some("bare".into());
-    done.size = Some(size);
     done.virtual_size = Some(out_info.virtual_size);
-    done.checksum = Some(md5);
-    done.os_hash_value = Some(sha512);
+    hashes.record(&mut done);
     done.location = Some(img.id.clone());
     done.failure = None;
     for (k, v) in &properties {
@@ -242,25 +241,18 @@ async fn run_import(
     Ok(())
 }
 
-/// (size, md5, sha512) of a file in one pass.
-fn hash_file(path: &Path) -> std::io::Result<(u64, String, String)> {
+/// Every hash of a file in one pass.
+fn hash_file(path: &Path) -> std::io::Result<Hashes> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    let (mut md5, mut sha) = (Md5::new(), sha2::Sha512::new());
+    let mut hashing = Hashing::default();
     let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        md5.update(&buf[..n]);
-        sha.update(&buf[..n]);
-        size += n as u64;
+        hashing.update(&buf[..n]);
     }
-    Ok((
-        size,
-        hex::encode(md5.finalize()),
-        hex::encode(sha.finalize()),
-    ))
+    Ok(hashing.finish())
 }

@@ -19,6 +19,7 @@ pub fn image() -> Value {
             "checksum": {"type": ["null", "string"], "readOnly": true, "maxLength": 32},
             "os_hash_algo": {"type": ["null", "string"], "readOnly": true, "maxLength": 64},
             "os_hash_value": {"type": ["null", "string"], "readOnly": true, "maxLength": 128},
+            "nubo_blake3": {"type": ["null", "string"], "readOnly": true, "maxLength": 64},
             "owner": {"type": ["null", "string"], "maxLength": 255},
             "size": {"type": ["null", "integer"], "readOnly": true},
             "virtual_size": {"type": ["null", "integer"], "readOnly": true},
