@@ -239,6 +239,19 @@ fn show_flavor(c: &Compute, base: &str, id: &str) -> Response<Body> {
     }
 }
 
+/// The `name` of a flavor or server: 1 to 255 characters, not all blank.
+fn name_field(v: &Value) -> Result<&str, Response<Body>> {
+    v["name"]
+        .as_str()
+        .filter(|n| !n.trim().is_empty() && n.len() <= 255)
+        .ok_or_else(|| {
+            fault(
+                StatusCode::BAD_REQUEST,
+                "Invalid input for field/attribute name.",
+            )
+        })
+}
+
 /// A positive integer field of a request body.
 fn positive(v: &Value, field: &str, allow_zero: bool) -> Result<u64, Response<Body>> {
     let n = match &v[field] {
@@ -272,14 +285,9 @@ async fn create_flavor(
         Err(r) => return r,
     };
     let f = &body["flavor"];
-    let Some(name) = f["name"]
-        .as_str()
-        .filter(|n| !n.trim().is_empty() && n.len() <= 255)
-    else {
-        return fault(
-            StatusCode::BAD_REQUEST,
-            "Invalid input for field/attribute name.",
-        );
+    let name = match name_field(f) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let (vcpus, ram, disk) = match (
         positive(f, "vcpus", false),
@@ -554,14 +562,9 @@ async fn create_server(
             "The request body needs a \"server\" object.",
         );
     }
-    let Some(name) = s["name"]
-        .as_str()
-        .filter(|n| !n.trim().is_empty() && n.len() <= 255)
-    else {
-        return fault(
-            StatusCode::BAD_REQUEST,
-            "Invalid input for field/attribute name.",
-        );
+    let name = match name_field(s) {
+        Ok(n) => n,
+        Err(r) => return r,
     };
     let Some(flavor_id) = ref_id(&s["flavorRef"]) else {
         return fault(StatusCode::BAD_REQUEST, "Missing or invalid flavorRef.");
