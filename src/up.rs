@@ -156,14 +156,21 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             token_secret: std::fs::read_to_string(&secret_path)?.trim().to_string(),
             token_ttl_secs: 86_400,
             public_url: None,
-            // The development credentials of Swift's all-in-one setup, and
-            // the registry's service user, which owns the image container.
+            // The development credentials of Swift's all-in-one setup
+            // (test:tester3 is its user without .admin), and the registry's
+            // service user, which owns the image container.
             users: vec![
                 User {
                     account: "test".into(),
                     user: "tester".into(),
                     key: "testing".into(),
                     admin: true,
+                },
+                User {
+                    account: "test".into(),
+                    user: "tester3".into(),
+                    key: "testing3".into(),
+                    admin: false,
                 },
                 User {
                     account: "glance".into(),

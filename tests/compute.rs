@@ -646,6 +646,24 @@ fn bad_requests_get_nova_faults_and_boot_nothing() {
         401
     );
 
+    // A user without .admin (Swift's test:tester3) uses servers but does
+    // not manage flavors or see hosts.
+    let user = Nova {
+        token: common::login_as(&c.url(), "test:tester3", "testing3").1,
+        ..Nova::new(&c)
+    };
+    let (st, _) = user.call("GET", "/flavors/detail", None);
+    assert_eq!(st, 200);
+    let (st, v) = user.call(
+        "POST",
+        "/flavors",
+        Some(json!({"flavor": {"name": "mine", "vcpus": 1, "ram": 64, "disk": 1}})),
+    );
+    assert_eq!(st, 403, "{v}");
+    assert!(v["forbidden"]["message"].is_string());
+    assert_eq!(user.call("DELETE", "/flavors/1", None).0, 403);
+    assert_eq!(user.call("GET", "/os-hypervisors", None).0, 403);
+
     // An image still queued: 409.
     let queued = g.create(json!({"name": "q", "disk_format": "raw", "container_format": "bare"}));
     let (st, v) = create(server(&queued, "1"));

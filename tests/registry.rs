@@ -190,7 +190,12 @@ fn hostile_images_are_refused_and_nothing_is_stored() {
         assert_eq!(st, 400, "{file}: {v}");
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(case.reason), "{file}: {msg}");
-        assert_eq!(g.show(&id)["status"], "killed", "{file}");
+        let img = g.show(&id);
+        assert_eq!(img["status"], "killed", "{file}");
+        assert!(
+            img["nubo_failure"].as_str().unwrap().contains(case.reason),
+            "{file}: the record keeps the reason: {img}"
+        );
         let (st, _) = g.call("GET", &format!("/v2/images/{id}/file"), None, b"");
         assert_eq!(st, 204, "{file}: no data to download");
         refused.push((file, id));

@@ -68,7 +68,7 @@ pub struct Image {
     pub properties: BTreeMap<String, String>,
     /// Where the bytes live in the object store, once stored.
     pub location: Option<String>,
-    /// Why the last upload or import failed (shown as a property).
+    /// Why the last upload or import failed (shown as `nubo_failure`).
     pub failure: Option<String>,
 }
 
@@ -79,7 +79,7 @@ pub fn now() -> String {
 }
 
 /// Attributes a client may never set or change.
-const READ_ONLY: [&str; 14] = [
+const READ_ONLY: [&str; 15] = [
     "id",
     "status",
     "size",
@@ -88,6 +88,7 @@ const READ_ONLY: [&str; 14] = [
     "os_hash_algo",
     "os_hash_value",
     "nubo_blake3",
+    "nubo_failure",
     "owner",
     "created_at",
     "updated_at",
@@ -335,6 +336,9 @@ impl Image {
         );
         m.insert("os_hash_value".into(), json!(self.os_hash_value));
         m.insert("nubo_blake3".into(), json!(self.blake3));
+        if let Some(why) = &self.failure {
+            m.insert("nubo_failure".into(), json!(why));
+        }
         m.insert("min_disk".into(), json!(self.min_disk));
         m.insert("min_ram".into(), json!(self.min_ram));
         m.insert("owner".into(), json!(self.owner));

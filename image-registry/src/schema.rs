@@ -20,6 +20,7 @@ pub fn image() -> Value {
             "os_hash_algo": {"type": ["null", "string"], "readOnly": true, "maxLength": 64},
             "os_hash_value": {"type": ["null", "string"], "readOnly": true, "maxLength": 128},
             "nubo_blake3": {"type": ["null", "string"], "readOnly": true, "maxLength": 64},
+            "nubo_failure": {"type": "string", "readOnly": true, "description": "Why the last upload or import failed"},
             "owner": {"type": ["null", "string"], "maxLength": 255},
             "size": {"type": ["null", "integer"], "readOnly": true},
             "virtual_size": {"type": ["null", "integer"], "readOnly": true},

@@ -2,7 +2,6 @@
 //! (never through the proxy's or a node's file system): one object per
 //! image in the registry's container of its service account.
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -263,13 +262,4 @@ impl ObjectStore {
         }
         Self::expect_success(resp, format!("deleting {name}")).await
     }
-}
-
-/// Collects a small response body (errors, listings).
-pub async fn body_bytes(resp: Response<Incoming>) -> Bytes {
-    resp.into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default()
 }

@@ -67,9 +67,14 @@ pub fn ports(count: u16) -> u16 {
 
 /// (storage URL, token) for the dev user from the proxy at `url`.
 pub fn login(url: &str) -> (String, String) {
+    login_as(url, "test:tester", "testing")
+}
+
+/// (storage URL, token) for any user.
+pub fn login_as(url: &str, user: &str, key: &str) -> (String, String) {
     let r = ureq::get(&format!("{url}/auth/v1.0"))
-        .set("X-Auth-User", "test:tester")
-        .set("X-Auth-Key", "testing")
+        .set("X-Auth-User", user)
+        .set("X-Auth-Key", key)
         .call()
         .expect("auth");
     (

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 pub struct Nova {
     pub url: String,
     pub token: String,
-    agent: ureq::Agent,
+    pub agent: ureq::Agent,
 }
 
 impl Nova {
