@@ -972,7 +972,7 @@ async fn heartbeat(c: &Arc<Compute>, req: Request<Incoming>) -> Response<Body> {
         Ok(r) => r,
         Err(e) => return fault(StatusCode::BAD_REQUEST, format!("Malformed heartbeat: {e}")),
     };
-    match crate::rest::blocking(|| c.heartbeat(report)) {
+    match object_store::server::blocking(|| c.heartbeat(report)) {
         Ok(()) => json_response(StatusCode::OK, &json!({})),
         Err(e) => internal(e),
     }

@@ -1,6 +1,8 @@
 //! The compute API's records in RocksDB, as JSON under a key per kind
-//! (`flavor/<id>`, `server/<id>`, `host/<name>`), each write synced.
+//! (`flavor/<id>`, `server/<id>`, `host/<name>`), each write synced, each
+//! call through `blocking` (they come from async handlers).
 
+use object_store::server::blocking;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
@@ -59,7 +61,7 @@ impl ComputeDb {
     }
 
     pub fn get<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<Option<T>, DbError> {
-        match self.db.get_pinned(key(kind, id))? {
+        match blocking(|| self.db.get_pinned(key(kind, id)))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -69,15 +71,19 @@ impl ComputeDb {
 
     pub fn put<T: Serialize>(&self, kind: Kind, id: &str, value: &T) -> Result<(), DbError> {
         let v = serde_json::to_vec(value).expect("records serialize");
-        Ok(self.db.put_opt(key(kind, id), v, &synced())?)
+        Ok(blocking(|| self.db.put_opt(key(kind, id), v, &synced()))?)
     }
 
     pub fn delete(&self, kind: Kind, id: &str) -> Result<(), DbError> {
-        Ok(self.db.delete_opt(key(kind, id), &synced())?)
+        Ok(blocking(|| self.db.delete_opt(key(kind, id), &synced()))?)
     }
 
     /// Every record of a kind, in key order.
     pub fn all<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, DbError> {
+        blocking(|| self.scan(kind))
+    }
+
+    fn scan<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, DbError> {
         let prefix = kind.prefix().as_bytes();
         let mut out = Vec::new();
         for item in self.db.prefix_iterator(prefix) {

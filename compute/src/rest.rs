@@ -88,18 +88,6 @@ pub async fn call_raw(
     Ok((status, bytes))
 }
 
-/// Runs blocking work (disk reads, qemu-img, libvirt calls) without
-/// stalling the other tasks of a multi-threaded runtime; directly on a
-/// single-threaded one (tests), where there is nothing to stall.
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

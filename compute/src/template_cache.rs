@@ -352,7 +352,7 @@ impl TemplateCache {
                 )));
             }
             // Inspection and conversion read the file: off the async workers.
-            crate::rest::blocking(|| self.settle(image, declared, &download, &dest))?;
+            object_store::server::blocking(|| self.settle(image, declared, &download, &dest))?;
             Ok(len)
         });
         let _ = std::fs::remove_file(&download);

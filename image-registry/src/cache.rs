@@ -8,6 +8,7 @@
 //!
 //! The compute hosts use the same module for their template cache.
 
+use object_store::server::blocking;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,6 +97,10 @@ impl Cache {
 
     /// A complete cached file, its access time refreshed; counts a hit.
     pub fn lookup(&self, id: &str) -> Option<PathBuf> {
+        blocking(|| self.touch(id))
+    }
+
+    fn touch(&self, id: &str) -> Option<PathBuf> {
         let path = self.complete_path(id)?;
         let f = std::fs::File::options().write(true).open(&path).ok()?;
         let _ = f.set_modified(SystemTime::now());
@@ -112,6 +117,10 @@ impl Cache {
 
     /// Makes a fully written (and synced) file the cached copy of `id`.
     pub fn commit(&self, written: &Path, id: &str) -> std::io::Result<PathBuf> {
+        blocking(|| self.rename_in(written, id))
+    }
+
+    fn rename_in(&self, written: &Path, id: &str) -> std::io::Result<PathBuf> {
         let dest = self
             .complete_path(id)
             .ok_or_else(|| std::io::Error::other("invalid image id"))?;
@@ -165,6 +174,10 @@ impl Cache {
     }
 
     pub fn entries(&self) -> Vec<Entry> {
+        blocking(|| self.list())
+    }
+
+    fn list(&self) -> Vec<Entry> {
         let Ok(dir) = std::fs::read_dir(&self.complete) else {
             return Vec::new();
         };
@@ -203,7 +216,7 @@ impl Cache {
     /// Drops one image from the cache; whether it was there.
     pub fn remove(&self, id: &str) -> bool {
         self.complete_path(id)
-            .is_some_and(|p| std::fs::remove_file(p).is_ok())
+            .is_some_and(|p| blocking(|| std::fs::remove_file(p)).is_ok())
     }
 
     /// Drops everything cached.

@@ -1,6 +1,9 @@
 //! Image records in RocksDB (`image/<id>` -> JSON), each write synced.
+//! Calls come from async handlers: each runs through `blocking`, so a
+//! synced write does not stall the runtime's other tasks.
 
 use crate::image::Image;
+use object_store::server::blocking;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,7 @@ impl ImageDb {
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Image>, DbError> {
-        match self.db.get_pinned(key(id))? {
+        match blocking(|| self.db.get_pinned(key(id)))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -43,16 +46,20 @@ impl ImageDb {
         let mut w = rocksdb::WriteOptions::default();
         w.set_sync(true);
         let v = serde_json::to_vec(img).expect("images serialize");
-        Ok(self.db.put_opt(key(&img.id), v, &w)?)
+        Ok(blocking(|| self.db.put_opt(key(&img.id), v, &w))?)
     }
 
     pub fn delete(&self, id: &str) -> Result<(), DbError> {
         let mut w = rocksdb::WriteOptions::default();
         w.set_sync(true);
-        Ok(self.db.delete_opt(key(id), &w)?)
+        Ok(blocking(|| self.db.delete_opt(key(id), &w))?)
     }
 
     pub fn all(&self) -> Result<Vec<Image>, DbError> {
+        blocking(|| self.scan())
+    }
+
+    fn scan(&self) -> Result<Vec<Image>, DbError> {
         let mut out = Vec::new();
         for item in self.db.prefix_iterator(b"image/") {
             let (k, v) = item?;

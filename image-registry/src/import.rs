@@ -209,7 +209,8 @@ async fn run_import(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let hashes = hash_file(&output).map_err(|e| e.to_string())?;
+    let hashes =
+        object_store::server::blocking(|| hash_file(&output)).map_err(|e| e.to_string())?;
     reg.store
         .put_file(&img.id, &output, &hashes.md5)
         .await

@@ -57,3 +57,16 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// Runs blocking work (synced RocksDB writes, file system calls, qemu-img,
+/// libvirt) from async code without stalling the other tasks of a
+/// multi-threaded runtime; directly where there is nothing to stall (a
+/// single-threaded runtime in tests, a blocking-pool thread, no runtime).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
