@@ -205,6 +205,13 @@ fn boot_sector_guest_through_the_api(driver: &str, registry_converts: bool) {
     assert_eq!(server["OS-EXT-AZ:availability_zone"], "nova");
     assert_eq!(server["flavor"]["original_name"], "m1.tiny");
     assert_eq!(server["OS-EXT-STS:power_state"], 4);
+    if driver == "libvirt" {
+        // The name the API shows is the hypervisor's.
+        assert_eq!(
+            domains_of(&id),
+            [server["OS-EXT-SRV-ATTR:instance_name"].as_str().unwrap()]
+        );
+    }
     assert!(nova.console(&id).contains(&marker));
     let h = &hypervisors(&nova)[0];
     assert_eq!(h["nubo:driver"], driver);

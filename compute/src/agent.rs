@@ -15,8 +15,9 @@ use crate::rest::call;
 use crate::template_cache::{ImageRef, TemplateCache};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use object_store::http_util::{collect_limited, full, header_str, query_pairs, set_header, Body};
+use object_store::http_util::{collect_limited, header_str, query_pairs, Body};
 use object_store::node_client::{NodeClient, Timeouts};
+use object_store::proxy::json_response;
 use object_store::server::blocking;
 use object_store::swift::tempauth::constant_time_eq;
 use serde::{Deserialize, Serialize};
@@ -139,12 +140,17 @@ fn measure_capacity(config: &AgentConfig) -> (u32, u64, u64) {
 /// What this host's domains are named with. Several agents may share one
 /// libvirt daemon (tests run two): each owns only the domains named with
 /// its own prefix.
-fn domain_prefix(host: &str) -> String {
+pub fn domain_prefix(host: &str) -> String {
     let safe: String = host
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     format!("nubo-{safe}-")
+}
+
+/// The hypervisor's name for instance `id` on `host`.
+pub fn domain_name(host: &str, id: &str) -> String {
+    format!("{}{id}", domain_prefix(host))
 }
 
 /// The driver the config asks for; `auto` takes libvirt where its daemon
@@ -176,13 +182,6 @@ fn open_driver(config: &AgentConfig, host: &str) -> Result<Box<dyn Driver>, Driv
             "unknown driver {other:?} (libvirt, qemu or auto)"
         ))),
     }
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(v).expect("json")));
-    *r.status_mut() = status;
-    set_header(r.headers_mut(), "content-type", "application/json");
-    r
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
@@ -223,7 +222,7 @@ impl Agent {
     }
 
     fn domain(&self, id: &str) -> String {
-        format!("{}{id}", domain_prefix(&self.host))
+        domain_name(&self.host, id)
     }
 
     fn spec(&self, p: &Placed) -> InstanceSpec {
@@ -662,4 +661,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     )
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_are_safe_for_both_drivers() {
+        assert_eq!(
+            domain_name("compute-1.example.org", "5fd2e3a0"),
+            "nubo-compute-1-example-org-5fd2e3a0"
+        );
+        assert!(domain_name("h", "x").starts_with(&domain_prefix("h")));
+    }
 }

@@ -11,7 +11,8 @@ use crate::template_cache::ImageRef;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use image_registry::image::{new_id, now};
-use object_store::http_util::{collect_limited, full, header_str, query_pairs, set_header, Body};
+use object_store::http_util::{collect_limited, header_str, query_pairs, Body};
+use object_store::proxy::json_response;
 use object_store::swift::tempauth::{constant_time_eq, Identity};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha224};
@@ -34,13 +35,6 @@ pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
         status,
         &json!({ kind: {"code": status.as_u16(), "message": message.into()} }),
     )
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(v).expect("json")));
-    *r.status_mut() = status;
-    set_header(r.headers_mut(), "content-type", "application/json");
-    r
 }
 
 fn accepted() -> Response<Body> {
@@ -425,7 +419,7 @@ fn server_view(s: &Server, base: &str) -> Value {
         "OS-EXT-STS:power_state": instance::power_state_code(s.power_state),
         "OS-EXT-SRV-ATTR:host": s.host,
         "OS-EXT-SRV-ATTR:hypervisor_hostname": s.host,
-        "OS-EXT-SRV-ATTR:instance_name": s.host.as_ref().map(|h| format!("nubo-{h}-{}", s.id)),
+        "OS-EXT-SRV-ATTR:instance_name": s.host.as_ref().map(|h| crate::agent::domain_name(h, &s.id)),
         "OS-EXT-AZ:availability_zone": s.availability_zone.clone().unwrap_or_default(),
         "OS-SRV-USG:launched_at": s.launched_at,
         "OS-SRV-USG:terminated_at": null,
