@@ -134,12 +134,10 @@ impl Compute {
             }
             if deleting || s.vm_state == VmState::Building {
                 s.vm_state = VmState::Error;
-                s.fault = Some(Fault {
-                    code: 500,
-                    message: format!("The compute API restarted during {why}; delete the server."),
-                    details: String::new(),
-                    created: now(),
-                });
+                s.fault = Some(Fault::error(
+                    format!("The compute API restarted during {why}; delete the server."),
+                    String::new(),
+                ));
             }
             s.updated = now();
             self.put_server(&s)?;
@@ -409,12 +407,7 @@ impl Compute {
         s.vm_state = VmState::Error;
         s.task_state = None;
         s.host = None;
-        s.fault = Some(Fault {
-            code: 500,
-            message,
-            details: reasons.join("\n"),
-            created: now(),
-        });
+        s.fault = Some(Fault::error(message, reasons.join("\n")));
         s.updated = now();
         let _ = self.put_server(&s);
     }
@@ -488,12 +481,7 @@ impl Compute {
                 }
                 Err(e) => {
                     tracing::warn!(server = %id, action = action.name(), error = %e, "action failed");
-                    s.fault = Some(Fault {
-                        code: 500,
-                        message: format!("{} failed: {e}", action.name()),
-                        details: String::new(),
-                        created: now(),
-                    });
+                    s.fault = Some(Fault::error(format!("{} failed: {e}", action.name()), String::new()));
                 }
             }
         });
@@ -539,12 +527,7 @@ impl Compute {
                 if self.is_up(&host) {
                     tracing::warn!(server = %id, error = %e, "delete failed on its host");
                     s.vm_state = VmState::Error;
-                    s.fault = Some(Fault {
-                        code: 500,
-                        message: format!("delete failed: {e}"),
-                        details: String::new(),
-                        created: now(),
-                    });
+                    s.fault = Some(Fault::error(format!("delete failed: {e}"), String::new()));
                 } else {
                     tracing::warn!(server = %id, %host, "host is down: deleted here, to be reaped when it reports");
                     s.vm_state = VmState::Deleted;
@@ -671,12 +654,10 @@ impl Compute {
                 if let Some(mut s) = find(id) {
                     s.vm_state = VmState::Error;
                     s.power_state = None;
-                    s.fault = Some(Fault {
-                        code: 500,
-                        message: format!("The instance is no longer on its host {host}."),
-                        details: String::new(),
-                        created: now(),
-                    });
+                    s.fault = Some(Fault::error(
+                        format!("The instance is no longer on its host {host}."),
+                        String::new(),
+                    ));
                     s.updated = now();
                     self.put_server(&s)?;
                 }

@@ -119,6 +119,18 @@ pub struct Fault {
     pub created: String,
 }
 
+impl Fault {
+    /// A server error (500) recorded now.
+    pub fn error(message: impl Into<String>, details: impl Into<String>) -> Fault {
+        Fault {
+            code: 500,
+            message: message.into(),
+            details: details.into(),
+            created: image_registry::image::now(),
+        }
+    }
+}
+
 /// One server, as the API stores it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Server {

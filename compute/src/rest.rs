@@ -1,7 +1,6 @@
 //! The small HTTP+JSON client the compute services share: the API calls
 //! the registry and the agents, the agents call the API.
 
-use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use object_store::http_util::full;
@@ -40,22 +39,6 @@ pub async fn call(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Result<(StatusCode, Value), RestError> {
-    let (status, bytes) = call_raw(client, base_url, method, path, headers, body).await?;
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
-}
-
-/// As [`call`], with the body as bytes.
-pub async fn call_raw(
-    client: &NodeClient,
-    base_url: &str,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(StatusCode, Bytes), RestError> {
     let addr = addr_of(base_url)?;
     let mut req = Request::builder()
         .method(method)
@@ -85,7 +68,10 @@ pub async fn call_raw(
         .await
         .map_err(|e| RestError::Body(addr.clone(), e.to_string()))?
         .to_bytes();
-    Ok((status, bytes))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 #[cfg(test)]

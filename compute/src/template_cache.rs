@@ -216,8 +216,14 @@ impl TemplateCache {
         }
         let path = self
             .cache
-            .get_or_fetch(&image.id, |dest| {
-                self.fetch(image, declared, registry_url, token, dest)
+            .get_or_fetch(&image.id, |dest| async move {
+                let started = std::time::Instant::now();
+                let fetched = self
+                    .download(image, declared, registry_url, token, dest)
+                    .await;
+                self.fetch_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                fetched
             })
             .await?;
         Ok((path, base_format(declared)))
@@ -225,23 +231,6 @@ impl TemplateCache {
 
     /// Downloads, verifies, inspects and (if need be) converts one image
     /// into `dest`; the bytes downloaded.
-    async fn fetch(
-        &self,
-        image: &ImageRef,
-        declared: DiskFormat,
-        registry_url: &str,
-        token: &str,
-        dest: PathBuf,
-    ) -> Result<u64, TemplateError> {
-        let started = std::time::Instant::now();
-        let result = self
-            .download(image, declared, registry_url, token, dest)
-            .await;
-        self.fetch_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        result
-    }
-
     async fn download(
         &self,
         image: &ImageRef,

@@ -14,8 +14,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use object_store::http_util::{
-    collect_limited, file_body, full, header_str, query_pairs, set_header, Body,
+    collect_limited, file_body, header_str, query_pairs, set_header, Body,
 };
+use object_store::proxy::json_response;
 use object_store::swift::tempauth::{Identity, TempAuth};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -45,17 +46,6 @@ pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
         "message": message.into(),
     }});
     json_response(status, &body)
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(v).expect("json")));
-    *r.status_mut() = status;
-    set_header(
-        r.headers_mut(),
-        "content-type",
-        "application/json; charset=UTF-8",
-    );
-    r
 }
 
 fn no_content() -> Response<Body> {
