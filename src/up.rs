@@ -201,6 +201,9 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         allow_bad_partition_table: false,
         convert_to: "qcow2".into(),
         convert_timeout_secs: 600,
+        max_convert_bytes: 1 << 40,
+        max_expansion: 64,
+        expansion_floor: 256 << 20,
     };
     let registry_config = dir.join("registry.toml");
     std::fs::write(&registry_config, toml::to_string(&registry)?)?;

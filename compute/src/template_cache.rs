@@ -2,7 +2,8 @@
 //! secondary-to-primary copy): the first launch of an image on a host
 //! fetches it from the registry (through the registry's own cache) into
 //! `<host data>/_base/<image id>`, checks its hash against the registry's
-//! record, inspects it, and converts it to a base format if need be.
+//! record, runs the registry's verdict on it (inspector and qemu-img must
+//! agree), and converts it to a base format if need be.
 //! Concurrent launches of one image fetch it once (the registry's cache
 //! module does the single-flight and the partial-file handling). Bases no
 //! instance has used for a while are removed.
@@ -11,7 +12,8 @@ use crate::rest::addr_of;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use image_registry::cache::Cache;
-use image_registry::inspect::{self, DiskFormat, FileSource, InspectError, Limits};
+use image_registry::inspect::{DiskFormat, InspectError, Limits};
+use image_registry::verify::{verify, Declared, VerifyError};
 use md5::Md5;
 use object_store::http_util::empty;
 use object_store::node_client::{NodeClient, Timeouts};
@@ -53,6 +55,8 @@ pub enum TemplateError {
     },
     #[error("image {0} failed inspection on this host: {1}")]
     Unsafe(String, InspectError),
+    #[error("image {0} was refused on this host: {1}")]
+    Rejected(String, String),
     #[error("image {0} could not be converted: {1}")]
     Convert(String, String),
     #[error("image {0} is {1}, which cannot be a base")]
@@ -357,22 +361,34 @@ impl TemplateCache {
         download: &Path,
         dest: &Path,
     ) -> Result<(), TemplateError> {
-        let unsafe_ = |e| TemplateError::Unsafe(image.id.clone(), e);
-        let info = inspect::inspect(&FileSource::open(download)?, &self.limits).map_err(unsafe_)?;
-        inspect::check_declared(&info, Some(declared.name())).map_err(unsafe_)?;
+        // The registry's own verdict, on this host's copy: the inspector
+        // and qemu-img must agree, whatever the registry said before.
+        let work = dest.with_extension("verify");
+        let declared = Declared {
+            disk_format: Some(declared.name()),
+            container_format: None,
+        };
+        let verdict = verify(download, declared, &self.limits, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        let verified = verdict.map_err(|e| match e {
+            VerifyError::Inspect(e) => TemplateError::Unsafe(image.id.clone(), e),
+            e => TemplateError::Rejected(image.id.clone(), e.to_string()),
+        })?;
+        let info = verified.info;
         if info.container.is_some() {
             return Err(TemplateError::Format(
                 image.id.clone(),
                 "an OVA package (import it, and the registry extracts its disk)".into(),
             ));
         }
-        let target = base_format(declared);
+        let target = base_format(info.format);
         if target == info.format {
             std::fs::rename(download, dest)?;
         } else {
             image_registry::convert::convert(
                 download,
                 &info,
+                verified.required,
                 dest,
                 target,
                 &self.limits,
@@ -414,6 +430,65 @@ mod tests {
         let in_use: HashSet<String> = ["old-in-use".to_string()].into();
         assert_eq!(unused_bases(&entries, &in_use, 1000, 600), ["old"]);
         assert!(unused_bases(&entries, &in_use, 1000, 10_000).is_empty());
+    }
+
+    fn qemu_img(args: &[&str]) {
+        let out = std::process::Command::new("qemu-img")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The host runs the registry's whole verdict on its own copy (not only
+    /// the inspector): a VMDK whose zero capacity makes qemu read its
+    /// descriptor's FLAT extent (a host file) is refused, and a clean one
+    /// becomes a qcow2 base.
+    #[test]
+    fn the_host_settles_a_base_only_through_the_verdict() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TemplateCache::open(&dir.path().join("_base")).unwrap();
+        let image = |id: &str| ImageRef {
+            id: id.into(),
+            disk_format: "vmdk".into(),
+            os_hash_value: None,
+            checksum: None,
+            blake3: None,
+            size: None,
+        };
+        let evil = dir.path().join("evil.vmdk");
+        qemu_img(&["create", "-q", "-f", "vmdk", evil.to_str().unwrap(), "16M"]);
+        let f = std::fs::OpenOptions::new().write(true).open(&evil).unwrap();
+        f.write_all_at(&0u64.to_le_bytes(), 12).unwrap();
+        let mut desc = b"# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"/etc/passwd\" 0\n".to_vec();
+        desc.resize(10240, 0);
+        f.write_all_at(&desc, 512).unwrap();
+        let dest = dir.path().join("evil-base");
+        let e = cache
+            .settle(&image("evil"), DiskFormat::Vmdk, &evil, &dest)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("capacity of 0"), "{e}");
+        assert!(!dest.exists());
+        let good = dir.path().join("good.vmdk");
+        qemu_img(&["create", "-q", "-f", "vmdk", good.to_str().unwrap(), "16M"]);
+        let dest = dir.path().join("good-base");
+        cache
+            .settle(&image("good"), DiskFormat::Vmdk, &good, &dest)
+            .unwrap();
+        let out = std::process::Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&dest)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["format"], "qcow2");
+        assert_eq!(v["virtual-size"], 16 << 20);
     }
 
     #[test]

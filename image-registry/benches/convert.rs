@@ -1,11 +1,13 @@
-//! Conversion through the registry's path (qemu-img info cross-check under
-//! prlimit, conversion, re-inspection of the output) against plain
+//! Conversion through the registry's path (the verdict: inspector, then
+//! qemu-img info and measure under prlimit; conversion under its size cap;
+//! re-inspection of the output) against plain
 //! `qemu-img convert` of the same file (target: ratio at most 1.05).
 //! `cargo bench -p image-registry --bench convert` (a 1 GiB vmdk; under
 //! `cargo test`, 16 MiB).
 
 use image_registry::convert;
-use image_registry::inspect::{inspect, DiskFormat, FileSource, Limits};
+use image_registry::inspect::{DiskFormat, Limits};
+use image_registry::verify::{verify, Declared};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -64,10 +66,15 @@ fn main() {
             assert!(st.success());
             plain.push(t.elapsed());
         } else {
-            let info = inspect(&FileSource::open(&src).unwrap(), &limits).unwrap();
+            let declared = Declared {
+                disk_format: Some("vmdk"),
+                container_format: Some("bare"),
+            };
+            let v = verify(&src, declared, &limits, &dir.path().join("work")).unwrap();
             convert::convert(
                 &src,
-                &info,
+                &v.disk_info,
+                v.required,
                 &out,
                 DiskFormat::Qcow2,
                 &limits,

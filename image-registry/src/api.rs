@@ -4,10 +4,11 @@
 
 use crate::cache::Cache;
 use crate::config::RegistryConfig;
-use crate::db::ImageDb;
+use crate::db::{ImageDb, Updated};
 use crate::image::{check_tag, new_id, Image, ImageError, ListQuery, Status};
-use crate::inspect::{self, FileSource, ImageInfo, Limits};
+use crate::inspect::{ImageInfo, Limits};
 use crate::store::ObjectStore;
+use crate::verify::{self, Declared, Verified};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -32,6 +33,8 @@ pub struct Registry {
     pub limits: Limits,
     pub uploads_ok: AtomicU64,
     pub uploads_failed: AtomicU64,
+    /// Time spent in the verdict (inspector, qemu-img info and measure), µs.
+    pub verify_micros: AtomicU64,
     /// Objects to delete once the store answers (interrupted uploads found at start).
     pub delete_later: std::sync::Mutex<Vec<String>>,
 }
@@ -161,6 +164,33 @@ fn load(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body
     }
 }
 
+/// Changes one image atomically ([`ImageDb::update`]): `change` sees the
+/// record as it is now, and may refuse with the response to send, in which
+/// case nothing is written.
+pub(crate) fn change_image(
+    reg: &Registry,
+    id: &str,
+    change: impl FnOnce(&mut Image) -> Result<(), Response<Body>>,
+) -> Result<Image, Response<Body>> {
+    match reg.db.update(id, change) {
+        Ok(Updated::Done(img)) => Ok(*img),
+        Ok(Updated::Refused(r)) => Err(r),
+        Ok(Updated::Missing) => Err(not_found(id)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+/// Glance's 409 for a transition the image's status does not allow.
+pub(crate) fn bad_transition(from: Status, to: &str) -> Response<Body> {
+    fault(
+        StatusCode::CONFLICT,
+        format!(
+            "Image status transition from {} to {to} is not allowed",
+            from.name()
+        ),
+    )
+}
+
 /// The image if `who` may change it.
 pub(crate) fn load_owned(
     reg: &Registry,
@@ -265,18 +295,15 @@ async fn create(reg: &Registry, who: &Identity, req: Request<Incoming>) -> Respo
     if let Err(r) = check_publicize(&img, who) {
         return r;
     }
-    match reg.db.get(&img.id) {
-        Ok(Some(_)) => {
+    match reg.db.insert(&img) {
+        Ok(true) => {}
+        Ok(false) => {
             return fault(
                 StatusCode::CONFLICT,
                 format!("Image with identifier {} already exists!", img.id),
             )
         }
         Err(e) => return internal(e),
-        Ok(None) => {}
-    }
-    if let Err(e) = reg.db.put(&img) {
-        return internal(e);
     }
     let mut r = json_response(StatusCode::CREATED, &img.to_json());
     set_header(
@@ -311,25 +338,24 @@ async fn update(
             "Content type must be application/openstack-images-v2.1-json-patch",
         );
     }
-    let img = match load_owned(reg, who, id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    if let Err(r) = load_owned(reg, who, id) {
+        return r;
+    }
     let ops = match json_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let new = match img.apply_patch(&ops) {
-        Ok(n) => n,
-        Err(e) => return image_error(e),
-    };
-    if let Err(r) = check_publicize(&new, who) {
-        return r;
+    // Applied to the record as it is when written, not as it was read.
+    let changed = change_image(reg, id, |img| {
+        let new = img.apply_patch(&ops).map_err(image_error)?;
+        check_publicize(&new, who)?;
+        *img = new;
+        Ok(())
+    });
+    match changed {
+        Ok(new) => json_response(StatusCode::OK, &new.to_json()),
+        Err(r) => r,
     }
-    if let Err(e) = reg.db.put(&new) {
-        return internal(e);
-    }
-    json_response(StatusCode::OK, &new.to_json())
 }
 
 async fn delete(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
@@ -337,20 +363,38 @@ async fn delete(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if img.protected {
-        return fault(
-            StatusCode::FORBIDDEN,
-            format!("Image {id} is protected and cannot be deleted."),
-        );
-    }
-    if matches!(img.status, Status::Saving | Status::Importing) {
-        return fault(
-            StatusCode::CONFLICT,
-            format!("Image {id} is being written; delete it when that ends."),
-        );
-    }
+    // First marked deleted (atomically, so no upload can start on it),
+    // then its data goes, then the record.
+    let before = img.status;
+    let marked = change_image(reg, id, |img| {
+        if img.protected {
+            return Err(fault(
+                StatusCode::FORBIDDEN,
+                format!("Image {id} is protected and cannot be deleted."),
+            ));
+        }
+        if matches!(
+            img.status,
+            Status::Saving | Status::Importing | Status::Deleted
+        ) {
+            return Err(fault(
+                StatusCode::CONFLICT,
+                format!("Image {id} is being written; delete it when that ends."),
+            ));
+        }
+        img.status = Status::Deleted;
+        Ok(())
+    });
+    let img = match marked {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     if let Some(loc) = &img.location {
         if let Err(e) = reg.store.delete(loc).await {
+            let _ = change_image(reg, id, |img| {
+                img.status = before;
+                Ok(())
+            });
             return fault(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("Could not delete the image data: {e}"),
@@ -358,7 +402,7 @@ async fn delete(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
         }
     }
     reg.cache.remove(id);
-    if let Err(e) = reg.db.delete(id) {
+    if let Err(e) = reg.db.delete_if(id, |_| Ok::<(), ()>(())) {
         return internal(e);
     }
     no_content()
@@ -373,59 +417,62 @@ fn set_active(reg: &Registry, who: &Identity, id: &str, active: bool) -> Respons
             "Only an admin may deactivate or reactivate an image.",
         );
     }
-    let mut img = match load(reg, who, id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    if let Err(r) = load(reg, who, id) {
+        return r;
+    }
     let (from, to) = if active {
         (Status::Deactivated, Status::Active)
     } else {
         (Status::Active, Status::Deactivated)
     };
-    if img.status == to {
-        return no_content();
-    }
-    if img.status != from {
-        return fault(
-            StatusCode::CONFLICT,
-            format!(
-                "Image status transition from {} to {} is not allowed",
-                img.status.name(),
-                to.name()
-            ),
-        );
-    }
-    img.status = to;
-    img.updated_at = crate::image::now();
-    match reg.db.put(&img) {
-        Ok(()) => no_content(),
-        Err(e) => internal(e),
+    let changed = change_image(reg, id, |img| {
+        if img.status == to {
+            // Already there: nothing to write.
+            return Err(no_content());
+        }
+        if img.status != from {
+            return Err(bad_transition(img.status, to.name()));
+        }
+        img.status = to;
+        img.updated_at = crate::image::now();
+        Ok(())
+    });
+    match changed {
+        Ok(_) => no_content(),
+        Err(r) => r,
     }
 }
 
 fn tag(reg: &Registry, who: &Identity, id: &str, tag: &str, add: bool) -> Response<Body> {
-    let mut img = match load_owned(reg, who, id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    if let Err(r) = load_owned(reg, who, id) {
+        return r;
+    }
     if add {
         if let Err(e) = check_tag(tag) {
             return image_error(e);
         }
-        if !img.tags.iter().any(|t| t == tag) {
-            img.tags.push(tag.to_string());
-        }
-    } else {
-        let before = img.tags.len();
-        img.tags.retain(|t| t != tag);
-        if img.tags.len() == before {
-            return fault(StatusCode::NOT_FOUND, format!("Tag {tag} not found."));
-        }
     }
-    img.updated_at = crate::image::now();
-    match reg.db.put(&img) {
-        Ok(()) => no_content(),
-        Err(e) => internal(e),
+    let changed = change_image(reg, id, |img| {
+        if add {
+            if !img.tags.iter().any(|t| t == tag) {
+                img.tags.push(tag.to_string());
+            }
+        } else {
+            let before = img.tags.len();
+            img.tags.retain(|t| t != tag);
+            if img.tags.len() == before {
+                return Err(fault(
+                    StatusCode::NOT_FOUND,
+                    format!("Tag {tag} not found."),
+                ));
+            }
+        }
+        img.updated_at = crate::image::now();
+        Ok(())
+    });
+    match changed {
+        Ok(_) => no_content(),
+        Err(r) => r,
     }
 }
 
@@ -445,10 +492,9 @@ async fn upload(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (head, body) = req.into_parts();
-    let mut img = match load_owned(reg, who, id) {
-        Ok(i) => i,
-        Err(r) => return refuse_upload(body, r).await,
-    };
+    if let Err(r) = load_owned(reg, who, id) {
+        return refuse_upload(body, r).await;
+    }
     let ct = header_str(&head.headers, "content-type")
         .unwrap_or_default()
         .to_string();
@@ -459,21 +505,20 @@ async fn upload(
         );
         return refuse_upload(body, r).await;
     }
-    if img.status != Status::Queued {
-        let r = fault(
-            StatusCode::CONFLICT,
-            format!(
-                "Image status transition from {} to saving is not allowed",
-                img.status.name()
-            ),
-        );
-        return refuse_upload(body, r).await;
-    }
-    img.status = Status::Saving;
-    img.updated_at = crate::image::now();
-    if let Err(e) = reg.db.put(&img) {
-        return refuse_upload(body, internal(e)).await;
-    }
+    // queued -> saving is a compare-and-set: of two uploads to one image,
+    // one wins and the other is told 409 before it touches anything.
+    let claimed = change_image(reg, id, |img| {
+        if img.status != Status::Queued {
+            return Err(bad_transition(img.status, "saving"));
+        }
+        img.status = Status::Saving;
+        img.updated_at = crate::image::now();
+        Ok(())
+    });
+    let img = match claimed {
+        Ok(i) => i,
+        Err(r) => return refuse_upload(body, r).await,
+    };
     let declared_len: Option<u64> =
         header_str(&head.headers, "content-length").and_then(|v| v.parse().ok());
     let client_md5 = client_checksum(&head.headers);
@@ -508,23 +553,30 @@ async fn upload(
     }
     match result {
         Ok(r) => {
-            img.status = Status::Active;
-            img.virtual_size = Some(r.info.virtual_size);
-            r.hashes.record(&mut img);
-            img.disk_format
-                .get_or_insert_with(|| r.info.format.name().to_string());
-            img.container_format
-                .get_or_insert_with(|| r.info.container.unwrap_or("bare").to_string());
-            for (k, v) in &r.info.properties {
-                img.properties.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            img.location = Some(id.to_string());
-            img.failure = None;
-            img.updated_at = crate::image::now();
-            if let Err(e) = reg.db.put(&img) {
+            // saving -> active, only from saving (this upload's claim).
+            let done = change_image(reg, id, |img| {
+                if img.status != Status::Saving {
+                    return Err(bad_transition(img.status, "active"));
+                }
+                img.status = Status::Active;
+                img.virtual_size = Some(r.info.virtual_size);
+                r.hashes.clone().record(img);
+                img.disk_format
+                    .get_or_insert_with(|| r.info.format.name().to_string());
+                img.container_format
+                    .get_or_insert_with(|| r.info.container.unwrap_or("bare").to_string());
+                for (k, v) in &r.info.properties {
+                    img.properties.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                img.location = Some(id.to_string());
+                img.failure = None;
+                img.updated_at = crate::image::now();
+                Ok(())
+            });
+            if let Err(resp) = done {
                 let _ = reg.store.delete(id).await;
                 let _ = std::fs::remove_file(&temp);
-                return internal(e);
+                return resp;
             }
             // The uploaded file is a complete copy: it becomes the cached one.
             if reg.cache.commit(&temp, id).is_err() {
@@ -535,10 +587,15 @@ async fn upload(
         }
         Err(Failed(status, reason)) => {
             let _ = std::fs::remove_file(&temp);
-            img.status = Status::Killed;
-            img.failure = Some(reason.clone());
-            img.updated_at = crate::image::now();
-            let _ = reg.db.put(&img);
+            let _ = change_image(reg, id, |img| {
+                if img.status != Status::Saving {
+                    return Err(no_content());
+                }
+                img.status = Status::Killed;
+                img.failure = Some(reason.clone());
+                img.updated_at = crate::image::now();
+                Ok(())
+            });
             reg.uploads_failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(image = %id, %reason, "upload refused");
             fault(status, reason)
@@ -709,41 +766,42 @@ pub(crate) async fn stream_to_file(
     })
 }
 
-/// Inspects a received file and checks it against what the image record
-/// declares (disk and container format).
+/// Runs the one verdict ([`verify::verify`]) on a received file, against
+/// what the image record declares, off the async workers. The work
+/// directory (an OVA's extracted disk) is `<file>.verify`; the caller
+/// removes it once done with [`Verified::disk`].
 pub(crate) async fn check_image(
     reg: &Registry,
     img: &Image,
     file: &Path,
-) -> Result<ImageInfo, Failed> {
+) -> Result<Verified, Failed> {
     let limits = reg.limits.clone();
     let file = file.to_path_buf();
-    let info = tokio::task::spawn_blocking(move || {
-        let src = FileSource::open(&file).map_err(|e| inspect::InspectError::Io(e.to_string()))?;
-        inspect::inspect(&src, &limits)
+    let work = work_dir(&file);
+    let (disk_format, container_format) = (img.disk_format.clone(), img.container_format.clone());
+    let started = std::time::Instant::now();
+    let verdict = tokio::task::spawn_blocking(move || {
+        let declared = Declared {
+            disk_format: disk_format.as_deref(),
+            container_format: container_format.as_deref(),
+        };
+        verify::verify(&file, declared, &limits, &work)
     })
     .await
-    .map_err(|e| Failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| Failed(StatusCode::BAD_REQUEST, e.to_string()))?;
-    inspect::check_declared(&info, img.disk_format.as_deref())
-        .map_err(|e| Failed(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let is_ova = info.container == Some("ova");
-    match img.container_format.as_deref() {
-        Some("ova") if !is_ova => {
-            return Err(Failed(
-                StatusCode::BAD_REQUEST,
-                "image was declared ova but is not an OVA package: rejected".into(),
-            ))
-        }
-        Some(c) if c != "ova" && is_ova => {
-            return Err(Failed(
-                StatusCode::BAD_REQUEST,
-                format!("image was declared {c} but is an OVA package: rejected"),
-            ))
-        }
-        _ => {}
-    }
-    Ok(info)
+    .map_err(|e| Failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    reg.verify_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    verdict.map_err(|e| match e {
+        verify::VerifyError::Io(e) => Failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        e => Failed(StatusCode::BAD_REQUEST, e.to_string()),
+    })
+}
+
+/// Where [`check_image`] may extract an OVA's disk for `file`.
+pub(crate) fn work_dir(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".verify");
+    PathBuf::from(name)
 }
 
 /// An upload's data: received, hashed, inspected and checked against what
@@ -773,8 +831,12 @@ async fn receive(
             ));
         }
     }
-    let info = check_image(reg, img, temp).await?;
-    Ok(Received { hashes, info })
+    let verified = check_image(reg, img, temp).await;
+    let _ = std::fs::remove_dir_all(work_dir(temp));
+    Ok(Received {
+        hashes,
+        info: verified?.info,
+    })
 }
 
 /// Fetches an image from the store into `temp`, checking its MD5.
@@ -974,6 +1036,11 @@ fn metrics(reg: &Registry) -> Response<Body> {
             "nubo_registry_uploads_refused_total",
             "Uploads refused or failed (image killed).",
             reg.uploads_failed.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_verify_microseconds_total",
+            "Time spent verifying images (inspector and qemu-img).",
+            reg.verify_micros.load(Ordering::Relaxed),
         ),
     ];
     for (name, help, v) in counters {

@@ -49,6 +49,23 @@ pub struct RegistryConfig {
     /// The longest a conversion may run.
     #[serde(default = "ten_minutes")]
     pub convert_timeout_secs: u64,
+    /// The most a conversion may write, whatever the image.
+    #[serde(default = "tib")]
+    pub max_convert_bytes: u64,
+    /// How many times its own size an image's data may take once
+    /// converted (`qemu-img measure`)...
+    #[serde(default = "sixty_four")]
+    pub max_expansion: u64,
+    /// ...above this floor.
+    #[serde(default = "quarter_gib")]
+    pub expansion_floor: u64,
+}
+
+fn sixty_four() -> u64 {
+    64
+}
+fn quarter_gib() -> u64 {
+    256 << 20
 }
 
 fn qcow2() -> String {

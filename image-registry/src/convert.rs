@@ -1,10 +1,11 @@
-//! Conversion with qemu-img, only ever on a file that passed inspection,
-//! with the format always given (`-f`, never probing), under resource
-//! limits as Glance and Nova run it: `qemu-img info` with 1 GiB of address
-//! space and 2 s of CPU, `convert` with a wall-clock bound.
+//! qemu-img, run the way Glance and Nova run it: the format always given
+//! (`-f`, never probing), `info` and `measure` under prlimit (1 GiB of
+//! address space, 2 s of CPU), `convert` with a wall-clock bound and a cap
+//! on the size of what it writes, and only ever on a file that
+//! [`crate::verify`] passed.
 //!
-//! Check 9 (qemu-img and our inspector must agree) and check 10 (the output
-//! must inspect as the target format) live here.
+//! Check 9 (qemu-img and our inspector must agree, [`cross_check`]) and
+//! check 10 (the output must inspect as the target format) live here.
 
 use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, Limits};
 use crate::process::{run_bounded, RunError};
@@ -41,43 +42,93 @@ impl From<RunError> for ConvertError {
 }
 
 /// What `qemu-img info --output=json` says.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Default)]
 pub struct QemuInfo {
     pub format: String,
     pub virtual_size: u64,
     pub backing_file: Option<String>,
     pub data_file: Option<String>,
+    /// Every file name anywhere in the answer (the image, its children,
+    /// VMDK extents): anything but the image itself is another file qemu
+    /// would read.
+    pub files: Vec<String>,
+    /// VMDK: the create type qemu settled on, and how many extents.
+    pub vmdk_create_type: Option<String>,
+    pub vmdk_extents: usize,
 }
 
-/// `qemu-img info` under prlimit (1 GiB address space, 2 s CPU).
-pub fn qemu_info(path: &Path, format: DiskFormat) -> Result<QemuInfo, ConvertError> {
+impl QemuInfo {
+    pub fn parse(v: &Value) -> QemuInfo {
+        let mut files = Vec::new();
+        collect_files(v, &mut files);
+        let specific = &v["format-specific"]["data"];
+        QemuInfo {
+            format: v["format"].as_str().unwrap_or_default().to_string(),
+            virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
+            backing_file: v["backing-filename"]
+                .as_str()
+                .or(v["full-backing-filename"].as_str())
+                .map(str::to_string),
+            data_file: specific["data-file"].as_str().map(str::to_string),
+            files,
+            vmdk_create_type: specific["create-type"].as_str().map(str::to_string),
+            vmdk_extents: specific["extents"].as_array().map_or(0, Vec::len),
+        }
+    }
+}
+
+/// Every string under a key that names a file, anywhere in the tree.
+fn collect_files(v: &Value, out: &mut Vec<String>) {
+    const FILE_KEYS: [&str; 5] = [
+        "filename",
+        "backing-filename",
+        "full-backing-filename",
+        "data-file",
+        "backing-image",
+    ];
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if let (true, Some(s)) = (FILE_KEYS.contains(&k.as_str()), v.as_str()) {
+                    out.push(s.to_string());
+                }
+                collect_files(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_files(v, out)),
+        _ => {}
+    }
+}
+
+/// qemu-img under prlimit (1 GiB address space, 2 s CPU), JSON out.
+fn qemu_img_json(what: &'static str, args: &[&str], path: &Path) -> Result<Value, ConvertError> {
     let mut cmd = Command::new("prlimit");
-    cmd.args([
-        "--as=1073741824",
-        "--cpu=2",
-        "--",
-        "qemu-img",
-        "info",
-        "-f",
-        format.qemu_name(),
-        "--output=json",
-    ])
-    .arg(path);
-    let out = run_bounded("info", cmd, Duration::from_secs(10)).map_err(ConvertError::from)?;
-    let v: Value =
-        serde_json::from_slice(&out).map_err(|e| ConvertError::QemuImg("info", e.to_string()))?;
-    Ok(QemuInfo {
-        format: v["format"].as_str().unwrap_or_default().to_string(),
-        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
-        backing_file: v["backing-filename"].as_str().map(str::to_string),
-        data_file: v["format-specific"]["data"]["data-file"]
-            .as_str()
-            .map(str::to_string),
-    })
+    cmd.args(["--as=1073741824", "--cpu=2", "--", "qemu-img", what])
+        .args(args)
+        .arg("--output=json")
+        .arg(path);
+    let out = run_bounded(what, cmd, Duration::from_secs(10)).map_err(ConvertError::from)?;
+    serde_json::from_slice(&out).map_err(|e| ConvertError::QemuImg(what, e.to_string()))
 }
 
-/// Check 9: trust neither alone.
-pub fn cross_check(ours: &ImageInfo, qemu: &QemuInfo) -> Result<(), ConvertError> {
+/// `qemu-img info -f FORMAT`.
+pub fn qemu_info(path: &Path, format: DiskFormat) -> Result<QemuInfo, ConvertError> {
+    let v = qemu_img_json("info", &["-f", format.qemu_name()], path)?;
+    Ok(QemuInfo::parse(&v))
+}
+
+/// `qemu-img measure`: the bytes a qcow2 conversion of the image would
+/// allocate (what the data qemu reads from it takes, whatever the format).
+pub fn measure(path: &Path, format: DiskFormat) -> Result<u64, ConvertError> {
+    let v = qemu_img_json("measure", &["-f", format.qemu_name(), "-O", "qcow2"], path)?;
+    v["required"]
+        .as_u64()
+        .ok_or_else(|| ConvertError::QemuImg("measure", format!("no size in {v}")))
+}
+
+/// Check 9: trust neither alone. `path` is the file qemu-img was given:
+/// any other file in its answer is a file qemu would read.
+pub fn cross_check(ours: &ImageInfo, qemu: &QemuInfo, path: &Path) -> Result<(), ConvertError> {
     if qemu.format != ours.format.qemu_name() {
         return Err(ConvertError::Disagree(format!(
             "qemu-img reads it as {}",
@@ -94,6 +145,22 @@ pub fn cross_check(ours: &ImageInfo, qemu: &QemuInfo) -> Result<(), ConvertError
             "qemu-img sees a data file {d:?}"
         )));
     }
+    let own = path.to_string_lossy();
+    if let Some(other) = qemu.files.iter().find(|f| **f != own) {
+        return Err(ConvertError::Disagree(format!(
+            "qemu-img would read another file {other:?}"
+        )));
+    }
+    if ours.format == DiskFormat::Vmdk {
+        let ours_type = ours.variant.strip_prefix("vmdk ").unwrap_or_default();
+        if qemu.vmdk_create_type.as_deref() != Some(ours_type) || qemu.vmdk_extents != 1 {
+            return Err(ConvertError::Disagree(format!(
+                "qemu-img reads a {} VMDK with {} extents",
+                qemu.vmdk_create_type.as_deref().unwrap_or("?"),
+                qemu.vmdk_extents
+            )));
+        }
+    }
     if qemu.virtual_size != ours.virtual_size {
         return Err(ConvertError::Disagree(format!(
             "virtual size {} (qemu-img) against {} (inspector)",
@@ -103,35 +170,52 @@ pub fn cross_check(ours: &ImageInfo, qemu: &QemuInfo) -> Result<(), ConvertError
     Ok(())
 }
 
-/// Converts `src` (already inspected as `info`) to `target` at `dst`, then
-/// inspects the output (check 10). `limit` bounds the conversion.
+/// Converts `src` (verified as `info`; `required` is what `measure` said)
+/// to `target` at `dst`, then inspects the output (check 10). `limit`
+/// bounds the time; the output's size is capped too (a raw output at the
+/// virtual size, others at what `measure` said plus slack), so a
+/// conversion that would expand further is killed, not left to fill the
+/// disk.
 pub fn convert(
     src: &Path,
     info: &ImageInfo,
+    required: u64,
     dst: &Path,
     target: DiskFormat,
     limits: &Limits,
     limit: Duration,
 ) -> Result<ImageInfo, ConvertError> {
-    cross_check(info, &qemu_info(src, info.format)?)?;
+    let cap = match target {
+        DiskFormat::Raw => info.virtual_size,
+        _ => required
+            .saturating_add(required / 8)
+            .saturating_add(64 << 20),
+    }
+    .max(1 << 20);
     let mut cmd = Command::new("prlimit");
-    cmd.args([
-        "--as=4294967296",
-        "--",
-        "qemu-img",
-        "convert",
-        "-q",
-        "-f",
-        info.format.qemu_name(),
-        "-O",
-        target.qemu_name(),
-    ]);
+    cmd.arg("--as=4294967296")
+        .arg(format!("--fsize={cap}"))
+        .args([
+            "--",
+            "qemu-img",
+            "convert",
+            "-q",
+            "-f",
+            info.format.qemu_name(),
+            "-O",
+            target.qemu_name(),
+        ]);
     if target == DiskFormat::Vmdk {
         // One file, no descriptor pointing elsewhere.
         cmd.args(["-o", "subformat=streamOptimized"]);
     }
     cmd.arg(src).arg(dst);
-    run_bounded("convert", cmd, limit).map_err(ConvertError::from)?;
+    run_bounded("convert", cmd, limit).map_err(|e| match e {
+        RunError::Failed(..) if std::fs::metadata(dst).is_ok_and(|m| m.len() >= cap) => {
+            ConvertError::Output(format!("grew past its cap of {cap} bytes"))
+        }
+        e => ConvertError::from(e),
+    })?;
     let out = inspect::inspect(&FileSource::open(dst)?, limits)?;
     if out.format != target {
         return Err(ConvertError::Output(format!(
@@ -187,24 +271,42 @@ mod tests {
         QemuInfo {
             format: format.into(),
             virtual_size: size,
-            backing_file: None,
-            data_file: None,
+            files: vec!["/img".into()],
+            ..QemuInfo::default()
         }
     }
 
     #[test]
     fn agreement_means_same_format_size_and_no_other_files() {
-        assert!(cross_check(&ours(DiskFormat::Vhd, 10), &qemu("vpc", 10)).is_ok());
-        assert!(cross_check(&ours(DiskFormat::Raw, 10), &qemu("qcow2", 10)).is_err());
-        assert!(cross_check(&ours(DiskFormat::Qcow2, 10), &qemu("qcow2", 11)).is_err());
+        let p = Path::new("/img");
+        assert!(cross_check(&ours(DiskFormat::Vhd, 10), &qemu("vpc", 10), p).is_ok());
+        assert!(cross_check(&ours(DiskFormat::Raw, 10), &qemu("qcow2", 10), p).is_err());
+        assert!(cross_check(&ours(DiskFormat::Qcow2, 10), &qemu("qcow2", 11), p).is_err());
         let mut q = qemu("qcow2", 10);
         q.backing_file = Some("/etc/passwd".into());
-        let e = cross_check(&ours(DiskFormat::Qcow2, 10), &q)
+        let e = cross_check(&ours(DiskFormat::Qcow2, 10), &q, p)
             .unwrap_err()
             .to_string();
         assert!(e.contains("backing file"), "{e}");
         let mut q = qemu("qcow2", 10);
         q.data_file = Some("/dev/sda".into());
-        assert!(cross_check(&ours(DiskFormat::Qcow2, 10), &q).is_err());
+        assert!(cross_check(&ours(DiskFormat::Qcow2, 10), &q, p).is_err());
+    }
+
+    #[test]
+    fn every_file_qemu_names_must_be_the_image() {
+        let v = serde_json::json!({
+            "format": "vmdk", "virtual-size": 10, "filename": "/img",
+            "format-specific": {"type": "vmdk", "data": {"create-type": "monolithicSparse",
+                "extents": [{"filename": "/img"}, {"filename": "/etc/passwd"}]}}
+        });
+        let q = QemuInfo::parse(&v);
+        assert_eq!(q.files, ["/img", "/img", "/etc/passwd"]);
+        let mut o = ours(DiskFormat::Vmdk, 10);
+        o.variant = "vmdk monolithicSparse".into();
+        let e = cross_check(&o, &q, Path::new("/img"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another file \"/etc/passwd\""), "{e}");
     }
 }

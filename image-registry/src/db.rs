@@ -1,6 +1,11 @@
 //! Image records in RocksDB (`image/<id>` -> JSON), each write synced.
 //! Calls come from async handlers: each runs through `blocking`, so a
 //! synced write does not stall the runtime's other tasks.
+//!
+//! Every change to an existing record is a read-modify-write under one
+//! writer lock ([`ImageDb::update`]), so two requests on one image (two
+//! uploads, an upload and a PATCH) cannot both win a state transition or
+//! overwrite each other's record with a stale copy.
 
 use crate::image::Image;
 use object_store::server::blocking;
@@ -16,6 +21,20 @@ pub enum DbError {
 
 pub struct ImageDb {
     db: rocksdb::DB,
+    /// Held across every read-modify-write and insert.
+    writer: std::sync::Mutex<()>,
+}
+
+/// What [`ImageDb::update`] did.
+#[derive(Debug)]
+pub enum Updated<E> {
+    /// The change was made; the record as written.
+    Done(Box<Image>),
+    /// The change refused itself (a state it does not apply to); nothing
+    /// was written.
+    Refused(E),
+    /// No such image.
+    Missing,
 }
 
 fn key(id: &str) -> Vec<u8> {
@@ -30,6 +49,7 @@ impl ImageDb {
         opts.set_keep_log_file_num(2);
         Ok(ImageDb {
             db: rocksdb::DB::open(&opts, path)?,
+            writer: std::sync::Mutex::new(()),
         })
     }
 
@@ -42,17 +62,72 @@ impl ImageDb {
         }
     }
 
-    pub fn put(&self, img: &Image) -> Result<(), DbError> {
+    fn write(&self, img: &Image) -> Result<(), DbError> {
         let mut w = rocksdb::WriteOptions::default();
         w.set_sync(true);
         let v = serde_json::to_vec(img).expect("images serialize");
-        Ok(blocking(|| self.db.put_opt(key(&img.id), v, &w))?)
+        Ok(self.db.put_opt(key(&img.id), v, &w)?)
     }
 
-    pub fn delete(&self, id: &str) -> Result<(), DbError> {
-        let mut w = rocksdb::WriteOptions::default();
-        w.set_sync(true);
-        Ok(blocking(|| self.db.delete_opt(key(id), &w))?)
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes a new record; `false` (and nothing written) if the id is taken.
+    pub fn insert(&self, img: &Image) -> Result<bool, DbError> {
+        blocking(|| {
+            let _held = self.lock();
+            if self.db.get_pinned(key(&img.id))?.is_some() {
+                return Ok(false);
+            }
+            self.write(img).map(|()| true)
+        })
+    }
+
+    /// Reads the record, lets `change` modify it (or refuse), and writes
+    /// it, atomically with respect to every other write: the
+    /// compare-and-set that state transitions go through.
+    pub fn update<E>(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Image) -> Result<(), E>,
+    ) -> Result<Updated<E>, DbError> {
+        blocking(|| {
+            let _held = self.lock();
+            let Some(v) = self.db.get_pinned(key(id))? else {
+                return Ok(Updated::Missing);
+            };
+            let mut img: Image =
+                serde_json::from_slice(&v).map_err(|e| DbError::Corrupt(id.to_string(), e))?;
+            if let Err(e) = change(&mut img) {
+                return Ok(Updated::Refused(e));
+            }
+            self.write(&img)?;
+            Ok(Updated::Done(Box::new(img)))
+        })
+    }
+
+    /// Deletes the record if `allow` accepts it as it is now.
+    pub fn delete_if<E>(
+        &self,
+        id: &str,
+        allow: impl FnOnce(&Image) -> Result<(), E>,
+    ) -> Result<Updated<E>, DbError> {
+        blocking(|| {
+            let _held = self.lock();
+            let Some(v) = self.db.get_pinned(key(id))? else {
+                return Ok(Updated::Missing);
+            };
+            let img: Image =
+                serde_json::from_slice(&v).map_err(|e| DbError::Corrupt(id.to_string(), e))?;
+            if let Err(e) = allow(&img) {
+                return Ok(Updated::Refused(e));
+            }
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            self.db.delete_opt(key(id), &w)?;
+            Ok(Updated::Done(Box::new(img)))
+        })
     }
 
     pub fn all(&self) -> Result<Vec<Image>, DbError> {

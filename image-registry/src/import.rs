@@ -7,7 +7,8 @@
 //! stored.
 
 use crate::api::{
-    check_image, fault, load_owned, stream_to_file, Failed, Hashes, Hashing, Registry,
+    bad_transition, change_image, check_image, fault, load_owned, stream_to_file, work_dir, Failed,
+    Hashes, Hashing, Registry,
 };
 use crate::convert;
 use crate::image::{Image, Status};
@@ -33,39 +34,42 @@ pub async fn stage(
     id: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let mut img = match load_owned(reg, who, id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    if img.status != Status::Queued {
-        return fault(
-            StatusCode::CONFLICT,
-            format!(
-                "Image status transition from {} to uploading is not allowed",
-                img.status.name()
-            ),
-        );
+    if let Err(r) = load_owned(reg, who, id) {
+        return r;
+    }
+    // queued -> uploading is a compare-and-set, as for uploads.
+    let claimed = change_image(reg, id, |img| {
+        if img.status != Status::Queued {
+            return Err(bad_transition(img.status, "uploading"));
+        }
+        img.status = Status::Uploading;
+        img.updated_at = crate::image::now();
+        Ok(())
+    });
+    if let Err(r) = claimed {
+        return r;
     }
     let path = staging_path(reg, id);
     let _ = std::fs::create_dir_all(path.parent().expect("has a parent"));
     let _ = std::fs::remove_file(&path);
-    img.status = Status::Uploading;
-    img.updated_at = crate::image::now();
-    if let Err(e) = reg.db.put(&img) {
-        return fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
     match stream_to_file(req.into_body(), &path, reg.config.max_image_size, None).await {
         Ok(hashes) => {
-            img.size = Some(hashes.size);
-            let _ = reg.db.put(&img);
+            let _ = change_image(reg, id, |img| {
+                img.size = Some(hashes.size);
+                Ok(())
+            });
             let mut r = Response::new(object_store::http_util::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
         Err(Failed(status, reason)) => {
             let _ = std::fs::remove_file(&path);
-            img.status = Status::Queued;
-            let _ = reg.db.put(&img);
+            let _ = change_image(reg, id, |img| {
+                if img.status == Status::Uploading {
+                    img.status = Status::Queued;
+                }
+                Ok(())
+            });
             fault(status, reason)
         }
     }
@@ -78,10 +82,9 @@ pub async fn import(
     id: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let mut img = match load_owned(reg, who, id) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    if let Err(r) = load_owned(reg, who, id) {
+        return r;
+    }
     let body = collect_limited(req.into_body(), 64 << 10)
         .await
         .unwrap_or_default();
@@ -123,20 +126,25 @@ pub async fn import(
             )
         }
     };
-    if img.status != Status::Uploading {
-        return fault(
-            StatusCode::CONFLICT,
-            format!(
-                "Image {id} has no staged data (status {}); PUT /stage first",
-                img.status.name()
-            ),
-        );
-    }
-    img.status = Status::Importing;
-    img.updated_at = crate::image::now();
-    if let Err(e) = reg.db.put(&img) {
-        return fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
+    // uploading -> importing: one import per staged upload.
+    let claimed = change_image(reg, id, |img| {
+        if img.status != Status::Uploading {
+            return Err(fault(
+                StatusCode::CONFLICT,
+                format!(
+                    "Image {id} has no staged data (status {}); PUT /stage first",
+                    img.status.name()
+                ),
+            ));
+        }
+        img.status = Status::Importing;
+        img.updated_at = crate::image::now();
+        Ok(())
+    });
+    let img = match claimed {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     let reg = reg.clone();
     tokio::spawn(async move {
         let id = img.id.clone();
@@ -149,9 +157,13 @@ pub async fn import(
         let result = run_import(&reg, &img, &staged, &work, target).await;
         let _ = std::fs::remove_file(&staged);
         let _ = std::fs::remove_dir_all(&work);
+        let _ = std::fs::remove_dir_all(work_dir(&staged));
         if let Err(reason) = result {
             tracing::warn!(image = %id, %reason, "import failed");
-            if let Ok(Some(mut img)) = reg.db.get(&id) {
+            let _ = change_image(&reg, &id, |img| {
+                if img.status != Status::Importing {
+                    return Err(fault(StatusCode::CONFLICT, "not importing"));
+                }
                 img.status = Status::Queued;
                 img.size = None;
                 img.failure = Some(reason.clone());
@@ -160,8 +172,8 @@ pub async fn import(
                 img.properties
                     .insert("os_glance_import_error".into(), reason);
                 img.updated_at = crate::image::now();
-                let _ = reg.db.put(&img);
-            }
+                Ok(())
+            });
         }
     });
     let mut r = Response::new(object_store::http_util::empty());
@@ -181,30 +193,25 @@ async fn run_import(
     target: DiskFormat,
 ) -> Result<(), String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
-    let info = check_image(reg, img, staged)
+    // The one verdict (an OVA's disk is extracted into its work directory).
+    let verified = check_image(reg, img, staged)
         .await
         .map_err(|Failed(_, m)| m)?;
-    let properties = info.properties.clone();
-    let (staged, work, limits) = (staged.to_path_buf(), work.to_path_buf(), reg.limits.clone());
+    let properties = verified.info.properties.clone();
+    let (work, limits) = (work.to_path_buf(), reg.limits.clone());
     let timeout = Duration::from_secs(reg.config.convert_timeout_secs);
     let (output, out_info) = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        // An OVA's disk is taken out of the package first.
-        let (disk, disk_info) = match &info.disk_member {
-            Some((_, offset, len)) => {
-                let disk = work.join("disk");
-                convert::extract(&staged, *offset, *len, &disk).map_err(|e| e.to_string())?;
-                let inner = crate::inspect::inspect_disk(
-                    &crate::inspect::FileSource::open(&disk).map_err(|e| e.to_string())?,
-                    &limits,
-                )
-                .map_err(|e| e.to_string())?;
-                (disk, inner)
-            }
-            None => (staged.clone(), info.clone()),
-        };
         let out = work.join("converted");
-        let out_info = convert::convert(&disk, &disk_info, &out, target, &limits, timeout)
-            .map_err(|e| e.to_string())?;
+        let out_info = convert::convert(
+            &verified.disk,
+            &verified.disk_info,
+            verified.required,
+            &out,
+            target,
+            &limits,
+            timeout,
+        )
+        .map_err(|e| e.to_string())?;
         Ok((out, out_info))
     })
     .await
@@ -215,25 +222,30 @@ async fn run_import(
         .put_file(&img.id, &output, &hashes.md5)
         .await
         .map_err(|e| format!("could not store the image: {e}"))?;
-    let mut done = img.clone();
-    done.status = Status::Active;
-    done.disk_format = Some(target.name().to_string());
-    done.container_format = Some("bare".into());
-    done.virtual_size = Some(out_info.virtual_size);
-    hashes.record(&mut done);
-    done.location = Some(img.id.clone());
-    done.failure = None;
-    for (k, v) in &properties {
-        done.properties
-            .entry(k.clone())
-            .or_insert_with(|| v.clone());
-    }
-    done.properties.remove("os_glance_failed_import");
-    done.properties.remove("os_glance_import_error");
-    done.updated_at = crate::image::now();
-    if let Err(e) = reg.db.put(&done) {
+    let done = change_image(reg, &img.id, |done| {
+        if done.status != Status::Importing {
+            return Err(bad_transition(done.status, "active"));
+        }
+        done.status = Status::Active;
+        done.disk_format = Some(target.name().to_string());
+        done.container_format = Some("bare".into());
+        done.virtual_size = Some(out_info.virtual_size);
+        hashes.clone().record(done);
+        done.location = Some(done.id.clone());
+        done.failure = None;
+        for (k, v) in &properties {
+            done.properties
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        done.properties.remove("os_glance_failed_import");
+        done.properties.remove("os_glance_import_error");
+        done.updated_at = crate::image::now();
+        Ok(())
+    });
+    if done.is_err() {
         let _ = reg.store.delete(&img.id).await;
-        return Err(e.to_string());
+        return Err("the image changed during its import".into());
     }
     let cached = reg.cache.incomplete_path(&img.id);
     if std::fs::rename(&output, &cached).is_ok() && reg.cache.commit(&cached, &img.id).is_err() {

@@ -2,7 +2,8 @@
 //!
 //! [`inspect`] is the pure core: format detection, virtual size and the
 //! safety checks every uploaded image must pass before qemu-img or a
-//! hypervisor sees it.
+//! hypervisor sees it. [`verify`] is the one verdict every path that makes
+//! an image usable calls: the inspector and qemu-img must agree.
 
 // Handlers return ready-made error responses through `Result`, as in the
 // object store; boxing them would only add allocations on error paths.
@@ -30,3 +31,5 @@ pub mod schema;
 pub mod service;
 #[cfg(feature = "service")]
 pub mod store;
+#[cfg(feature = "service")]
+pub mod verify;

@@ -27,10 +27,14 @@ impl Registry {
             limits: Limits {
                 max_virtual_size: config.max_virtual_size,
                 allow_bad_partition_table: config.allow_bad_partition_table,
+                max_convert_bytes: config.max_convert_bytes,
+                max_expansion: config.max_expansion,
+                expansion_floor: config.expansion_floor,
             },
             config,
             uploads_ok: Default::default(),
             uploads_failed: Default::default(),
+            verify_micros: Default::default(),
             delete_later: Default::default(),
         })
     }
@@ -102,7 +106,10 @@ fn recover_interrupted(reg: &Registry) -> anyhow::Result<()> {
             img.size = None;
         }
         img.updated_at = crate::image::now();
-        reg.db.put(&img)?;
+        reg.db.update(&img.id.clone(), |record| {
+            *record = img;
+            Ok::<(), std::convert::Infallible>(())
+        })?;
     }
     Ok(())
 }

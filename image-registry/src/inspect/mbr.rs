@@ -1,7 +1,9 @@
 //! Check 7: the partition table of a raw image. Where an MBR signature
 //! (0x55AA at 510) is present, each of the four entries must have a boot
-//! flag of 0x00 or 0x80, and a protective GPT entry (type 0xEE) must be the
-//! only entry and start at LBA 1.
+//! flag of 0x00 or 0x80, and a protective GPT entry (type 0xEE) must start
+//! at LBA 1. It must be the only entry, unless a GPT header (`EFI PART`)
+//! really follows at LBA 1: then the other entries make a hybrid MBR, as
+//! many real cloud and installer images have, and that is accepted.
 
 use super::source::{le_u32, peek, Source};
 use super::InspectError;
@@ -26,7 +28,8 @@ pub fn check(src: &dyn Source) -> Result<(), InspectError> {
     }
     let used: Vec<&&[u8]> = entries.iter().filter(|e| e[4] != 0).collect();
     if let Some(gpt) = used.iter().find(|e| e[4] == 0xEE) {
-        if used.len() != 1 {
+        let has_gpt_header = peek(src, 512, 8).is_some_and(|s| s == b"EFI PART");
+        if used.len() != 1 && !has_gpt_header {
             return Err(InspectError::unsafe_image(
                 FORMAT,
                 "has a protective GPT entry beside other MBR entries",
@@ -63,6 +66,10 @@ mod tests {
     fn valid_tables_pass() {
         assert!(check(&mbr(&[(0x80, 0x83, 2048), (0, 0x82, 4096)])).is_ok());
         assert!(check(&mbr(&[(0, 0xEE, 1)])).is_ok());
+        // A hybrid MBR before a real GPT.
+        let mut hybrid = mbr(&[(0, 0xEE, 1), (0x80, 0x0C, 2048)]);
+        hybrid[512..520].copy_from_slice(b"EFI PART");
+        assert!(check(&hybrid).is_ok());
         assert!(check(&vec![0u8; 100]).is_ok());
     }
 

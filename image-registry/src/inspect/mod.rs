@@ -24,6 +24,8 @@ pub mod vmdk;
 
 pub use source::{FileSource, Source};
 
+use source::peek;
+
 use serde::Serialize;
 
 /// Glance's `disk_format` values we detect.
@@ -140,6 +142,13 @@ pub struct Limits {
     pub max_virtual_size: u64,
     /// Glance's option to accept raw images whose MBR/GPT looks invalid.
     pub allow_bad_partition_table: bool,
+    /// The most a conversion may write, whatever the image.
+    pub max_convert_bytes: u64,
+    /// How many times its own size an image may expand to when converted
+    /// (what `qemu-img measure` says its data takes)...
+    pub max_expansion: u64,
+    /// ...above this floor, so small images are not held to the ratio.
+    pub expansion_floor: u64,
 }
 
 impl Default for Limits {
@@ -147,6 +156,9 @@ impl Default for Limits {
         Limits {
             max_virtual_size: 1 << 40,
             allow_bad_partition_table: false,
+            max_convert_bytes: 1 << 40,
+            max_expansion: 64,
+            expansion_floor: 256 << 20,
         }
     }
 }
@@ -156,6 +168,34 @@ impl Default for Limits {
 pub(crate) struct Found {
     pub virtual_size: u64,
     pub variant: String,
+}
+
+/// Formats qemu's probing recognises that are never accepted here, by the
+/// name qemu gives them: qemu would open a file with one of these
+/// signatures as that format wherever it probes, so it is refused whatever
+/// it is declared as (and counts towards a polyglot).
+fn refused_signatures(src: &dyn Source) -> Vec<&'static str> {
+    let head = peek(src, 0, src.size().min(512) as usize).unwrap_or_default();
+    let starts = |magic: &[u8]| head.starts_with(magic);
+    let mut found = Vec::new();
+    if starts(b"QED\0") {
+        found.push("qed");
+    }
+    if starts(b"LUKS\xba\xbe") {
+        found.push("luks");
+    }
+    if starts(b"WithoutFreeSpace") || starts(b"WithouFreSpacExt") {
+        found.push("parallels");
+    }
+    if starts(b"Bochs Virtual HD Image") {
+        found.push("bochs");
+    }
+    if starts(
+        b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n",
+    ) {
+        found.push("cloop");
+    }
+    found
 }
 
 /// Formats with a signature, in detection order.
@@ -185,13 +225,15 @@ fn signatures(src: &dyn Source) -> Vec<DiskFormat> {
 /// Inspects a disk image (not a package): detects its format, runs that
 /// format's checks, and reports its virtual size.
 pub fn inspect_disk(src: &dyn Source, limits: &Limits) -> Result<ImageInfo, InspectError> {
-    if qcow2::is_qed(src) {
-        return Err(InspectError::unsafe_image("qed", "is not accepted"));
-    }
+    let refused = refused_signatures(src);
     let found = signatures(src);
-    if found.len() > 1 {
-        let names: Vec<&str> = found.iter().map(|f| f.name()).collect();
+    if found.len() + refused.len() > 1 {
+        let mut names: Vec<&str> = found.iter().map(|f| f.name()).collect();
+        names.extend(&refused);
         return Err(InspectError::Polyglot(names.join(", ")));
+    }
+    if let Some(name) = refused.first() {
+        return Err(InspectError::unsafe_image(name, "is not accepted"));
     }
     let format = found.first().copied().unwrap_or(DiskFormat::Raw);
     let f = match format {
@@ -206,7 +248,7 @@ pub fn inspect_disk(src: &dyn Source, limits: &Limits) -> Result<ImageInfo, Insp
                 mbr::check(src)?;
             }
             Found {
-                virtual_size: src.size(),
+                virtual_size: raw_virtual_size(src),
                 variant: "raw".into(),
             }
         }
@@ -225,6 +267,11 @@ pub fn inspect_disk(src: &dyn Source, limits: &Limits) -> Result<ImageInfo, Insp
         properties: Vec::new(),
         disk_member: None,
     })
+}
+
+/// The size qemu gives a raw file: its length rounded up to whole sectors.
+pub(crate) fn raw_virtual_size(src: &dyn Source) -> u64 {
+    src.size().div_ceil(512).saturating_mul(512)
 }
 
 /// Inspects an upload: an OVA package (tar with the .ovf first) or a disk.
@@ -254,10 +301,13 @@ mod tests {
 
     #[test]
     fn empty_and_tiny_inputs_are_raw() {
-        for data in [&b""[..], b"x", &[0u8; 600][..]] {
+        for (data, size) in [(&b""[..], 0), (b"x", 512), (&[0u8; 600][..], 1024)] {
             let info = inspect(&data, &Limits::default()).unwrap();
             assert_eq!(info.format, DiskFormat::Raw);
-            assert_eq!(info.virtual_size, data.len() as u64);
+            assert_eq!(
+                info.virtual_size, size,
+                "qemu rounds raw sizes up to sectors"
+            );
         }
     }
 
@@ -290,9 +340,23 @@ mod tests {
         assert!(matches!(
             inspect(&vec![0u8; 101], &limits),
             Err(InspectError::TooLarge {
-                size: 101,
+                size: 512,
                 limit: 100
             })
         ));
+    }
+
+    #[test]
+    fn formats_qemu_probes_are_refused_whatever_they_are_declared() {
+        for (magic, name) in [
+            (&b"LUKS\xba\xbe"[..], "luks"),
+            (b"WithoutFreeSpace", "parallels"),
+            (b"Bochs Virtual HD Image", "bochs"),
+        ] {
+            let mut img = vec![0u8; 4096];
+            img[..magic.len()].copy_from_slice(magic);
+            let e = inspect(&img, &Limits::default()).unwrap_err().to_string();
+            assert_eq!(e, format!("{name} image is not accepted: rejected"));
+        }
     }
 }

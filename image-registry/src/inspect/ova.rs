@@ -11,18 +11,45 @@ use std::io::{self, Read, Seek, SeekFrom};
 const FORMAT: &str = "ova";
 const MAX_MEMBERS: usize = 64;
 const MAX_OVF: u64 = 1 << 20;
+/// The largest tar extension header (PAX, GNU long name) accepted: the tar
+/// reader holds one in memory, so an unbounded one would let a client
+/// choose the registry's memory use.
+const MAX_EXTENSION_HEADER: u64 = 64 << 10;
 
 fn bad(reason: impl Into<String>) -> InspectError {
     InspectError::unsafe_image(FORMAT, reason)
 }
 
-/// A tar's first header: `ustar` magic at 257 and a name ending in `.ovf`.
+/// A tar whose first member (after any PAX or GNU extension headers, as
+/// `tar --format=pax` and Python write them) has `ustar` magic at 257 and
+/// a name ending in `.ovf`.
 pub fn matches(src: &dyn Source) -> bool {
-    let Some(h) = super::source::peek(src, 0, 512) else {
-        return false;
-    };
-    let name_end = h[..100].iter().position(|b| *b == 0).unwrap_or(100);
-    &h[257..262] == b"ustar" && h[..name_end].ends_with(b".ovf")
+    let mut at = 0u64;
+    for _ in 0..4 {
+        let Some(h) = super::source::peek(src, at, 512) else {
+            return false;
+        };
+        if &h[257..262] != b"ustar" {
+            return false;
+        }
+        if matches!(h[156], b'x' | b'g' | b'L' | b'K') {
+            let Some(next) = tar_size(&h[124..136]).and_then(|n| next_header(at, n)) else {
+                return false;
+            };
+            at = next;
+            continue;
+        }
+        let name_end = h[..100].iter().position(|b| *b == 0).unwrap_or(100);
+        return h[..name_end].ends_with(b".ovf");
+    }
+    false
+}
+
+/// Where the header after a member of `size` bytes at `at` starts.
+fn next_header(at: u64, size: u64) -> Option<u64> {
+    size.checked_next_multiple_of(512)?
+        .checked_add(512)?
+        .checked_add(at)
 }
 
 /// One member: name, where its bytes start, how many.
@@ -60,7 +87,56 @@ impl Seek for SourceReader<'_> {
     }
 }
 
+/// Walks the raw tar headers before the `tar` crate sees them, so that no
+/// extension header (PAX `x`/`g`, GNU `L`/`K`) is larger than
+/// [`MAX_EXTENSION_HEADER`]: memory per upload stays bounded whatever the
+/// input.
+fn check_raw_headers(src: &dyn Source) -> Result<(), InspectError> {
+    let mut at = 0u64;
+    // Each member may carry a few extension headers of its own.
+    for _ in 0..MAX_MEMBERS * 4 + 2 {
+        let Some(h) = super::source::peek(src, at, 512) else {
+            return Ok(());
+        };
+        if h.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        let size = tar_size(&h[124..136])
+            .ok_or_else(|| bad("has a member header with an unreadable size"))?;
+        if matches!(h[156], b'x' | b'g' | b'L' | b'K') && size > MAX_EXTENSION_HEADER {
+            return Err(bad(format!(
+                "has a {size}-byte tar extension header (at most {MAX_EXTENSION_HEADER})"
+            )));
+        }
+        at = next_header(at, size).ok_or_else(|| bad("has a member past any possible file end"))?;
+    }
+    Err(bad(format!("has more than {MAX_MEMBERS} members")))
+}
+
+/// A tar size field: octal digits (NUL or space ended), or base-256 when
+/// the high bit of the first byte is set.
+fn tar_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut n = u64::from(field[0] & 0x7f);
+        for b in &field[1..] {
+            n = n.checked_mul(256)?.checked_add(u64::from(*b))?;
+        }
+        return Some(n);
+    }
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| (b'0'..=b'7').contains(b))
+        .collect();
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
+}
+
 fn members(src: &dyn Source) -> Result<Vec<Member>, InspectError> {
+    check_raw_headers(src)?;
     let mut archive = tar::Archive::new(SourceReader { src, pos: 0 });
     let mut out = Vec::new();
     let entries = archive
@@ -87,15 +163,12 @@ fn members(src: &dyn Source) -> Result<Vec<Member>, InspectError> {
         {
             return Err(bad(format!("has a member with an unsafe path: {name:?}")));
         }
+        if out.iter().any(|m: &Member| m.name == name) {
+            return Err(bad(format!("has two members named {name:?}")));
+        }
         let size = entry.size();
         let offset = entry.raw_file_position();
-        if offset.saturating_add(size) > src.size() {
-            return Err(InspectError::Truncated {
-                format: FORMAT,
-                needed: offset.saturating_add(size),
-                size: src.size(),
-            });
-        }
+        super::source::within(src, FORMAT, offset, size)?;
         out.push(Member { name, offset, size });
     }
     Ok(out)
@@ -201,6 +274,14 @@ pub fn parse_ovf(bytes: &[u8]) -> Result<Ovf, InspectError> {
                     disks.push(attr("fileRef").ok_or_else(|| bad("has a disk without a fileRef"))?)
                 }
                 "File" => {
+                    // A compressed or chunked disk is not what qemu would
+                    // read from the member: refused rather than unpacked.
+                    if let Some(c) = attr("compression").filter(|c| c != "identity") {
+                        return Err(bad(format!("has a compressed disk ({c})")));
+                    }
+                    if attr("chunkSize").is_some() {
+                        return Err(bad("has a disk split into chunks"));
+                    }
                     if let (Some(id), Some(href)) = (attr("id"), attr("href")) {
                         files.push((id, href));
                     }

@@ -3,7 +3,7 @@
 //! L1 table size/offset at 36/40, refcount table at 48; v3 adds feature
 //! bits at 72 and the header length at 100, then header extensions.
 
-use super::source::{be_u32, be_u64, peek, read, Source};
+use super::source::{be_u32, be_u64, peek, read, within, Source};
 use super::{Found, InspectError};
 
 const FORMAT: &str = "qcow2";
@@ -15,13 +15,15 @@ const DATA_FILE_BIT: u64 = 1 << 2;
 const EXT_END: u32 = 0;
 const EXT_DATA_FILE: u32 = 0x4441_5441;
 const MAX_EXTENSIONS: usize = 64;
+/// qemu's `QCOW_MAX_L1_SIZE` (32 MiB of 8-byte entries).
+const MAX_L1_ENTRIES: u64 = (32 << 20) / 8;
+/// qemu's `QCOW_MAX_SNAPSHOTS`.
+const MAX_SNAPSHOTS: u64 = 65_536;
+/// The fixed part of a snapshot table entry.
+const SNAPSHOT_MIN: u64 = 40;
 
 pub fn matches(src: &dyn Source) -> bool {
     peek(src, 0, 4).is_some_and(|m| m == MAGIC)
-}
-
-pub fn is_qed(src: &dyn Source) -> bool {
-    peek(src, 0, 4).is_some_and(|m| m == b"QED\0")
 }
 
 fn bad(reason: impl Into<String>) -> InspectError {
@@ -50,28 +52,39 @@ pub(crate) fn inspect(src: &dyn Source) -> Result<Found, InspectError> {
     if be_u32(&h, 32) != 0 {
         return Err(bad("is encrypted"));
     }
-    // The tables the header points at must lie inside the file.
+    // Rule 11: every table the header points at lies inside the file,
+    // with checked arithmetic, and is of a size qemu would accept.
     let l1_entries = u64::from(be_u32(&h, 36));
-    let l1_offset = be_u64(&h, 40);
-    let refcount_offset = be_u64(&h, 48);
+    if l1_entries > MAX_L1_ENTRIES {
+        return Err(bad(format!("has an L1 table of {l1_entries} entries")));
+    }
+    let entries_per_l2 = cluster / 8;
+    if l1_entries
+        .saturating_mul(entries_per_l2)
+        .saturating_mul(cluster)
+        < size
+    {
+        return Err(bad("has an L1 table too small for its virtual size"));
+    }
+    let snapshots = u64::from(be_u32(&h, 60));
+    if snapshots > MAX_SNAPSHOTS {
+        return Err(bad(format!("has {snapshots} snapshots")));
+    }
     let refcount_clusters = u64::from(be_u32(&h, 56));
     for (what, offset, len) in [
-        ("L1 table", l1_offset, l1_entries.saturating_mul(8)),
+        ("L1 table", be_u64(&h, 40), l1_entries * 8),
         (
             "refcount table",
-            refcount_offset,
+            be_u64(&h, 48),
             refcount_clusters.saturating_mul(cluster),
         ),
+        ("snapshot table", be_u64(&h, 64), snapshots * SNAPSHOT_MIN),
     ] {
-        let end = offset.saturating_add(len);
-        if len > 0 && end > src.size() {
-            return Err(InspectError::Truncated {
-                format: FORMAT,
-                needed: end,
-                size: src.size(),
-            });
+        if len == 0 {
+            continue;
         }
-        if len > 0 && offset % cluster != 0 {
+        within(src, FORMAT, offset, len)?;
+        if offset % cluster != 0 {
             return Err(bad(format!("has a misaligned {what}")));
         }
     }

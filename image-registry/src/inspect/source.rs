@@ -97,9 +97,22 @@ pub fn read(
             format!("has a {len}-byte structure (more than {MAX_READ} allowed)"),
         ));
     }
-    let end = offset.checked_add(len).ok_or_else(|| {
-        InspectError::unsafe_image(format, "has an offset past any possible file end")
-    })?;
+    within(src, format, offset, len)?;
+    let mut buf = vec![0u8; len as usize];
+    src.read_exact_at(offset, &mut buf)
+        .map_err(|e| InspectError::Io(e.to_string()))?;
+    Ok(buf)
+}
+
+/// Rule 11: `[offset, offset + len)` lies inside the image. An end past any
+/// possible file (the sum overflows) is past this one too.
+pub fn within(
+    src: &dyn Source,
+    format: &'static str,
+    offset: u64,
+    len: u64,
+) -> Result<(), InspectError> {
+    let end = offset.saturating_add(len);
     if end > src.size() {
         return Err(InspectError::Truncated {
             format,
@@ -107,10 +120,7 @@ pub fn read(
             size: src.size(),
         });
     }
-    let mut buf = vec![0u8; len as usize];
-    src.read_exact_at(offset, &mut buf)
-        .map_err(|e| InspectError::Io(e.to_string()))?;
-    Ok(buf)
+    Ok(())
 }
 
 /// Like [`read`], but `None` when the range is past the end (for probing magic bytes).

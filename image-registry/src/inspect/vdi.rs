@@ -3,7 +3,7 @@
 //! offset at 0x154, data offset at 0x158; virtual size at 0x170; block
 //! size at 0x178; blocks at 0x180; linkage and parent UUIDs at 0x1A8/0x1B8.
 
-use super::source::{le_u32, le_u64, peek, read, Source};
+use super::source::{le_u32, le_u64, peek, read, within, Source};
 use super::{Found, InspectError};
 
 const FORMAT: &str = "vdi";
@@ -35,14 +35,15 @@ pub(crate) fn inspect(src: &dyn Source) -> Result<Found, InspectError> {
     if block == 0 || blocks.saturating_mul(block) < size {
         return Err(bad("has a block map smaller than the disk"));
     }
-    let map_end = map_at.saturating_add(blocks * 4);
-    if map_end > src.size() {
-        return Err(InspectError::Truncated {
-            format: FORMAT,
-            needed: map_end,
-            size: src.size(),
-        });
+    // Rule 11: the block map and the allocated data lie inside the file.
+    let data_at = u64::from(le_u32(&h, 0x158));
+    let allocated = u64::from(le_u32(&h, 0x184));
+    if allocated > blocks {
+        return Err(bad("has more allocated blocks than blocks"));
     }
+    let data_len = allocated.saturating_mul(block);
+    within(src, FORMAT, map_at, blocks * 4)?;
+    within(src, FORMAT, data_at, data_len)?;
     Ok(Found {
         virtual_size: size,
         variant: variant.into(),

@@ -2,7 +2,7 @@
 //! ends the file; a dynamic disk also has a copy at 0 and a `cxsparse`
 //! header at the footer's data offset, with the block table after it.
 
-use super::source::{be_u16, be_u32, be_u64, peek, read, Source};
+use super::source::{be_u16, be_u32, be_u64, peek, read, within, Source};
 use super::{Found, InspectError};
 
 const FORMAT: &str = "vhd";
@@ -37,30 +37,55 @@ pub(crate) fn inspect(src: &dyn Source) -> Result<Found, InspectError> {
         // A copy at 0 without the footer: cut short.
         return Err(bad("has no footer at its end (truncated)"));
     }
+    // qemu reads the copy at 0 when there is one (and then treats the disk
+    // as dynamic), else the footer at the end (and treats it as fixed). The
+    // two must say the same, and say what qemu will assume.
+    let copy_at_start = peek(src, 0, 512).filter(|c| &c[..8] == COOKIE);
+    if let Some(copy) = &copy_at_start {
+        if *copy != footer {
+            return Err(bad(
+                "has a footer copy at its start that differs from its footer",
+            ));
+        }
+    }
+    if !checksum_ok(&footer) {
+        return Err(bad("has a footer with a bad checksum"));
+    }
     let disk_type = be_u32(&footer, 60);
     let current_size = be_u64(&footer, 48);
-    let variant = match disk_type {
-        FIXED => {
-            if end < current_size {
-                return Err(InspectError::Truncated {
-                    format: FORMAT,
-                    needed: current_size + 512,
-                    size: src.size(),
-                });
-            }
+    let variant = match (disk_type, copy_at_start.is_some()) {
+        (FIXED, false) => {
+            within(src, FORMAT, 0, current_size.saturating_add(512))?;
             "vhd fixed"
         }
-        DYNAMIC => {
+        (FIXED, true) => return Err(bad("is a fixed disk with a footer copy at its start")),
+        (DYNAMIC, true) => {
             check_dynamic(src, &footer, current_size)?;
             "vhd dynamic"
         }
-        DIFFERENCING => return Err(bad("has a backing file (differencing disk)")),
-        other => return Err(bad(format!("has an unknown disk type {other}"))),
+        (DYNAMIC, false) => {
+            return Err(bad(
+                "is a dynamic disk without its footer copy at its start",
+            ))
+        }
+        (DIFFERENCING, _) => return Err(bad("has a backing file (differencing disk)")),
+        (other, _) => return Err(bad(format!("has an unknown disk type {other}"))),
     };
     Ok(Found {
         virtual_size: qemu_visible_size(&footer, current_size),
         variant: variant.into(),
     })
+}
+
+/// The footer's checksum: the ones' complement of the sum of its bytes,
+/// the checksum field counted as zero (qemu refuses a footer without it).
+fn checksum_ok(footer: &[u8]) -> bool {
+    let sum = footer
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(64..68).contains(i))
+        .fold(0u32, |acc, (_, b)| acc.wrapping_add(u32::from(*b)));
+    !sum == be_u32(footer, 64)
 }
 
 /// The dynamic header and its block table must be inside the file and
@@ -80,15 +105,7 @@ fn check_dynamic(src: &dyn Source, footer: &[u8], current_size: u64) -> Result<(
     if entries.saturating_mul(block) < current_size {
         return Err(bad("has a block table smaller than the disk"));
     }
-    let table_end = table_at.saturating_add(entries * 4);
-    if table_end > src.size() {
-        return Err(InspectError::Truncated {
-            format: FORMAT,
-            needed: table_end,
-            size: src.size(),
-        });
-    }
-    Ok(())
+    within(src, FORMAT, table_at, entries * 4)
 }
 
 /// The size qemu shows: Virtual PC and qemu's own "qemu" images use the
@@ -117,7 +134,16 @@ mod tests {
         f[28..32].copy_from_slice(b"win ");
         f[48..56].copy_from_slice(&size.to_be_bytes());
         f[60..64].copy_from_slice(&FIXED.to_be_bytes());
+        seal(f);
         img
+    }
+
+    fn seal(footer: &mut [u8]) {
+        footer[64..68].fill(0);
+        let sum = footer
+            .iter()
+            .fold(0u32, |a, b| a.wrapping_add(u32::from(*b)));
+        footer[64..68].copy_from_slice(&(!sum).to_be_bytes());
     }
 
     #[test]
@@ -130,12 +156,17 @@ mod tests {
     fn differencing_and_short_disks_are_refused() {
         let mut img = fixed(4096);
         img[4096 + 60..4096 + 64].copy_from_slice(&DIFFERENCING.to_be_bytes());
+        seal(&mut img[4096..]);
         assert!(inspect(&img)
             .unwrap_err()
             .to_string()
             .contains("backing file"));
         let mut img = fixed(4096);
         img[4096 + 48..4096 + 56].copy_from_slice(&(1u64 << 40).to_be_bytes());
+        seal(&mut img[4096..]);
         assert!(matches!(inspect(&img), Err(InspectError::Truncated { .. })));
+        let mut img = fixed(4096);
+        img[4096 + 100] ^= 1;
+        assert!(inspect(&img).unwrap_err().to_string().contains("checksum"));
     }
 }

@@ -3,7 +3,7 @@
 //! holds the virtual disk size and, for a differencing disk, a parent
 //! locator.
 
-use super::source::{le_u16, le_u32, le_u64, peek, read, Source};
+use super::source::{le_u16, le_u32, le_u64, peek, read, within, Source};
 use super::{Found, InspectError};
 
 const FORMAT: &str = "vhdx";
@@ -66,7 +66,7 @@ pub(crate) fn inspect(src: &dyn Source) -> Result<Found, InspectError> {
             "has {count} metadata entries (at most {MAX_ENTRIES})"
         )));
     }
-    let entries = read(src, FORMAT, meta_at + 32, count * 32)?;
+    let entries = read(src, FORMAT, meta_at.saturating_add(32), count * 32)?;
     let mut size = None;
     for e in entries.chunks_exact(32) {
         let id: [u8; 16] = e[..16].try_into().expect("16 bytes");
@@ -74,17 +74,18 @@ pub(crate) fn inspect(src: &dyn Source) -> Result<Found, InspectError> {
         if offset.saturating_add(len) > meta_len {
             return Err(bad("has a metadata item outside its region"));
         }
+        let item_at = meta_at.saturating_add(offset);
         if id == PARENT_LOCATOR {
             return Err(bad("has a backing file (parent locator)"));
         }
         if id == FILE_PARAMETERS {
-            let p = read(src, FORMAT, meta_at + offset, 8)?;
+            let p = read(src, FORMAT, item_at, 8)?;
             if le_u32(&p, 4) & 0b10 != 0 {
                 return Err(bad("has a backing file (differencing disk)"));
             }
         }
         if id == VIRTUAL_DISK_SIZE {
-            size = Some(le_u64(&read(src, FORMAT, meta_at + offset, 8)?, 0));
+            size = Some(le_u64(&read(src, FORMAT, item_at, 8)?, 0));
         }
     }
     let virtual_size = size.ok_or_else(|| bad("has no virtual disk size"))?;
@@ -109,18 +110,18 @@ fn metadata_region(src: &dyn Source) -> Result<(u64, u64), InspectError> {
             )));
         }
         let entries = read(src, FORMAT, at + 16, count * 32)?;
+        // Rule 11: every region (the BAT and the metadata among them) lies
+        // inside the file.
+        let mut metadata = None;
         for e in entries.chunks_exact(32) {
+            let (offset, len) = (le_u64(e, 16), u64::from(le_u32(e, 24)));
+            within(src, FORMAT, offset, len)?;
             if e[..16] == METADATA_REGION {
-                let (offset, len) = (le_u64(e, 16), u64::from(le_u32(e, 24)));
-                if offset.saturating_add(len) > src.size() {
-                    return Err(InspectError::Truncated {
-                        format: FORMAT,
-                        needed: offset.saturating_add(len),
-                        size: src.size(),
-                    });
-                }
-                return Ok((offset, len));
+                metadata = Some((offset, len));
             }
+        }
+        if let Some(found) = metadata {
+            return Ok(found);
         }
         return Err(bad("has no metadata region"));
     }
