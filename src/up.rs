@@ -196,6 +196,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         },
         auth: proxy.auth.clone(),
         cache_max_bytes: 10 << 30,
+        cache_stall_secs: 86_400,
         max_virtual_size: 1 << 40,
         max_image_size: 5 << 30,
         allow_bad_partition_table: false,
@@ -204,6 +205,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         max_convert_bytes: 1 << 40,
         max_expansion: 64,
         expansion_floor: 256 << 20,
+        web_download: Default::default(),
     };
     let registry_config = dir.join("registry.toml");
     std::fs::write(&registry_config, toml::to_string(&registry)?)?;

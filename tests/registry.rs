@@ -760,9 +760,13 @@ fn imports_convert_ovas_and_refuse_hostile_data() {
         &format!("/v2/images/{id}/import"),
         json!({"method": {"name": "web-download"}}),
     );
+    assert_eq!(st, 400, "web-download without a uri");
+    let (st, _) = g.json(
+        "POST",
+        &format!("/v2/images/{id}/import"),
+        json!({"method": {"name": "no-such-method"}}),
+    );
     assert_eq!(st, 400);
-    let (_, info) = g.json("GET", "/v2/info/import", Value::Null);
-    assert_eq!(info["import-methods"]["value"], json!(["glance-direct"]));
 }
 
 /// An upload cut short by the registry dying leaves no image stuck in
@@ -889,4 +893,217 @@ fn racing_uploads_to_one_image_leave_one_consistent_outcome() {
             other => panic!("round {round}: winner answered {other}"),
         }
     }
+}
+
+/// A tiny HTTP server on 127.0.0.1 for web-download: `/img` and `/evil`
+/// serve bytes, `/redir` redirects to `/img`, `/away` redirects to a port
+/// the registry may not reach. Serves until the test ends.
+fn serve_images(img: Vec<u8>, evil: Vec<u8>, away_port: u16) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) <= 2 {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut s = stream;
+            let (head, body): (String, &[u8]) = match path.as_str() {
+                "/img" => (format!("200 OK\r\nContent-Length: {}", img.len()), &img),
+                "/evil" => (format!("200 OK\r\nContent-Length: {}", evil.len()), &evil),
+                "/redir" => ("302 Found\r\nLocation: /img\r\nContent-Length: 0".into(), b""),
+                "/away" => (
+                    format!("302 Found\r\nLocation: http://127.0.0.1:{away_port}/img\r\nContent-Length: 0"),
+                    b"",
+                ),
+                _ => ("404 Not Found\r\nContent-Length: 0".into(), b""),
+            };
+            let _ = write!(s, "HTTP/1.1 {head}\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+/// Glance's web-download import: filtered before anything changes (scheme,
+/// port, loopback unless configured), redirects followed only where the
+/// filter allows, progress in the image's os_glance_import_* fields, and
+/// the same verdict as every other path.
+#[test]
+fn web_download_imports_with_glances_protections() {
+    let mut c = Cluster::start(3);
+    let g = Glance::new(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let src: Vec<u8> = (0..2u32 << 20).map(|i| (i % 241) as u8).collect();
+    std::fs::write(dir.path().join("src.raw"), &src).unwrap();
+    qemu_img(&[
+        "convert",
+        "-q",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        dir.path().join("src.raw").to_str().unwrap(),
+        dir.path().join("src.vmdk").to_str().unwrap(),
+    ]);
+    let vmdk = std::fs::read(dir.path().join("src.vmdk")).unwrap();
+    corpus::qcow2_with_backing_file(&dir.path().join("evil.qcow2"), "/etc/passwd");
+    let evil = std::fs::read(dir.path().join("evil.qcow2")).unwrap();
+    let unreachable = common::ports(1);
+    let port = serve_images(vmdk, evil, unreachable);
+    let web = |disk_format: &str, path: &str| -> (u16, Value, String) {
+        let id = g
+            .create(json!({"name": "web", "disk_format": disk_format, "container_format": "bare"}));
+        let (st, v) = g.json(
+            "POST",
+            &format!("/v2/images/{id}/import"),
+            json!({"method": {"name": "web-download", "uri": format!("http://127.0.0.1:{port}{path}")}}),
+        );
+        (st, v, id)
+    };
+    // Out of the box, loopback and port 8xxx are refused, and nothing changes.
+    let (st, v, id) = web("vmdk", "/img");
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not pass filtering"));
+    assert_eq!(g.show(&id)["status"], "queued");
+    let (st, _) = g.json(
+        "POST",
+        &format!("/v2/images/{id}/import"),
+        json!({"method": {"name": "web-download", "uri": "file:///etc/passwd"}}),
+    );
+    assert_eq!(st, 400);
+    // Allowed by configuration: loopback and the server's port only.
+    let cfg_path = c.data_dir().join("registry.toml");
+    let mut cfg: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg.insert(
+        "web_download".into(),
+        toml::Value::Table(
+            toml::from_str(&format!(
+                "allow_loopback = true\nallowed_ports = [{port}]\n"
+            ))
+            .unwrap(),
+        ),
+    );
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    c.restart_registry_after_kill();
+    let g = Glance::new(&c);
+    let wait = |id: &str| -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let img = g.show(id);
+            if img["status"] == "active" || img["status"] == "queued" {
+                return img;
+            }
+            assert!(std::time::Instant::now() < deadline, "{img}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    for path in ["/img", "/redir"] {
+        let (st, v, id) = web("vmdk", path);
+        assert_eq!(st, 202, "{v}");
+        let img = wait(&id);
+        assert_eq!(img["status"], "active", "{path}: {img}");
+        assert_eq!(img["disk_format"], "qcow2");
+        assert_eq!(img["os_glance_import_bytes"], vmdk_len(&dir));
+        assert!(img.get("os_glance_importing_to_stores").is_none(), "{img}");
+        let (_, data) = g.call("GET", &format!("/v2/images/{id}/file"), None, b"");
+        let out = dir.path().join(format!("{}.qcow2", &id));
+        std::fs::write(&out, data).unwrap();
+        qemu_img(&[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            dir.path().join("src.raw").to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+    }
+    // A redirect to a port the filter refuses, and a hostile image: back to
+    // queued with the reason, nothing stored.
+    for (path, fmt, why) in [
+        ("/away", "vmdk", "does not pass filtering"),
+        ("/evil", "qcow2", "qcow2 image has a backing file: rejected"),
+        ("/missing", "raw", "HTTP 404"),
+    ] {
+        let (st, v, id) = web(fmt, path);
+        assert_eq!(st, 202, "{v}");
+        let img = wait(&id);
+        assert_eq!(img["status"], "queued", "{path}: {img}");
+        assert_eq!(img["os_glance_failed_import"], "web-download");
+        let err = img["os_glance_import_error"].as_str().unwrap();
+        assert!(err.contains(why), "{path}: {err}");
+        assert!(!stored(&c, &id), "{path}");
+    }
+    // Clients cannot write the registry's own os_glance_* properties.
+    let id = g.create(json!({"name": "reserved"}));
+    let (st, _) = g.call(
+        "PATCH",
+        &format!("/v2/images/{id}"),
+        Some("application/openstack-images-v2.1-json-patch"),
+        br#"[{"op": "add", "path": "/os_glance_import_error", "value": "x"}]"#,
+    );
+    assert_eq!(st, 403);
+    let (_, info) = g.json("GET", "/v2/info/import", Value::Null);
+    assert_eq!(
+        info["import-methods"]["value"],
+        json!(["glance-direct", "web-download"])
+    );
+    drop(c);
+}
+
+fn vmdk_len(dir: &tempfile::TempDir) -> String {
+    std::fs::metadata(dir.path().join("src.vmdk"))
+        .unwrap()
+        .len()
+        .to_string()
+}
+
+/// `POST /v2/cache/clean` removes stalled partial files (older than
+/// `cache_stall_secs`) and leaves fresh ones; `POST /v2/cache/prune` keeps
+/// the cache within its cap and says what it removed; both need an admin.
+#[test]
+fn cache_clean_and_prune() {
+    let c = Cluster::start(3);
+    let g = Glance::new(&c);
+    let id = g.create(json!({"name": "cached", "disk_format": "raw", "container_format": "bare"}));
+    assert_eq!(g.upload(&id, &[5u8; 8192]).0, 204);
+    let partial = c.data_dir().join("registry/cache/incomplete");
+    std::fs::write(partial.join("stalled.1"), b"old").unwrap();
+    std::fs::write(partial.join("fresh.2"), b"new").unwrap();
+    let st = Command::new("touch")
+        .args(["-d", "2 days ago"])
+        .arg(partial.join("stalled.1"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (st, v) = g.json("POST", "/v2/cache/clean", Value::Null);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["cleaned"], 1);
+    assert!(!partial.join("stalled.1").exists());
+    assert!(partial.join("fresh.2").exists());
+    let (st, v) = g.json("POST", "/v2/cache/prune", Value::Null);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["pruned"], json!([]));
+    assert_eq!(v["cache_bytes"], 8192);
+    // A non-admin may not.
+    let key = "testing3";
+    let (_, token) = common::login_as(&c.url(), "test:tester3", key);
+    let r = ureq::post(&format!("{}/v2/cache/clean", g.url))
+        .set("X-Auth-Token", &token)
+        .call();
+    assert!(matches!(r, Err(ureq::Error::Status(403, _))), "{r:?}");
 }

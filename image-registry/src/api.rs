@@ -60,7 +60,9 @@ fn no_content() -> Response<Body> {
 fn image_error(e: ImageError) -> Response<Body> {
     match e {
         ImageError::BadRequest(m) => fault(StatusCode::BAD_REQUEST, m),
-        ImageError::Forbidden(_) => fault(StatusCode::FORBIDDEN, e.to_string()),
+        ImageError::Forbidden(_) | ImageError::Reserved(_) => {
+            fault(StatusCode::FORBIDDEN, e.to_string())
+        }
     }
 }
 
@@ -121,6 +123,17 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body
         (Method::DELETE, ["cache"]) if who.admin => {
             reg.cache.purge();
             no_content()
+        }
+        (Method::POST, ["cache", "prune"]) if who.admin => {
+            let pruned = reg.cache.prune();
+            json_response(
+                StatusCode::OK,
+                &json!({"pruned": pruned, "cache_bytes": reg.cache.used_bytes()}),
+            )
+        }
+        (Method::POST, ["cache", "clean"]) if who.admin => {
+            let stall = std::time::Duration::from_secs(reg.config.cache_stall_secs);
+            json_response(StatusCode::OK, &json!({"cleaned": reg.cache.clean(stall)}))
         }
         (Method::PUT, ["cache", id]) if who.admin => prefetch(&reg, id),
         (Method::DELETE, ["cache", id]) if who.admin => {

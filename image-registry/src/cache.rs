@@ -213,6 +213,39 @@ impl Cache {
         gone
     }
 
+    /// Removes partial files (interrupted downloads and uploads) untouched
+    /// for `stall` or longer, as Glance's cache cleaner does with stalled
+    /// images; how many went. A partial file still being written is
+    /// touched by its writer and stays.
+    pub fn clean(&self, stall: std::time::Duration) -> usize {
+        blocking(|| {
+            let Ok(dir) = std::fs::read_dir(&self.incomplete) else {
+                return 0;
+            };
+            let now = std::time::SystemTime::now();
+            let mut cleaned = 0;
+            for e in dir.flatten() {
+                let stalled = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= stall);
+                if !stalled {
+                    continue;
+                }
+                let p = e.path();
+                let gone = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                cleaned += usize::from(gone.is_ok());
+            }
+            cleaned
+        })
+    }
+
     /// Drops one image from the cache; whether it was there.
     pub fn remove(&self, id: &str) -> bool {
         self.complete_path(id)

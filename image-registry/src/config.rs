@@ -34,6 +34,10 @@ pub struct RegistryConfig {
     pub auth: AuthConfig,
     #[serde(default = "ten_gib")]
     pub cache_max_bytes: u64,
+    /// Partial cache files untouched this long are stalled: `POST
+    /// /v2/cache/clean` removes them (Glance's `image_cache_stall_time`).
+    #[serde(default = "one_day")]
+    pub cache_stall_secs: u64,
     /// Largest virtual size an image may declare.
     #[serde(default = "tib")]
     pub max_virtual_size: u64,
@@ -59,8 +63,14 @@ pub struct RegistryConfig {
     /// ...above this floor.
     #[serde(default = "quarter_gib")]
     pub expansion_floor: u64,
+    /// What the `web-download` import method may reach.
+    #[serde(default)]
+    pub web_download: crate::web_download::WebDownloadConfig,
 }
 
+fn one_day() -> u64 {
+    86_400
+}
 fn sixty_four() -> u64 {
     64
 }

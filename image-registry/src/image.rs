@@ -116,7 +116,13 @@ pub enum ImageError {
     BadRequest(String),
     #[error("Attribute '{0}' is read-only.")]
     Forbidden(String),
+    /// Glance keeps the `os_glance` namespace for itself (import state).
+    #[error("Attribute '{0}' is reserved.")]
+    Reserved(String),
 }
+
+/// Properties only the registry itself writes.
+const RESERVED_PREFIX: &str = "os_glance";
 
 impl Image {
     /// A new, queued image from a create request's body.
@@ -169,6 +175,9 @@ impl Image {
     pub fn set(&mut self, key: &str, v: Value) -> Result<(), ImageError> {
         if READ_ONLY.contains(&key) || key == "location" || key == "locations" {
             return Err(ImageError::Forbidden(key.to_string()));
+        }
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(ImageError::Reserved(key.to_string()));
         }
         let string = |v: &Value| -> Result<String, ImageError> {
             v.as_str()
@@ -264,6 +273,9 @@ impl Image {
     fn remove(&mut self, key: &str) -> Result<(), ImageError> {
         if READ_ONLY.contains(&key) || CORE.contains(&key) {
             return Err(ImageError::Forbidden(key.to_string()));
+        }
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(ImageError::Reserved(key.to_string()));
         }
         self.properties
             .remove(key)

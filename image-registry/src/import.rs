@@ -13,6 +13,7 @@ use crate::api::{
 use crate::convert;
 use crate::image::{Image, Status};
 use crate::inspect::DiskFormat;
+use crate::web_download;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use object_store::http_util::{collect_limited, Body};
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const METHODS: [&str; 1] = ["glance-direct"];
+pub const METHODS: [&str; 2] = ["glance-direct", "web-download"];
 
 fn staging_path(reg: &Registry, id: &str) -> PathBuf {
     reg.config.data_dir.join("staging").join(id)
@@ -126,18 +127,45 @@ pub async fn import(
             )
         }
     };
-    // uploading -> importing: one import per staged upload.
+    // web-download: the URL is filtered before anything changes.
+    let web_url = if method == "web-download" {
+        let uri = v["method"]["uri"].as_str().unwrap_or_default();
+        if let Err(e) = web_download::check_url(uri, &reg.config.web_download) {
+            return fault(StatusCode::BAD_REQUEST, e.to_string());
+        }
+        Some(uri.to_string())
+    } else {
+        None
+    };
+    // glance-direct: uploading -> importing, one import per staged upload;
+    // web-download: queued -> importing. Either a compare-and-set.
+    let from = if web_url.is_some() {
+        Status::Queued
+    } else {
+        Status::Uploading
+    };
     let claimed = change_image(reg, id, |img| {
-        if img.status != Status::Uploading {
+        if img.status != from {
             return Err(fault(
                 StatusCode::CONFLICT,
-                format!(
-                    "Image {id} has no staged data (status {}); PUT /stage first",
-                    img.status.name()
-                ),
+                if web_url.is_some() {
+                    format!(
+                        "Image {id} must be queued for web-download (status {})",
+                        img.status.name()
+                    )
+                } else {
+                    format!(
+                        "Image {id} has no staged data (status {}); PUT /stage first",
+                        img.status.name()
+                    )
+                },
             ));
         }
         img.status = Status::Importing;
+        img.properties
+            .insert("os_glance_importing_to_stores".into(), "default".into());
+        img.properties.remove("os_glance_failed_import");
+        img.properties.remove("os_glance_import_error");
         img.updated_at = crate::image::now();
         Ok(())
     });
@@ -146,6 +174,7 @@ pub async fn import(
         Err(r) => return r,
     };
     let reg = reg.clone();
+    let method = method.to_string();
     tokio::spawn(async move {
         let id = img.id.clone();
         let staged = staging_path(&reg, &id);
@@ -154,7 +183,14 @@ pub async fn import(
             .data_dir
             .join("staging")
             .join(format!("{id}.work"));
-        let result = run_import(&reg, &img, &staged, &work, target).await;
+        let fetched = match &web_url {
+            Some(url) => download(&reg, &id, url, &staged).await,
+            None => Ok(()),
+        };
+        let result = match fetched {
+            Ok(()) => run_import(&reg, &img, &staged, &work, target).await,
+            Err(e) => Err(e),
+        };
         let _ = std::fs::remove_file(&staged);
         let _ = std::fs::remove_dir_all(&work);
         let _ = std::fs::remove_dir_all(work_dir(&staged));
@@ -167,8 +203,9 @@ pub async fn import(
                 img.status = Status::Queued;
                 img.size = None;
                 img.failure = Some(reason.clone());
+                img.properties.remove("os_glance_importing_to_stores");
                 img.properties
-                    .insert("os_glance_failed_import".into(), method_name());
+                    .insert("os_glance_failed_import".into(), method.clone());
                 img.properties
                     .insert("os_glance_import_error".into(), reason);
                 img.updated_at = crate::image::now();
@@ -181,8 +218,45 @@ pub async fn import(
     r
 }
 
-fn method_name() -> String {
-    METHODS[0].to_string()
+/// web-download's fetch into the staging file, with its progress in the
+/// image's `os_glance_import_bytes` (and `os_glance_import_size` when the
+/// server says) about every 16 MiB.
+async fn download(reg: &Arc<Registry>, id: &str, url: &str, staged: &Path) -> Result<(), String> {
+    let _ = std::fs::create_dir_all(staged.parent().expect("has a parent"));
+    let _ = std::fs::remove_file(staged);
+    let (reg2, id2, url, staged) = (
+        reg.clone(),
+        id.to_string(),
+        url.to_string(),
+        staged.to_path_buf(),
+    );
+    let max = reg.config.max_image_size;
+    tokio::task::spawn_blocking(move || {
+        let mut reported = 0u64;
+        let mut report = |got: u64, total: Option<u64>, last: bool| {
+            if !last && got < reported + (16 << 20) {
+                return;
+            }
+            reported = got;
+            let _ = change_image(&reg2, &id2, |img| {
+                img.properties
+                    .insert("os_glance_import_bytes".into(), got.to_string());
+                if let Some(t) = total {
+                    img.properties
+                        .insert("os_glance_import_size".into(), t.to_string());
+                }
+                Ok(())
+            });
+        };
+        let got = web_download::fetch(&url, &reg2.config.web_download, &staged, max, |g, t| {
+            report(g, t, false)
+        })
+        .map_err(|e| e.to_string())?;
+        report(got, Some(got), true);
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn run_import(
@@ -239,6 +313,7 @@ async fn run_import(
                 .or_insert_with(|| v.clone());
         }
         done.properties.remove("os_glance_failed_import");
+        done.properties.remove("os_glance_importing_to_stores");
         done.properties.remove("os_glance_import_error");
         done.updated_at = crate::image::now();
         Ok(())

@@ -33,3 +33,5 @@ pub mod service;
 pub mod store;
 #[cfg(feature = "service")]
 pub mod verify;
+#[cfg(feature = "service")]
+pub mod web_download;
