@@ -148,24 +148,15 @@ fn md5_of(b: &[u8]) -> u128 {
 /// newest answer wins, so unlike a listing this is not eventually
 /// consistent).
 fn stored(c: &Cluster, id: &str) -> bool {
-    let key = std::fs::read_to_string(c.data_dir().join("registry-key")).unwrap();
-    let r = ureq::get(&format!("{}/auth/v1.0", c.url()))
-        .set("X-Auth-User", "glance:glance")
-        .set("X-Auth-Key", key.trim())
-        .call()
-        .unwrap();
-    let (url, token) = (
-        r.header("x-storage-url").unwrap().to_string(),
-        r.header("x-auth-token").unwrap().to_string(),
-    );
-    match ureq::head(&format!("{url}/images/{id}"))
-        .set("X-Auth-Token", &token)
-        .call()
-    {
-        Ok(_) => true,
-        Err(ureq::Error::Status(404, _)) => false,
-        Err(e) => panic!("HEAD of {id}: {e}"),
-    }
+    let swift = common::Swift::registry_service(c);
+    // The manifest, or (had the manifest not been written) a segment.
+    [format!("/images/{id}"), format!("/images/{id}-00001")]
+        .iter()
+        .any(|path| match swift.req("HEAD", path, &[], b"").status {
+            404 => false,
+            200 => true,
+            other => panic!("HEAD of {path}: {other}"),
+        })
 }
 
 #[test]

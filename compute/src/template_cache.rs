@@ -20,7 +20,7 @@ use object_store::node_client::{NodeClient, Timeouts};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -292,7 +292,12 @@ impl TemplateCache {
             let mut file = std::fs::File::create(&path)?;
             let (mut written, mut flushed) = (0u64, 0u64);
             while let Some(data) = write_rx.blocking_recv() {
-                file.write_all(&data)?;
+                // Zeros become holes: a sparse image stays sparse here.
+                if object_store::object_files::is_hole(&data) {
+                    file.seek(std::io::SeekFrom::Current(data.len() as i64))?;
+                } else {
+                    file.write_all(&data)?;
+                }
                 written += data.len() as u64;
                 // Start writing back every 16 MiB as it arrives, so the
                 // final fsync has little left to wait for.
@@ -301,6 +306,7 @@ impl TemplateCache {
                     flushed = written;
                 }
             }
+            file.set_len(written)?;
             file.sync_all()
         });
         let mut body = resp.into_body();
@@ -424,6 +430,7 @@ mod tests {
         let e = |id: &str, last| Entry {
             id: id.into(),
             size: 1,
+            disk_bytes: 1,
             last_accessed: last,
         };
         let entries = [e("old", 100), e("fresh", 950), e("old-in-use", 100)];

@@ -540,15 +540,12 @@ async fn upload(
     // one transfer, not two); if the image is then refused, the stored copy
     // is deleted before the answer, so nothing of it remains.
     let (tee, rx) = tokio::sync::mpsc::channel(8);
-    let store_body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) }),
-    ));
     let (received, stored) = tokio::join!(
         receive(reg, &img, body, &temp, declared_len, client_md5, tee),
-        reg.store.put_stream(id, store_body, declared_len)
+        reg.store.put_stream(id, rx)
     );
     let result = match (received, stored) {
-        (Ok(r), Ok(etag)) if etag == r.hashes.md5 => Ok(r),
+        (Ok(r), Ok(s)) if s.md5 == r.hashes.md5 && s.size == r.hashes.size => Ok(r),
         (Ok(_), Ok(_)) => Err(Failed(
             StatusCode::SERVICE_UNAVAILABLE,
             "the object store received different data".into(),
@@ -649,8 +646,7 @@ fn client_checksum(h: &http::HeaderMap) -> Option<String> {
 }
 
 /// Where a copy of an upload's bytes goes as they arrive (the object store).
-pub(crate) type Tee =
-    tokio::sync::mpsc::Sender<Result<hyper::body::Frame<Bytes>, object_store::http_util::BoxError>>;
+pub(crate) type Tee = tokio::sync::mpsc::Sender<Bytes>;
 
 /// The hashes of an image's data, all from one pass.
 #[derive(Clone, Debug, Default)]
@@ -689,6 +685,10 @@ impl Hashing {
         self.size += data.len() as u64;
     }
 
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     pub fn finish(self) -> Hashes {
         Hashes {
             size: self.size,
@@ -710,7 +710,7 @@ pub(crate) async fn stream_to_file(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let path = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Hashes> {
-        use std::io::Write;
+        use std::io::{Seek, Write};
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -718,8 +718,14 @@ pub(crate) async fn stream_to_file(
         let mut hashing = Hashing::default();
         while let Some(chunk) = rx.blocking_recv() {
             hashing.update(&chunk);
-            f.write_all(&chunk)?;
+            // Zeros become holes, as on the storage nodes.
+            if object_store::object_files::is_hole(&chunk) {
+                f.seek(std::io::SeekFrom::Current(chunk.len() as i64))?;
+            } else {
+                f.write_all(&chunk)?;
+            }
         }
+        f.set_len(hashing.size())?;
         f.sync_all()?;
         Ok(hashing.finish())
     });
@@ -739,10 +745,7 @@ pub(crate) async fn stream_to_file(
                     }
                     if let Some(t) = &tee {
                         // The store falling behind slows the client down.
-                        if t.send(Ok(hyper::body::Frame::data(data.clone())))
-                            .await
-                            .is_err()
-                        {
+                        if t.send(data.clone()).await.is_err() {
                             failure = Some(Failed(
                                 StatusCode::SERVICE_UNAVAILABLE,
                                 "the object store stopped taking the image".into(),
@@ -858,7 +861,7 @@ pub(crate) async fn fetch(
     img: &Image,
     temp: PathBuf,
 ) -> Result<u64, std::io::Error> {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
     let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
     let resp = reg.store.get(&loc).await.map_err(std::io::Error::other)?;
     let mut body = resp.into_body();
@@ -870,9 +873,18 @@ pub(crate) async fn fetch(
         if let Ok(data) = frame.into_data() {
             md5.update(&data);
             size += data.len() as u64;
-            f.write_all(&data).await?;
+            // Zeros become holes, as everywhere images are written.
+            if object_store::object_files::is_hole(&data) {
+                f.flush().await?;
+                f.seek(std::io::SeekFrom::Current(data.len() as i64))
+                    .await?;
+            } else {
+                f.write_all(&data).await?;
+            }
         }
     }
+    f.flush().await?;
+    f.set_len(size).await?;
     f.sync_all().await?;
     let got = hex::encode(md5.finalize());
     if img.checksum.as_deref().is_some_and(|want| want != got) {
@@ -905,35 +917,59 @@ async fn download(
         // Glance: no data yet is 204.
         _ => return no_content(),
     }
-    let path = match reg
-        .cache
-        .get_or_fetch(id, |temp| fetch(reg, &img, temp))
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            return fault(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Could not read the image data: {e}"),
-            )
+    let range = header_str(req.headers(), "range");
+    // The cached copy, opened before anything can prune it; an image the
+    // cache cannot keep (larger than it, or pruned at once by others) is
+    // streamed from the store instead.
+    for _ in 0..2 {
+        let path = match reg
+            .cache
+            .get_or_fetch(id, |temp| fetch(reg, &img, temp))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return fault(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("Could not read the image data: {e}"),
+                )
+            }
+        };
+        if let Ok(file) = tokio::fs::File::open(&path).await {
+            return serve_file(file, range.as_deref(), img.checksum.as_deref()).await;
         }
-    };
-    serve_file(
-        &path,
-        header_str(req.headers(), "range").as_deref(),
-        img.checksum.as_deref(),
-    )
-    .await
+    }
+    let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
+    match reg.store.get_range(&loc, range.as_deref()).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            let mut r = Response::new(BodyExt::boxed_unsync(
+                body.map_err(object_store::http_util::BoxError::from),
+            ));
+            *r.status_mut() = parts.status;
+            for name in ["content-length", "content-range"] {
+                if let Some(v) = parts.headers.get(name) {
+                    r.headers_mut().insert(name, v.clone());
+                }
+            }
+            set_header(r.headers_mut(), "content-type", "application/octet-stream");
+            r
+        }
+        Err(e) => fault(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Could not read the image data: {e}"),
+        ),
+    }
 }
 
 /// A cached file as the response body, whole or one byte range.
-async fn serve_file(path: &Path, range: Option<&str>, md5: Option<&str>) -> Response<Body> {
+async fn serve_file(
+    mut file: tokio::fs::File,
+    range: Option<&str>,
+    md5: Option<&str>,
+) -> Response<Body> {
     use object_store::range::{resolve, Ranges};
     use tokio::io::AsyncSeekExt;
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) => return internal(e),
-    };
     let size = match file.metadata().await {
         Ok(m) => m.len(),
         Err(e) => return internal(e),

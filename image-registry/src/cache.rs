@@ -34,7 +34,11 @@ pub struct Cache {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Entry {
     pub id: String,
+    /// The image's length.
     pub size: u64,
+    /// What the copy takes on disk (a sparse image far less than its
+    /// length): what the cap counts.
+    pub disk_bytes: u64,
     /// Seconds since the Unix epoch.
     pub last_accessed: u64,
 }
@@ -44,13 +48,13 @@ pub struct Entry {
 pub fn victims(entries: &[Entry], max_bytes: u64) -> Vec<String> {
     let mut by_age: Vec<&Entry> = entries.iter().collect();
     by_age.sort_by_key(|e| (e.last_accessed, e.id.clone()));
-    let mut total: u64 = entries.iter().map(|e| e.size).sum();
+    let mut total: u64 = entries.iter().map(|e| e.disk_bytes).sum();
     let mut out = Vec::new();
     for e in by_age {
         if total <= max_bytes {
             break;
         }
-        total -= e.size;
+        total -= e.disk_bytes;
         out.push(e.id.clone());
     }
     out
@@ -197,6 +201,7 @@ impl Cache {
                 Some(Entry {
                     id,
                     size: meta.len(),
+                    disk_bytes: std::os::unix::fs::MetadataExt::blocks(&meta) * 512,
                     last_accessed: last,
                 })
             })
@@ -257,8 +262,9 @@ impl Cache {
         self.entries().iter().filter(|e| self.remove(&e.id)).count()
     }
 
+    /// What the cached copies take on disk.
     pub fn used_bytes(&self) -> u64 {
-        self.entries().iter().map(|e| e.size).sum()
+        self.entries().iter().map(|e| e.disk_bytes).sum()
     }
 }
 
@@ -270,6 +276,7 @@ mod tests {
         Entry {
             id: id.into(),
             size,
+            disk_bytes: size,
             last_accessed: last,
         }
     }

@@ -17,9 +17,6 @@ fn ten_gib() -> u64 {
 fn tib() -> u64 {
     1 << 40
 }
-fn five_gib() -> u64 {
-    5 << 30
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegistryConfig {
@@ -41,8 +38,9 @@ pub struct RegistryConfig {
     /// Largest virtual size an image may declare.
     #[serde(default = "tib")]
     pub max_virtual_size: u64,
-    /// Largest upload (one object in the store).
-    #[serde(default = "five_gib")]
+    /// Largest image (Glance's `image_size_cap`, 1 TiB); it is stored as
+    /// segments of `store.segment_bytes`, so it may exceed one object.
+    #[serde(default = "tib")]
     pub max_image_size: u64,
     /// Accept raw images whose MBR/GPT looks invalid (Glance's option).
     #[serde(default)]

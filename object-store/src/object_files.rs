@@ -5,12 +5,25 @@
 //! directory fsynced before the write is acknowledged, so an acknowledged
 //! object survives a crash and a torn write leaves only a temp file, which
 //! is removed when the node starts.
+//!
+//! Bodies are written sparsely: a received chunk of at least [`HOLE_MIN`]
+//! zero bytes becomes a hole rather than written zeros (reads return the
+//! same bytes), so a disk image that is mostly empty costs only its data
+//! on each replica.
 
 use crate::timestamp::Timestamp;
 use ring_tools::NameHash;
 use std::io;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+/// The smallest run of zeros written as a hole (one file-system block).
+pub const HOLE_MIN: usize = 4096;
+
+/// Whether a chunk may be skipped as a hole.
+pub fn is_hole(bytes: &[u8]) -> bool {
+    bytes.len() >= HOLE_MIN && bytes.iter().all(|b| *b == 0)
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Space {
@@ -87,6 +100,7 @@ impl ObjectFiles {
         Ok(TempObject {
             file: Some(file),
             path,
+            len: 0,
         })
     }
 
@@ -106,21 +120,30 @@ impl ObjectFiles {
 pub struct TempObject {
     file: Option<tokio::fs::File>,
     path: PathBuf,
+    /// Bytes received so far (holes included).
+    len: u64,
 }
 
 impl TempObject {
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file
-            .as_mut()
-            .expect("written after commit")
-            .write_all(bytes)
-            .await
+        let file = self.file.as_mut().expect("written after commit");
+        if is_hole(bytes) {
+            // The write before must be done before the position moves.
+            file.flush().await?;
+            file.seek(io::SeekFrom::Current(bytes.len() as i64)).await?;
+        } else {
+            file.write_all(bytes).await?;
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
     }
 
     /// fsync, rename into place, fsync the directory.
     pub async fn commit(mut self, dest: PathBuf) -> io::Result<()> {
         let mut file = self.file.take().expect("committed once");
         file.flush().await?;
+        // A body that ends in a hole is as long as what was received.
+        file.set_len(self.len).await?;
         file.sync_data().await?;
         drop(file);
         let from = self.path.clone();

@@ -729,6 +729,22 @@ impl Swift {
         }
     }
 
+    /// A client logged in as the image registry's service user
+    /// (`glance:glance`, whose key `nubo up` wrote), to see what the
+    /// registry stored.
+    pub fn registry_service(cluster: &Cluster) -> Swift {
+        let key = std::fs::read_to_string(cluster.data_dir().join("registry-key"))
+            .expect("nubo up wrote the registry's key");
+        let (url, token) = login_as(&cluster.url(), "glance:glance", key.trim());
+        Swift {
+            url,
+            token,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(120))
+                .build(),
+        }
+    }
+
     /// `path` is appended to the storage URL (`""`, `/c`, `/c/o?x=y`).
     pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
         self.send(method, &format!("{}{path}", self.url), headers, body, true)
