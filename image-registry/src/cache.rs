@@ -335,10 +335,11 @@ mod tests {
     #[test]
     fn the_cap_is_enforced_on_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path(), 25).unwrap();
+        // The cap counts disk blocks: three one-block files, room for two.
+        let cache = Cache::open(dir.path(), 10_000).unwrap();
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
             let p = cache.incomplete_path(id);
-            std::fs::write(&p, [0u8; 10]).unwrap();
+            std::fs::write(&p, [1u8; 4096]).unwrap();
             let f = std::fs::File::options().write(true).open(&p).unwrap();
             f.set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100 + i as u64))
                 .unwrap();

@@ -100,27 +100,40 @@ fn collect_files(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// qemu-img under prlimit (1 GiB address space, 2 s CPU), JSON out.
-fn qemu_img_json(what: &'static str, args: &[&str], path: &Path) -> Result<Value, ConvertError> {
+/// qemu-img under prlimit (1 GiB address space, `cpu_secs` of CPU, five
+/// times that of wall-clock time), JSON out.
+fn qemu_img_json(
+    what: &'static str,
+    args: &[&str],
+    path: &Path,
+    cpu_secs: u64,
+) -> Result<Value, ConvertError> {
     let mut cmd = Command::new("prlimit");
-    cmd.args(["--as=1073741824", "--cpu=2", "--", "qemu-img", what])
+    cmd.arg("--as=1073741824")
+        .arg(format!("--cpu={cpu_secs}"))
+        .args(["--", "qemu-img", what])
         .args(args)
         .arg("--output=json")
         .arg(path);
-    let out = run_bounded(what, cmd, Duration::from_secs(10)).map_err(ConvertError::from)?;
+    let out =
+        run_bounded(what, cmd, Duration::from_secs(5 * cpu_secs)).map_err(ConvertError::from)?;
     serde_json::from_slice(&out).map_err(|e| ConvertError::QemuImg(what, e.to_string()))
 }
 
-/// `qemu-img info -f FORMAT`.
+/// `qemu-img info -f FORMAT`, with 2 s of CPU as Glance and Nova give it
+/// (it reads headers only).
 pub fn qemu_info(path: &Path, format: DiskFormat) -> Result<QemuInfo, ConvertError> {
-    let v = qemu_img_json("info", &["-f", format.qemu_name()], path)?;
+    let v = qemu_img_json("info", &["-f", format.qemu_name()], path, 2)?;
     Ok(QemuInfo::parse(&v))
 }
 
 /// `qemu-img measure`: the bytes a qcow2 conversion of the image would
 /// allocate (what the data qemu reads from it takes, whatever the format).
+/// It walks the whole allocation map, so it gets 30 s of CPU: a large
+/// fully allocated image must not be refused for being large.
 pub fn measure(path: &Path, format: DiskFormat) -> Result<u64, ConvertError> {
-    let v = qemu_img_json("measure", &["-f", format.qemu_name(), "-O", "qcow2"], path)?;
+    let args = ["-f", format.qemu_name(), "-O", "qcow2"];
+    let v = qemu_img_json("measure", &args, path, 30)?;
     v["required"]
         .as_u64()
         .ok_or_else(|| ConvertError::QemuImg("measure", format!("no size in {v}")))

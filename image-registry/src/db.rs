@@ -2,6 +2,10 @@
 //! Calls come from async handlers: each runs through `blocking`, so a
 //! synced write does not stall the runtime's other tasks.
 //!
+//! Chunk reference counts live here too (`chunk/<blake3>` holders and
+//! whether stored, `held/<image>/<blake3>` per holder): see
+//! [`crate::chunks`].
+//!
 //! Every change to an existing record is a read-modify-write under one
 //! writer lock ([`ImageDb::update`]), so two requests on one image (two
 //! uploads, an upload and a PATCH) cannot both win a state transition or
@@ -39,6 +43,44 @@ pub enum Updated<E> {
 
 fn key(id: &str) -> Vec<u8> {
     format!("image/{id}").into_bytes()
+}
+
+/// `chunk/<blake3>` -> [`ChunkRecord`].
+fn chunk_key(chunk: &str) -> Vec<u8> {
+    format!("chunk/{chunk}").into_bytes()
+}
+
+/// `held/<image>/<blake3>`: the image holds the chunk (empty value).
+fn held_key(image: &str, chunk: &str) -> Vec<u8> {
+    format!("held/{image}/{chunk}").into_bytes()
+}
+
+/// A chunk's holders (images) and whether it is known to be stored: 8
+/// bytes little-endian, then one byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ChunkRecord {
+    holders: u64,
+    stored: bool,
+}
+
+impl ChunkRecord {
+    fn decode(v: &[u8]) -> ChunkRecord {
+        let holders = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        ChunkRecord {
+            holders,
+            stored: v.get(8) == Some(&1),
+        }
+    }
+
+    fn encode(self) -> [u8; 9] {
+        let mut out = [0u8; 9];
+        out[..8].copy_from_slice(&self.holders.to_le_bytes());
+        out[8] = u8::from(self.stored);
+        out
+    }
 }
 
 impl ImageDb {
@@ -130,6 +172,90 @@ impl ImageDb {
         })
     }
 
+    /// Pins chunk `chunk` for `image` (once per image however often the
+    /// image repeats it): whether the uploader must store the chunk, which
+    /// is until someone has ([`Self::chunk_stored`]). Synced.
+    pub fn pin_chunk(&self, image: &str, chunk: &str) -> Result<bool, DbError> {
+        blocking(|| self.pin_chunk_now(image, chunk))
+    }
+
+    fn pin_chunk_now(&self, image: &str, chunk: &str) -> Result<bool, DbError> {
+        let _held = self.lock();
+        let record = self.db.get_pinned(chunk_key(chunk))?.map(|v| ChunkRecord::decode(&v));
+        let mut record = record.unwrap_or_default();
+        let held_key = held_key(image, chunk);
+        if self.db.get_pinned(&held_key)?.is_none() {
+            record.holders += 1;
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put(&held_key, b"");
+            batch.put(chunk_key(chunk), record.encode());
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            self.db.write_opt(batch, &w)?;
+        }
+        Ok(!record.stored)
+    }
+
+    /// Records that chunk `chunk` is in the store.
+    pub fn chunk_stored(&self, chunk: &str) -> Result<(), DbError> {
+        blocking(|| self.chunk_stored_now(chunk))
+    }
+
+    fn chunk_stored_now(&self, chunk: &str) -> Result<(), DbError> {
+        let _held = self.lock();
+        if let Some(v) = self.db.get_pinned(chunk_key(chunk))? {
+            let mut record = ChunkRecord::decode(&v);
+            record.stored = true;
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            self.db.put_opt(chunk_key(chunk), record.encode(), &w)?;
+        }
+        Ok(())
+    }
+
+    /// Releases every chunk `image` pinned; the chunks no image holds any
+    /// more (their records gone), for the collector.
+    pub fn release_chunks(&self, image: &str) -> Result<Vec<String>, DbError> {
+        blocking(|| self.release_chunks_now(image))
+    }
+
+    fn release_chunks_now(&self, image: &str) -> Result<Vec<String>, DbError> {
+        let _held = self.lock();
+        let prefix = held_key(image, "");
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut unheld = Vec::new();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let chunk = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            batch.delete(&k);
+            let mut record = self
+                .db
+                .get_pinned(chunk_key(&chunk))?
+                .map(|v| ChunkRecord::decode(&v))
+                .unwrap_or_default();
+            record.holders = record.holders.saturating_sub(1);
+            if record.holders == 0 {
+                batch.delete(chunk_key(&chunk));
+                unheld.push(chunk);
+            } else {
+                batch.put(chunk_key(&chunk), record.encode());
+            }
+        }
+        let mut w = rocksdb::WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(batch, &w)?;
+        Ok(unheld)
+    }
+
+    /// How many images hold chunk `chunk`.
+    pub fn chunk_holders(&self, chunk: &str) -> Result<u64, DbError> {
+        Ok(blocking(|| self.db.get_pinned(chunk_key(chunk)))?
+            .map_or(0, |v| ChunkRecord::decode(&v).holders))
+    }
+
     pub fn all(&self) -> Result<Vec<Image>, DbError> {
         blocking(|| self.scan())
     }
@@ -145,5 +271,29 @@ impl ImageDb {
             out.push(serde_json::from_slice(&v).map_err(|e| DbError::Corrupt(id, e))?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_held_once_per_image_and_released_to_the_collector() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ImageDb::open(dir.path()).unwrap();
+        assert!(db.pin_chunk("v1", "x").unwrap(), "a new chunk must be stored");
+        assert!(db.pin_chunk("v1", "x").unwrap(), "not stored yet");
+        db.chunk_stored("x").unwrap();
+        assert!(!db.pin_chunk("v2", "x").unwrap(), "stored: skip it");
+        assert!(db.pin_chunk("v2", "y").unwrap());
+        assert_eq!(db.chunk_holders("x").unwrap(), 2);
+        assert_eq!(db.release_chunks("v1").unwrap(), Vec::<String>::new());
+        assert_eq!(db.chunk_holders("x").unwrap(), 1);
+        let mut unheld = db.release_chunks("v2").unwrap();
+        unheld.sort();
+        assert_eq!(unheld, ["x", "y"]);
+        assert_eq!(db.chunk_holders("x").unwrap(), 0);
+        assert!(db.pin_chunk("v3", "x").unwrap(), "a collected chunk is new again");
     }
 }
