@@ -193,7 +193,6 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             user: "glance:glance".into(),
             key: registry_key,
             container: "images".into(),
-            segment_bytes: 1 << 30,
         },
         auth: proxy.auth.clone(),
         cache_max_bytes: 10 << 30,

@@ -1,6 +1,6 @@
-//! Images beyond one object (5 GiB): a 12 GiB sparse raw image through
-//! every path on a real cluster. Upload (stored as 12 segments of 1 GiB
-//! and a Static Large Object manifest), ranged download, download through
+//! Large images on a real cluster. A 12 GiB sparse raw image (beyond one
+//! object's 5 GiB) through every path: upload (stored as content-defined
+//! chunks and a manifest), ranged download, download through
 //! an empty cache (fetched back from the segments), import with conversion
 //! to qcow2, and a compute host's template fetch, each checked against the
 //! source. The source and every copy stay sparse (holes on the storage
@@ -107,19 +107,23 @@ fn a_12_gib_image_works_on_every_path() {
     assert_eq!(img["size"], SIZE);
     assert_eq!(img["virtual_size"], SIZE);
     assert_eq!(img["nubo_blake3"], want);
+    // Stored as chunks: a manifest at <id> and, the holes being all alike,
+    // a handful of distinct chunks.
+    let (st, body) = g.call("GET", &format!("/v2/images/{id}/chunks"), None, b"");
+    assert_eq!(st, 200);
+    let manifest: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(manifest["size"], SIZE);
+    let chunks = manifest["chunks"].as_array().unwrap();
+    let distinct: std::collections::HashSet<&str> =
+        chunks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    eprintln!("{} chunks, {} distinct", chunks.len(), distinct.len());
+    assert!(distinct.len() < 20, "{} distinct chunks", distinct.len());
     let swift = common::Swift::registry_service(&c);
-    for n in 1..=12 {
-        let seg = format!("/images/{id}-{n:05}");
-        assert_eq!(swift.req("HEAD", &seg, &[], b"").status, 200, "{seg}");
-    }
+    let manifest_head = swift.req("HEAD", &format!("/images/{id}"), &[], b"");
     assert_eq!(
-        swift
-            .req("HEAD", &format!("/images/{id}-00013"), &[], b"")
-            .status,
-        404
+        manifest_head.header("x-object-meta-nubo-chunked"),
+        Some("1")
     );
-    let manifest = swift.req("HEAD", &format!("/images/{id}"), &[], b"");
-    assert_eq!(manifest.header("x-static-large-object"), Some("True"));
     eprintln!("upload done at {:?}", started.elapsed());
 
     // Ranged downloads across segment boundaries, from the cache and then
@@ -211,14 +215,222 @@ fn a_12_gib_image_works_on_every_path() {
         src.to_str().unwrap(),
         qcow2.to_str().unwrap(),
     ]);
-    // Deleting takes every segment with the manifest.
+    // Deleting takes the manifest; the chunks only this image held go.
     assert_eq!(
         g.call("DELETE", &format!("/v2/images/{id}"), None, b"").0,
         204
     );
-    for n in [1, 12] {
-        let seg = format!("/images/{id}-{n:05}");
-        assert_eq!(swift.req("HEAD", &seg, &[], b"").status, 404, "{seg}");
-    }
+    assert_eq!(
+        swift.req("HEAD", &format!("/images/{id}"), &[], b"").status,
+        404
+    );
     eprintln!("12 GiB image on every path in {:?}", started.elapsed());
+}
+
+/// One counter of the registry's `/metrics`.
+fn metric(c: &Cluster, name: &str) -> u64 {
+    let text = ureq::get(&format!("{}/metrics", c.registry_url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// A file of `len` pseudo-random bytes (xorshift, from `seed`).
+fn random_file(path: &Path, len: u64, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = seed | 1;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..len >> 20 {
+        for w in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&block).unwrap();
+    }
+    f.flush().unwrap();
+}
+
+fn upload_file(g: &Glance, name: &str, file: &Path) -> (String, f64) {
+    let id = g.create(json!({"name": name, "disk_format": "raw", "container_format": "bare"}));
+    let len = std::fs::metadata(file).unwrap().len();
+    let t = Instant::now();
+    let r = g
+        .agent
+        .put(&format!("{}/v2/images/{id}/file", g.url))
+        .set("X-Auth-Token", &g.token)
+        .set("Content-Type", "application/octet-stream")
+        .set("Content-Length", &len.to_string())
+        .timeout(Duration::from_secs(900))
+        .send(std::fs::File::open(file).unwrap())
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let secs = t.elapsed().as_secs_f64();
+    (id, len as f64 / secs / 1e6)
+}
+
+/// Content-defined chunks: a new version of a 2 GiB image with 1% of it
+/// rewritten (20 regions of 1 MiB) stores, and a host that has the first
+/// version fetches, under 5% of the image; the registry's cache fills the
+/// new version from the old one's chunks; deleting the first version
+/// frees exactly its own chunks and leaves the second intact.
+#[test]
+fn a_new_version_moves_only_what_changed() {
+    const SIZE2: u64 = 2 * GIB;
+    let c = Cluster::start(3);
+    let g = Glance::new(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = (dir.path().join("v1.raw"), dir.path().join("v2.raw"));
+    random_file(&v1, SIZE2, 0x9E37_79B9_7F4A_7C15);
+    std::fs::copy(&v1, &v2).unwrap();
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&v2).unwrap();
+        for i in 0..20u64 {
+            let at = (i * 101 + 7) * (SIZE2 / 2048) % (SIZE2 - (1 << 20));
+            let fresh: Vec<u8> = (0..1u32 << 20).map(|j| (j as u64 * 31 + i) as u8).collect();
+            f.write_all_at(&fresh, at).unwrap();
+        }
+    }
+    let new0 = metric(&c, "nubo_registry_chunk_bytes_new_total");
+    let (id1, rate1) = upload_file(&g, "v1", &v1);
+    let new1 = metric(&c, "nubo_registry_chunk_bytes_new_total");
+    let (id2, rate2) = upload_file(&g, "v2", &v2);
+    let new2 = metric(&c, "nubo_registry_chunk_bytes_new_total");
+    let stored_v2 = new2 - new1;
+    eprintln!(
+        "v1: {} MB stored at {rate1:.1} MB/s; v2: {stored_v2} bytes stored ({:.2}%) at {rate2:.1} MB/s",
+        (new1 - new0) / 1_000_000,
+        stored_v2 as f64 * 100.0 / SIZE2 as f64
+    );
+    assert!(
+        new1 - new0 >= SIZE2 * 99 / 100,
+        "a first version stores its data"
+    );
+    assert!(stored_v2 < SIZE2 / 20, "v2 stored {stored_v2} new bytes");
+    for (id, src) in [(&id1, &v1), (&id2, &v2)] {
+        assert_eq!(
+            g.show(id)["nubo_blake3"],
+            blake3_of(std::fs::File::open(src).unwrap())
+        );
+    }
+
+    // A host that has v1 fetches only v2's new chunks.
+    let host = dir.path().join("host");
+    let cache = compute::template_cache::TemplateCache::open(&host).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let image_ref = |id: &str| {
+        let img = g.show(id);
+        compute::template_cache::ImageRef {
+            id: id.to_string(),
+            disk_format: "raw".into(),
+            os_hash_value: img["os_hash_value"].as_str().map(str::to_string),
+            checksum: img["checksum"].as_str().map(str::to_string),
+            blake3: img["nubo_blake3"].as_str().map(str::to_string),
+            size: img["size"].as_u64(),
+        }
+    };
+    let t = Instant::now();
+    rt.block_on(cache.base(&image_ref(&id1), &c.registry_url(), &g.token))
+        .unwrap();
+    let cold = cache.network_bytes();
+    let cold_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (base2, _) = rt
+        .block_on(cache.base(&image_ref(&id2), &c.registry_url(), &g.token))
+        .unwrap();
+    let fetched_v2 = cache.network_bytes() - cold;
+    eprintln!(
+        "host: v1 fetched {cold} bytes in {cold_secs:.1} s; v2 fetched {fetched_v2} bytes ({:.2}%) in {:.1} s",
+        fetched_v2 as f64 * 100.0 / SIZE2 as f64,
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(cold, SIZE2);
+    assert!(
+        fetched_v2 < SIZE2 / 20,
+        "the host fetched {fetched_v2} bytes of v2"
+    );
+    assert_eq!(
+        blake3_of(std::fs::File::open(&base2).unwrap()),
+        blake3_of(std::fs::File::open(&v2).unwrap())
+    );
+
+    // The registry's cache fills v2 from v1's chunks.
+    assert_eq!(g.call("DELETE", "/v2/cache", None, b"").0, 204);
+    let local0 = metric(&c, "nubo_registry_cache_chunk_bytes_local_total");
+    assert!(range(&g, &id1, 0, 16) == std::fs::read(&v1).unwrap()[..16]);
+    assert!(range(&g, &id2, 0, 16) == std::fs::read(&v2).unwrap()[..16]);
+    let local = metric(&c, "nubo_registry_cache_chunk_bytes_local_total") - local0;
+    assert!(
+        local >= SIZE2 * 95 / 100,
+        "the cache took {local} bytes of v2 locally"
+    );
+
+    // Deleting v1 frees its own chunks, and only those.
+    let chunk_ids = |id: &str| -> std::collections::HashSet<String> {
+        let (st, body) = g.call("GET", &format!("/v2/images/{id}/chunks"), None, b"");
+        assert_eq!(st, 200);
+        let m: Value = serde_json::from_slice(&body).unwrap();
+        m["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (c1, c2) = (chunk_ids(&id1), chunk_ids(&id2));
+    let only_v1: Vec<&String> = c1.difference(&c2).collect();
+    assert!(!only_v1.is_empty());
+    let collected0 = metric(&c, "nubo_registry_chunks_collected_total");
+    assert_eq!(
+        g.call("DELETE", &format!("/v2/images/{id1}"), None, b"").0,
+        204
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(&c, "nubo_registry_chunks_collected_total") - collected0 < only_v1.len() as u64 {
+        assert!(Instant::now() < deadline, "v1's chunks were not collected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric(&c, "nubo_registry_chunks_collected_total") - collected0,
+        only_v1.len() as u64
+    );
+    let swift = common::Swift::registry_service(&c);
+    for id in &only_v1 {
+        assert_eq!(
+            swift
+                .req("HEAD", &format!("/images/chunks/{id}"), &[], b"")
+                .status,
+            404
+        );
+    }
+    for id in c2.iter().take(50) {
+        assert_eq!(
+            swift
+                .req("HEAD", &format!("/images/chunks/{id}"), &[], b"")
+                .status,
+            200
+        );
+    }
+    assert_eq!(g.call("DELETE", "/v2/cache", None, b"").0, 204);
+    let r = g
+        .agent
+        .get(&format!("{}/v2/images/{id2}/file", g.url))
+        .set("X-Auth-Token", &g.token)
+        .timeout(Duration::from_secs(900))
+        .call()
+        .unwrap();
+    assert_eq!(
+        blake3_of(r.into_reader()),
+        blake3_of(std::fs::File::open(&v2).unwrap())
+    );
 }

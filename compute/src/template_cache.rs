@@ -12,6 +12,7 @@ use crate::rest::addr_of;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use image_registry::cache::Cache;
+use image_registry::chunks::{assemble, local_index, save_sidecar, Manifest};
 use image_registry::inspect::{DiskFormat, InspectError, Limits};
 use image_registry::verify::{verify, Declared, VerifyError};
 use md5::Md5;
@@ -158,12 +159,54 @@ pub fn unused_bases(
         .collect()
 }
 
+/// The hash a download is checked against: BLAKE3 where the registry
+/// computed it, else SHA-512 (Glance's os_hash_value), else MD5.
+fn expected_hash(image: &ImageRef) -> Result<(HashAlgo, String), String> {
+    match (&image.blake3, &image.os_hash_value, &image.checksum) {
+        (Some(h), _, _) => Ok((HashAlgo::Blake3, h.clone())),
+        (None, Some(h), _) => Ok((HashAlgo::Sha512, h.clone())),
+        (None, None, Some(h)) => Ok((HashAlgo::Md5, h.clone())),
+        (None, None, None) => Err("the registry gives no hash to verify it against".into()),
+    }
+}
+
+/// `GET path` on the registry: the body on 200, `None` on 404.
+async fn get_bytes(
+    client: &NodeClient,
+    addr: &str,
+    token: &str,
+    path: &str,
+) -> Result<Option<bytes::Bytes>, String> {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("host", addr)
+        .header("x-auth-token", token)
+        .body(empty())
+        .expect("valid request");
+    let resp = client.send(addr, req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    match status {
+        StatusCode::OK => Ok(Some(body)),
+        StatusCode::NOT_FOUND => Ok(None),
+        other => Err(format!("the registry answered {other} to {path}")),
+    }
+}
+
 pub struct TemplateCache {
     cache: Cache,
     /// Time spent fetching (download, hash check, inspection, conversion), µs.
     fetch_micros: std::sync::atomic::AtomicU64,
-    client: NodeClient,
+    client: std::sync::Arc<NodeClient>,
     limits: Limits,
+    /// Bytes fetched from the registry (chunks a host already had are not).
+    network_bytes: std::sync::atomic::AtomicU64,
     convert_timeout: Duration,
 }
 
@@ -172,10 +215,11 @@ impl TemplateCache {
         Ok(TemplateCache {
             cache: Cache::open_flat(base_dir, u64::MAX)?,
             fetch_micros: Default::default(),
-            client: NodeClient::new(Timeouts {
+            client: std::sync::Arc::new(NodeClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(120),
-            }),
+            })),
+            network_bytes: Default::default(),
             limits: Limits::default(),
             convert_timeout: Duration::from_secs(600),
         })
@@ -190,6 +234,11 @@ impl TemplateCache {
             self.cache.bytes_fetched.load(Ordering::Relaxed),
             self.fetch_micros.load(Ordering::Relaxed) as f64 / 1e6,
         )
+    }
+
+    /// Bytes fetched from the registry so far.
+    pub fn network_bytes(&self) -> u64 {
+        self.network_bytes.load(Ordering::Relaxed)
     }
 
     /// The ids of the cached bases.
@@ -245,6 +294,11 @@ impl TemplateCache {
     ) -> Result<u64, TemplateError> {
         let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
         let addr = addr_of(registry_url).map_err(|e| fail(e.to_string()))?;
+        if let Some(manifest) = self.manifest(image, &addr, token).await? {
+            return self
+                .assemble(image, declared, &manifest, &addr, token, dest)
+                .await;
+        }
         let req = Request::builder()
             .method(Method::GET)
             .uri(format!("/v2/images/{}/file", image.id))
@@ -263,16 +317,7 @@ impl TemplateCache {
         // The hash the registry's record is checked against: BLAKE3 where
         // the registry computed it, else SHA-512 (Glance's os_hash_value),
         // else MD5.
-        let (algo, want) = match (&image.blake3, &image.os_hash_value, &image.checksum) {
-            (Some(h), _, _) => (HashAlgo::Blake3, h.clone()),
-            (None, Some(h), _) => (HashAlgo::Sha512, h.clone()),
-            (None, None, Some(h)) => (HashAlgo::Md5, h.clone()),
-            (None, None, None) => {
-                return Err(fail(
-                    "the registry gives no hash to verify it against".into(),
-                ))
-            }
-        };
+        let (algo, want) = expected_hash(image).map_err(fail)?;
         // The network task receives; one thread hashes and another writes,
         // so the three overlap.
         let download = dest.with_extension("download");
@@ -351,8 +396,96 @@ impl TemplateCache {
                 )));
             }
             // Inspection and conversion read the file: off the async workers.
-            object_store::server::blocking(|| self.settle(image, declared, &download, &dest))?;
+            object_store::server::blocking(|| {
+                self.settle(image, declared, &download, &dest, None)
+            })?;
             Ok(len)
+        });
+        let _ = std::fs::remove_file(&download);
+        self.network_bytes
+            .fetch_add(*result.as_ref().unwrap_or(&0), Ordering::Relaxed);
+        result
+    }
+
+    /// The image's chunks, if the registry stores it as chunks.
+    async fn manifest(
+        &self,
+        image: &ImageRef,
+        addr: &str,
+        token: &str,
+    ) -> Result<Option<Manifest>, TemplateError> {
+        let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
+        let body = get_bytes(
+            &self.client,
+            addr,
+            token,
+            &format!("/v2/images/{}/chunks", image.id),
+        )
+        .await
+        .map_err(fail)?;
+        match body {
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| fail(format!("a bad chunk list: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Builds the image from its chunks: those a cached base holds are
+    /// copied from it, the rest fetched; every chunk is checked against its
+    /// id and the whole against the registry's hash, then settled as a
+    /// download is.
+    async fn assemble(
+        &self,
+        image: &ImageRef,
+        declared: DiskFormat,
+        manifest: &Manifest,
+        addr: &str,
+        token: &str,
+        dest: PathBuf,
+    ) -> Result<u64, TemplateError> {
+        let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
+        let (algo, want) = expected_hash(image).map_err(fail)?;
+        let dir = self.cache.complete_dir().to_path_buf();
+        let index = object_store::server::blocking(|| local_index(&dir));
+        let download = dest.with_extension("download");
+        let mut hasher = algo.hasher();
+        let (client, addr_owned, token_owned) =
+            (self.client.clone(), addr.to_string(), token.to_string());
+        let id = image.id.clone();
+        let done = assemble(
+            manifest,
+            &index,
+            &download,
+            move |chunk| {
+                let (client, addr, token) =
+                    (client.clone(), addr_owned.clone(), token_owned.clone());
+                let path = format!("/v2/images/{id}/chunks/{chunk}");
+                async move {
+                    get_bytes(&client, &addr, &token, &path)
+                        .await?
+                        .ok_or_else(|| format!("the registry has no chunk {chunk}"))
+                }
+            },
+            |data| hasher.update(data),
+        )
+        .await;
+        let result = done.map_err(fail).and_then(|done| {
+            self.network_bytes
+                .fetch_add(done.fetched_bytes, Ordering::Relaxed);
+            let got = hasher.hex();
+            if !got.eq_ignore_ascii_case(&want) {
+                return Err(TemplateError::HashMismatch {
+                    id: image.id.clone(),
+                    algo: algo.name(),
+                    got,
+                    want,
+                });
+            }
+            object_store::server::blocking(|| {
+                self.settle(image, declared, &download, &dest, Some(manifest))
+            })?;
+            Ok(manifest.size)
         });
         let _ = std::fs::remove_file(&download);
         result
@@ -366,6 +499,7 @@ impl TemplateCache {
         declared: DiskFormat,
         download: &Path,
         dest: &Path,
+        manifest: Option<&Manifest>,
     ) -> Result<(), TemplateError> {
         // The registry's own verdict, on this host's copy: the inspector
         // and qemu-img must agree, whatever the registry said before.
@@ -390,6 +524,11 @@ impl TemplateCache {
         let target = base_format(info.format);
         if target == info.format {
             std::fs::rename(download, dest)?;
+            // The base is the image's bytes: its chunks can serve the next
+            // version's fetch.
+            if let Some(m) = manifest {
+                save_sidecar(dest, m)?;
+            }
         } else {
             image_registry::convert::convert(
                 download,
@@ -477,7 +616,7 @@ mod tests {
         f.write_all_at(&desc, 512).unwrap();
         let dest = dir.path().join("evil-base");
         let e = cache
-            .settle(&image("evil"), DiskFormat::Vmdk, &evil, &dest)
+            .settle(&image("evil"), DiskFormat::Vmdk, &evil, &dest, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("capacity of 0"), "{e}");
@@ -486,7 +625,7 @@ mod tests {
         qemu_img(&["create", "-q", "-f", "vmdk", good.to_str().unwrap(), "16M"]);
         let dest = dir.path().join("good-base");
         cache
-            .settle(&image("good"), DiskFormat::Vmdk, &good, &dest)
+            .settle(&image("good"), DiskFormat::Vmdk, &good, &dest, None)
             .unwrap();
         let out = std::process::Command::new("qemu-img")
             .args(["info", "--output=json"])

@@ -3,11 +3,11 @@
 //! cache.
 
 use crate::cache::Cache;
+use crate::chunks::ChunkStore;
 use crate::config::RegistryConfig;
 use crate::db::{ImageDb, Updated};
 use crate::image::{check_tag, new_id, Image, ImageError, ListQuery, Status};
 use crate::inspect::{ImageInfo, Limits};
-use crate::store::ObjectStore;
 use crate::verify::{self, Declared, Verified};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -26,13 +26,16 @@ use std::sync::Arc;
 
 pub struct Registry {
     pub config: RegistryConfig,
-    pub db: ImageDb,
-    pub store: ObjectStore,
+    pub db: Arc<ImageDb>,
+    /// Image data: chunks and manifests in the object store.
+    pub store: Arc<ChunkStore>,
     pub cache: Cache,
     pub auth: TempAuth,
     pub limits: Limits,
     pub uploads_ok: AtomicU64,
     pub uploads_failed: AtomicU64,
+    /// Bytes the cache filled from other cached images' chunks.
+    pub cache_chunk_bytes_local: AtomicU64,
     /// Time spent in the verdict (inspector, qemu-img info and measure), µs.
     pub verify_micros: AtomicU64,
     /// Objects to delete once the store answers (interrupted uploads found at start).
@@ -96,6 +99,8 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body
         (Method::DELETE, ["images", id]) => delete(&reg, &who, id).await,
         (Method::PUT, ["images", id, "file"]) => upload(&reg, &who, id, req).await,
         (Method::GET, ["images", id, "file"]) => download(&reg, &who, id, &req).await,
+        (Method::GET, ["images", id, "chunks"]) => chunks(&reg, &who, id, None).await,
+        (Method::GET, ["images", id, "chunks", chunk]) => chunks(&reg, &who, id, Some(chunk)).await,
         (Method::POST, ["images", id, "actions", action @ ("deactivate" | "reactivate")]) => {
             set_active(&reg, &who, id, *action == "reactivate")
         }
@@ -545,7 +550,7 @@ async fn upload(
         reg.store.put_stream(id, rx)
     );
     let result = match (received, stored) {
-        (Ok(r), Ok(s)) if s.md5 == r.hashes.md5 && s.size == r.hashes.size => Ok(r),
+        (Ok(r), Ok(s)) if s.md5 == r.hashes.md5 && s.size == r.hashes.size => Ok((r, s)),
         (Ok(_), Ok(_)) => Err(Failed(
             StatusCode::SERVICE_UNAVAILABLE,
             "the object store received different data".into(),
@@ -562,7 +567,7 @@ async fn upload(
         }
     }
     match result {
-        Ok(r) => {
+        Ok((r, stored)) => {
             // saving -> active, only from saving (this upload's claim).
             let done = change_image(reg, id, |img| {
                 if img.status != Status::Saving {
@@ -588,9 +593,12 @@ async fn upload(
                 let _ = std::fs::remove_file(&temp);
                 return resp;
             }
-            // The uploaded file is a complete copy: it becomes the cached one.
+            // The uploaded file is a complete copy: it becomes the cached
+            // one, with its chunks recorded beside it.
+            let _ = crate::chunks::save_sidecar(&temp, &stored.manifest);
             if reg.cache.commit(&temp, id).is_err() {
                 let _ = std::fs::remove_file(&temp);
+                let _ = std::fs::remove_file(crate::chunks::sidecar(&temp));
             }
             reg.uploads_ok.fetch_add(1, Ordering::Relaxed);
             no_content()
@@ -855,7 +863,11 @@ async fn receive(
     })
 }
 
-/// Fetches an image from the store into `temp`, checking its MD5.
+/// Fetches an image from the store into `temp`, checking its MD5: chunk
+/// by chunk, taking each from a cached image that holds it where one does
+/// (so a new version of a cached image moves only what changed), and
+/// recording its chunks beside it. An image stored before chunking is
+/// read whole.
 pub(crate) async fn fetch(
     reg: &Registry,
     img: &Image,
@@ -863,29 +875,64 @@ pub(crate) async fn fetch(
 ) -> Result<u64, std::io::Error> {
     use tokio::io::{AsyncSeekExt, AsyncWriteExt};
     let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
-    let resp = reg.store.get(&loc).await.map_err(std::io::Error::other)?;
-    let mut body = resp.into_body();
-    let mut f = tokio::fs::File::create(&temp).await?;
     let mut md5 = Md5::new();
-    let mut size = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(std::io::Error::other)?;
-        if let Ok(data) = frame.into_data() {
-            md5.update(&data);
-            size += data.len() as u64;
-            // Zeros become holes, as everywhere images are written.
-            if object_store::object_files::is_hole(&data) {
-                f.flush().await?;
-                f.seek(std::io::SeekFrom::Current(data.len() as i64))
-                    .await?;
-            } else {
-                f.write_all(&data).await?;
-            }
+    let size = match reg
+        .store
+        .manifest(&loc)
+        .await
+        .map_err(std::io::Error::other)?
+    {
+        Some(manifest) => {
+            let dir = reg.cache.complete_dir().to_path_buf();
+            let index = object_store::server::blocking(|| crate::chunks::local_index(&dir));
+            let store = reg.store.clone();
+            let done = crate::chunks::assemble(
+                &manifest,
+                &index,
+                &temp,
+                |id| {
+                    let store = store.clone();
+                    async move { store.chunk(&id).await.map_err(|e| e.to_string()) }
+                },
+                |data| md5.update(data),
+            )
+            .await
+            .map_err(std::io::Error::other)?;
+            reg.cache_chunk_bytes_local
+                .fetch_add(done.local_bytes, Ordering::Relaxed);
+            crate::chunks::save_sidecar(&temp, &manifest)?;
+            manifest.size
         }
-    }
-    f.flush().await?;
-    f.set_len(size).await?;
-    f.sync_all().await?;
+        None => {
+            let resp = reg
+                .store
+                .get_range(&loc, None)
+                .await
+                .map_err(std::io::Error::other)?;
+            let mut body = resp.into_body();
+            let mut f = tokio::fs::File::create(&temp).await?;
+            let mut size = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(std::io::Error::other)?;
+                if let Ok(data) = frame.into_data() {
+                    md5.update(&data);
+                    size += data.len() as u64;
+                    // Zeros become holes, as everywhere images are written.
+                    if object_store::object_files::is_hole(&data) {
+                        f.flush().await?;
+                        f.seek(std::io::SeekFrom::Current(data.len() as i64))
+                            .await?;
+                    } else {
+                        f.write_all(&data).await?;
+                    }
+                }
+            }
+            f.flush().await?;
+            f.set_len(size).await?;
+            f.sync_all().await?;
+            size
+        }
+    };
     let got = hex::encode(md5.finalize());
     if img.checksum.as_deref().is_some_and(|want| want != got) {
         return Err(std::io::Error::other(format!(
@@ -894,6 +941,53 @@ pub(crate) async fn fetch(
         )));
     }
     Ok(size)
+}
+
+/// `GET /v2/images/{id}/chunks` (ours): the chunks of an image, in order,
+/// for hosts that keep chunks of other images; `GET .../chunks/{chunk}`:
+/// one of them. Both with the download's permissions.
+async fn chunks(reg: &Registry, who: &Identity, id: &str, chunk: Option<&str>) -> Response<Body> {
+    let img = match load(reg, who, id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if img.status != Status::Active && !(img.status == Status::Deactivated && who.admin) {
+        return fault(
+            StatusCode::CONFLICT,
+            format!("Image {id} has no data to read."),
+        );
+    }
+    let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
+    let manifest = match reg.store.manifest(&loc).await {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return fault(
+                StatusCode::NOT_FOUND,
+                format!("Image {id} is not stored as chunks."),
+            )
+        }
+        Err(e) => return fault(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(chunk) = chunk else {
+        return json_response(
+            StatusCode::OK,
+            &serde_json::to_value(&manifest).unwrap_or_default(),
+        );
+    };
+    if !manifest.chunks.iter().any(|c| c.id == chunk) {
+        return fault(
+            StatusCode::NOT_FOUND,
+            format!("Image {id} has no chunk {chunk}."),
+        );
+    }
+    match reg.store.chunk(chunk).await {
+        Ok(data) => {
+            let mut r = Response::new(object_store::http_util::full(data));
+            set_header(r.headers_mut(), "content-type", "application/octet-stream");
+            r
+        }
+        Err(e) => fault(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 async fn download(
@@ -941,16 +1035,14 @@ async fn download(
     }
     let loc = img.location.clone().unwrap_or_else(|| img.id.clone());
     match reg.store.get_range(&loc, range.as_deref()).await {
-        Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            let mut r = Response::new(BodyExt::boxed_unsync(
-                body.map_err(object_store::http_util::BoxError::from),
-            ));
-            *r.status_mut() = parts.status;
-            for name in ["content-length", "content-range"] {
-                if let Some(v) = parts.headers.get(name) {
-                    r.headers_mut().insert(name, v.clone());
-                }
+        Ok(mut r) => {
+            let keep: Vec<_> = ["content-length", "content-range"]
+                .into_iter()
+                .filter_map(|n| r.headers().get(n).map(|v| (n, v.clone())))
+                .collect();
+            r.headers_mut().clear();
+            for (n, v) in keep {
+                r.headers_mut().insert(n, v);
             }
             set_header(r.headers_mut(), "content-type", "application/octet-stream");
             r
@@ -1085,6 +1177,26 @@ fn metrics(reg: &Registry) -> Response<Body> {
             "nubo_registry_uploads_refused_total",
             "Uploads refused or failed (image killed).",
             reg.uploads_failed.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_chunk_bytes_new_total",
+            "Bytes of image chunks the store did not have, stored.",
+            reg.store.bytes_new.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_chunk_bytes_deduplicated_total",
+            "Bytes of image data whose chunks the store already had.",
+            reg.store.bytes_deduplicated.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_chunks_collected_total",
+            "Chunks no image held any more, deleted.",
+            reg.store.chunks_collected.load(Ordering::Relaxed),
+        ),
+        (
+            "nubo_registry_cache_chunk_bytes_local_total",
+            "Bytes the cache filled from chunks of other cached images.",
+            reg.cache_chunk_bytes_local.load(Ordering::Relaxed),
         ),
         (
             "nubo_registry_verify_microseconds_total",

@@ -128,7 +128,15 @@ impl Cache {
         let dest = self
             .complete_path(id)
             .ok_or_else(|| std::io::Error::other("invalid image id"))?;
+        // A manifest beside the file (its chunks, for later fetches) moves
+        // with it; the file goes first, so a sidecar never names a file
+        // that is not yet whole.
+        let _ = std::fs::remove_file(crate::chunks::sidecar(&dest));
         std::fs::rename(written, &dest)?;
+        let _ = std::fs::rename(
+            crate::chunks::sidecar(written),
+            crate::chunks::sidecar(&dest),
+        );
         self.prune();
         Ok(dest)
     }
@@ -253,8 +261,18 @@ impl Cache {
 
     /// Drops one image from the cache; whether it was there.
     pub fn remove(&self, id: &str) -> bool {
-        self.complete_path(id)
-            .is_some_and(|p| blocking(|| std::fs::remove_file(p)).is_ok())
+        self.complete_path(id).is_some_and(|p| {
+            blocking(|| {
+                let _ = std::fs::remove_file(crate::chunks::sidecar(&p));
+                std::fs::remove_file(p)
+            })
+            .is_ok()
+        })
+    }
+
+    /// Where complete copies live (their sidecars beside them).
+    pub fn complete_dir(&self) -> &Path {
+        &self.complete
     }
 
     /// Drops everything cached.

@@ -181,7 +181,10 @@ impl ImageDb {
 
     fn pin_chunk_now(&self, image: &str, chunk: &str) -> Result<bool, DbError> {
         let _held = self.lock();
-        let record = self.db.get_pinned(chunk_key(chunk))?.map(|v| ChunkRecord::decode(&v));
+        let record = self
+            .db
+            .get_pinned(chunk_key(chunk))?
+            .map(|v| ChunkRecord::decode(&v));
         let mut record = record.unwrap_or_default();
         let held_key = held_key(image, chunk);
         if self.db.get_pinned(&held_key)?.is_none() {
@@ -282,7 +285,10 @@ mod tests {
     fn chunks_are_held_once_per_image_and_released_to_the_collector() {
         let dir = tempfile::tempdir().unwrap();
         let db = ImageDb::open(dir.path()).unwrap();
-        assert!(db.pin_chunk("v1", "x").unwrap(), "a new chunk must be stored");
+        assert!(
+            db.pin_chunk("v1", "x").unwrap(),
+            "a new chunk must be stored"
+        );
         assert!(db.pin_chunk("v1", "x").unwrap(), "not stored yet");
         db.chunk_stored("x").unwrap();
         assert!(!db.pin_chunk("v2", "x").unwrap(), "stored: skip it");
@@ -294,6 +300,9 @@ mod tests {
         unheld.sort();
         assert_eq!(unheld, ["x", "y"]);
         assert_eq!(db.chunk_holders("x").unwrap(), 0);
-        assert!(db.pin_chunk("v3", "x").unwrap(), "a collected chunk is new again");
+        assert!(
+            db.pin_chunk("v3", "x").unwrap(),
+            "a collected chunk is new again"
+        );
     }
 }

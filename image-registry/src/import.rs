@@ -292,7 +292,8 @@ async fn run_import(
     .map_err(|e| e.to_string())??;
     let hashes =
         object_store::server::blocking(|| hash_file(&output)).map_err(|e| e.to_string())?;
-    reg.store
+    let stored = reg
+        .store
         .put_file(&img.id, &output, &hashes.md5)
         .await
         .map_err(|e| format!("could not store the image: {e}"))?;
@@ -323,8 +324,12 @@ async fn run_import(
         return Err("the image changed during its import".into());
     }
     let cached = reg.cache.incomplete_path(&img.id);
-    if std::fs::rename(&output, &cached).is_ok() && reg.cache.commit(&cached, &img.id).is_err() {
-        let _ = std::fs::remove_file(&cached);
+    if std::fs::rename(&output, &cached).is_ok() {
+        let _ = crate::chunks::save_sidecar(&cached, &stored.manifest);
+        if reg.cache.commit(&cached, &img.id).is_err() {
+            let _ = std::fs::remove_file(&cached);
+            let _ = std::fs::remove_file(crate::chunks::sidecar(&cached));
+        }
     }
     Ok(())
 }

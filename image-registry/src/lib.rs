@@ -14,6 +14,8 @@ pub mod api;
 #[cfg(feature = "service")]
 pub mod cache;
 #[cfg(feature = "service")]
+pub mod chunks;
+#[cfg(feature = "service")]
 pub mod config;
 #[cfg(feature = "service")]
 pub mod convert;

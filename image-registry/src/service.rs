@@ -3,6 +3,7 @@
 
 use crate::api::{handle, Registry};
 use crate::cache::Cache;
+use crate::chunks::ChunkStore;
 use crate::config::RegistryConfig;
 use crate::db::ImageDb;
 use crate::inspect::Limits;
@@ -15,14 +16,19 @@ impl Registry {
     pub fn open(config: RegistryConfig) -> anyhow::Result<Registry> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let db = ImageDb::open(&config.data_dir.join("images.db"))
-            .context("opening the image database")?;
+        let db = Arc::new(
+            ImageDb::open(&config.data_dir.join("images.db"))
+                .context("opening the image database")?,
+        );
         let cache = Cache::open(&config.data_dir.join("cache"), config.cache_max_bytes)
             .context("opening the image cache")?;
         Ok(Registry {
-            db,
+            db: db.clone(),
             cache,
-            store: ObjectStore::new(config.store.clone()),
+            store: Arc::new(ChunkStore::new(
+                ObjectStore::new(config.store.clone()),
+                db.clone(),
+            )),
             auth: TempAuth::new(config.auth.clone()),
             limits: Limits {
                 max_virtual_size: config.max_virtual_size,
@@ -35,6 +41,7 @@ impl Registry {
             uploads_ok: Default::default(),
             uploads_failed: Default::default(),
             verify_micros: Default::default(),
+            cache_chunk_bytes_local: Default::default(),
             delete_later: Default::default(),
         })
     }
@@ -49,7 +56,7 @@ pub async fn run(config: RegistryConfig) -> anyhow::Result<()> {
     recover_interrupted(&reg)?;
     // The container may not exist yet; the store may still be starting.
     for attempt in 0..50 {
-        match reg.store.ensure_container().await {
+        match reg.store.objects.ensure_container().await {
             Ok(()) => break,
             Err(e) if attempt == 49 => return Err(e).context("preparing the image container"),
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,

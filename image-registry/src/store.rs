@@ -1,24 +1,14 @@
-//! Image bytes in the object store, through our own Swift API on the proxy
-//! (never through the proxy's or a node's file system), in the registry's
-//! container of its service account.
-//!
-//! An image is stored as Glance's Swift store stores a large one: segments
-//! of `segment_bytes` (`<id>-00001`, `<id>-00002`, ...) and a Static Large
-//! Object manifest at `<id>`, so an image may be larger than one object
-//! (5 GiB). Writes stream: a segment is sent as it arrives, its ETag
-//! checked against our MD5 of what was sent; nothing is buffered whole.
-//! A GET of `<id>` streams the segments in order; a delete takes the
-//! segments and the manifest (`?multipart-manifest=delete`). Images stored
-//! as one plain object before segmenting read and delete the same way.
+//! The registry's client of the object store: plain objects through our
+//! own Swift API on the proxy (never through the proxy's or a node's file
+//! system), in the registry's container of its service account. What an
+//! image is made of (chunks and a manifest) is [`crate::chunks`]'s.
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use md5::{Digest, Md5};
 use object_store::http_util::{empty, full, header_str, Body};
 use object_store::node_client::{NodeClient, Timeouts};
-use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,33 +33,11 @@ pub struct StoreConfig {
     pub key: String,
     #[serde(default = "images")]
     pub container: String,
-    /// The size of each segment of an image (at most the store's 5 GiB
-    /// object limit).
-    #[serde(default = "one_gib")]
-    pub segment_bytes: u64,
 }
 
 fn images() -> String {
     "images".into()
 }
-fn one_gib() -> u64 {
-    1 << 30
-}
-
-/// What the store received for an image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stored {
-    pub size: u64,
-    /// MD5 of the whole image, hex, over exactly the bytes sent.
-    pub md5: String,
-    pub segments: usize,
-}
-
-/// `<name>-00001`: the name of segment `n` (from 1) of image `name`.
-pub fn segment_name(name: &str, n: usize) -> String {
-    format!("{name}-{n:05}")
-}
-
 pub struct ObjectStore {
     config: StoreConfig,
     client: NodeClient,
@@ -135,123 +103,29 @@ impl ObjectStore {
         Ok((token, path))
     }
 
-    /// Streams the chunks `data` yields into the image `name`: segments of
-    /// `segment_bytes`, then the manifest. Ends when `data` closes; the
-    /// caller decides afterwards whether what was stored is the whole image
-    /// (comparing [`Stored`] with what it received) and deletes it if not.
-    /// On an error here, the segments already written are deleted.
-    pub async fn put_stream(
+    /// One small object from memory, with extra headers (user metadata);
+    /// the ETag (MD5) the store computed.
+    pub async fn put_object_meta(
         &self,
         name: &str,
-        mut data: tokio::sync::mpsc::Receiver<Bytes>,
-    ) -> Result<Stored, StoreError> {
-        let segment_bytes = self.config.segment_bytes.max(1);
-        let mut written: Vec<(String, String, u64)> = Vec::new();
-        let mut whole = Md5::new();
-        let mut pending: Option<Bytes> = None;
-        let outcome: Result<(), StoreError> = async {
-            loop {
-                // A segment starts only when there is data for it (or for an
-                // empty image, once).
-                let first = match pending.take() {
-                    Some(c) => Some(c),
-                    None => data.recv().await,
-                };
-                let Some(first) = first.or_else(|| written.is_empty().then(Bytes::new)) else {
-                    return Ok(());
-                };
-                let seg = segment_name(name, written.len() + 1);
-                let (tx, rx) = tokio::sync::mpsc::channel(8);
-                let body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(
-                    futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|f| (f, rx))
-                    }),
-                ));
-                let feed = async {
-                    let mut md5 = Md5::new();
-                    let mut n = 0u64;
-                    let mut next = Some(first);
-                    while let Some(chunk) = next {
-                        let room = (segment_bytes - n) as usize;
-                        let now = if chunk.len() > room {
-                            pending = Some(chunk.slice(room..));
-                            chunk.slice(..room)
-                        } else {
-                            chunk
-                        };
-                        md5.update(&now);
-                        whole.update(&now);
-                        n += now.len() as u64;
-                        let frame: Result<_, object_store::http_util::BoxError> =
-                            Ok(hyper::body::Frame::data(now));
-                        if tx.send(frame).await.is_err() || pending.is_some() || n == segment_bytes
-                        {
-                            break;
-                        }
-                        next = data.recv().await;
-                    }
-                    drop(tx);
-                    (hex::encode(md5.finalize()), n)
-                };
-                let (etag, (md5, n)) = tokio::join!(self.put_object(&seg, body), feed);
-                let etag = etag?;
-                if etag != md5 {
-                    return Err(StoreError::Status(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!(
-                            "segment {seg}: the store's ETag {etag} is not the MD5 sent ({md5})"
-                        ),
-                    ));
-                }
-                written.push((seg, etag, n));
-            }
-        }
-        .await;
-        if let Err(e) = outcome {
-            for (seg, _, _) in &written {
-                let _ = self.delete_plain(seg).await;
-            }
-            return Err(e);
-        }
-        if let Err(e) = self.put_manifest(name, &written).await {
-            for (seg, _, _) in &written {
-                let _ = self.delete_plain(seg).await;
-            }
-            return Err(e);
-        }
-        Ok(Stored {
-            size: written.iter().map(|(_, _, n)| n).sum(),
-            md5: hex::encode(whole.finalize()),
-            segments: written.len(),
-        })
-    }
-
-    /// One object from a streaming body (one attempt: a stream cannot be
-    /// replayed); the ETag (MD5) the store computed.
-    async fn put_object(&self, name: &str, body: Body) -> Result<String, StoreError> {
-        let (token, path) = self.session(false).await?;
-        let req = Request::builder()
-            .method(Method::PUT)
-            .uri(format!(
-                "{path}/{}/{}",
-                object_store::http_util::encode(&self.config.container),
-                object_store::http_util::encode(name)
-            ))
-            .header("host", &self.config.proxy)
-            .header("x-auth-token", token)
-            .header("content-type", "application/octet-stream")
-            .header("transfer-encoding", "chunked")
-            .body(body)
-            .expect("valid request");
-        let conn = self
-            .client
-            .connect(&self.config.proxy)
-            .await
-            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
-        let resp = conn
-            .send_streaming(req)
-            .await
-            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        data: Bytes,
+        meta: &[(&str, &str)],
+    ) -> Result<String, StoreError> {
+        let mut headers = vec![
+            ("content-type", "application/octet-stream".to_string()),
+            ("content-length", data.len().to_string()),
+        ];
+        headers.extend(meta.iter().map(|(k, v)| (*k, v.to_string())));
+        let resp = self
+            .send(
+                Method::PUT,
+                Some(name),
+                None,
+                &headers,
+                || Ok(full(data.clone())),
+                false,
+            )
+            .await?;
         let st = resp.status();
         let etag = header_str(resp.headers(), "etag").map(|e| e.trim_matches('"').to_string());
         let _ = resp.into_body().collect().await;
@@ -262,76 +136,23 @@ impl ObjectStore {
         }
     }
 
-    /// The Static Large Object manifest naming `segments` (name, ETag, size).
-    async fn put_manifest(
-        &self,
-        name: &str,
-        segments: &[(String, String, u64)],
-    ) -> Result<(), StoreError> {
-        let list: Vec<serde_json::Value> = segments
-            .iter()
-            .map(|(seg, etag, n)| {
-                serde_json::json!({
-                    "path": format!("/{}/{seg}", self.config.container),
-                    "etag": etag,
-                    "size_bytes": n,
-                })
-            })
-            .collect();
-        let manifest = Bytes::from(serde_json::to_vec(&list).expect("JSON serializes"));
-        let headers = [("content-type", "application/octet-stream".to_string())];
-        let resp = self
-            .send(
-                Method::PUT,
-                Some(name),
-                Some("multipart-manifest=put"),
-                &headers,
-                || Ok(full(manifest.clone())),
-                false,
-            )
-            .await?;
-        Self::expect_success(resp, format!("storing the manifest of {name}")).await
+    /// One small object from memory; the ETag (MD5) the store computed.
+    pub async fn put_bytes(&self, name: &str, data: Bytes) -> Result<String, StoreError> {
+        self.put_object_meta(name, data, &[]).await
     }
 
-    /// Stores a file under `name` (segmented, as [`Self::put_stream`]), and
-    /// checks that the store received data hashing to `md5_hex`.
-    pub async fn put_file(&self, name: &str, path: &Path, md5_hex: &str) -> Result<(), StoreError> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| StoreError::File(path.display().to_string(), e))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Read;
-            let mut file = file;
-            loop {
-                let mut buf = vec![0u8; 1 << 20];
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                buf.truncate(n);
-                if tx.blocking_send(Bytes::from(buf)).is_err() {
-                    return Ok(());
-                }
-            }
-        });
-        let stored = self.put_stream(name, rx).await;
-        let read = reader
-            .await
-            .map_err(|e| StoreError::File(path.display().to_string(), std::io::Error::other(e)))?;
-        let stored = stored?;
-        let fail = |why: String| StoreError::Status(StatusCode::UNPROCESSABLE_ENTITY, why);
-        if let Err(e) = read {
-            let _ = self.delete(name).await;
-            return Err(StoreError::File(path.display().to_string(), e));
+    /// An object's headers (an error for anything but success).
+    pub async fn head(&self, name: &str) -> Result<http::HeaderMap, StoreError> {
+        let resp = self
+            .send(Method::HEAD, Some(name), None, &[], || Ok(empty()), false)
+            .await?;
+        let st = resp.status();
+        let (parts, body) = resp.into_parts();
+        let _ = body.collect().await;
+        if !st.is_success() {
+            return Err(StoreError::Status(st, format!("reading {name}")));
         }
-        if stored.md5 != md5_hex {
-            let _ = self.delete(name).await;
-            return Err(fail(format!(
-                "storing {name}: sent data hashing to {}, not {md5_hex}",
-                stored.md5
-            )));
-        }
-        Ok(())
+        Ok(parts.headers)
     }
 
     /// Sends a request to `<storage path>/<container>[/<name>]`, logging in
@@ -411,12 +232,7 @@ impl ObjectStore {
         .await
     }
 
-    /// The image's bytes as a stream.
-    pub async fn get(&self, name: &str) -> Result<Response<Incoming>, StoreError> {
-        self.get_range(name, None).await
-    }
-
-    /// The image's bytes, or one `Range` of them (206), as a stream.
+    /// An object's bytes, or one `Range` of them (206), as a stream.
     pub async fn get_range(
         &self,
         name: &str,
@@ -444,9 +260,8 @@ impl ObjectStore {
         Ok(resp)
     }
 
-    /// Deletes an image: its segments and manifest (or the one object an
-    /// image stored before segmenting is); one already gone counts as
-    /// deleted.
+    /// Deletes an object, with its segments if it is a Static Large Object
+    /// (images stored before chunking); one already gone counts as deleted.
     pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
         let headers = [("accept", "application/json".to_string())];
         let resp = self
@@ -479,8 +294,8 @@ impl ObjectStore {
         }
     }
 
-    /// Deletes one plain object (a segment).
-    async fn delete_plain(&self, name: &str) -> Result<(), StoreError> {
+    /// Deletes one plain object (a chunk).
+    pub async fn delete_plain(&self, name: &str) -> Result<(), StoreError> {
         let resp = self
             .send(Method::DELETE, Some(name), None, &[], || Ok(empty()), false)
             .await?;
