@@ -1116,12 +1116,16 @@ fn deleting_an_image_never_takes_chunks_a_concurrent_upload_holds() {
             x as u8
         })
         .collect();
-    let mut previous = g.create(json!({"name": "gen0", "disk_format": "raw", "container_format": "bare"}));
+    let mut previous =
+        g.create(json!({"name": "gen0", "disk_format": "raw", "container_format": "bare"}));
     assert_eq!(g.upload(&previous, &data).0, 204);
     for round in 1..=8 {
         let next = g.create(json!({"name": format!("gen{round}"), "disk_format": "raw", "container_format": "bare"}));
         let (deleted, uploaded) = std::thread::scope(|s| {
-            let d = s.spawn(|| g.call("DELETE", &format!("/v2/images/{previous}"), None, b"").0);
+            let d = s.spawn(|| {
+                g.call("DELETE", &format!("/v2/images/{previous}"), None, b"")
+                    .0
+            });
             let u = s.spawn(|| g.upload(&next, &data).0);
             (d.join().unwrap(), u.join().unwrap())
         });

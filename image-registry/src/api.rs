@@ -974,11 +974,35 @@ async fn chunks(reg: &Registry, who: &Identity, id: &str, chunk: Option<&str>) -
             &serde_json::to_value(&manifest).unwrap_or_default(),
         );
     };
-    if !manifest.chunks.iter().any(|c| c.id == chunk) {
+    let mut at = 0u64;
+    let Some(found) = manifest.chunks.iter().find(|c| {
+        at += c.len;
+        c.id == chunk
+    }) else {
         return fault(
             StatusCode::NOT_FOUND,
             format!("Image {id} has no chunk {chunk}."),
         );
+    };
+    // From the cached copy when there is one (checked like any local
+    // chunk), else from the store.
+    if let Some(path) = reg.cache.peek(id) {
+        let local = crate::chunks::LocalChunk {
+            file: path,
+            offset: at - found.len,
+            len: found.len,
+        };
+        let chunk_id = chunk.to_string();
+        let read =
+            tokio::task::spawn_blocking(move || crate::chunks::read_local(&local, &chunk_id))
+                .await
+                .ok()
+                .flatten();
+        if let Some(data) = read {
+            let mut r = Response::new(object_store::http_util::full(data));
+            set_header(r.headers_mut(), "content-type", "application/octet-stream");
+            return r;
+        }
     }
     match reg.store.chunk(chunk).await {
         Ok(data) => {

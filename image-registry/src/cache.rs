@@ -104,6 +104,12 @@ impl Cache {
         blocking(|| self.touch(id))
     }
 
+    /// The complete cached file of `id`, if there is one, without counting
+    /// a hit (a read of one chunk of it).
+    pub fn peek(&self, id: &str) -> Option<PathBuf> {
+        self.complete_path(id).filter(|p| p.is_file())
+    }
+
     fn touch(&self, id: &str) -> Option<PathBuf> {
         let path = self.complete_path(id)?;
         let f = std::fs::File::options().write(true).open(&path).ok()?;

@@ -612,7 +612,7 @@ pub struct Assembled {
 }
 
 /// Reads a local chunk and checks it against its id.
-fn read_local(c: &LocalChunk, id: &str) -> Option<Bytes> {
+pub fn read_local(c: &LocalChunk, id: &str) -> Option<Bytes> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(&c.file).ok()?;
     let mut buf = vec![0u8; usize::try_from(c.len).ok()?];
