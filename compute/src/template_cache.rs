@@ -533,7 +533,6 @@ impl TemplateCache {
             image_registry::convert::convert(
                 download,
                 &info,
-                verified.required,
                 dest,
                 target,
                 &self.limits,

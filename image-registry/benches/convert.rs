@@ -74,7 +74,6 @@ fn main() {
             convert::convert(
                 &src,
                 &v.disk_info,
-                v.required,
                 &out,
                 DiskFormat::Qcow2,
                 &limits,

@@ -8,7 +8,7 @@
 //! check 10 (the output must inspect as the target format) live here.
 
 use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, Limits};
-use crate::process::{run_bounded, RunError};
+use crate::process::{run_bounded, run_capped, RunError};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -36,6 +36,9 @@ impl From<RunError> for ConvertError {
         match e {
             RunError::Failed(what, why) => ConvertError::QemuImg(what, why),
             RunError::Timeout(what, limit) => ConvertError::Timeout(what, limit),
+            RunError::Capped(what, cap) => {
+                ConvertError::Output(format!("qemu-img {what} wrote more than {cap} bytes"))
+            }
             RunError::Io(e) => ConvertError::Io(e),
         }
     }
@@ -183,50 +186,45 @@ pub fn cross_check(ours: &ImageInfo, qemu: &QemuInfo, path: &Path) -> Result<(),
     Ok(())
 }
 
-/// Converts `src` (verified as `info`; `required` is what `measure` said)
-/// to `target` at `dst`, then inspects the output (check 10). `limit`
-/// bounds the time; the output's size is capped too (a raw output at the
-/// virtual size, others at what `measure` said plus slack), so a
-/// conversion that would expand further is killed, not left to fill the
-/// disk.
+/// Converts `src` (verified as `info`) to `target` at `dst`, then inspects
+/// the output (check 10). `limit` bounds the time; what the output takes on
+/// disk is capped at [`Limits::expansion_cap`] of the source's size (and a
+/// raw output's length at the virtual size), so a conversion that would
+/// expand further is killed, whatever the format and whatever `qemu-img
+/// measure` could tell beforehand.
 pub fn convert(
     src: &Path,
     info: &ImageInfo,
-    required: u64,
     dst: &Path,
     target: DiskFormat,
     limits: &Limits,
     limit: Duration,
 ) -> Result<ImageInfo, ConvertError> {
-    let cap = match target {
-        DiskFormat::Raw => info.virtual_size,
-        _ => required
-            .saturating_add(required / 8)
-            .saturating_add(64 << 20),
-    }
-    .max(1 << 20);
+    let cap = limits.expansion_cap(std::fs::metadata(src)?.len());
     let mut cmd = Command::new("prlimit");
-    cmd.arg("--as=4294967296")
-        .arg(format!("--fsize={cap}"))
-        .args([
-            "--",
-            "qemu-img",
-            "convert",
-            "-q",
-            "-f",
-            info.format.qemu_name(),
-            "-O",
-            target.qemu_name(),
-        ]);
+    cmd.arg("--as=4294967296");
+    if target == DiskFormat::Raw {
+        cmd.arg(format!("--fsize={}", info.virtual_size.max(512)));
+    }
+    cmd.args([
+        "--",
+        "qemu-img",
+        "convert",
+        "-q",
+        "-f",
+        info.format.qemu_name(),
+        "-O",
+        target.qemu_name(),
+    ]);
     if target == DiskFormat::Vmdk {
         // One file, no descriptor pointing elsewhere.
         cmd.args(["-o", "subformat=streamOptimized"]);
     }
     cmd.arg(src).arg(dst);
-    run_bounded("convert", cmd, limit).map_err(|e| match e {
-        RunError::Failed(..) if std::fs::metadata(dst).is_ok_and(|m| m.len() >= cap) => {
-            ConvertError::Output(format!("grew past its cap of {cap} bytes"))
-        }
+    run_capped("convert", cmd, dst, cap, limit).map_err(|e| match e {
+        RunError::Capped(_, cap) => ConvertError::Output(format!(
+            "would take more than {cap} bytes (the image expands past its limit): rejected"
+        )),
         e => ConvertError::from(e),
     })?;
     let out = inspect::inspect(&FileSource::open(dst)?, limits)?;

@@ -279,7 +279,6 @@ async fn run_import(
         let out_info = convert::convert(
             &verified.disk,
             &verified.disk_info,
-            verified.required,
             &out,
             target,
             &limits,

@@ -10,15 +10,15 @@
 //!    format and virtual size, no backing file, no data file, and no file
 //!    but the image itself anywhere in its answer (VMDK extents included);
 //! 4. `qemu-img measure`: what the image's data would take once converted
-//!    stays within [`Limits::max_convert_bytes`] and within
-//!    [`Limits::max_expansion`] times the file's own size (above
-//!    [`Limits::expansion_floor`]), so a small file whose tables all point
-//!    at one cluster cannot expand to fill the disk.
+//!    stays within [`Limits::expansion_cap`] of the file's own size (so a
+//!    small file whose tables all point at one cluster is refused before
+//!    anything converts it). qemu has no allocation map for VHDX, so there
+//!    the conversion's own cap ([`crate::convert::convert`]) is the guard.
 //!
 //! Blocking (it runs qemu-img): call it off the async workers.
 
 use crate::convert::{self, ConvertError};
-use crate::inspect::{self, FileSource, ImageInfo, InspectError, Limits};
+use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, InspectError, Limits};
 use std::path::{Path, PathBuf};
 
 /// What a client said the image is.
@@ -39,8 +39,9 @@ pub struct Verified {
     pub disk: PathBuf,
     /// The disk's own inspection.
     pub disk_info: ImageInfo,
-    /// What `qemu-img measure` says a conversion would allocate.
-    pub required: u64,
+    /// What `qemu-img measure` says a conversion would allocate (not asked
+    /// of a VHDX, whose allocation qemu cannot see).
+    pub required: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,25 +85,25 @@ pub fn verify(
     };
     let qemu = convert::qemu_info(&disk, disk_info.format)?;
     convert::cross_check(&disk_info, &qemu, &disk)?;
-    let required = convert::measure(&disk, disk_info.format)?;
-    let disk_len = std::fs::metadata(&disk)?.len();
-    let limit = expansion_limit(disk_len, limits);
-    if required > limit {
-        return Err(VerifyError::Expands { required, limit });
-    }
+    // qemu cannot tell which parts of a VHDX are allocated (it has no
+    // block status for it), so `measure` would count the whole virtual
+    // size; a VHDX is held to the limit by the conversion's cap instead.
+    let required = if disk_info.format == DiskFormat::Vhdx {
+        None
+    } else {
+        let required = convert::measure(&disk, disk_info.format)?;
+        let limit = limits.expansion_cap(std::fs::metadata(&disk)?.len());
+        if required > limit {
+            return Err(VerifyError::Expands { required, limit });
+        }
+        Some(required)
+    };
     Ok(Verified {
         info,
         disk,
         disk_info,
         required,
     })
-}
-
-/// The most an image of `len` bytes may take once converted.
-pub fn expansion_limit(len: u64, limits: &Limits) -> u64 {
-    len.saturating_mul(limits.max_expansion)
-        .max(limits.expansion_floor)
-        .min(limits.max_convert_bytes)
 }
 
 /// `container_format` ova means an OVA package, and only then.
@@ -133,8 +134,8 @@ mod tests {
             max_convert_bytes: 10 << 30,
             ..Limits::default()
         };
-        assert_eq!(expansion_limit(448 << 10, &limits), 256 << 20);
-        assert_eq!(expansion_limit(1 << 30, &limits), 10 << 30);
-        assert_eq!(expansion_limit(100 << 20, &limits), 6400 << 20);
+        assert_eq!(limits.expansion_cap(448 << 10), 256 << 20);
+        assert_eq!(limits.expansion_cap(1 << 30), 10 << 30);
+        assert_eq!(limits.expansion_cap(100 << 20), 6400 << 20);
     }
 }

@@ -285,6 +285,20 @@ fn real_images_pass_the_full_verdict() {
     for g in corpus::good(d.0.path()) {
         files.push((g.file, g.disk_format, g.container_format, g.virtual_size));
     }
+    // Large and empty: a few MiB of file for 10 GiB of disk is normal, and
+    // qemu cannot tell a VHDX's allocation (so measure must not be asked to).
+    for (fmt, disk_format) in [
+        ("vhdx", "vhdx"),
+        ("vpc", "vhd"),
+        ("vdi", "vdi"),
+        ("qcow2", "qcow2"),
+        ("vmdk", "vmdk"),
+    ] {
+        let name = format!("empty-10g.{fmt}");
+        qemu_img(&["create", "-q", "-f", fmt, &d.s(&name), "10G"]);
+        let size = qemu_info(&d.p(&name), fmt).1;
+        files.push((d.p(&name), disk_format, "bare", size));
+    }
     for (file, disk_format, container, size) in files {
         let v = verify_file(&file, disk_format, container)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -316,4 +330,29 @@ fn fuzz_seeds_are_valid_images() {
     ] {
         assert!(seen.contains(&f), "no seed for {f}");
     }
+}
+
+/// The conversion's own cap, which guards where `qemu-img measure` cannot
+/// see allocation (VHDX): converting the expanding qcow2 directly, past
+/// the verdict, is killed once its output takes more than the cap.
+#[test]
+fn a_conversion_that_expands_past_its_cap_is_killed() {
+    let d = Dir::new();
+    corpus::expanding_qcow2(&d.p("expands.qcow2"));
+    let info = inspect_file(&d.p("expands.qcow2")).unwrap();
+    let limits = Limits {
+        expansion_floor: 64 << 20,
+        ..Limits::default()
+    };
+    let e = image_registry::convert::convert(
+        &d.p("expands.qcow2"),
+        &info,
+        &d.p("out.raw"),
+        DiskFormat::Raw,
+        &limits,
+        std::time::Duration::from_secs(120),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("expands past its limit"), "{e}");
 }

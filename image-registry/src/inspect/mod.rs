@@ -151,6 +151,16 @@ pub struct Limits {
     pub expansion_floor: u64,
 }
 
+impl Limits {
+    /// The most an image of `len` bytes may take once converted: the
+    /// expansion ratio above the floor, within the absolute cap.
+    pub fn expansion_cap(&self, len: u64) -> u64 {
+        len.saturating_mul(self.max_expansion)
+            .max(self.expansion_floor)
+            .min(self.max_convert_bytes)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
