@@ -445,6 +445,12 @@ impl TemplateCache {
         dest: PathBuf,
     ) -> Result<u64, TemplateError> {
         let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
+        if image.size.is_some_and(|s| s != manifest.size) {
+            return Err(fail(format!(
+                "its chunks make {} bytes, the registry's record says {:?}",
+                manifest.size, image.size
+            )));
+        }
         let (algo, want) = expected_hash(image).map_err(fail)?;
         let dir = self.cache.complete_dir().to_path_buf();
         let index = object_store::server::blocking(|| local_index(&dir));
