@@ -294,10 +294,25 @@ impl TemplateCache {
     ) -> Result<u64, TemplateError> {
         let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
         let addr = addr_of(registry_url).map_err(|e| fail(e.to_string()))?;
-        if let Some(manifest) = self.manifest(image, &addr, token).await? {
-            return self
-                .assemble(image, declared, &manifest, &addr, token, dest)
-                .await;
+        // With a good part of the image already here (an earlier version),
+        // build it from chunks; with little or none, one streamed download
+        // is faster than many chunk requests, and the chunk list is still
+        // kept for the next version.
+        let manifest = self.manifest(image, &addr, token).await?;
+        if let Some(manifest) = &manifest {
+            let dir = self.cache.complete_dir().to_path_buf();
+            let index = object_store::server::blocking(|| local_index(&dir));
+            let local: u64 = manifest
+                .chunks
+                .iter()
+                .filter(|c| index.contains_key(&c.id))
+                .map(|c| c.len)
+                .sum();
+            if local.saturating_mul(20) >= manifest.size {
+                return self
+                    .assemble(image, declared, manifest, &index, &addr, token, dest)
+                    .await;
+            }
         }
         let req = Request::builder()
             .method(Method::GET)
@@ -397,7 +412,7 @@ impl TemplateCache {
             }
             // Inspection and conversion read the file: off the async workers.
             object_store::server::blocking(|| {
-                self.settle(image, declared, &download, &dest, None)
+                self.settle(image, declared, &download, &dest, manifest.as_ref())
             })?;
             Ok(len)
         });
@@ -435,11 +450,13 @@ impl TemplateCache {
     /// copied from it, the rest fetched; every chunk is checked against its
     /// id and the whole against the registry's hash, then settled as a
     /// download is.
+    #[allow(clippy::too_many_arguments)]
     async fn assemble(
         &self,
         image: &ImageRef,
         declared: DiskFormat,
         manifest: &Manifest,
+        index: &std::collections::HashMap<String, image_registry::chunks::LocalChunk>,
         addr: &str,
         token: &str,
         dest: PathBuf,
@@ -452,8 +469,6 @@ impl TemplateCache {
             )));
         }
         let (algo, want) = expected_hash(image).map_err(fail)?;
-        let dir = self.cache.complete_dir().to_path_buf();
-        let index = object_store::server::blocking(|| local_index(&dir));
         let download = dest.with_extension("download");
         let mut hasher = algo.hasher();
         let (client, addr_owned, token_owned) =
@@ -461,7 +476,7 @@ impl TemplateCache {
         let id = image.id.clone();
         let done = assemble(
             manifest,
-            &index,
+            index,
             &download,
             move |chunk| {
                 let (client, addr, token) =

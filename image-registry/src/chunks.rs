@@ -34,11 +34,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub const MIN_CHUNK: u32 = 256 << 10;
-pub const AVG_CHUNK: u32 = 1 << 20;
-pub const MAX_CHUNK: u32 = 4 << 20;
-/// Chunks stored or read at once.
+pub const MIN_CHUNK: u32 = 512 << 10;
+pub const AVG_CHUNK: u32 = 2 << 20;
+pub const MAX_CHUNK: u32 = 8 << 20;
+/// Chunks read at once.
 const PARALLEL: usize = 4;
+/// Chunks stored at once: each is a synced write on three nodes, so more
+/// in flight hide the disks' latency.
+const STORE_PARALLEL: usize = 16;
 /// The user metadata that marks a manifest object.
 const MANIFEST_META: &str = "x-object-meta-nubo-chunked";
 
@@ -76,8 +79,7 @@ impl Manifest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub size: u64,
-    /// MD5 of the whole image, hex, over exactly the bytes received.
-    pub md5: String,
+
     pub manifest: Manifest,
     /// Bytes of chunks the store did not have and received now.
     pub new_bytes: u64,
@@ -119,50 +121,55 @@ impl ChunkStore {
 
     /// Cuts what `data` yields into chunks, stores the ones the store
     /// lacks and then the manifest at `name`. The caller compares
-    /// [`Stored`] with what it received, and calls [`Self::delete`] if it
-    /// keeps none of it (that releases the chunks pinned here).
+    /// [`Stored`]'s size with what it sent (the bytes are the caller's own
+    /// buffers, each chunk checked by the store's ETag), and calls
+    /// [`Self::delete`] if it keeps none of it (that releases the chunks
+    /// pinned here).
     pub async fn put_stream(
         &self,
         name: &str,
         data: tokio::sync::mpsc::Receiver<Bytes>,
     ) -> Result<Stored, StoreError> {
         let _pins_allowed = self.gc.read().await;
-        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<(String, String, Bytes)>(PARALLEL);
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<(String, Bytes)>(STORE_PARALLEL);
         // The chunker and its hashes run on a blocking thread.
-        let chunker = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let chunker = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             let reader = ChannelReader {
                 rx: data,
                 current: Bytes::new(),
             };
-            let mut whole = Md5::new();
             let mut size = 0u64;
             for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
                 let chunk = chunk.map_err(std::io::Error::other)?;
-                whole.update(&chunk.data);
                 size += chunk.data.len() as u64;
                 let id = blake3::hash(&chunk.data).to_hex().to_string();
-                let md5 = hex::encode(Md5::digest(&chunk.data));
                 if chunk_tx
-                    .blocking_send((id, md5, Bytes::from(chunk.data)))
+                    .blocking_send((id, Bytes::from(chunk.data)))
                     .is_err()
                 {
                     break;
                 }
             }
-            Ok((size, hex::encode(whole.finalize())))
+            Ok(size)
         });
         let mut chunks = Vec::new();
         let mut new_bytes = 0u64;
         // Pin each chunk, then store the new ones, a few at a time.
         let stored: Vec<Result<(ChunkRef, u64), StoreError>> = tokio_stream_of(chunk_rx)
-            .map(|(id, md5, data)| async move {
+            .map(|(id, data)| async move {
                 let len = data.len() as u64;
                 let store_it = self
                     .db
                     .pin_chunk(name, &id)
                     .map_err(|e| unavailable(e.to_string()))?;
                 if store_it {
-                    let etag = self.objects.put_bytes(&chunk_object(&id), data).await?;
+                    // The MD5 the store's ETag must match, on another core
+                    // while the chunk travels.
+                    let sent = data.clone();
+                    let md5 = tokio::task::spawn_blocking(move || hex::encode(Md5::digest(&sent)));
+                    let object = chunk_object(&id);
+                    let (etag, md5) = tokio::join!(self.objects.put_bytes(&object, data), md5);
+                    let (etag, md5) = (etag?, md5.map_err(|e| unavailable(e.to_string()))?);
                     if etag != md5 {
                         return Err(unavailable(format!(
                             "chunk {id}: the store's ETag {etag} is not the MD5 sent ({md5})"
@@ -176,7 +183,7 @@ impl ChunkStore {
                     Ok((ChunkRef { id, len }, 0))
                 }
             })
-            .buffered(PARALLEL)
+            .buffered(STORE_PARALLEL)
             .collect()
             .await;
         let chunked = chunker
@@ -188,7 +195,7 @@ impl ChunkStore {
             new_bytes += fresh;
             chunks.push(c);
         }
-        let (size, md5) = chunked;
+        let size = chunked;
         let manifest = Manifest { size, chunks };
         let body = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serializes"));
         self.objects
@@ -199,35 +206,37 @@ impl ChunkStore {
             .fetch_add(size - new_bytes, Ordering::Relaxed);
         Ok(Stored {
             size,
-            md5,
             manifest,
             new_bytes,
         })
     }
 
     /// Stores a file as [`Self::put_stream`] does, and checks the data
-    /// stored hashes to `md5_hex`.
+    /// stored hashes to `blake3_hex`.
     pub async fn put_file(
         self: &Arc<Self>,
         name: &str,
         path: &Path,
-        md5_hex: &str,
+        blake3_hex: &str,
     ) -> Result<Stored, StoreError> {
         let file = std::fs::File::open(path)
             .map_err(|e| StoreError::File(path.display().to_string(), e))?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);
-        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        // The file is hashed as it is read, so what was sent is known.
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
             use std::io::Read;
             let mut file = file;
+            let mut whole = blake3::Hasher::new();
             loop {
                 let mut buf = vec![0u8; 1 << 20];
                 let n = file.read(&mut buf)?;
                 if n == 0 {
-                    return Ok(());
+                    return Ok(whole.finalize().to_hex().to_string());
                 }
                 buf.truncate(n);
+                whole.update(&buf);
                 if tx.blocking_send(Bytes::from(buf)).is_err() {
-                    return Ok(());
+                    return Ok(whole.finalize().to_hex().to_string());
                 }
             }
         });
@@ -236,12 +245,11 @@ impl ChunkStore {
             .await
             .map_err(|e| StoreError::File(path.display().to_string(), std::io::Error::other(e)))?;
         let stored = match (stored, read) {
-            (Ok(s), Ok(())) if s.md5 == md5_hex => s,
-            (Ok(s), Ok(())) => {
+            (Ok(s), Ok(sent)) if sent == blake3_hex => s,
+            (Ok(_), Ok(sent)) => {
                 let _ = self.delete(name).await;
                 return Err(unavailable(format!(
-                    "storing {name}: sent data hashing to {}, not {md5_hex}",
-                    s.md5
+                    "storing {name}: sent data hashing to {sent}, not {blake3_hex}"
                 )));
             }
             (Ok(_), Err(e)) => {

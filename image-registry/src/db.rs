@@ -174,7 +174,7 @@ impl ImageDb {
 
     /// Pins chunk `chunk` for `image` (once per image however often the
     /// image repeats it): whether the uploader must store the chunk, which
-    /// is until someone has ([`Self::chunk_stored`]). Synced.
+    /// is until someone has ([`Self::chunk_stored`]).
     pub fn pin_chunk(&self, image: &str, chunk: &str) -> Result<bool, DbError> {
         blocking(|| self.pin_chunk_now(image, chunk))
     }
@@ -192,9 +192,10 @@ impl ImageDb {
             let mut batch = rocksdb::WriteBatch::default();
             batch.put(&held_key, b"");
             batch.put(chunk_key(chunk), record.encode());
-            let mut w = rocksdb::WriteOptions::default();
-            w.set_sync(true);
-            self.db.write_opt(batch, &w)?;
+            // Not synced on its own: the synced write that makes the image
+            // active syncs the log up to it, and a pin lost in a crash
+            // belonged to an upload that never finished.
+            self.db.write(batch)?;
         }
         Ok(!record.stored)
     }
@@ -209,9 +210,9 @@ impl ImageDb {
         if let Some(v) = self.db.get_pinned(chunk_key(chunk))? {
             let mut record = ChunkRecord::decode(&v);
             record.stored = true;
-            let mut w = rocksdb::WriteOptions::default();
-            w.set_sync(true);
-            self.db.put_opt(chunk_key(chunk), record.encode(), &w)?;
+            // Unsynced, as pins are: a flag lost in a crash only means the
+            // chunk is stored again by its next upload.
+            self.db.put(chunk_key(chunk), record.encode())?;
         }
         Ok(())
     }

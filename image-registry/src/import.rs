@@ -293,7 +293,7 @@ async fn run_import(
         object_store::server::blocking(|| hash_file(&output)).map_err(|e| e.to_string())?;
     let stored = reg
         .store
-        .put_file(&img.id, &output, &hashes.md5)
+        .put_file(&img.id, &output, &hashes.blake3)
         .await
         .map_err(|e| format!("could not store the image: {e}"))?;
     let done = change_image(reg, &img.id, |done| {
