@@ -170,6 +170,24 @@ fn expected_hash(image: &ImageRef) -> Result<(HashAlgo, String), String> {
     }
 }
 
+/// A download's hash against the registry's record.
+fn check_hash(
+    image: &ImageRef,
+    algo: HashAlgo,
+    got: String,
+    want: &str,
+) -> Result<(), TemplateError> {
+    if got.eq_ignore_ascii_case(want) {
+        return Ok(());
+    }
+    Err(TemplateError::HashMismatch {
+        id: image.id.clone(),
+        algo: algo.name(),
+        got,
+        want: want.to_string(),
+    })
+}
+
 /// `GET path` on the registry: the body on 200, `None` on 404.
 async fn get_bytes(
     client: &NodeClient,
@@ -396,14 +414,7 @@ impl TemplateCache {
         let hashed = hashing.await.map_err(|e| fail(e.to_string()));
         let written = written.and(hashed);
         let result = received.and(written).and_then(|(got, len)| {
-            if !got.eq_ignore_ascii_case(&want) {
-                return Err(TemplateError::HashMismatch {
-                    id: image.id.clone(),
-                    algo: algo.name(),
-                    got,
-                    want,
-                });
-            }
+            check_hash(image, algo, got, &want)?;
             if image.size.is_some_and(|s| s != len) {
                 return Err(fail(format!(
                     "{len} bytes arrived, the registry says {:?}",
@@ -494,15 +505,7 @@ impl TemplateCache {
         let result = done.map_err(fail).and_then(|done| {
             self.network_bytes
                 .fetch_add(done.fetched_bytes, Ordering::Relaxed);
-            let got = hasher.hex();
-            if !got.eq_ignore_ascii_case(&want) {
-                return Err(TemplateError::HashMismatch {
-                    id: image.id.clone(),
-                    algo: algo.name(),
-                    got,
-                    want,
-                });
-            }
+            check_hash(image, algo, hasher.hex(), &want)?;
             object_store::server::blocking(|| {
                 self.settle(image, declared, &download, &dest, Some(manifest))
             })?;
