@@ -216,15 +216,9 @@ fn hostile_images_are_refused_and_nothing_is_stored() {
     }
     // And through the CLI (which uploads with the declared formats).
     for case in &cases {
-        let out = Command::new(common::nubo())
-            .arg("image")
-            .args([
-                "--registry-url",
-                &c.registry_url(),
-                "--auth-url",
-                &format!("{}/auth/v1.0", c.url()),
-                "upload",
-            ])
+        let out = c
+            .nubo_image()
+            .arg("upload")
             .arg(&case.file)
             .args(["--name", "hostile", "--disk-format", case.disk_format])
             .args(["--container-format", case.container_format])
@@ -506,19 +500,7 @@ fn the_nubo_image_cli_uploads_lists_downloads_and_manages_the_cache() {
         raw.to_str().unwrap(),
         image.to_str().unwrap(),
     ]);
-    let nubo = |args: &[&str]| {
-        Command::new(common::nubo())
-            .arg("image")
-            .args([
-                "--registry-url",
-                &c.registry_url(),
-                "--auth-url",
-                &format!("{}/auth/v1.0", c.url()),
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let nubo = |args: &[&str]| c.nubo_image().args(args).output().unwrap();
     let ok = |args: &[&str]| -> String {
         let out = nubo(args);
         assert!(

@@ -21,7 +21,7 @@ use object_store::node_client::{NodeClient, Timeouts};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use std::collections::HashSet;
-use std::io::{Seek, Write};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -318,18 +318,11 @@ impl TemplateCache {
         // kept for the next version.
         let manifest = self.manifest(image, &addr, token).await?;
         if let Some(manifest) = &manifest {
-            let dir = self.cache.complete_dir().to_path_buf();
-            let index = object_store::server::blocking(|| local_index(&dir));
-            let local: u64 = manifest
-                .chunks
-                .iter()
-                .filter(|c| index.contains_key(&c.id))
-                .map(|c| c.len)
-                .sum();
-            if local.saturating_mul(20) >= manifest.size {
-                return self
-                    .assemble(image, declared, manifest, &index, &addr, token, dest)
-                    .await;
+            if let Some(built) = self
+                .assemble(image, declared, manifest, &addr, token, &dest)
+                .await
+            {
+                return built;
             }
         }
         let req = Request::builder()
@@ -371,11 +364,7 @@ impl TemplateCache {
             let (mut written, mut flushed) = (0u64, 0u64);
             while let Some(data) = write_rx.blocking_recv() {
                 // Zeros become holes: a sparse image stays sparse here.
-                if object_store::object_files::is_hole(&data) {
-                    file.seek(std::io::SeekFrom::Current(data.len() as i64))?;
-                } else {
-                    file.write_all(&data)?;
-                }
+                object_store::object_files::write_sparse(&mut file, &data)?;
                 written += data.len() as u64;
                 // Start writing back every 16 MiB as it arrives, so the
                 // final fsync has little left to wait for.
@@ -457,62 +446,74 @@ impl TemplateCache {
         }
     }
 
-    /// Builds the image from its chunks: those a cached base holds are
-    /// copied from it, the rest fetched; every chunk is checked against its
-    /// id and the whole against the registry's hash, then settled as a
-    /// download is.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the image from its chunks when cached bases hold at least 5%
+    /// of it (`None` otherwise): those chunks are copied from the bases, the
+    /// rest fetched; every chunk is checked against its id and the whole
+    /// against the registry's hash, then settled as a download is.
     async fn assemble(
         &self,
         image: &ImageRef,
         declared: DiskFormat,
         manifest: &Manifest,
-        index: &std::collections::HashMap<String, image_registry::chunks::LocalChunk>,
         addr: &str,
         token: &str,
-        dest: PathBuf,
-    ) -> Result<u64, TemplateError> {
-        let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
-        if image.size.is_some_and(|s| s != manifest.size) {
-            return Err(fail(format!(
-                "its chunks make {} bytes, the registry's record says {:?}",
-                manifest.size, image.size
-            )));
+        dest: &Path,
+    ) -> Option<Result<u64, TemplateError>> {
+        let dir = self.cache.complete_dir().to_path_buf();
+        let index = object_store::server::blocking(|| local_index(&dir));
+        let local: u64 = manifest
+            .chunks
+            .iter()
+            .filter(|c| index.contains_key(&c.id))
+            .map(|c| c.len)
+            .sum();
+        if local.saturating_mul(20) < manifest.size {
+            return None;
         }
-        let (algo, want) = expected_hash(image).map_err(fail)?;
-        let download = dest.with_extension("download");
-        let mut hasher = algo.hasher();
-        let (client, addr_owned, token_owned) =
-            (self.client.clone(), addr.to_string(), token.to_string());
-        let id = image.id.clone();
-        let done = assemble(
-            manifest,
-            index,
-            &download,
-            move |chunk| {
-                let (client, addr, token) =
-                    (client.clone(), addr_owned.clone(), token_owned.clone());
-                let path = format!("/v2/images/{id}/chunks/{chunk}");
-                async move {
-                    get_bytes(&client, &addr, &token, &path)
-                        .await?
-                        .ok_or_else(|| format!("the registry has no chunk {chunk}"))
-                }
-            },
-            |data| hasher.update(data),
-        )
-        .await;
-        let result = done.map_err(fail).and_then(|done| {
-            self.network_bytes
-                .fetch_add(done.fetched_bytes, Ordering::Relaxed);
-            check_hash(image, algo, hasher.hex(), &want)?;
-            object_store::server::blocking(|| {
-                self.settle(image, declared, &download, &dest, Some(manifest))
-            })?;
-            Ok(manifest.size)
-        });
-        let _ = std::fs::remove_file(&download);
-        result
+        let built = async {
+            let fail = |e: String| TemplateError::Fetch(image.id.clone(), e);
+            if image.size.is_some_and(|s| s != manifest.size) {
+                return Err(fail(format!(
+                    "its chunks make {} bytes, the registry's record says {:?}",
+                    manifest.size, image.size
+                )));
+            }
+            let (algo, want) = expected_hash(image).map_err(fail)?;
+            let download = dest.with_extension("download");
+            let mut hasher = algo.hasher();
+            let (client, addr_owned, token_owned) =
+                (self.client.clone(), addr.to_string(), token.to_string());
+            let id = image.id.clone();
+            let done = assemble(
+                manifest,
+                &index,
+                &download,
+                move |chunk| {
+                    let (client, addr, token) =
+                        (client.clone(), addr_owned.clone(), token_owned.clone());
+                    let path = format!("/v2/images/{id}/chunks/{chunk}");
+                    async move {
+                        get_bytes(&client, &addr, &token, &path)
+                            .await?
+                            .ok_or_else(|| format!("the registry has no chunk {chunk}"))
+                    }
+                },
+                |data| hasher.update(data),
+            )
+            .await;
+            let result = done.map_err(fail).and_then(|done| {
+                self.network_bytes
+                    .fetch_add(done.fetched_bytes, Ordering::Relaxed);
+                check_hash(image, algo, hasher.hex(), &want)?;
+                object_store::server::blocking(|| {
+                    self.settle(image, declared, &download, dest, Some(manifest))
+                })?;
+                Ok(manifest.size)
+            });
+            let _ = std::fs::remove_file(&download);
+            result
+        };
+        Some(built.await)
     }
 
     /// Inspects a verified download and makes it the base at `dest`,

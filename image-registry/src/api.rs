@@ -420,7 +420,7 @@ async fn delete(reg: &Registry, who: &Identity, id: &str) -> Response<Body> {
         }
     }
     reg.cache.remove(id);
-    if let Err(e) = reg.db.delete_if(id, |_| Ok::<(), ()>(())) {
+    if let Err(e) = reg.db.delete(id) {
         return internal(e);
     }
     no_content()
@@ -595,7 +595,9 @@ async fn upload(
             }
             // The uploaded file is a complete copy: it becomes the cached
             // one, with its chunks recorded beside it.
-            let _ = crate::chunks::save_sidecar(&temp, &stored.manifest);
+            let _ = object_store::server::blocking(|| {
+                crate::chunks::save_sidecar(&temp, &stored.manifest)
+            });
             if reg.cache.commit(&temp, id).is_err() {
                 let _ = std::fs::remove_file(&temp);
                 let _ = std::fs::remove_file(crate::chunks::sidecar(&temp));
@@ -718,7 +720,6 @@ pub(crate) async fn stream_to_file(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let path = path.to_path_buf();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Hashes> {
-        use std::io::{Seek, Write};
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -727,11 +728,7 @@ pub(crate) async fn stream_to_file(
         while let Some(chunk) = rx.blocking_recv() {
             hashing.update(&chunk);
             // Zeros become holes, as on the storage nodes.
-            if object_store::object_files::is_hole(&chunk) {
-                f.seek(std::io::SeekFrom::Current(chunk.len() as i64))?;
-            } else {
-                f.write_all(&chunk)?;
-            }
+            object_store::object_files::write_sparse(&mut f, &chunk)?;
         }
         f.set_len(hashing.size())?;
         f.sync_all()?;
@@ -900,7 +897,7 @@ pub(crate) async fn fetch(
             .map_err(std::io::Error::other)?;
             reg.cache_chunk_bytes_local
                 .fetch_add(done.local_bytes, Ordering::Relaxed);
-            crate::chunks::save_sidecar(&temp, &manifest)?;
+            object_store::server::blocking(|| crate::chunks::save_sidecar(&temp, &manifest))?;
             manifest.size
         }
         None => {
@@ -971,7 +968,7 @@ async fn chunks(reg: &Registry, who: &Identity, id: &str, chunk: Option<&str>) -
     let Some(chunk) = chunk else {
         return json_response(
             StatusCode::OK,
-            &serde_json::to_value(&manifest).unwrap_or_default(),
+            &serde_json::to_value(manifest.as_ref()).unwrap_or_default(),
         );
     };
     let mut at = 0u64;
@@ -1069,6 +1066,14 @@ async fn download(
                 r.headers_mut().insert(n, v);
             }
             set_header(r.headers_mut(), "content-type", "application/octet-stream");
+            r
+        }
+        Err(crate::store::StoreError::Status(StatusCode::RANGE_NOT_SATISFIABLE, range)) => {
+            let mut r = fault(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "Requested range not satisfiable.",
+            );
+            set_header(r.headers_mut(), "content-range", &range);
             r
         }
         Err(e) => fault(

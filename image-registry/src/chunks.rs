@@ -29,6 +29,8 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
 use object_store::http_util::Body;
+use object_store::object_files::write_sparse;
+use object_store::server::blocking;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +44,8 @@ const PARALLEL: usize = 4;
 /// Chunks stored at once: each is a synced write on three nodes, so more
 /// in flight hide the disks' latency.
 const STORE_PARALLEL: usize = 16;
+/// Manifests kept in memory (about 2 KiB each per GiB of image).
+const MANIFESTS_KEPT: usize = 256;
 /// The user metadata that marks a manifest object.
 const MANIFEST_META: &str = "x-object-meta-nubo-chunked";
 
@@ -81,8 +85,6 @@ pub struct Stored {
     pub size: u64,
 
     pub manifest: Manifest,
-    /// Bytes of chunks the store did not have and received now.
-    pub new_bytes: u64,
 }
 
 /// The name of a chunk's object.
@@ -93,9 +95,13 @@ pub fn chunk_object(id: &str) -> String {
 pub struct ChunkStore {
     pub objects: ObjectStore,
     db: Arc<ImageDb>,
-    /// Uploads hold it shared while they pin and store chunks; the
-    /// collector holds it alone while it deletes unheld chunks.
+    /// Uploads hold it shared from a chunk's pin to its store; the
+    /// collector holds it alone while it checks and deletes a chunk.
     gc: tokio::sync::RwLock<()>,
+    /// Manifests already read, by image: an image's manifest never changes
+    /// once written (a new write or a delete of the name replaces or drops
+    /// it here), and every chunk request of a host would read it again.
+    manifests: std::sync::Mutex<std::collections::HashMap<String, Arc<Manifest>>>,
     /// Bytes of new chunks stored, and of chunks an upload found stored.
     pub bytes_new: AtomicU64,
     pub bytes_deduplicated: AtomicU64,
@@ -113,6 +119,7 @@ impl ChunkStore {
             objects,
             db,
             gc: tokio::sync::RwLock::new(()),
+            manifests: Default::default(),
             bytes_new: AtomicU64::new(0),
             bytes_deduplicated: AtomicU64::new(0),
             chunks_collected: AtomicU64::new(0),
@@ -130,7 +137,6 @@ impl ChunkStore {
         name: &str,
         data: tokio::sync::mpsc::Receiver<Bytes>,
     ) -> Result<Stored, StoreError> {
-        let _pins_allowed = self.gc.read().await;
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<(String, Bytes)>(STORE_PARALLEL);
         // The chunker and its hashes run on a blocking thread.
         let chunker = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
@@ -155,9 +161,12 @@ impl ChunkStore {
         let mut chunks = Vec::new();
         let mut new_bytes = 0u64;
         // Pin each chunk, then store the new ones, a few at a time.
-        let stored: Vec<Result<(ChunkRef, u64), StoreError>> = tokio_stream_of(chunk_rx)
+        let stored: Vec<Result<(ChunkRef, u64), StoreError>> = stream_of(chunk_rx)
             .map(|(id, data)| async move {
                 let len = data.len() as u64;
+                // From the pin to the stored object, the collector cannot
+                // decide this chunk is unheld and delete it.
+                let _no_collector = self.gc.read().await;
                 let store_it = self
                     .db
                     .pin_chunk(name, &id)
@@ -186,7 +195,7 @@ impl ChunkStore {
             .buffered(STORE_PARALLEL)
             .collect()
             .await;
-        let chunked = chunker
+        let size = chunker
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .map_err(|e| unavailable(format!("chunking: {e}")))?;
@@ -195,20 +204,16 @@ impl ChunkStore {
             new_bytes += fresh;
             chunks.push(c);
         }
-        let size = chunked;
         let manifest = Manifest { size, chunks };
         let body = Bytes::from(serde_json::to_vec(&manifest).expect("JSON serializes"));
+        self.forget_manifest(name);
         self.objects
             .put_object_meta(name, body, &[(MANIFEST_META, "1")])
             .await?;
         self.bytes_new.fetch_add(new_bytes, Ordering::Relaxed);
         self.bytes_deduplicated
             .fetch_add(size - new_bytes, Ordering::Relaxed);
-        Ok(Stored {
-            size,
-            manifest,
-            new_bytes,
-        })
+        Ok(Stored { size, manifest })
     }
 
     /// Stores a file as [`Self::put_stream`] does, and checks the data
@@ -264,8 +269,23 @@ impl ChunkStore {
         Ok(stored)
     }
 
+    fn forget_manifest(&self, name: &str) {
+        self.manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
     /// The manifest of a chunked image; `None` for one stored otherwise.
-    pub async fn manifest(&self, name: &str) -> Result<Option<Manifest>, StoreError> {
+    pub async fn manifest(&self, name: &str) -> Result<Option<Arc<Manifest>>, StoreError> {
+        if let Some(m) = self
+            .manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(Some(m.clone()));
+        }
         if !self.objects.head(name).await?.contains_key(MANIFEST_META) {
             return Ok(None);
         }
@@ -276,9 +296,15 @@ impl ChunkStore {
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .to_bytes();
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| unavailable(format!("the manifest of {name} is corrupt: {e}")))
+        let manifest: Arc<Manifest> = serde_json::from_slice(&body)
+            .map(Arc::new)
+            .map_err(|e| unavailable(format!("the manifest of {name} is corrupt: {e}")))?;
+        let mut known = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MANIFESTS_KEPT {
+            known.clear();
+        }
+        known.insert(name.to_string(), manifest.clone());
+        Ok(Some(manifest))
     }
 
     /// One chunk, checked against its name.
@@ -290,7 +316,7 @@ impl ChunkStore {
             .await
             .map_err(|e| unavailable(e.to_string()))?
             .to_bytes();
-        let got = blake3::hash(&data).to_hex().to_string();
+        let got = blocking(|| blake3::hash(&data).to_hex().to_string());
         if got != id {
             return Err(unavailable(format!("chunk {id} reads back as {got}")));
         }
@@ -352,12 +378,7 @@ impl ChunkStore {
                 }
             }
         });
-        let body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
-            ),
-        ));
+        let body = BodyExt::boxed_unsync(http_body_util::StreamBody::new(stream_of(rx)));
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         let h = resp.headers_mut();
@@ -379,6 +400,7 @@ impl ChunkStore {
             Err(StoreError::Status(StatusCode::NOT_FOUND, _)) => true,
             Err(e) => return Err(e),
         };
+        self.forget_manifest(name);
         self.objects.delete(name).await?;
         if chunked {
             let unheld = self
@@ -393,11 +415,12 @@ impl ChunkStore {
         Ok(())
     }
 
-    /// Deletes the chunks among `candidates` that no image holds, with no
-    /// upload pinning meanwhile.
+    /// Deletes the chunks among `candidates` that no image holds. Each is
+    /// checked and deleted with no upload between its pin and its store
+    /// (one chunk at a time, so uploads wait for one delete, not all).
     pub async fn collect(&self, candidates: Vec<String>) {
-        let _alone = self.gc.write().await;
         for id in candidates {
+            let _alone = self.gc.write().await;
             let held = self.db.chunk_holders(&id).unwrap_or(1);
             if held > 0 {
                 continue;
@@ -434,7 +457,7 @@ impl std::io::Read for ChannelReader {
 }
 
 /// A receiver as a stream.
-fn tokio_stream_of<T: Send + 'static>(
+fn stream_of<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
@@ -643,12 +666,13 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Result<Bytes, String>> + Send + 'static,
 {
-    use std::io::{Seek, Write};
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(|e| e.to_string())?;
+    let mut out = blocking(|| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+    })
+    .map_err(|e| e.to_string())?;
     let mut done = Assembled::default();
     // Reads run as tasks, a few ahead, and are taken in order.
     let start = |c: &ChunkRef| -> tokio::task::JoinHandle<Result<(Bytes, bool), String>> {
@@ -705,19 +729,18 @@ where
                 memo.entry(c.id.clone()).or_insert_with(|| data.clone());
             }
         }
-        whole(&data);
         size += data.len() as u64;
         if local {
             done.local_bytes += data.len() as u64;
         } else {
             done.fetched_bytes += data.len() as u64;
         }
-        if object_store::object_files::is_hole(&data) {
-            out.seek(std::io::SeekFrom::Current(data.len() as i64))
-                .map_err(|e| e.to_string())?;
-        } else {
-            out.write_all(&data).map_err(|e| e.to_string())?;
-        }
+        // Hashing and writing are the heavy part: off the async workers.
+        blocking(|| {
+            whole(&data);
+            write_sparse(&mut out, &data)
+        })
+        .map_err(|e| e.to_string())?;
         // The next read starts once this one is kept, so a repeat of it
         // comes from memory.
         if let Some(n) = next.next() {
@@ -734,7 +757,10 @@ where
             manifest.size
         ));
     }
-    out.set_len(size).map_err(|e| e.to_string())?;
-    out.sync_all().map_err(|e| e.to_string())?;
+    blocking(|| {
+        out.set_len(size)?;
+        out.sync_all()
+    })
+    .map_err(|e| e.to_string())?;
     Ok(done)
 }

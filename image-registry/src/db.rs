@@ -149,26 +149,14 @@ impl ImageDb {
         })
     }
 
-    /// Deletes the record if `allow` accepts it as it is now.
-    pub fn delete_if<E>(
-        &self,
-        id: &str,
-        allow: impl FnOnce(&Image) -> Result<(), E>,
-    ) -> Result<Updated<E>, DbError> {
+    /// Deletes the record (under the writer lock, so no update is lost
+    /// into a record that is gone).
+    pub fn delete(&self, id: &str) -> Result<(), DbError> {
         blocking(|| {
             let _held = self.lock();
-            let Some(v) = self.db.get_pinned(key(id))? else {
-                return Ok(Updated::Missing);
-            };
-            let img: Image =
-                serde_json::from_slice(&v).map_err(|e| DbError::Corrupt(id.to_string(), e))?;
-            if let Err(e) = allow(&img) {
-                return Ok(Updated::Refused(e));
-            }
             let mut w = rocksdb::WriteOptions::default();
             w.set_sync(true);
-            self.db.delete_opt(key(id), &w)?;
-            Ok(Updated::Done(Box::new(img)))
+            Ok(self.db.delete_opt(key(id), &w)?)
         })
     }
 

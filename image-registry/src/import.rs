@@ -324,7 +324,9 @@ async fn run_import(
     }
     let cached = reg.cache.incomplete_path(&img.id);
     if std::fs::rename(&output, &cached).is_ok() {
-        let _ = crate::chunks::save_sidecar(&cached, &stored.manifest);
+        let _ = object_store::server::blocking(|| {
+            crate::chunks::save_sidecar(&cached, &stored.manifest)
+        });
         if reg.cache.commit(&cached, &img.id).is_err() {
             let _ = std::fs::remove_file(&cached);
             let _ = std::fs::remove_file(crate::chunks::sidecar(&cached));

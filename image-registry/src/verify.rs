@@ -39,9 +39,6 @@ pub struct Verified {
     pub disk: PathBuf,
     /// The disk's own inspection.
     pub disk_info: ImageInfo,
-    /// What `qemu-img measure` says a conversion would allocate (not asked
-    /// of a VHDX, whose allocation qemu cannot see).
-    pub required: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,21 +85,17 @@ pub fn verify(
     // qemu cannot tell which parts of a VHDX are allocated (it has no
     // block status for it), so `measure` would count the whole virtual
     // size; a VHDX is held to the limit by the conversion's cap instead.
-    let required = if disk_info.format == DiskFormat::Vhdx {
-        None
-    } else {
+    if disk_info.format != DiskFormat::Vhdx {
         let required = convert::measure(&disk, disk_info.format)?;
         let limit = limits.expansion_cap(std::fs::metadata(&disk)?.len());
         if required > limit {
             return Err(VerifyError::Expands { required, limit });
         }
-        Some(required)
-    };
+    }
     Ok(Verified {
         info,
         disk,
         disk_info,
-        required,
     })
 }
 

@@ -291,6 +291,70 @@ mod tests {
         assert!(check_url("http://other.example.org/a", &only).is_err());
     }
 
+    /// A server on 127.0.0.1 answering every request with `body` (and a
+    /// Content-Length when `length` says so); its port.
+    fn serve(body: Vec<u8>, length: bool) -> u16 {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let head = if length {
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                } else {
+                    "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string()
+                };
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            }
+        });
+        port
+    }
+
+    /// The address check is on what the name resolves to: `localhost`
+    /// passes the host and port filters and is still refused, until
+    /// loopback is allowed.
+    #[test]
+    fn a_name_that_resolves_to_loopback_is_refused() {
+        let port = serve(b"image".to_vec(), true);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = WebDownloadConfig {
+            allowed_ports: vec![port],
+            ..WebDownloadConfig::default()
+        };
+        let url = format!("http://localhost:{port}/x");
+        let e = fetch(&url, &cfg, &dir.path().join("a"), 1 << 20, |_, _| {}).unwrap_err();
+        assert!(matches!(e, WebError::Filtered(_)), "{e}");
+        assert!(!dir.path().join("a").exists());
+        cfg.allow_loopback = true;
+        let got = fetch(&url, &cfg, &dir.path().join("b"), 1 << 20, |_, _| {}).unwrap();
+        assert_eq!(got, 5);
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"image");
+    }
+
+    /// The size cap holds whether the server announces a length or not.
+    #[test]
+    fn bodies_over_the_cap_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |port| WebDownloadConfig {
+            allowed_ports: vec![port],
+            allow_loopback: true,
+            ..WebDownloadConfig::default()
+        };
+        for (n, length) in [(0, true), (1, false)] {
+            let port = serve(vec![7u8; 100_000], length);
+            let url = format!("http://127.0.0.1:{port}/x");
+            let out = dir.path().join(n.to_string());
+            let e = fetch(&url, &cfg(port), &out, 65_536, |_, _| {}).unwrap_err();
+            assert_eq!(e, WebError::TooLarge(65_536), "length announced: {length}");
+        }
+    }
+
     #[test]
     fn loopback_and_link_local_need_configuring() {
         let cfg = WebDownloadConfig::default();

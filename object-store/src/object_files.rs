@@ -25,6 +25,20 @@ pub fn is_hole(bytes: &[u8]) -> bool {
     bytes.len() >= HOLE_MIN && bytes.iter().all(|b| *b == 0)
 }
 
+/// Appends `bytes` at the file's position, as a hole when [`is_hole`]. A
+/// file written this way must end with `set_len` to what was appended, so
+/// that a trailing hole counts (blocking; the registry's and compute's
+/// writers of image files).
+pub fn write_sparse(file: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::io::{Seek, Write};
+    if is_hole(bytes) {
+        file.seek(io::SeekFrom::Current(bytes.len() as i64))?;
+        Ok(())
+    } else {
+        file.write_all(bytes)
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Space {
     pub free: u64,

@@ -227,6 +227,19 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.proxy_port)
     }
 
+    /// `nubo image` pointed at this cluster's registry and proxy; add the
+    /// subcommand and its arguments.
+    pub fn nubo_image(&self) -> Command {
+        let mut cmd = Command::new(nubo());
+        cmd.arg("image").args([
+            "--registry-url",
+            &self.registry_url(),
+            "--auth-url",
+            &format!("{}/auth/v1.0", self.url()),
+        ]);
+        cmd
+    }
+
     pub fn registry_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.registry_port)
     }
@@ -719,7 +732,10 @@ impl Swift {
 
     /// A client of the proxy at `proxy_url`, logged in as the dev user.
     pub fn at(proxy_url: &str) -> Swift {
-        let (url, token) = login(proxy_url);
+        Swift::logged_in(login(proxy_url))
+    }
+
+    fn logged_in((url, token): (String, String)) -> Swift {
         Swift {
             url,
             token,
@@ -735,14 +751,7 @@ impl Swift {
     pub fn registry_service(cluster: &Cluster) -> Swift {
         let key = std::fs::read_to_string(cluster.data_dir().join("registry-key"))
             .expect("nubo up wrote the registry's key");
-        let (url, token) = login_as(&cluster.url(), "glance:glance", key.trim());
-        Swift {
-            url,
-            token,
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(120))
-                .build(),
-        }
+        Swift::logged_in(login_as(&cluster.url(), "glance:glance", key.trim()))
     }
 
     /// `path` is appended to the storage URL (`""`, `/c`, `/c/o?x=y`).
