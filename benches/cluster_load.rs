@@ -22,8 +22,8 @@ use bytes::Bytes;
 use common::Cluster;
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use object_store::http_util::{empty, full};
-use object_store::node_client::{NodeClient, Timeouts};
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::http_util::{empty, full};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,7 +49,7 @@ impl Api {
         method: Method,
         rel: &str,
         body: Bytes,
-    ) -> Request<object_store::http_util::Body> {
+    ) -> Request<service_kit::http_util::Body> {
         let uri = match self {
             Api::Swift { path, .. } => format!("{path}/{rel}"),
             Api::S3 { .. } => format!("/{rel}"),
@@ -117,9 +117,9 @@ struct Outcome {
 
 /// Sends one request and reads the whole answer; `Some(body length)` on success.
 async fn call(
-    client: &NodeClient,
+    client: &HttpClient,
     addr: &str,
-    req: Request<object_store::http_util::Body>,
+    req: Request<service_kit::http_util::Body>,
 ) -> Option<(http::StatusCode, Bytes)> {
     let resp = client.send(addr, req).await.ok()?;
     let status = resp.status();
@@ -129,7 +129,7 @@ async fn call(
 
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
-    client: Arc<NodeClient>,
+    client: Arc<HttpClient>,
     addr: String,
     api: Api,
     container: String,
@@ -200,7 +200,7 @@ async fn run_phase(
 
 /// One large object through S3 multipart: parts uploaded 4 at a time.
 async fn multipart_upload(
-    client: Arc<NodeClient>,
+    client: Arc<HttpClient>,
     addr: String,
     api: Api,
     key: &str,
@@ -336,7 +336,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let client = Arc::new(NodeClient::new(Timeouts {
+    let client = Arc::new(HttpClient::new(Timeouts {
         connect: Duration::from_secs(2),
         node: Duration::from_secs(120),
     }));

@@ -12,13 +12,13 @@ mod common;
 use common::Cluster;
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use object_store::http_util::{empty, file_body, full};
-use object_store::node_client::{NodeClient, Timeouts};
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::http_util::{empty, file_body, full};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn client() -> NodeClient {
-    NodeClient::new(Timeouts {
+fn client() -> HttpClient {
+    HttpClient::new(Timeouts {
         connect: Duration::from_secs(2),
         node: Duration::from_secs(600),
     })
@@ -26,7 +26,7 @@ fn client() -> NodeClient {
 
 /// Sends one request with a file body; its status and the time it took.
 async fn put_file(
-    c: &NodeClient,
+    c: &HttpClient,
     addr: &str,
     uri: &str,
     token: &str,

@@ -8,9 +8,9 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use image_registry::inspect;
 use indicatif::{ProgressBar, ProgressStyle};
-use object_store::http_util::{empty, full, header_str, Body};
-use object_store::node_client::{NodeClient, Timeouts};
 use serde_json::{json, Value};
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::http_util::{empty, full, header_str, Body};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -105,14 +105,14 @@ fn split_url(url: &str) -> Result<(String, String)> {
 }
 
 struct Client {
-    http: NodeClient,
+    http: HttpClient,
     registry: String,
     token: String,
 }
 
 impl Client {
     async fn login(args: &ImageArgs) -> Result<Client> {
-        let http = NodeClient::new(Timeouts {
+        let http = HttpClient::new(Timeouts {
             connect: Duration::from_secs(5),
             node: Duration::from_secs(600),
         });
@@ -216,7 +216,7 @@ fn file_with_progress(path: &Path, pb: ProgressBar) -> Result<Body> {
                 Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), (f, pb)))
             }
             Err(e) => Some((
-                Err(Box::new(e) as object_store::http_util::BoxError),
+                Err(Box::new(e) as service_kit::http_util::BoxError),
                 (f, pb),
             )),
         }

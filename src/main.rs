@@ -96,20 +96,20 @@ fn main() -> ExitCode {
         Command::Ring(RingCli::Push { ring }) => ring_push::run(&ring),
         Command::Up(args) => up::run(args),
         Command::Cluster(ClusterCommand::Status(args)) => status::run(args),
-        Command::StorageNode { config } => object_store::config::load(&config)
+        Command::StorageNode { config } => service_kit::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(object_store::storage_node::run(c))),
-        Command::Proxy { config } => object_store::config::load(&config)
+        Command::Proxy { config } => service_kit::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(object_store::proxy::run(c))),
         Command::Image(args) => image_cli::run(args),
-        Command::Registry { config } => object_store::config::load(&config)
+        Command::Registry { config } => service_kit::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(image_registry::service::run(c))),
-        Command::ComputeApi { config } => object_store::config::load(&config)
+        Command::ComputeApi { config } => service_kit::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(compute::api::run(c))),
-        Command::ComputeAgent { config } => object_store::config::load(&config)
+        Command::ComputeAgent { config } => service_kit::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|c| runtime()?.block_on(compute::agent::run(c))),
     };

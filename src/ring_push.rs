@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use object_store::node_client::{NodeClient, Timeouts};
+use service_kit::client::{HttpClient, Timeouts};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ pub fn run(ring_path: &Path) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = NodeClient::new(Timeouts {
+    let client = HttpClient::new(Timeouts {
         connect: Duration::from_secs(2),
         node: Duration::from_secs(30),
     });
@@ -29,7 +29,7 @@ pub fn run(ring_path: &Path) -> Result<()> {
                 .method(Method::PUT)
                 .uri("/ring")
                 .header("host", addr.as_str())
-                .body(object_store::http_util::full(bytes.clone()))?;
+                .body(service_kit::http_util::full(bytes.clone()))?;
             let resp = client.send(addr, req).await?;
             let status = resp.status();
             let text =

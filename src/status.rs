@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use object_store::node_client::{NodeClient, Timeouts};
+use service_kit::client::{HttpClient, Timeouts};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,7 +41,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = NodeClient::new(Timeouts {
+    let client = HttpClient::new(Timeouts {
         connect: Duration::from_secs(1),
         node: Duration::from_secs(5),
     });
@@ -63,7 +63,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
                 .method(Method::GET)
                 .uri("/metrics")
                 .header("host", addr.as_str())
-                .body(object_store::http_util::empty())
+                .body(service_kit::http_util::empty())
                 .ok()?;
             let resp = client.send(addr, req).await.ok()?;
             let body = resp.into_body().collect().await.ok()?.to_bytes();

@@ -4,9 +4,10 @@
 //! killed and restarted alone), until Ctrl-C.
 
 use anyhow::{bail, Context, Result};
-use object_store::config::{AuthConfig, NodeConfig, ProxyConfig, User};
+use object_store::config::{NodeConfig, ProxyConfig};
 use ring_tools::builder::NewDevice;
 use ring_tools::{HashSecret, RebalanceOptions, RingBuilder};
+use service_kit::auth::{AuthConfig, User};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,14 +133,14 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
     if !secret_path.exists() {
         std::fs::write(
             &secret_path,
-            hex::encode(object_store::proxy::rand_bytes::<32>()),
+            hex::encode(service_kit::ids::rand_bytes::<32>()),
         )?;
     }
     let registry_key_path = dir.join("registry-key");
     if !registry_key_path.exists() {
         std::fs::write(
             &registry_key_path,
-            hex::encode(object_store::proxy::rand_bytes::<16>()),
+            hex::encode(service_kit::ids::rand_bytes::<16>()),
         )?;
     }
     let registry_key = std::fs::read_to_string(&registry_key_path)?
@@ -228,10 +229,7 @@ fn prepare_compute(args: &UpArgs, auth: &AuthConfig) -> Result<(PathBuf, PathBuf
     let dir = &args.data_dir;
     let key_path = dir.join("agent-key");
     if !key_path.exists() {
-        std::fs::write(
-            &key_path,
-            hex::encode(object_store::proxy::rand_bytes::<16>()),
-        )?;
+        std::fs::write(&key_path, hex::encode(service_kit::ids::rand_bytes::<16>()))?;
     }
     let agent_key = std::fs::read_to_string(&key_path)?.trim().to_string();
     let api_url = format!("http://127.0.0.1:{}", args.compute_port);

@@ -15,13 +15,13 @@ use crate::rest::call;
 use crate::template_cache::{ImageRef, TemplateCache};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use object_store::http_util::{collect_limited, header_str, query_pairs, Body};
-use object_store::node_client::{NodeClient, Timeouts};
-use object_store::proxy::json_response;
-use object_store::server::blocking;
-use object_store::swift::tempauth::constant_time_eq;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use service_kit::auth::constant_time_eq;
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::http_util::json_response;
+use service_kit::http_util::{collect_limited, header_str, query_pairs, Body};
+use service_kit::server::blocking;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,7 +86,7 @@ pub struct Agent {
     pub host: String,
     driver: Box<dyn Driver>,
     pub templates: TemplateCache,
-    client: NodeClient,
+    client: HttpClient,
     capacity: (u32, u64, u64),
     launches_ok: AtomicU64,
     launches_failed: AtomicU64,
@@ -123,17 +123,9 @@ fn measure_capacity(config: &AgentConfig) -> (u32, u64, u64) {
             })
             .map_or(1024, |kib| kib / 1024)
     });
-    let disk = config.disk_gb.unwrap_or_else(|| {
-        let path = std::ffi::CString::new(config.data_dir.as_os_str().as_encoded_bytes())
-            .unwrap_or_default();
-        // SAFETY: statvfs writes into the zeroed struct we own.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0 {
-            (st.f_blocks as u64 * st.f_frsize as u64) >> 30
-        } else {
-            0
-        }
-    });
+    let disk = config
+        .disk_gb
+        .unwrap_or_else(|| service_kit::fs::space(&config.data_dir).map_or(0, |s| s.total >> 30));
     (vcpus, ram, disk)
 }
 
@@ -207,7 +199,7 @@ impl Agent {
             host,
             driver,
             templates,
-            client: NodeClient::new(Timeouts {
+            client: HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(10),
             }),
@@ -557,10 +549,10 @@ pub async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body>
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let method = req.method().clone();
     match parts.as_slice() {
-        ["healthcheck"] => return object_store::http_util::text(StatusCode::OK, "OK"),
+        ["healthcheck"] => return service_kit::http_util::text(StatusCode::OK, "OK"),
         ["metrics"] => {
             let text = blocking(|| agent.metrics());
-            return object_store::http_util::text(StatusCode::OK, text);
+            return service_kit::http_util::text(StatusCode::OK, text);
         }
         _ => {}
     }
@@ -627,7 +619,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     tracing::info!(%addr, host = %agent.host, driver = agent.driver.name(), "compute agent listening");
     let beat = agent.clone();
     tokio::spawn(async move {
-        let every = Duration::from_secs(beat.config.heartbeat_secs.max(1));
+        let every = Duration::from_secs(beat.config.heartbeat_secs);
         let mut failing = false;
         loop {
             match beat.heartbeat().await {
@@ -653,11 +645,11 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
             tokio::time::sleep(pause).await;
         }
     });
-    object_store::server::serve(
+    service_kit::server::serve(
         listener,
         agent,
         handle,
-        object_store::server::shutdown_signal(),
+        service_kit::server::shutdown_signal(),
     )
     .await;
     Ok(())

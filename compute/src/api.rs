@@ -10,11 +10,11 @@ use crate::rest::call;
 use crate::template_cache::ImageRef;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use image_registry::image::{new_id, now};
-use object_store::http_util::{collect_limited, header_str, query_pairs, Body};
-use object_store::proxy::json_response;
-use object_store::swift::tempauth::{constant_time_eq, Identity};
 use serde_json::{json, Map, Value};
+use service_kit::auth::{constant_time_eq, Identity};
+use service_kit::http_util::json_response;
+use service_kit::http_util::{collect_limited, header_str, query_pairs, Body};
+use service_kit::ids::{new_id, now_iso8601};
 use sha2::{Digest, Sha224};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -38,7 +38,7 @@ pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 }
 
 fn accepted() -> Response<Body> {
-    let mut r = Response::new(object_store::http_util::empty());
+    let mut r = Response::new(service_kit::http_util::empty());
     *r.status_mut() = StatusCode::ACCEPTED;
     r
 }
@@ -118,8 +118,8 @@ pub async fn handle(c: Arc<Compute>, req: Request<Incoming>) -> Response<Body> {
     match parts.as_slice() {
         [] => return json_response(StatusCode::OK, &json!({"versions": [version_doc(&base)]})),
         ["v2.1"] => return json_response(StatusCode::OK, &json!({"version": version_doc(&base)})),
-        ["healthcheck"] => return object_store::http_util::text(StatusCode::OK, "OK"),
-        ["metrics"] => return object_store::http_util::text(StatusCode::OK, metrics(&c)),
+        ["healthcheck"] => return service_kit::http_util::text(StatusCode::OK, "OK"),
+        ["metrics"] => return service_kit::http_util::text(StatusCode::OK, metrics(&c)),
         ["internal", "heartbeat"] => return heartbeat(&c, req).await,
         ["v2.1", ..] => {}
         _ => return fault(StatusCode::NOT_FOUND, "The resource could not be found."),
@@ -485,7 +485,7 @@ async fn image_for_launch(
         &c.client,
         &c.config.registry_url,
         Method::GET,
-        &format!("/v2/images/{}", object_store::http_util::encode(id)),
+        &format!("/v2/images/{}", service_kit::http_util::encode(id)),
         &[("x-auth-token", token)],
         None,
     )
@@ -631,7 +631,7 @@ async fn create_server(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let created = now();
+    let created = now_iso8601();
     let server = Server {
         id: new_id(),
         name: name.to_string(),
@@ -688,7 +688,7 @@ fn delete_server(c: &Arc<Compute>, who: &Identity, id: &str) -> Response<Body> {
         }
         Err(e) => return compute_error(e),
     }
-    let mut r = Response::new(object_store::http_util::empty());
+    let mut r = Response::new(service_kit::http_util::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
 }
@@ -966,7 +966,7 @@ async fn heartbeat(c: &Arc<Compute>, req: Request<Incoming>) -> Response<Body> {
         Ok(r) => r,
         Err(e) => return fault(StatusCode::BAD_REQUEST, format!("Malformed heartbeat: {e}")),
     };
-    match object_store::server::blocking(|| c.heartbeat(report)) {
+    match service_kit::server::blocking(|| c.heartbeat(report)) {
         Ok(()) => json_response(StatusCode::OK, &json!({})),
         Err(e) => internal(e),
     }
@@ -1016,6 +1016,6 @@ pub async fn run(config: crate::config::ApiConfig) -> anyhow::Result<()> {
     c.recover_interrupted()
         .context("recovering interrupted work")?;
     tracing::info!(%addr, "compute API listening");
-    object_store::server::serve(listener, c, handle, object_store::server::shutdown_signal()).await;
+    service_kit::server::serve(listener, c, handle, service_kit::server::shutdown_signal()).await;
     Ok(())
 }

@@ -5,18 +5,19 @@
 
 use crate::agent::{HostAction, HostReport, LaunchRequest, Placed, AGENT_KEY_HEADER};
 use crate::config::ApiConfig;
-use crate::db::{ComputeDb, DbError, Kind};
+use crate::db::{ComputeDb, Kind};
 use crate::driver::PowerState;
 use crate::instance::{self, Action, Fault, Resolution, Server, TaskState, VmState};
 use crate::rest::{call, RestError};
 use crate::scheduler::{self, Host, Request};
 use crate::template_cache::ImageRef;
 use http::{Method, StatusCode};
-use image_registry::image::now;
-use object_store::node_client::{NodeClient, Timeouts};
-use object_store::swift::tempauth::TempAuth;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use service_kit::auth::TempAuth;
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::ids::now_iso8601;
+use service_kit::json_store::StoreError;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,16 +56,16 @@ pub struct Compute {
     /// builds never both take the last room on a host.
     claims: tokio::sync::Mutex<()>,
     /// Short calls: the registry, agents' actions and consoles.
-    pub client: NodeClient,
+    pub client: HttpClient,
     /// Launches: the first one of an image on a host fetches it.
-    launch_client: NodeClient,
+    launch_client: HttpClient,
     pub metrics: ApiMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] StoreError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -78,7 +79,7 @@ enum ClaimError {
     #[error(transparent)]
     NoValidHost(#[from] scheduler::NoValidHost),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] StoreError),
 }
 
 fn agent_error(host: &str, e: impl std::fmt::Display) -> String {
@@ -86,7 +87,7 @@ fn agent_error(host: &str, e: impl std::fmt::Display) -> String {
 }
 
 impl Compute {
-    pub fn open(config: ApiConfig) -> Result<Compute, DbError> {
+    pub fn open(config: ApiConfig) -> Result<Compute, StoreError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = ComputeDb::open(&config.data_dir.join("compute.db"))?;
         if config.create_classic_flavors && db.all::<instance::Flavor>(Kind::Flavor)?.is_empty() {
@@ -101,11 +102,11 @@ impl Compute {
             records: Mutex::new(()),
             pending: Mutex::new(BTreeMap::new()),
             claims: tokio::sync::Mutex::new(()),
-            client: NodeClient::new(Timeouts {
+            client: HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(90),
             }),
-            launch_client: NodeClient::new(Timeouts {
+            launch_client: HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(1800),
             }),
@@ -118,7 +119,7 @@ impl Compute {
     /// goes to ERROR (if its host did launch it, its heartbeat says so and
     /// the owner can delete it), and an action in flight is forgotten, as
     /// Nova's compute service does when it starts.
-    pub fn recover_interrupted(&self) -> Result<(), DbError> {
+    pub fn recover_interrupted(&self) -> Result<(), StoreError> {
         for mut s in self.servers()? {
             let (why, deleting) = match (s.vm_state, s.task_state) {
                 (_, Some(TaskState::Deleting)) => ("a delete", true),
@@ -139,33 +140,37 @@ impl Compute {
                     String::new(),
                 ));
             }
-            s.updated = now();
+            s.updated = now_iso8601();
             self.put_server(&s)?;
         }
         Ok(())
     }
 
-    pub fn server(&self, id: &str) -> Result<Option<Server>, DbError> {
+    pub fn server(&self, id: &str) -> Result<Option<Server>, StoreError> {
         self.db.get(Kind::Server, id)
     }
 
-    pub fn servers(&self) -> Result<Vec<Server>, DbError> {
+    pub fn servers(&self) -> Result<Vec<Server>, StoreError> {
         self.db.all(Kind::Server)
     }
 
-    pub fn put_server(&self, s: &Server) -> Result<(), DbError> {
+    pub fn put_server(&self, s: &Server) -> Result<(), StoreError> {
         self.db.put(Kind::Server, &s.id, s)
     }
 
     /// Changes one server record under the records lock; the new record,
     /// or `None` if it is gone.
-    pub fn update(&self, id: &str, f: impl FnOnce(&mut Server)) -> Result<Option<Server>, DbError> {
+    pub fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Server),
+    ) -> Result<Option<Server>, StoreError> {
         let _g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut s) = self.server(id)? else {
             return Ok(None);
         };
         f(&mut s);
-        s.updated = now();
+        s.updated = now_iso8601();
         self.put_server(&s)?;
         Ok(Some(s))
     }
@@ -179,12 +184,12 @@ impl Compute {
             .ok_or_else(|| ComputeError::NotFound(format!("Instance {id} could not be found.")))?;
         let task = instance::begin(&s, action).map_err(ComputeError::Conflict)?;
         s.task_state = Some(task);
-        s.updated = now();
+        s.updated = now_iso8601();
         self.put_server(&s)?;
         Ok(s)
     }
 
-    pub fn hosts(&self) -> Result<Vec<HostRecord>, DbError> {
+    pub fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
         self.db.all(Kind::Host)
     }
 
@@ -201,7 +206,7 @@ impl Compute {
     /// What the scheduler sees: each host's capacity from its heartbeat,
     /// and its use from the API's own records (which include claims made
     /// since the heartbeat).
-    fn scheduler_hosts(&self, servers: &[Server]) -> Result<Vec<Host>, DbError> {
+    fn scheduler_hosts(&self, servers: &[Server]) -> Result<Vec<Host>, StoreError> {
         Ok(self
             .hosts()?
             .into_iter()
@@ -301,7 +306,7 @@ impl Compute {
         let mut tried = HashSet::new();
         let mut reasons: Vec<String> = Vec::new();
         let mut fault_message = None;
-        for _ in 0..self.config.max_attempts.max(1) {
+        for _ in 0..self.config.max_attempts {
             let Ok(Some(server)) = self.server(&id) else {
                 return;
             };
@@ -353,7 +358,7 @@ impl Compute {
                     let after = self.update(&id, |s| {
                         s.vm_state = VmState::Active;
                         s.power_state = Some(PowerState::Running);
-                        s.launched_at = Some(now());
+                        s.launched_at = Some(now_iso8601());
                         if s.task_state != Some(TaskState::Deleting) {
                             s.task_state = None;
                         }
@@ -408,7 +413,7 @@ impl Compute {
         s.task_state = None;
         s.host = None;
         s.fault = Some(Fault::error(message, reasons.join("\n")));
-        s.updated = now();
+        s.updated = now_iso8601();
         let _ = self.put_server(&s);
     }
 
@@ -513,7 +518,7 @@ impl Compute {
                     s.vm_state = VmState::Deleted;
                     s.task_state = None;
                     s.power_state = None;
-                    s.updated = now();
+                    s.updated = now_iso8601();
                     let _ = self.put_server(&s);
                 }
             }
@@ -523,7 +528,7 @@ impl Compute {
                     return;
                 };
                 s.task_state = None;
-                s.updated = now();
+                s.updated = now_iso8601();
                 if self.is_up(&host) {
                     tracing::warn!(server = %id, error = %e, "delete failed on its host");
                     s.vm_state = VmState::Error;
@@ -539,7 +544,7 @@ impl Compute {
 
     /// Records a heartbeat and reconciles the host's instances with the
     /// records; each disagreement is resolved and logged.
-    pub fn heartbeat(self: &Arc<Self>, report: HostReport) -> Result<(), DbError> {
+    pub fn heartbeat(self: &Arc<Self>, report: HostReport) -> Result<(), StoreError> {
         self.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
         let name = report.name.clone();
         {
@@ -559,7 +564,7 @@ impl Compute {
                 &HostRecord {
                     id,
                     report: report.clone(),
-                    updated: now(),
+                    updated: now_iso8601(),
                 },
             )?;
         }
@@ -608,7 +613,12 @@ impl Compute {
     }
 
     /// The record side of one resolution (the records lock is held).
-    fn apply_locked(&self, host: &str, r: &Resolution, records: &[Server]) -> Result<(), DbError> {
+    fn apply_locked(
+        &self,
+        host: &str,
+        r: &Resolution,
+        records: &[Server],
+    ) -> Result<(), StoreError> {
         let find = |id: &str| records.iter().find(|s| s.id == id).cloned();
         match r {
             Resolution::Adopt(rep) => {
@@ -636,7 +646,7 @@ impl Compute {
                     fault: None,
                     metadata: BTreeMap::new(),
                     created: rep.created.clone(),
-                    updated: now(),
+                    updated: now_iso8601(),
                     launched_at: Some(rep.created.clone()),
                 })?;
             }
@@ -658,7 +668,7 @@ impl Compute {
                         format!("The instance is no longer on its host {host}."),
                         String::new(),
                     ));
-                    s.updated = now();
+                    s.updated = now_iso8601();
                     self.put_server(&s)?;
                 }
             }
@@ -669,7 +679,7 @@ impl Compute {
                     }
                     s.vm_state = *vm;
                     s.power_state = Some(*power);
-                    s.updated = now();
+                    s.updated = now_iso8601();
                     self.put_server(&s)?;
                 }
             }

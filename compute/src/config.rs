@@ -2,8 +2,9 @@
 //! `nubo up` writes both.
 
 use crate::scheduler::{AllocationRatios, Policy};
-use object_store::config::AuthConfig;
 use serde::{Deserialize, Serialize};
+use service_kit::auth::AuthConfig;
+use service_kit::config::{check, Validate};
 use std::path::PathBuf;
 
 fn localhost() -> String {
@@ -41,6 +42,7 @@ fn system_uri() -> String {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default = "localhost")]
     pub bind_ip: String,
@@ -72,6 +74,7 @@ pub struct ApiConfig {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     #[serde(default = "localhost")]
     pub bind_ip: String,
@@ -114,4 +117,42 @@ pub struct AgentConfig {
     /// A base unused by any instance for this long is removed.
     #[serde(default = "day")]
     pub base_unused_secs: u64,
+}
+
+impl Validate for ApiConfig {
+    fn validate(&self) -> Result<(), String> {
+        check(self.port != 0, "port", "must not be 0")?;
+        check(!self.registry_url.is_empty(), "registry_url", "must be set")?;
+        check(!self.agent_key.is_empty(), "agent_key", "must be set")?;
+        check(
+            self.host_down_after_secs > 0,
+            "host_down_after_secs",
+            "must be above 0",
+        )?;
+        check(self.max_attempts > 0, "max_attempts", "must be above 0")?;
+        let r = &self.allocation_ratios;
+        for (field, v) in [
+            ("allocation_ratios.cpu", r.cpu),
+            ("allocation_ratios.ram", r.ram),
+            ("allocation_ratios.disk", r.disk),
+        ] {
+            check(v.is_finite() && v > 0.0, field, "must be a number above 0")?;
+        }
+        self.auth.validate()
+    }
+}
+
+impl Validate for AgentConfig {
+    fn validate(&self) -> Result<(), String> {
+        check(self.port != 0, "port", "must not be 0")?;
+        check(!self.api_url.is_empty(), "api_url", "must be set")?;
+        check(!self.agent_key.is_empty(), "agent_key", "must be set")?;
+        check(
+            matches!(self.driver.as_str(), "auto" | "libvirt" | "qemu"),
+            "driver",
+            "must be auto, libvirt or qemu",
+        )?;
+        check(self.heartbeat_secs > 0, "heartbeat_secs", "must be above 0")?;
+        Ok(())
+    }
 }

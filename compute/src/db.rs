@@ -1,21 +1,11 @@
-//! The compute API's records in RocksDB, as JSON under a key per kind
-//! (`flavor/<id>`, `server/<id>`, `host/<name>`), each write synced, each
-//! call through `blocking` (they come from async handlers).
+//! The compute API's records, as JSON under a key per kind
+//! (`flavor/<id>`, `server/<id>`, `host/<name>`) in the shared
+//! [`JsonStore`] (each write synced).
 
-use object_store::server::blocking;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use service_kit::json_store::{JsonStore, StoreError};
 use std::path::Path;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
-    #[error("corrupt record {0}: {1}")]
-    Corrupt(String, serde_json::Error),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
 
 /// The kinds of record, each its own key prefix.
 #[derive(Clone, Copy, Debug)]
@@ -33,70 +23,38 @@ impl Kind {
             Kind::Host => "host/",
         }
     }
+
+    fn key(self, id: &str) -> String {
+        format!("{}{id}", self.prefix())
+    }
 }
 
 pub struct ComputeDb {
-    db: rocksdb::DB,
-}
-
-fn key(kind: Kind, id: &str) -> Vec<u8> {
-    format!("{}{id}", kind.prefix()).into_bytes()
-}
-
-fn synced() -> rocksdb::WriteOptions {
-    let mut w = rocksdb::WriteOptions::default();
-    w.set_sync(true);
-    w
+    store: JsonStore,
 }
 
 impl ComputeDb {
-    pub fn open(path: &Path) -> Result<ComputeDb, DbError> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.set_write_buffer_size(4 << 20);
-        opts.set_keep_log_file_num(2);
+    pub fn open(path: &Path) -> Result<ComputeDb, StoreError> {
         Ok(ComputeDb {
-            db: rocksdb::DB::open(&opts, path)?,
+            store: JsonStore::open(path)?,
         })
     }
 
-    pub fn get<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<Option<T>, DbError> {
-        match blocking(|| self.db.get_pinned(key(kind, id)))? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| DbError::Corrupt(format!("{}{id}", kind.prefix()), e)),
-        }
+    pub fn get<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<Option<T>, StoreError> {
+        self.store.get(&kind.key(id))
     }
 
-    pub fn put<T: Serialize>(&self, kind: Kind, id: &str, value: &T) -> Result<(), DbError> {
-        let v = serde_json::to_vec(value).expect("records serialize");
-        Ok(blocking(|| self.db.put_opt(key(kind, id), v, &synced()))?)
+    pub fn put<T: Serialize>(&self, kind: Kind, id: &str, value: &T) -> Result<(), StoreError> {
+        self.store.put(&kind.key(id), value)
     }
 
-    pub fn delete(&self, kind: Kind, id: &str) -> Result<(), DbError> {
-        Ok(blocking(|| self.db.delete_opt(key(kind, id), &synced()))?)
+    pub fn delete(&self, kind: Kind, id: &str) -> Result<(), StoreError> {
+        self.store.delete(&kind.key(id))
     }
 
     /// Every record of a kind, in key order.
-    pub fn all<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, DbError> {
-        blocking(|| self.scan(kind))
-    }
-
-    fn scan<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, DbError> {
-        let prefix = kind.prefix().as_bytes();
-        let mut out = Vec::new();
-        for item in self.db.prefix_iterator(prefix) {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            out.push(
-                serde_json::from_slice(&v)
-                    .map_err(|e| DbError::Corrupt(String::from_utf8_lossy(&k).into_owned(), e))?,
-            );
-        }
-        Ok(out)
+    pub fn all<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, StoreError> {
+        self.store.scan(kind.prefix())
     }
 }
 

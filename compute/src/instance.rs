@@ -126,7 +126,7 @@ impl Fault {
             code: 500,
             message: message.into(),
             details: details.into(),
-            created: image_registry::image::now(),
+            created: service_kit::ids::now_iso8601(),
         }
     }
 }

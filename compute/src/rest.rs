@@ -3,9 +3,9 @@
 
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use object_store::http_util::full;
-use object_store::node_client::NodeClient;
 use serde_json::Value;
+use service_kit::client::HttpClient;
+use service_kit::http_util::full;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
@@ -32,7 +32,7 @@ pub fn addr_of(url: &str) -> Result<String, RestError> {
 /// One request with an optional JSON body; the status and the body parsed
 /// as JSON (`Null` when empty or not JSON).
 pub async fn call(
-    client: &NodeClient,
+    client: &HttpClient,
     base_url: &str,
     method: Method,
     path: &str,

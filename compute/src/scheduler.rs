@@ -43,6 +43,7 @@ pub struct Request {
 
 /// Overcommit allowed per resource (Nova's defaults: 16 vCPUs, 1.5 RAM, 1 disk).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AllocationRatios {
     pub cpu: f64,
     pub ram: f64,

@@ -16,9 +16,9 @@ use image_registry::chunks::{assemble, local_index, save_sidecar, Manifest};
 use image_registry::inspect::{DiskFormat, InspectError, Limits};
 use image_registry::verify::{verify, Declared, VerifyError};
 use md5::Md5;
-use object_store::http_util::empty;
-use object_store::node_client::{NodeClient, Timeouts};
 use serde::{Deserialize, Serialize};
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::http_util::empty;
 use sha2::{Digest, Sha512};
 use std::collections::HashSet;
 
@@ -190,7 +190,7 @@ fn check_hash(
 
 /// `GET path` on the registry: the body on 200, `None` on 404.
 async fn get_bytes(
-    client: &NodeClient,
+    client: &HttpClient,
     addr: &str,
     token: &str,
     path: &str,
@@ -221,7 +221,7 @@ pub struct TemplateCache {
     cache: Cache,
     /// Time spent fetching (download, hash check, inspection, conversion), µs.
     fetch_micros: std::sync::atomic::AtomicU64,
-    client: std::sync::Arc<NodeClient>,
+    client: std::sync::Arc<HttpClient>,
     limits: Limits,
     /// Bytes fetched from the registry (chunks a host already had are not).
     network_bytes: std::sync::atomic::AtomicU64,
@@ -233,7 +233,7 @@ impl TemplateCache {
         Ok(TemplateCache {
             cache: Cache::open_flat(base_dir, u64::MAX)?,
             fetch_micros: Default::default(),
-            client: std::sync::Arc::new(NodeClient::new(Timeouts {
+            client: std::sync::Arc::new(HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(120),
             })),
@@ -364,7 +364,7 @@ impl TemplateCache {
             let (mut written, mut flushed) = (0u64, 0u64);
             while let Some(data) = write_rx.blocking_recv() {
                 // Zeros become holes: a sparse image stays sparse here.
-                object_store::object_files::write_sparse(&mut file, &data)?;
+                service_kit::fs::write_sparse(&mut file, &data)?;
                 written += data.len() as u64;
                 // Start writing back every 16 MiB as it arrives, so the
                 // final fsync has little left to wait for.
@@ -411,7 +411,7 @@ impl TemplateCache {
                 )));
             }
             // Inspection and conversion read the file: off the async workers.
-            object_store::server::blocking(|| {
+            service_kit::server::blocking(|| {
                 self.settle(image, declared, &download, &dest, manifest.as_ref())
             })?;
             Ok(len)
@@ -460,7 +460,7 @@ impl TemplateCache {
         dest: &Path,
     ) -> Option<Result<u64, TemplateError>> {
         let dir = self.cache.complete_dir().to_path_buf();
-        let index = object_store::server::blocking(|| local_index(&dir));
+        let index = service_kit::server::blocking(|| local_index(&dir));
         let local: u64 = manifest
             .chunks
             .iter()
@@ -505,7 +505,7 @@ impl TemplateCache {
                 self.network_bytes
                     .fetch_add(done.fetched_bytes, Ordering::Relaxed);
                 check_hash(image, algo, hasher.hex(), &want)?;
-                object_store::server::blocking(|| {
+                service_kit::server::blocking(|| {
                     self.settle(image, declared, &download, dest, Some(manifest))
                 })?;
                 Ok(manifest.size)

@@ -6,7 +6,7 @@ use crate::cache::Cache;
 use crate::chunks::ChunkStore;
 use crate::config::RegistryConfig;
 use crate::db::{ImageDb, Updated};
-use crate::image::{check_tag, new_id, Image, ImageError, ListQuery, Status};
+use crate::image::{check_tag, Image, ImageError, ListQuery, Status};
 use crate::inspect::{ImageInfo, Limits};
 use crate::verify::{self, Declared, Verified};
 use bytes::Bytes;
@@ -14,12 +14,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
-use object_store::http_util::{
+use serde_json::{json, Value};
+use service_kit::auth::{Identity, TempAuth};
+use service_kit::http_util::json_response;
+use service_kit::http_util::{
     collect_limited, file_body, header_str, query_pairs, set_header, Body,
 };
-use object_store::proxy::json_response;
-use object_store::swift::tempauth::{Identity, TempAuth};
-use serde_json::{json, Value};
+use service_kit::ids::new_id;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -55,7 +56,7 @@ pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 }
 
 fn no_content() -> Response<Body> {
-    let mut r = Response::new(object_store::http_util::empty());
+    let mut r = Response::new(service_kit::http_util::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
 }
@@ -80,7 +81,7 @@ pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body
     let method = req.method().clone();
     match parts.as_slice() {
         [] | ["versions"] => return versions(),
-        ["healthcheck"] => return object_store::http_util::text(StatusCode::OK, "OK"),
+        ["healthcheck"] => return service_kit::http_util::text(StatusCode::OK, "OK"),
         ["metrics"] => return metrics(&reg),
         ["v2", ..] => {}
         _ => return fault(StatusCode::NOT_FOUND, "The resource could not be found."),
@@ -266,8 +267,8 @@ fn list(reg: &Registry, who: &Identity, query: Option<&str>) -> Response<Body> {
             .map(|(k, v)| {
                 format!(
                     "{}={}",
-                    object_store::http_util::encode(k),
-                    object_store::http_util::encode(v)
+                    service_kit::http_util::encode(k),
+                    service_kit::http_util::encode(v)
                 )
             })
             .collect();
@@ -452,7 +453,7 @@ fn set_active(reg: &Registry, who: &Identity, id: &str, active: bool) -> Respons
             return Err(bad_transition(img.status, to.name()));
         }
         img.status = to;
-        img.updated_at = crate::image::now();
+        img.updated_at = service_kit::ids::now_iso8601();
         Ok(())
     });
     match changed {
@@ -485,7 +486,7 @@ fn tag(reg: &Registry, who: &Identity, id: &str, tag: &str, add: bool) -> Respon
                 ));
             }
         }
-        img.updated_at = crate::image::now();
+        img.updated_at = service_kit::ids::now_iso8601();
         Ok(())
     });
     match changed {
@@ -530,7 +531,7 @@ async fn upload(
             return Err(bad_transition(img.status, "saving"));
         }
         img.status = Status::Saving;
-        img.updated_at = crate::image::now();
+        img.updated_at = service_kit::ids::now_iso8601();
         Ok(())
     });
     let img = match claimed {
@@ -585,7 +586,7 @@ async fn upload(
                 }
                 img.location = Some(id.to_string());
                 img.failure = None;
-                img.updated_at = crate::image::now();
+                img.updated_at = service_kit::ids::now_iso8601();
                 Ok(())
             });
             if let Err(resp) = done {
@@ -595,7 +596,7 @@ async fn upload(
             }
             // The uploaded file is a complete copy: it becomes the cached
             // one, with its chunks recorded beside it.
-            let _ = object_store::server::blocking(|| {
+            let _ = service_kit::server::blocking(|| {
                 crate::chunks::save_sidecar(&temp, &stored.manifest)
             });
             if reg.cache.commit(&temp, id).is_err() {
@@ -613,7 +614,7 @@ async fn upload(
                 }
                 img.status = Status::Killed;
                 img.failure = Some(reason.clone());
-                img.updated_at = crate::image::now();
+                img.updated_at = service_kit::ids::now_iso8601();
                 Ok(())
             });
             reg.uploads_failed.fetch_add(1, Ordering::Relaxed);
@@ -728,7 +729,7 @@ pub(crate) async fn stream_to_file(
         while let Some(chunk) = rx.blocking_recv() {
             hashing.update(&chunk);
             // Zeros become holes, as on the storage nodes.
-            object_store::object_files::write_sparse(&mut f, &chunk)?;
+            service_kit::fs::write_sparse(&mut f, &chunk)?;
         }
         f.set_len(hashing.size())?;
         f.sync_all()?;
@@ -881,7 +882,7 @@ pub(crate) async fn fetch(
     {
         Some(manifest) => {
             let dir = reg.cache.complete_dir().to_path_buf();
-            let index = object_store::server::blocking(|| crate::chunks::local_index(&dir));
+            let index = service_kit::server::blocking(|| crate::chunks::local_index(&dir));
             let store = reg.store.clone();
             let done = crate::chunks::assemble(
                 &manifest,
@@ -897,7 +898,7 @@ pub(crate) async fn fetch(
             .map_err(std::io::Error::other)?;
             reg.cache_chunk_bytes_local
                 .fetch_add(done.local_bytes, Ordering::Relaxed);
-            object_store::server::blocking(|| crate::chunks::save_sidecar(&temp, &manifest))?;
+            service_kit::server::blocking(|| crate::chunks::save_sidecar(&temp, &manifest))?;
             manifest.size
         }
         None => {
@@ -915,7 +916,7 @@ pub(crate) async fn fetch(
                     md5.update(&data);
                     size += data.len() as u64;
                     // Zeros become holes, as everywhere images are written.
-                    if object_store::object_files::is_hole(&data) {
+                    if service_kit::fs::is_hole(&data) {
                         f.flush().await?;
                         f.seek(std::io::SeekFrom::Current(data.len() as i64))
                             .await?;
@@ -996,14 +997,14 @@ async fn chunks(reg: &Registry, who: &Identity, id: &str, chunk: Option<&str>) -
                 .ok()
                 .flatten();
         if let Some(data) = read {
-            let mut r = Response::new(object_store::http_util::full(data));
+            let mut r = Response::new(service_kit::http_util::full(data));
             set_header(r.headers_mut(), "content-type", "application/octet-stream");
             return r;
         }
     }
     match reg.store.chunk(chunk).await {
         Ok(data) => {
-            let mut r = Response::new(object_store::http_util::full(data));
+            let mut r = Response::new(service_kit::http_util::full(data));
             set_header(r.headers_mut(), "content-type", "application/octet-stream");
             r
         }
@@ -1089,7 +1090,7 @@ async fn serve_file(
     range: Option<&str>,
     md5: Option<&str>,
 ) -> Response<Body> {
-    use object_store::range::{resolve, Ranges};
+    use service_kit::range::{resolve, Ranges};
     use tokio::io::AsyncSeekExt;
     let size = match file.metadata().await {
         Ok(m) => m.len(),
@@ -1242,5 +1243,5 @@ fn metrics(reg: &Registry) -> Response<Body> {
         "# HELP nubo_registry_cache_bytes Bytes of complete images in the cache.\n# TYPE nubo_registry_cache_bytes gauge\nnubo_registry_cache_bytes {}\n",
         c.used_bytes()
     ));
-    object_store::http_util::text(StatusCode::OK, out)
+    service_kit::http_util::text(StatusCode::OK, out)
 }

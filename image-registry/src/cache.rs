@@ -8,7 +8,7 @@
 //!
 //! The compute hosts use the same module for their template cache.
 
-use object_store::server::blocking;
+use service_kit::server::blocking;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -28,10 +28,10 @@ use futures_util::StreamExt;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
-use object_store::http_util::Body;
-use object_store::object_files::write_sparse;
-use object_store::server::blocking;
 use serde::{Deserialize, Serialize};
+use service_kit::fs::write_sparse;
+use service_kit::http_util::Body;
+use service_kit::server::blocking;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -331,11 +331,11 @@ impl ChunkStore {
         name: &str,
         range: Option<&str>,
     ) -> Result<Response<Body>, StoreError> {
-        use object_store::range::{resolve, Ranges};
+        use service_kit::range::{resolve, Ranges};
         let Some(manifest) = self.manifest(name).await? else {
             let resp = self.objects.get_range(name, range).await?;
             let (parts, body) = resp.into_parts();
-            let body = BodyExt::boxed_unsync(body.map_err(object_store::http_util::BoxError::from));
+            let body = BodyExt::boxed_unsync(body.map_err(service_kit::http_util::BoxError::from));
             return Ok(Response::from_parts(parts, body));
         };
         let size = manifest.size;
@@ -370,7 +370,7 @@ impl ChunkStore {
                         let to = ((last + 1 - at) as usize).min(data.len());
                         Ok(hyper::body::Frame::data(data.slice(from..to)))
                     }
-                    Err(e) => Err(object_store::http_util::BoxError::from(e.to_string())),
+                    Err(e) => Err(service_kit::http_util::BoxError::from(e.to_string())),
                 };
                 let failed = frame.is_err();
                 if tx.send(frame).await.is_err() || failed {

@@ -1,8 +1,9 @@
 //! The registry's configuration file (TOML); `nubo up` writes one.
 
 use crate::store::StoreConfig;
-use object_store::config::AuthConfig;
 use serde::{Deserialize, Serialize};
+use service_kit::auth::AuthConfig;
+use service_kit::config::{check, Validate};
 use std::path::PathBuf;
 
 fn localhost() -> String {
@@ -19,6 +20,7 @@ fn tib() -> u64 {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     #[serde(default = "localhost")]
     pub bind_ip: String,
@@ -81,4 +83,38 @@ fn qcow2() -> String {
 }
 fn ten_minutes() -> u64 {
     600
+}
+
+impl Validate for RegistryConfig {
+    fn validate(&self) -> Result<(), String> {
+        check(self.port != 0, "port", "must not be 0")?;
+        check(
+            matches!(self.convert_to.as_str(), "qcow2" | "raw" | "vmdk"),
+            "convert_to",
+            "must be qcow2, raw or vmdk",
+        )?;
+        check(
+            self.convert_timeout_secs > 0,
+            "convert_timeout_secs",
+            "must be above 0",
+        )?;
+        check(self.max_expansion > 0, "max_expansion", "must be above 0")?;
+        check(
+            self.max_virtual_size > 0,
+            "max_virtual_size",
+            "must be above 0",
+        )?;
+        check(self.max_image_size > 0, "max_image_size", "must be above 0")?;
+        check(
+            !self.store.proxy.is_empty(),
+            "store.proxy",
+            "must be host:port",
+        )?;
+        check(
+            self.store.user.contains(':'),
+            "store.user",
+            "must be account:user",
+        )?;
+        self.auth.validate()
+    }
 }

@@ -12,37 +12,19 @@
 //! overwrite each other's record with a stale copy.
 
 use crate::image::Image;
-use object_store::server::blocking;
+use service_kit::json_store::{synced, JsonStore, StoreError};
 use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
-    #[error("corrupt image record {0}: {1}")]
-    Corrupt(String, serde_json::Error),
-}
-
-pub struct ImageDb {
-    db: rocksdb::DB,
-    /// Held across every read-modify-write and insert.
-    writer: std::sync::Mutex<()>,
-}
-
 /// What [`ImageDb::update`] did.
-#[derive(Debug)]
-pub enum Updated<E> {
-    /// The change was made; the record as written.
-    Done(Box<Image>),
-    /// The change refused itself (a state it does not apply to); nothing
-    /// was written.
-    Refused(E),
-    /// No such image.
-    Missing,
+pub type Updated<E> = service_kit::json_store::Updated<Image, E>;
+
+/// Image records and chunk references, in the shared [`JsonStore`].
+pub struct ImageDb {
+    store: JsonStore,
 }
 
-fn key(id: &str) -> Vec<u8> {
-    format!("image/{id}").into_bytes()
+fn key(id: &str) -> String {
+    format!("image/{id}")
 }
 
 /// `chunk/<blake3>` -> [`ChunkRecord`].
@@ -84,186 +66,123 @@ impl ChunkRecord {
 }
 
 impl ImageDb {
-    pub fn open(path: &Path) -> Result<ImageDb, DbError> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.set_write_buffer_size(4 << 20);
-        opts.set_keep_log_file_num(2);
+    pub fn open(path: &Path) -> Result<ImageDb, StoreError> {
         Ok(ImageDb {
-            db: rocksdb::DB::open(&opts, path)?,
-            writer: std::sync::Mutex::new(()),
+            store: JsonStore::open(path)?,
         })
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<Image>, DbError> {
-        match blocking(|| self.db.get_pinned(key(id)))? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| DbError::Corrupt(id.to_string(), e)),
-        }
-    }
-
-    fn write(&self, img: &Image) -> Result<(), DbError> {
-        let mut w = rocksdb::WriteOptions::default();
-        w.set_sync(true);
-        let v = serde_json::to_vec(img).expect("images serialize");
-        Ok(self.db.put_opt(key(&img.id), v, &w)?)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn get(&self, id: &str) -> Result<Option<Image>, StoreError> {
+        self.store.get(&key(id))
     }
 
     /// Writes a new record; `false` (and nothing written) if the id is taken.
-    pub fn insert(&self, img: &Image) -> Result<bool, DbError> {
-        blocking(|| {
-            let _held = self.lock();
-            if self.db.get_pinned(key(&img.id))?.is_some() {
-                return Ok(false);
-            }
-            self.write(img).map(|()| true)
-        })
+    pub fn insert(&self, img: &Image) -> Result<bool, StoreError> {
+        self.store.insert(&key(&img.id), img)
     }
 
     /// Reads the record, lets `change` modify it (or refuse), and writes
-    /// it, atomically with respect to every other write: the
-    /// compare-and-set that state transitions go through.
+    /// it, atomically with respect to every other write.
     pub fn update<E>(
         &self,
         id: &str,
         change: impl FnOnce(&mut Image) -> Result<(), E>,
-    ) -> Result<Updated<E>, DbError> {
-        blocking(|| {
-            let _held = self.lock();
-            let Some(v) = self.db.get_pinned(key(id))? else {
-                return Ok(Updated::Missing);
-            };
-            let mut img: Image =
-                serde_json::from_slice(&v).map_err(|e| DbError::Corrupt(id.to_string(), e))?;
-            if let Err(e) = change(&mut img) {
-                return Ok(Updated::Refused(e));
-            }
-            self.write(&img)?;
-            Ok(Updated::Done(Box::new(img)))
-        })
+    ) -> Result<Updated<E>, StoreError> {
+        self.store.update(&key(id), change)
     }
 
-    /// Deletes the record (under the writer lock, so no update is lost
-    /// into a record that is gone).
-    pub fn delete(&self, id: &str) -> Result<(), DbError> {
-        blocking(|| {
-            let _held = self.lock();
-            let mut w = rocksdb::WriteOptions::default();
-            w.set_sync(true);
-            Ok(self.db.delete_opt(key(id), &w)?)
-        })
+    /// Deletes the record.
+    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.store.delete(&key(id))
+    }
+
+    pub fn all(&self) -> Result<Vec<Image>, StoreError> {
+        self.store.scan("image/")
     }
 
     /// Pins chunk `chunk` for `image` (once per image however often the
     /// image repeats it): whether the uploader must store the chunk, which
     /// is until someone has ([`Self::chunk_stored`]).
-    pub fn pin_chunk(&self, image: &str, chunk: &str) -> Result<bool, DbError> {
-        blocking(|| self.pin_chunk_now(image, chunk))
-    }
-
-    fn pin_chunk_now(&self, image: &str, chunk: &str) -> Result<bool, DbError> {
-        let _held = self.lock();
-        let record = self
-            .db
-            .get_pinned(chunk_key(chunk))?
-            .map(|v| ChunkRecord::decode(&v));
-        let mut record = record.unwrap_or_default();
-        let held_key = held_key(image, chunk);
-        if self.db.get_pinned(&held_key)?.is_none() {
-            record.holders += 1;
-            let mut batch = rocksdb::WriteBatch::default();
-            batch.put(&held_key, b"");
-            batch.put(chunk_key(chunk), record.encode());
-            // Not synced on its own: the synced write that makes the image
-            // active syncs the log up to it, and a pin lost in a crash
-            // belonged to an upload that never finished.
-            self.db.write(batch)?;
-        }
-        Ok(!record.stored)
+    pub fn pin_chunk(&self, image: &str, chunk: &str) -> Result<bool, StoreError> {
+        self.store.locked(|db| pin_chunk(db, image, chunk))
     }
 
     /// Records that chunk `chunk` is in the store.
-    pub fn chunk_stored(&self, chunk: &str) -> Result<(), DbError> {
-        blocking(|| self.chunk_stored_now(chunk))
-    }
-
-    fn chunk_stored_now(&self, chunk: &str) -> Result<(), DbError> {
-        let _held = self.lock();
-        if let Some(v) = self.db.get_pinned(chunk_key(chunk))? {
-            let mut record = ChunkRecord::decode(&v);
-            record.stored = true;
-            // Unsynced, as pins are: a flag lost in a crash only means the
-            // chunk is stored again by its next upload.
-            self.db.put(chunk_key(chunk), record.encode())?;
-        }
-        Ok(())
+    pub fn chunk_stored(&self, chunk: &str) -> Result<(), StoreError> {
+        self.store.locked(|db| {
+            if let Some(v) = db.get_pinned(chunk_key(chunk))? {
+                let mut record = ChunkRecord::decode(&v);
+                record.stored = true;
+                // Unsynced, as pins are: a flag lost in a crash only means the
+                // chunk is stored again by its next upload.
+                db.put(chunk_key(chunk), record.encode())?;
+            }
+            Ok(())
+        })
     }
 
     /// Releases every chunk `image` pinned; the chunks no image holds any
     /// more (their records gone), for the collector.
-    pub fn release_chunks(&self, image: &str) -> Result<Vec<String>, DbError> {
-        blocking(|| self.release_chunks_now(image))
-    }
-
-    fn release_chunks_now(&self, image: &str) -> Result<Vec<String>, DbError> {
-        let _held = self.lock();
-        let prefix = held_key(image, "");
-        let mut batch = rocksdb::WriteBatch::default();
-        let mut unheld = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let chunk = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            batch.delete(&k);
-            let mut record = self
-                .db
-                .get_pinned(chunk_key(&chunk))?
-                .map(|v| ChunkRecord::decode(&v))
-                .unwrap_or_default();
-            record.holders = record.holders.saturating_sub(1);
-            if record.holders == 0 {
-                batch.delete(chunk_key(&chunk));
-                unheld.push(chunk);
-            } else {
-                batch.put(chunk_key(&chunk), record.encode());
-            }
-        }
-        let mut w = rocksdb::WriteOptions::default();
-        w.set_sync(true);
-        self.db.write_opt(batch, &w)?;
-        Ok(unheld)
+    pub fn release_chunks(&self, image: &str) -> Result<Vec<String>, StoreError> {
+        self.store.locked(|db| release_chunks(db, image))
     }
 
     /// How many images hold chunk `chunk`.
-    pub fn chunk_holders(&self, chunk: &str) -> Result<u64, DbError> {
-        Ok(blocking(|| self.db.get_pinned(chunk_key(chunk)))?
-            .map_or(0, |v| ChunkRecord::decode(&v).holders))
+    pub fn chunk_holders(&self, chunk: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .read(|db| {
+                db.get_pinned(chunk_key(chunk))
+                    .map(|v| v.map(|v| ChunkRecord::decode(&v)))
+            })?
+            .map_or(0, |r| r.holders))
     }
+}
 
-    pub fn all(&self) -> Result<Vec<Image>, DbError> {
-        blocking(|| self.scan())
+fn pin_chunk(db: &rocksdb::DB, image: &str, chunk: &str) -> Result<bool, StoreError> {
+    let record = db
+        .get_pinned(chunk_key(chunk))?
+        .map(|v| ChunkRecord::decode(&v));
+    let mut record = record.unwrap_or_default();
+    let held_key = held_key(image, chunk);
+    if db.get_pinned(&held_key)?.is_none() {
+        record.holders += 1;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put(&held_key, b"");
+        batch.put(chunk_key(chunk), record.encode());
+        // Not synced on its own: the synced write that makes the image
+        // active syncs the log up to it, and a pin lost in a crash
+        // belonged to an upload that never finished.
+        db.write(batch)?;
     }
+    Ok(!record.stored)
+}
 
-    fn scan(&self) -> Result<Vec<Image>, DbError> {
-        let mut out = Vec::new();
-        for item in self.db.prefix_iterator(b"image/") {
-            let (k, v) = item?;
-            if !k.starts_with(b"image/") {
-                break;
-            }
-            let id = String::from_utf8_lossy(&k[6..]).into_owned();
-            out.push(serde_json::from_slice(&v).map_err(|e| DbError::Corrupt(id, e))?);
+fn release_chunks(db: &rocksdb::DB, image: &str) -> Result<Vec<String>, StoreError> {
+    let prefix = held_key(image, "");
+    let mut batch = rocksdb::WriteBatch::default();
+    let mut unheld = Vec::new();
+    for item in db.prefix_iterator(&prefix) {
+        let (k, _) = item?;
+        if !k.starts_with(&prefix) {
+            break;
         }
-        Ok(out)
+        let chunk = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        batch.delete(&k);
+        let mut record = db
+            .get_pinned(chunk_key(&chunk))?
+            .map(|v| ChunkRecord::decode(&v))
+            .unwrap_or_default();
+        record.holders = record.holders.saturating_sub(1);
+        if record.holders == 0 {
+            batch.delete(chunk_key(&chunk));
+            unheld.push(chunk);
+        } else {
+            batch.put(chunk_key(&chunk), record.encode());
+        }
     }
+    db.write_opt(batch, &synced())?;
+    Ok(unheld)
 }
 
 #[cfg(test)]

@@ -72,12 +72,6 @@ pub struct Image {
     pub failure: Option<String>,
 }
 
-/// Glance's timestamp form: `2026-11-24T09:41:18Z`.
-pub fn now() -> String {
-    let ts = object_store::timestamp::Timestamp::now().iso8601();
-    format!("{}Z", &ts[..19])
-}
-
 /// Attributes a client may never set or change.
 const READ_ONLY: [&str; 15] = [
     "id",
@@ -131,7 +125,7 @@ impl Image {
         owner: String,
         body: &Map<String, Value>,
     ) -> Result<Image, ImageError> {
-        let t = now();
+        let t = service_kit::ids::now_iso8601();
         let mut img = Image {
             id,
             name: None,
@@ -324,7 +318,7 @@ impl Image {
                 other => return Err(bad(format!("Operation {other} is not supported"))),
             }
         }
-        img.updated_at = now();
+        img.updated_at = service_kit::ids::now_iso8601();
         Ok(img)
     }
 
@@ -395,23 +389,6 @@ pub fn is_uuid(s: &str) -> bool {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// A random (version 4) UUID.
-pub fn new_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// `GET /v2/images` query: filters, sort, paging.
@@ -568,7 +545,12 @@ mod tests {
     use super::*;
 
     fn img(body: Value) -> Image {
-        Image::create(new_id(), "AUTH_test".into(), body.as_object().unwrap()).unwrap()
+        Image::create(
+            service_kit::ids::new_id(),
+            "AUTH_test".into(),
+            body.as_object().unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -598,7 +580,12 @@ mod tests {
             json!({"id": "not-a-uuid"}),
         ] {
             assert!(
-                Image::create(new_id(), owner.clone(), body.as_object().unwrap()).is_err(),
+                Image::create(
+                    service_kit::ids::new_id(),
+                    owner.clone(),
+                    body.as_object().unwrap()
+                )
+                .is_err(),
                 "{body}"
             );
         }

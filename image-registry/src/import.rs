@@ -16,8 +16,8 @@ use crate::inspect::DiskFormat;
 use crate::web_download;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use object_store::http_util::{collect_limited, Body};
-use object_store::swift::tempauth::Identity;
+use service_kit::auth::Identity;
+use service_kit::http_util::{collect_limited, Body};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub async fn stage(
             return Err(bad_transition(img.status, "uploading"));
         }
         img.status = Status::Uploading;
-        img.updated_at = crate::image::now();
+        img.updated_at = service_kit::ids::now_iso8601();
         Ok(())
     });
     if let Err(r) = claimed {
@@ -59,7 +59,7 @@ pub async fn stage(
                 img.size = Some(hashes.size);
                 Ok(())
             });
-            let mut r = Response::new(object_store::http_util::empty());
+            let mut r = Response::new(service_kit::http_util::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
@@ -166,7 +166,7 @@ pub async fn import(
             .insert("os_glance_importing_to_stores".into(), "default".into());
         img.properties.remove("os_glance_failed_import");
         img.properties.remove("os_glance_import_error");
-        img.updated_at = crate::image::now();
+        img.updated_at = service_kit::ids::now_iso8601();
         Ok(())
     });
     let img = match claimed {
@@ -208,12 +208,12 @@ pub async fn import(
                     .insert("os_glance_failed_import".into(), method.clone());
                 img.properties
                     .insert("os_glance_import_error".into(), reason);
-                img.updated_at = crate::image::now();
+                img.updated_at = service_kit::ids::now_iso8601();
                 Ok(())
             });
         }
     });
-    let mut r = Response::new(object_store::http_util::empty());
+    let mut r = Response::new(service_kit::http_util::empty());
     *r.status_mut() = StatusCode::ACCEPTED;
     r
 }
@@ -289,8 +289,7 @@ async fn run_import(
     })
     .await
     .map_err(|e| e.to_string())??;
-    let hashes =
-        object_store::server::blocking(|| hash_file(&output)).map_err(|e| e.to_string())?;
+    let hashes = service_kit::server::blocking(|| hash_file(&output)).map_err(|e| e.to_string())?;
     let stored = reg
         .store
         .put_file(&img.id, &output, &hashes.blake3)
@@ -315,7 +314,7 @@ async fn run_import(
         done.properties.remove("os_glance_failed_import");
         done.properties.remove("os_glance_importing_to_stores");
         done.properties.remove("os_glance_import_error");
-        done.updated_at = crate::image::now();
+        done.updated_at = service_kit::ids::now_iso8601();
         Ok(())
     });
     if done.is_err() {
@@ -324,7 +323,7 @@ async fn run_import(
     }
     let cached = reg.cache.incomplete_path(&img.id);
     if std::fs::rename(&output, &cached).is_ok() {
-        let _ = object_store::server::blocking(|| {
+        let _ = service_kit::server::blocking(|| {
             crate::chunks::save_sidecar(&cached, &stored.manifest)
         });
         if reg.cache.commit(&cached, &img.id).is_err() {

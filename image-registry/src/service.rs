@@ -9,7 +9,7 @@ use crate::db::ImageDb;
 use crate::inspect::Limits;
 use crate::store::ObjectStore;
 use anyhow::Context;
-use object_store::swift::tempauth::TempAuth;
+use service_kit::auth::TempAuth;
 use std::sync::Arc;
 
 impl Registry {
@@ -70,11 +70,11 @@ pub async fn run(config: RegistryConfig) -> anyhow::Result<()> {
         }
     }
     tracing::info!(%addr, "image registry listening");
-    object_store::server::serve(
+    service_kit::server::serve(
         listener,
         reg,
         handle,
-        object_store::server::shutdown_signal(),
+        service_kit::server::shutdown_signal(),
     )
     .await;
     Ok(())
@@ -112,7 +112,7 @@ fn recover_interrupted(reg: &Registry) -> anyhow::Result<()> {
                 .insert("os_glance_import_error".into(), why.to_string());
             img.size = None;
         }
-        img.updated_at = crate::image::now();
+        img.updated_at = service_kit::ids::now_iso8601();
         reg.db.update(&img.id.clone(), |record| {
             *record = img;
             Ok::<(), std::convert::Infallible>(())

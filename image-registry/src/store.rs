@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use object_store::http_util::{empty, full, header_str, Body};
-use object_store::node_client::{NodeClient, Timeouts};
+use service_kit::client::{HttpClient, Timeouts};
+use service_kit::http_util::{empty, full, header_str, Body};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,7 @@ pub enum StoreError {
 
 /// Where the registry keeps images, from its config.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// The proxy, `host:port`.
     pub proxy: String,
@@ -40,7 +41,7 @@ fn images() -> String {
 }
 pub struct ObjectStore {
     config: StoreConfig,
-    client: NodeClient,
+    client: HttpClient,
     /// (token, storage path `/v1/AUTH_x`, when to log in again) from the
     /// last login.
     session: tokio::sync::Mutex<Option<(String, String, std::time::Instant)>>,
@@ -50,7 +51,7 @@ impl ObjectStore {
     pub fn new(config: StoreConfig) -> ObjectStore {
         ObjectStore {
             config,
-            client: NodeClient::new(Timeouts {
+            client: HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(60),
             }),
@@ -171,11 +172,11 @@ impl ObjectStore {
             let (token, path) = self.session(attempt > 0).await?;
             let mut uri = format!(
                 "{path}/{}",
-                object_store::http_util::encode(&self.config.container)
+                service_kit::http_util::encode(&self.config.container)
             );
             if let Some(n) = name {
                 uri.push('/');
-                uri.push_str(&object_store::http_util::encode(n));
+                uri.push_str(&service_kit::http_util::encode(n));
             }
             if let Some(q) = query {
                 uri.push('?');

@@ -3,7 +3,6 @@
 
 use crate::container_server::{list_params, meta_from_headers};
 use crate::device_db::{DbError, Listed};
-use crate::http_util::{full, set_header, status, text, Body};
 use crate::object_server::request_timestamp;
 use crate::records::{AccountRecord, ContainerRow};
 use crate::storage_node::Target;
@@ -11,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
+use service_kit::http_util::{full, set_header, status, text, Body};
 
 pub const ACCOUNT_META: [&str; 2] = ["x-account-meta-", "x-account-sysmeta-"];
 

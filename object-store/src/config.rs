@@ -2,33 +2,10 @@
 //! `nubo up` writes them; a real deployment writes its own.
 
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use service_kit::auth::AuthConfig;
+use service_kit::config::{check, Validate};
+use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
-}
-
-pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })
-}
 
 fn localhost() -> String {
     "127.0.0.1".into()
@@ -44,6 +21,7 @@ fn node_ms() -> u64 {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// The address the ring knows this node by.
     #[serde(default = "localhost")]
@@ -117,6 +95,7 @@ fn thirty() -> u64 {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     #[serde(default = "localhost")]
     pub bind_ip: String,
@@ -138,38 +117,50 @@ fn s3_domain() -> String {
     "s3.localhost".into()
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AuthConfig {
-    /// Signs tokens, so that any proxy of the cluster accepts any proxy's tokens.
-    pub token_secret: String,
-    #[serde(default = "day")]
-    pub token_ttl_secs: u64,
-    /// The URL clients are told to use (`X-Storage-Url` prefix); defaults to
-    /// the address the request came in on.
-    #[serde(default)]
-    pub public_url: Option<String>,
-    #[serde(default)]
-    pub users: Vec<User>,
-}
-
-fn day() -> u64 {
-    86_400
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct User {
-    /// Swift account name without the reseller prefix (`test` for `AUTH_test`).
-    pub account: String,
-    pub user: String,
-    pub key: String,
-    /// `.admin`: full control of the account.
-    #[serde(default)]
-    pub admin: bool,
-}
-
-pub fn timeouts(connect_ms: u64, node_ms: u64) -> crate::node_client::Timeouts {
-    crate::node_client::Timeouts {
+pub fn timeouts(connect_ms: u64, node_ms: u64) -> service_kit::client::Timeouts {
+    service_kit::client::Timeouts {
         connect: Duration::from_millis(connect_ms),
         node: Duration::from_millis(node_ms),
+    }
+}
+
+impl Validate for NodeConfig {
+    fn validate(&self) -> Result<(), String> {
+        check(self.port != 0, "port", "must not be 0")?;
+        for (field, v) in [
+            ("ring_check_secs", self.ring_check_secs),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("node_timeout_ms", self.node_timeout_ms),
+            ("replicator_interval_secs", self.replicator_interval_secs),
+            ("expirer_interval_secs", self.expirer_interval_secs),
+            ("auditor_interval_secs", self.auditor_interval_secs),
+            ("reclaim_age_secs", self.reclaim_age_secs),
+        ] {
+            check(v > 0, field, "must be above 0")?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for ProxyConfig {
+    fn validate(&self) -> Result<(), String> {
+        check(self.port != 0, "port", "must not be 0")?;
+        check(
+            self.ring_check_secs > 0,
+            "ring_check_secs",
+            "must be above 0",
+        )?;
+        check(
+            self.connect_timeout_ms > 0,
+            "connect_timeout_ms",
+            "must be above 0",
+        )?;
+        check(
+            self.node_timeout_ms > 0,
+            "node_timeout_ms",
+            "must be above 0",
+        )?;
+        check(!self.s3_domain.is_empty(), "s3_domain", "must not be empty")?;
+        self.auth.validate()
     }
 }

@@ -3,19 +3,19 @@
 //! change queues the container's stats for its account's servers.
 
 use crate::device_db::{ContainerChange, DbError, ListParams, Listed};
-use crate::http_util::{full, query_pairs, set_header, status, text, Body};
 use crate::object_server::request_timestamp;
 use crate::records::{
     ContainerRecord, ContainerRow, MetaMap, ObjectRow, PendingUpdate, Target as UpdateTarget,
     Update,
 };
 use crate::storage_node::{NodeState, Target};
-use crate::timestamp::Timestamp;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ring_tools::{NameHash, Ring};
 use serde_json::json;
+use service_kit::http_util::{full, query_pairs, set_header, status, text, Body};
+use service_kit::timestamp::Timestamp;
 use std::sync::Arc;
 
 /// Metadata headers carried by a PUT/POST, stamped with its timestamp. An

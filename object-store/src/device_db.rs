@@ -17,11 +17,11 @@
 //! in parallel and RocksDB can group their WAL syncs.
 
 use crate::records::*;
-use crate::timestamp::Timestamp;
 use ring_tools::NameHash;
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use service_kit::timestamp::Timestamp;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 

@@ -4,8 +4,8 @@
 
 use crate::records::{ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target, Update};
 use crate::storage_node::{Device, NodeState};
-use crate::timestamp::Timestamp;
 use serde::Serialize;
+use service_kit::timestamp::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -13,26 +13,21 @@
 // would only add allocations on error paths.
 #![allow(clippy::result_large_err)]
 
-pub mod account_server;
-pub mod auditor;
+pub(crate) mod account_server;
+pub(crate) mod auditor;
 pub mod config;
-pub mod container_server;
-pub mod device_db;
-pub mod expirer;
-pub mod http_util;
-pub mod metrics;
-pub mod node_client;
-pub mod object_files;
-pub mod object_server;
+pub(crate) mod container_server;
+pub(crate) mod device_db;
+pub(crate) mod expirer;
+pub(crate) mod metrics;
+pub(crate) mod object_files;
+pub(crate) mod object_server;
 pub mod proxy;
-pub mod range;
-pub mod rate_limit;
-pub mod reclaimer;
-pub mod records;
-pub mod replicator;
-pub mod s3;
-pub mod server;
+pub(crate) mod rate_limit;
+pub(crate) mod reclaimer;
+pub(crate) mod records;
+pub(crate) mod replicator;
+pub(crate) mod s3;
 pub mod storage_node;
-pub mod swift;
-pub mod timestamp;
-pub mod updater;
+pub(crate) mod swift;
+pub(crate) mod updater;

@@ -6,44 +6,17 @@
 //! object survives a crash and a torn write leaves only a temp file, which
 //! is removed when the node starts.
 //!
-//! Bodies are written sparsely: a received chunk of at least [`HOLE_MIN`]
-//! zero bytes becomes a hole rather than written zeros (reads return the
+//! Bodies are written sparsely: a received chunk of at least 4 KiB of
+//! zero bytes becomes a hole ([`service_kit::fs::is_hole`]) rather than written zeros (reads return the
 //! same bytes), so a disk image that is mostly empty costs only its data
 //! on each replica.
 
-use crate::timestamp::Timestamp;
 use ring_tools::NameHash;
+use service_kit::fs::{is_hole, Space};
+use service_kit::timestamp::Timestamp;
 use std::io;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-
-/// The smallest run of zeros written as a hole (one file-system block).
-pub const HOLE_MIN: usize = 4096;
-
-/// Whether a chunk may be skipped as a hole.
-pub fn is_hole(bytes: &[u8]) -> bool {
-    bytes.len() >= HOLE_MIN && bytes.iter().all(|b| *b == 0)
-}
-
-/// Appends `bytes` at the file's position, as a hole when [`is_hole`]. A
-/// file written this way must end with `set_len` to what was appended, so
-/// that a trailing hole counts (blocking; the registry's and compute's
-/// writers of image files).
-pub fn write_sparse(file: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
-    use std::io::{Seek, Write};
-    if is_hole(bytes) {
-        file.seek(io::SeekFrom::Current(bytes.len() as i64))?;
-        Ok(())
-    } else {
-        file.write_all(bytes)
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Space {
-    pub free: u64,
-    pub total: u64,
-}
 
 #[derive(Clone, Debug)]
 pub struct ObjectFiles {
@@ -70,17 +43,7 @@ impl ObjectFiles {
 
     /// Free (for unprivileged writers) and total bytes of the device's file system.
     pub fn space(&self) -> Option<Space> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(self.root.as_os_str().as_bytes()).ok()?;
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
-        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-            return None;
-        }
-        Some(Space {
-            free: s.f_bavail as u64 * s.f_frsize as u64,
-            total: s.f_blocks as u64 * s.f_frsize as u64,
-        })
+        service_kit::fs::space(&self.root)
     }
 
     /// Whether `incoming` more bytes fit while keeping `reserve` free. A
@@ -176,7 +139,7 @@ impl ObjectFiles {
         use std::io::Write;
         let temp = self.root.join("tmp").join(format!(
             "{}.{}.tmp",
-            crate::timestamp::Timestamp::now(),
+            service_kit::timestamp::Timestamp::now(),
             std::process::id()
         ));
         let result = (|| {

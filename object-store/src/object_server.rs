@@ -2,18 +2,18 @@
 //! listing updates owed to container servers queued in the same batch.
 
 use crate::device_db::DbError;
-use crate::http_util::{empty, header_str, set_header, status, text, Body};
-use crate::range::Ranges;
 use crate::records::{
     ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget, Update,
 };
 use crate::storage_node::Target;
-use crate::timestamp::Timestamp;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use ring_tools::NameHash;
+use service_kit::http_util::{empty, header_str, set_header, status, text, Body};
+use service_kit::range::Ranges;
+use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
 use std::io::SeekFrom;
 use tokio::io::AsyncSeekExt;
@@ -50,7 +50,9 @@ pub fn request_timestamp(headers: &HeaderMap) -> Result<Timestamp, Response<Body
     header_str(headers, "x-timestamp")
         .ok_or_else(|| text(StatusCode::BAD_REQUEST, "missing X-Timestamp"))?
         .parse()
-        .map_err(|e: crate::timestamp::BadTimestamp| text(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(|e: service_kit::timestamp::BadTimestamp| {
+            text(StatusCode::BAD_REQUEST, e.to_string())
+        })
 }
 
 pub fn now_secs() -> u64 {
@@ -335,7 +337,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     let manifest = rec.headers.contains_key("x-static-large-object")
         || rec.headers.contains_key("x-object-manifest");
     let range_header = header_str(req.headers(), "range").filter(|_| !manifest);
-    let range = crate::range::resolve(range_header.as_deref(), rec.size);
+    let range = service_kit::range::resolve(range_header.as_deref(), rec.size);
     let (first, last, partial) = match range {
         Ranges::Parts(p) if p.len() == 1 => (p[0].0, p[0].1, true),
         Ranges::Parts(_) | Ranges::Whole => (0, rec.size.saturating_sub(1), false),
@@ -368,7 +370,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
                 return io_error(e);
             }
         }
-        Response::new(crate::http_util::file_body(file, len))
+        Response::new(service_kit::http_util::file_body(file, len))
     };
     *resp.status_mut() = if partial {
         StatusCode::PARTIAL_CONTENT

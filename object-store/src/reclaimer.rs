@@ -9,7 +9,7 @@
 use crate::config::NodeConfig;
 use crate::device_db::Reclaimed;
 use crate::storage_node::Device;
-use crate::timestamp::Timestamp;
+use service_kit::timestamp::Timestamp;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -2,8 +2,8 @@
 //! the updates nodes send each other. Values are JSON in RocksDB: small,
 //! self-describing and easy to inspect with `ldb` when something goes wrong.
 
-use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
+use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
 /// The newest state of one object on one device: data or a tombstone.

@@ -11,17 +11,17 @@
 //! - `GET /suffix/{device}/{partition}/{suffix}`: `{"<name hash hex>": [timestamp, "data"|"tombstone"]}`
 //! - the object verbs, with the original `X-Timestamp`.
 
-use crate::http_util::{empty, encode, set_header, Body};
 use crate::object_server::now_secs;
 use crate::rate_limit::RateLimiter;
 use crate::records::{ObjectKind, ObjectRecord};
 use crate::storage_node::{Device, NodeState};
-use crate::timestamp::Timestamp;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use ring_tools::NameHash;
 use serde::Serialize;
+use service_kit::http_util::{empty, encode, set_header, Body};
+use service_kit::timestamp::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -298,7 +298,7 @@ async fn replicate_listings(
                     hash.to_hex()
                 ))
                 .header("host", &addr)
-                .body(crate::http_util::full(body.clone()))
+                .body(service_kit::http_util::full(body.clone()))
                 .expect("valid request");
             match state.client.send(&addr, req).await {
                 Ok(resp) if resp.status().is_success() => {
@@ -332,8 +332,8 @@ pub async fn listing_digest_response(
 ) -> http::Response<Body> {
     match tokio::task::spawn_blocking(move || kind.digest(&dev.db, part, &hash)).await {
         Ok(Ok(Some(d))) => json(&HashMap::from([("digest", d)])),
-        Ok(Ok(None)) => crate::http_util::status(StatusCode::NOT_FOUND),
-        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(Ok(None)) => service_kit::http_util::status(StatusCode::NOT_FOUND),
+        _ => service_kit::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
@@ -346,9 +346,9 @@ pub async fn listing_merge_response(
     body: Bytes,
 ) -> http::Response<Body> {
     match tokio::task::spawn_blocking(move || kind.merge(&dev.db, part, &hash, &body)).await {
-        Ok(Ok(true)) => crate::http_util::status(StatusCode::NO_CONTENT),
-        Ok(Ok(false)) => crate::http_util::text(StatusCode::BAD_REQUEST, "bad listing state"),
-        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(Ok(true)) => service_kit::http_util::status(StatusCode::NO_CONTENT),
+        Ok(Ok(false)) => service_kit::http_util::text(StatusCode::BAD_REQUEST, "bad listing state"),
+        _ => service_kit::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
@@ -523,7 +523,10 @@ async fn push(
             for (k, v) in &rec.headers {
                 set_header(&mut headers, k, v);
             }
-            (Method::PUT, crate::http_util::file_body(file, rec.size))
+            (
+                Method::PUT,
+                service_kit::http_util::file_body(file, rec.size),
+            )
         }
     };
     let mut b = Request::builder()
@@ -559,7 +562,7 @@ pub async fn hashes_response(dev: Arc<Device>, part: u32) -> http::Response<Body
                 .collect();
             json(&map)
         }
-        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => service_kit::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
@@ -585,12 +588,14 @@ pub async fn suffix_response(dev: Arc<Device>, part: u32, suffix: u16) -> http::
                 .collect();
             json(&map)
         }
-        _ => crate::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => service_kit::http_util::status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
 fn json<T: Serialize>(v: &T) -> http::Response<Body> {
-    let mut r = http::Response::new(crate::http_util::full(serde_json::to_vec(v).expect("json")));
+    let mut r = http::Response::new(service_kit::http_util::full(
+        serde_json::to_vec(v).expect("json"),
+    ));
     set_header(r.headers_mut(), "content-type", "application/json");
     r
 }

@@ -12,13 +12,14 @@
 
 use crate::config::{timeouts, NodeConfig};
 use crate::device_db::DeviceDb;
-use crate::http_util::{text, Body};
-use crate::node_client::NodeClient;
 use crate::object_files::ObjectFiles;
-use crate::{account_server, container_server, object_server, server, updater};
+use crate::{account_server, container_server, object_server, updater};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ring_tools::{LiveRing, Ring};
+use service_kit::client::HttpClient;
+use service_kit::http_util::{text, Body};
+use service_kit::server;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -33,7 +34,7 @@ pub struct Device {
 pub struct NodeState {
     pub config: NodeConfig,
     pub ring: Arc<LiveRing>,
-    pub client: NodeClient,
+    pub client: HttpClient,
     devices: RwLock<HashMap<String, Arc<Device>>>,
     /// Wakes the updater when an update is queued.
     pub updates_queued: tokio::sync::Notify,
@@ -57,7 +58,7 @@ impl NodeState {
     pub fn new(config: NodeConfig) -> anyhow::Result<Arc<NodeState>> {
         let ring = Arc::new(LiveRing::open(&config.ring, None)?);
         let state = Arc::new(NodeState {
-            client: NodeClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms)),
+            client: HttpClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms)),
             config,
             ring,
             devices: RwLock::new(HashMap::new()),
@@ -139,15 +140,15 @@ impl NodeState {
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.bind_ip, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let check = Duration::from_secs(config.ring_check_secs.max(1));
+    let check = Duration::from_secs(config.ring_check_secs);
     let state = NodeState::new(config)?;
     let _watch = state.ring.watch(check);
     tokio::spawn(updater::run(state.clone()));
-    let every = Duration::from_secs(state.config.replicator_interval_secs.max(1));
+    let every = Duration::from_secs(state.config.replicator_interval_secs);
     tokio::spawn(crate::replicator::run(state.clone(), every));
-    let expire_every = Duration::from_secs(state.config.expirer_interval_secs.max(1));
+    let expire_every = Duration::from_secs(state.config.expirer_interval_secs);
     tokio::spawn(crate::expirer::run(state.clone(), expire_every));
-    let audit_every = Duration::from_secs(state.config.auditor_interval_secs.max(1));
+    let audit_every = Duration::from_secs(state.config.auditor_interval_secs);
     tokio::spawn(crate::auditor::run(
         state.clone(),
         audit_every,
@@ -162,7 +163,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 /// belong to the same cluster (same hash secret), and be newer than the ring
 /// in service; it then replaces the ring file atomically and is swapped in.
 async fn receive_ring(state: &NodeState, req: Request<Incoming>) -> Response<Body> {
-    let Some(bytes) = crate::http_util::collect_limited(req.into_body(), 256 << 20).await else {
+    let Some(bytes) = service_kit::http_util::collect_limited(req.into_body(), 256 << 20).await
+    else {
         return text(StatusCode::BAD_REQUEST, "ring file too large or broken");
     };
     let ring = match ring_tools::ring_file::decode(&bytes) {
@@ -231,7 +233,11 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
     }
     if segments.len() == 1 && segments[0] == "metrics" {
         let mut r = text(StatusCode::OK, crate::metrics::render(&state).await);
-        crate::http_util::set_header(r.headers_mut(), "content-type", "text/plain; version=0.0.4");
+        service_kit::http_util::set_header(
+            r.headers_mut(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        );
         return r;
     }
     if segments.len() == 1 && segments[0] == "replicate" && req.method() == http::Method::POST {
@@ -242,27 +248,27 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
             .last_replication
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), stats.clone()));
-        let mut r = http::Response::new(crate::http_util::full(
+        let mut r = http::Response::new(service_kit::http_util::full(
             serde_json::to_vec(&stats).expect("json"),
         ));
-        crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        service_kit::http_util::set_header(r.headers_mut(), "content-type", "application/json");
         return r;
     }
     if segments.len() == 1 && segments[0] == "expire" && req.method() == http::Method::POST {
         let stats = crate::expirer::expire_once(&state).await;
-        let mut r = http::Response::new(crate::http_util::full(
+        let mut r = http::Response::new(service_kit::http_util::full(
             serde_json::to_vec(&stats).expect("json"),
         ));
-        crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        service_kit::http_util::set_header(r.headers_mut(), "content-type", "application/json");
         return r;
     }
     if segments.len() == 1 && segments[0] == "audit" && req.method() == http::Method::POST {
         // One unthrottled pass now, for operators and tests.
         let stats = crate::auditor::audit_once(&state, 0).await;
-        let mut r = http::Response::new(crate::http_util::full(
+        let mut r = http::Response::new(service_kit::http_util::full(
             serde_json::to_vec(&stats).expect("json"),
         ));
-        crate::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        service_kit::http_util::set_header(r.headers_mut(), "content-type", "application/json");
         return r;
     }
     if let (4, Some(kind)) = (
@@ -283,7 +289,8 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
         if segments[0] == kind.paths().0 {
             return crate::replicator::listing_digest_response(kind, device, part, name_hash).await;
         }
-        let Some(body) = crate::http_util::collect_limited(req.into_body(), 512 << 20).await else {
+        let Some(body) = service_kit::http_util::collect_limited(req.into_body(), 512 << 20).await
+        else {
             return text(StatusCode::BAD_REQUEST, "body too large or broken");
         };
         return crate::replicator::listing_merge_response(kind, device, part, name_hash, body)

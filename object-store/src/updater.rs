@@ -5,11 +5,11 @@
 //! An update stays queued, on disk, until its target acknowledges it.
 
 use crate::container_server::BatchedRow;
-use crate::http_util::{encode, full};
 use crate::records::{PendingUpdate, Update};
 use crate::storage_node::NodeState;
 use futures_util::StreamExt;
 use http::{Method, Request};
+use service_kit::http_util::{encode, full};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

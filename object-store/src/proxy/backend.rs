@@ -7,15 +7,15 @@
 //! - Reads try replicas in ring order and fall over on errors and timeouts;
 //!   HEAD asks all primaries and the newest timestamp wins.
 
-use crate::http_util::{empty, header_str, set_header, Body, BoxError};
-use crate::node_client::NodeClient;
 use crate::records::Target as UpdateTarget;
-use crate::timestamp::Timestamp;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use ring_tools::{Device, LiveRing, Ring};
+use service_kit::client::HttpClient;
+use service_kit::http_util::{empty, header_str, set_header, Body, BoxError};
+use service_kit::timestamp::Timestamp;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -50,7 +50,7 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 pub struct Backend {
     pub ring: Arc<LiveRing>,
-    pub client: NodeClient,
+    pub client: HttpClient,
     pub metrics: Arc<crate::metrics::ProxyMetrics>,
 }
 
@@ -72,7 +72,7 @@ impl Path {
     }
 
     fn internal(&self, device: &str, part: u32) -> String {
-        let enc = crate::http_util::encode;
+        let enc = service_kit::http_util::encode;
         let kind = match self {
             Path::Account(_) => "acct",
             Path::Container(..) => "cont",
@@ -262,7 +262,7 @@ impl Backend {
                         part,
                         &h,
                         None,
-                        crate::http_util::full(body.clone()),
+                        service_kit::http_util::full(body.clone()),
                     );
                     match self.client.send(&dev.node_addr(), req).await {
                         Ok(resp) => {
@@ -362,7 +362,7 @@ impl Backend {
             // answer such as 409 (a newer version exists) is passed on.
             // A node that did say go gets an aborted body, so it stores nothing.
             for tx in senders.iter().flatten() {
-                let _ = tx.try_send(Err(crate::http_util::box_error("upload aborted")));
+                let _ = tx.try_send(Err(service_kit::http_util::box_error("upload aborted")));
             }
             drop(senders);
             let _ = futures_util::future::join_all(responses).await;
@@ -418,7 +418,7 @@ impl Backend {
                 for tx in senders.iter().flatten() {
                     let _ = tokio::time::timeout(
                         node_timeout,
-                        tx.send(Err(crate::http_util::box_error("upload aborted"))),
+                        tx.send(Err(service_kit::http_util::box_error("upload aborted"))),
                     )
                     .await;
                 }
@@ -499,7 +499,7 @@ impl Backend {
             }
             errors += 1;
         }
-        let mut r = crate::http_util::status(if not_found == 0 && errors > 0 {
+        let mut r = service_kit::http_util::status(if not_found == 0 && errors > 0 {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
             StatusCode::NOT_FOUND
@@ -601,7 +601,7 @@ fn timed_body(body: Incoming, timeout: std::time::Duration) -> Body {
             Ok(Some(Err(e))) => Some((Err(Box::new(e) as BoxError), None)),
             Ok(None) => None,
             Err(_) => Some((
-                Err(crate::http_util::box_error("node read timed out")),
+                Err(service_kit::http_util::box_error("node read timed out")),
                 None,
             )),
         }
@@ -658,7 +658,7 @@ pub fn verified_body(
                             "object data does not match its checksum; transfer cut off"
                         );
                         return Some((
-                            Err(crate::http_util::box_error(
+                            Err(service_kit::http_util::box_error(
                                 "object data does not match its checksum",
                             )),
                             st,
@@ -681,10 +681,14 @@ mod tests {
         let data = Bytes::from_static(b"hello, checked world");
         let good = blake3::hash(&data).to_hex().to_string();
         let metrics = Arc::new(crate::metrics::ProxyMetrics::default());
-        let body = verified_body(crate::http_util::full(data.clone()), good, metrics.clone());
+        let body = verified_body(
+            service_kit::http_util::full(data.clone()),
+            good,
+            metrics.clone(),
+        );
         assert_eq!(body.collect().await.unwrap().to_bytes(), data);
         let bad = verified_body(
-            crate::http_util::full(data),
+            service_kit::http_util::full(data),
             blake3::hash(b"other").to_hex().to_string(),
             metrics.clone(),
         );

@@ -5,14 +5,15 @@
 pub mod backend;
 
 use crate::config::{timeouts, ProxyConfig};
-use crate::http_util::{full, set_header, text, Body};
-use crate::node_client::NodeClient;
-use crate::server;
-use crate::swift::{self, tempauth::TempAuth};
+use crate::swift;
 use backend::Backend;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ring_tools::LiveRing;
+use service_kit::auth::TempAuth;
+use service_kit::client::HttpClient;
+use service_kit::http_util::{full, set_header, text, Body};
+use service_kit::server;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ impl ProxyState {
             s3: crate::s3::service(me.clone(), &config),
             backend: Arc::new(Backend {
                 ring,
-                client: NodeClient::new(timeouts(
+                client: HttpClient::new(timeouts(
                     config.connect_timeout_ms,
                     config.node_timeout_ms,
                 )),
@@ -81,7 +82,7 @@ impl ProxyState {
 pub async fn run(config: ProxyConfig) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.bind_ip, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let check = Duration::from_secs(config.ring_check_secs.max(1));
+    let check = Duration::from_secs(config.ring_check_secs);
     let state = ProxyState::new(config)?;
     let _watch = state.backend.ring.watch(check);
     tracing::info!(%addr, "proxy listening");

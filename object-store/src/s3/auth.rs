@@ -1,9 +1,9 @@
 //! Who may sign S3 requests, and how a Host header names a bucket.
 
-use crate::config::AuthConfig;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::{s3_error, S3Result};
+use service_kit::auth::AuthConfig;
 use std::collections::HashMap;
 
 /// Access keys are the Swift users' `account:user`, secrets their keys

@@ -3,12 +3,12 @@
 use crate::proxy::backend::Path;
 use crate::proxy::ProxyState;
 use crate::swift::{self, with_timestamp};
-use crate::timestamp::Timestamp;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
+use service_kit::timestamp::Timestamp;
 
 /// S3's bucket naming rules (the strict, current ones).
 pub fn valid_bucket_name(name: &str) -> bool {
@@ -124,7 +124,7 @@ pub async fn listing_page(
 }
 
 pub fn enc(s: &str) -> String {
-    crate::http_util::encode(s)
+    service_kit::http_util::encode(s)
 }
 
 pub async fn list_buckets(state: &ProxyState, account: &str) -> S3Result<ListBucketsOutput> {

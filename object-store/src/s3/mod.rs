@@ -8,7 +8,6 @@ mod bucket;
 mod multipart;
 mod object;
 
-use crate::http_util::Body;
 use crate::proxy::ProxyState;
 use base64::Engine;
 use http::{Request, Response};
@@ -17,6 +16,7 @@ use hyper::body::Incoming;
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Request, S3Result};
+use service_kit::http_util::Body;
 use std::sync::{Arc, Weak};
 
 pub use auth::VirtualHosts;
@@ -45,10 +45,7 @@ fn account_of<T>(req: &S3Request<T>) -> S3Result<String> {
         .access_key
         .split_once(':')
         .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
-    Ok(format!(
-        "{}{account}",
-        crate::swift::tempauth::RESELLER_PREFIX
-    ))
+    Ok(format!("{}{account}", service_kit::auth::RESELLER_PREFIX))
 }
 
 pub fn service(state: Weak<ProxyState>, config: &crate::config::ProxyConfig) -> S3Service {
@@ -62,20 +59,20 @@ pub fn service(state: Weak<ProxyState>, config: &crate::config::ProxyConfig) -> 
 pub async fn handle(service: &S3Service, req: Request<Incoming>) -> Response<Body> {
     let request_id = format!(
         "{:016X}",
-        u64::from_be_bytes(crate::proxy::rand_bytes::<8>())
+        u64::from_be_bytes(service_kit::ids::rand_bytes::<8>())
     );
     let req = req.map(s3s::Body::from);
     let mut resp = match service.call(req).await {
         Ok(r) => r.map(|b| {
-            b.map_err(|e| -> crate::http_util::BoxError { e.to_string().into() })
+            b.map_err(|e| -> service_kit::http_util::BoxError { e.to_string().into() })
                 .boxed_unsync()
         }),
         Err(e) => {
             tracing::error!(error = ?e, "S3 request failed");
-            crate::http_util::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            service_kit::http_util::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     };
-    crate::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
+    service_kit::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
     resp
 }
 

@@ -5,15 +5,15 @@
 //! Static Large Object manifest over the parts, copying no data.
 
 use super::{bucket, object};
-use crate::http_util::{header_str, set_header};
 use crate::proxy::backend::Path;
 use crate::proxy::ProxyState;
 use crate::swift::{self, large_objects};
-use crate::timestamp::Timestamp;
 use http::{HeaderMap, Method, StatusCode};
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
+use service_kit::http_util::{header_str, set_header};
+use service_kit::timestamp::Timestamp;
 
 /// Every part but the last must be at least this big.
 const MIN_PART_SIZE: i64 = 5 * 1024 * 1024;
@@ -71,7 +71,7 @@ pub async fn create(
 ) -> S3Result<CreateMultipartUploadOutput> {
     bucket::require(state, account, &input.bucket).await?;
     bucket::ensure_container(state, account, &segments_container(&input.bucket)).await?;
-    let upload_id = hex::encode(crate::proxy::rand_bytes::<16>());
+    let upload_id = hex::encode(service_kit::ids::rand_bytes::<16>());
     let mut h = object::write_headers(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
@@ -85,7 +85,7 @@ pub async fn create(
         &marker_name(&input.key, &upload_id),
         h,
         Some(0),
-        crate::http_util::empty(),
+        service_kit::http_util::empty(),
         None,
     )
     .await?;

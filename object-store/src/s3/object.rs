@@ -1,7 +1,6 @@
 //! Objects through S3: the same objects the Swift API serves.
 
 use super::bucket;
-use crate::http_util::{header_str, set_header, Body};
 use crate::proxy::backend::Path;
 use crate::proxy::ProxyState;
 use crate::swift;
@@ -13,6 +12,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
+use service_kit::http_util::{header_str, set_header, Body};
 use std::collections::HashMap;
 
 /// S3's default content type when the client sends none.
@@ -73,12 +73,12 @@ pub type BodyError = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 pub fn blob_body(blob: Option<StreamingBlob>) -> (Body, BodyError) {
     let slot: BodyError = Default::default();
     let body = match blob {
-        None => crate::http_util::empty(),
+        None => service_kit::http_util::empty(),
         Some(b) => {
             let seen = slot.clone();
             let frames = b.map(move |r| {
                 r.map(Frame::data)
-                    .map_err(|e| -> crate::http_util::BoxError {
+                    .map_err(|e| -> service_kit::http_util::BoxError {
                         let text = e.to_string();
                         *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
                         text.into()

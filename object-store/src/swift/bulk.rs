@@ -2,19 +2,20 @@
 //! of URL-encoded `/container/object` or `/container` paths in the body.
 
 use super::{delete_object, listing};
-use crate::http_util::{full, set_header, text, Body};
 use crate::proxy::backend::Path;
 use crate::proxy::ProxyState;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use service_kit::http_util::{full, set_header, text, Body};
 
 const MAX_BODY: usize = 10_000 * 1100;
 
 pub async fn handle(state: &ProxyState, req: Request<Incoming>, account: &str) -> Response<Body> {
     let headers = req.headers().clone();
-    let Some(body) = crate::http_util::collect_limited(req.into_body(), MAX_BODY).await else {
+    let Some(body) = service_kit::http_util::collect_limited(req.into_body(), MAX_BODY).await
+    else {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "Too many deletes requested");
     };
     let text_body = String::from_utf8_lossy(&body);

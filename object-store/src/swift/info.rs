@@ -1,17 +1,17 @@
 //! `GET /info`: the capabilities clients read (python-swiftclient decides on
 //! SLO segments and bulk delete from it).
 
-use crate::http_util::Body;
 use crate::proxy::backend::MAX_OBJECT_SIZE;
 use crate::swift::names::*;
 use http::{Response, StatusCode};
 use serde_json::json;
+use service_kit::http_util::Body;
 
 pub const MAX_MANIFEST_SEGMENTS: usize = 1000;
 pub const MAX_BULK_DELETES: usize = 10_000;
 
 pub fn response() -> Response<Body> {
-    crate::proxy::json_response(
+    service_kit::http_util::json_response(
         StatusCode::OK,
         &json!({
             "swift": {

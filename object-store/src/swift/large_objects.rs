@@ -7,16 +7,16 @@
 //!   every object under the prefix, in name order, at read time.
 
 use super::{channel_body, conditional, delete_object, filtered_headers, store_object};
-use crate::http_util::{full, header_str, set_header, status, text, Body};
 use crate::proxy::backend::{Path, MAX_OBJECT_SIZE};
 use crate::proxy::ProxyState;
-use crate::range::{self, Ranges};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
+use service_kit::http_util::{full, header_str, set_header, status, text, Body};
+use service_kit::range::{self, Ranges};
 
 const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 
@@ -65,7 +65,7 @@ fn combined_etag<'a>(etags: impl Iterator<Item = &'a str>) -> String {
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response<Body>> {
-    crate::http_util::collect_limited(body, limit)
+    service_kit::http_util::collect_limited(body, limit)
         .await
         .ok_or_else(|| text(StatusCode::PAYLOAD_TOO_LARGE, "Manifest too large"))
 }
@@ -213,8 +213,8 @@ async fn segments(
         loop {
             let q = format!(
                 "prefix={}&marker={}",
-                crate::http_util::encode(&pfx),
-                crate::http_util::encode(&marker)
+                service_kit::http_util::encode(&pfx),
+                service_kit::http_util::encode(&marker)
             );
             let resp = state
                 .backend
@@ -306,7 +306,7 @@ pub async fn get(
         combined_etag(segs.iter().map(|s| s.2.hash.as_str()))
     };
     let modified = header_str(&headers, "x-timestamp")
-        .and_then(|t| t.parse::<crate::timestamp::Timestamp>().ok())
+        .and_then(|t| t.parse::<service_kit::timestamp::Timestamp>().ok())
         .map(|t| t.secs())
         .unwrap_or(0);
     // An object completed through S3 multipart is compared by its S3 ETag
@@ -349,7 +349,7 @@ pub async fn get(
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     }
     let body = if *method == Method::HEAD || len == 0 {
-        crate::http_util::empty()
+        service_kit::http_util::empty()
     } else {
         stream_segments(state, path, segs, first, last)
     };
@@ -373,7 +373,7 @@ fn stream_segments(
     let (tx, body) = channel_body();
     let backend = state.backend_handle();
     let Path::Object(account, _, _) = path.clone() else {
-        return crate::http_util::empty();
+        return service_kit::http_util::empty();
     };
     tokio::spawn(async move {
         let mut offset = 0u64;
@@ -394,7 +394,9 @@ fn stream_segments(
                 .await;
             if !resp.status().is_success() {
                 let _ = tx
-                    .send(Err(crate::http_util::box_error("segment unavailable")))
+                    .send(Err(service_kit::http_util::box_error(
+                        "segment unavailable",
+                    )))
                     .await;
                 return;
             }

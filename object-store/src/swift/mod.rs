@@ -8,24 +8,24 @@ pub mod info;
 pub mod large_objects;
 pub mod listing;
 pub mod names;
-pub mod tempauth;
+
 pub mod tempurl;
 
 use crate::container_server::CONTAINER_META;
-use crate::http_util::{
-    empty, full, header_str, query_pairs, set_header, status, text, Body, BoxError,
-};
 use crate::proxy::backend::{Path, MAX_OBJECT_SIZE};
 use crate::proxy::ProxyState;
-use crate::range::{self, Ranges};
 use crate::records::Target as UpdateTarget;
-use crate::timestamp::Timestamp;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use names::{check_metadata, parse_path, NameError};
-use tempauth::Identity;
+use service_kit::auth::Identity;
+use service_kit::http_util::{
+    empty, full, header_str, query_pairs, set_header, status, text, Body, BoxError,
+};
+use service_kit::range::{self, Ranges};
+use service_kit::timestamp::Timestamp;
 
 /// `GET /auth/v1.0` with `X-Auth-User` / `X-Auth-Key` (or the `X-Storage-*` forms).
 pub fn auth_response(state: &ProxyState, req: &Request<Incoming>) -> Response<Body> {
@@ -193,13 +193,13 @@ fn listing_query(req: &Request<Incoming>) -> Result<String, Response<Body>> {
                 }
             },
             "prefix" | "marker" | "end_marker" | "reverse" => {
-                q.push(format!("{k}={}", crate::http_util::encode(&v)))
+                q.push(format!("{k}={}", service_kit::http_util::encode(&v)))
             }
             "delimiter" => {
                 if v.chars().count() > 1 {
                     return Err(text(StatusCode::PRECONDITION_FAILED, "Bad delimiter"));
                 }
-                q.push(format!("delimiter={}", crate::http_util::encode(&v)));
+                q.push(format!("delimiter={}", service_kit::http_util::encode(&v)));
             }
             _ => {}
         }
@@ -485,8 +485,8 @@ async fn object(
                 "x-copy-from",
                 &format!(
                     "/{}/{}",
-                    crate::http_util::encode(&c),
-                    crate::http_util::encode(&o)
+                    service_kit::http_util::encode(&c),
+                    service_kit::http_util::encode(&o)
                 ),
             );
             headers.remove("destination");
@@ -926,7 +926,7 @@ fn multi_range(
     ranges: Vec<(u64, u64)>,
     size: u64,
 ) -> Response<Body> {
-    let boundary = hex::encode(crate::proxy::rand_bytes::<16>());
+    let boundary = hex::encode(service_kit::ids::rand_bytes::<16>());
     let content_type = header_str(&headers, "content-type")
         .map(|c| c.into_owned())
         .unwrap_or_default();
@@ -952,7 +952,7 @@ fn multi_range(
             let resp = backend.read(Method::GET, &path, h, None).await;
             if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
                 let _ = tx
-                    .send(Err(crate::http_util::box_error("range read failed")))
+                    .send(Err(service_kit::http_util::box_error("range read failed")))
                     .await;
                 return;
             }

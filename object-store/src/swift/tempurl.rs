@@ -2,8 +2,8 @@
 //! without a token. The signature is an HMAC of `METHOD\nexpires\npath` with a
 //! key from the account's (or container's) `Temp-URL-Key` metadata.
 
-use super::tempauth::constant_time_eq;
 use hmac::{Hmac, Mac};
+use service_kit::auth::constant_time_eq;
 
 #[derive(Debug, PartialEq)]
 pub struct Signed {

@@ -1,8 +1,10 @@
-//! Small HTTP helpers shared by the storage node and the proxy.
+//! Bodies and small HTTP helpers every service uses: one body type,
+//! plain-text, JSON and empty responses, header and query parsing.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body: a fixed buffer or a stream, erased to one type.
@@ -122,13 +124,33 @@ pub fn file_body(file: tokio::fs::File, len: u64) -> Body {
         match file.read_exact(&mut buf).await {
             Ok(_) => {
                 let n = buf.len() as u64;
-                Some((
-                    Ok(hyper::body::Frame::data(Bytes::from(buf))),
-                    (file, left - n),
-                ))
+                Some((Ok(Frame::data(Bytes::from(buf))), (file, left - n)))
             }
             Err(e) => Some((Err(Box::new(e) as BoxError), (file, 0))),
         }
     });
     BodyExt::boxed_unsync(StreamBody::new(stream))
+}
+
+/// A JSON body response.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(value).expect("json")));
+    *r.status_mut() = status;
+    set_header(
+        r.headers_mut(),
+        "content-type",
+        "application/json; charset=utf-8",
+    );
+    r
+}
+
+/// A body fed by a task: for responses assembled from several reads.
+pub fn channel_body() -> (
+    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    (tx, BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream))))
 }

@@ -1,6 +1,7 @@
-//! HTTP client for the internal API between proxies and storage nodes:
-//! kept-alive connections per node, a connect timeout, and a timeout for the
-//! response head. One client serves a whole process.
+//! The HTTP client every service uses (proxy to storage nodes, registry to
+//! proxy, API to agents): kept-alive connections per address, a connect
+//! timeout, and a timeout for the response head. One client serves a whole
+//! process.
 
 use crate::http_util::Body;
 use http::{Request, Response};
@@ -41,21 +42,21 @@ impl Default for Timeouts {
 /// Idle connections kept per node.
 const POOL_PER_NODE: usize = 64;
 
-pub struct NodeClient {
+pub struct HttpClient {
     pub timeouts: Timeouts,
     idle: Mutex<HashMap<String, Vec<SendRequest<Body>>>>,
 }
 
 /// A connection to one node, ready for one request.
 pub struct Conn<'c> {
-    client: &'c NodeClient,
+    client: &'c HttpClient,
     addr: String,
     sender: SendRequest<Body>,
 }
 
-impl NodeClient {
-    pub fn new(timeouts: Timeouts) -> NodeClient {
-        NodeClient {
+impl HttpClient {
+    pub fn new(timeouts: Timeouts) -> HttpClient {
+        HttpClient {
             timeouts,
             idle: Mutex::new(HashMap::new()),
         }

@@ -1,12 +1,66 @@
-//! TempAuth: users and keys from the proxy config, tokens that any proxy of
-//! the cluster can check without shared state (HMAC-signed, with expiry).
+//! TempAuth: users and keys from a service's config, tokens that any
+//! service of the cluster can check without shared state (HMAC-signed,
+//! with expiry). The proxy issues them; every service checks them.
 
-use crate::config::{AuthConfig, User};
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Users, keys and the token secret (the `[auth]` table of each config).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Signs tokens, so that any proxy of the cluster accepts any proxy's tokens.
+    pub token_secret: String,
+    #[serde(default = "day")]
+    pub token_ttl_secs: u64,
+    /// The URL clients are told to use (`X-Storage-Url` prefix); defaults to
+    /// the address the request came in on.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+fn day() -> u64 {
+    86_400
+}
+
+impl AuthConfig {
+    /// Names the first bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.token_secret.len() < 8 {
+            return Err("auth.token_secret: at least 8 characters".into());
+        }
+        if self.token_ttl_secs == 0 {
+            return Err("auth.token_ttl_secs: must be above 0".into());
+        }
+        for u in &self.users {
+            if u.account.is_empty() || u.user.is_empty() || u.account.contains(':') {
+                return Err(format!(
+                    "auth.users: account {:?} user {:?}: both must be set, the account without ':'",
+                    u.account, u.user
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Swift account name without the reseller prefix (`test` for `AUTH_test`).
+    pub account: String,
+    pub user: String,
+    pub key: String,
+    /// `.admin`: full control of the account.
+    #[serde(default)]
+    pub admin: bool,
+}
 
 /// Who a valid token belongs to.
 #[derive(Clone, Debug, PartialEq)]

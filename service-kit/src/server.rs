@@ -1,4 +1,5 @@
-//! The accept loop shared by the storage node and the proxy.
+//! The accept loop every service runs, its shutdown signal, and the
+//! helper that runs blocking work from async code.
 
 use crate::http_util::Body;
 use http::{Request, Response};

@@ -1,0 +1,88 @@
+//! Loading a service's TOML config: parsed strictly (every config struct
+//! denies unknown fields), then validated, so that a typo or a value out of
+//! range stops the service at start with one line naming the field.
+
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid config {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// A config that can check itself beyond what its types say.
+pub trait Validate {
+    /// `Err` names the first bad field and why (`port: must not be 0`).
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// Reads, parses and validates a config file.
+pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config: T = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    config.validate().map_err(|reason| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(config)
+}
+
+/// `Err(field: reason)` unless `ok`: the building block of `validate`.
+pub fn check(ok: bool, field: &str, reason: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{field}: {reason}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        port: u16,
+    }
+
+    impl Validate for Sample {
+        fn validate(&self) -> Result<(), String> {
+            check(self.port != 0, "port", "must not be 0")
+        }
+    }
+
+    fn load_text(text: &str) -> Result<Sample, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        assert_eq!(load_text("port = 8080").unwrap().port, 8080);
+        let typo = load_text("port = 1\nprot = 2").unwrap_err().to_string();
+        assert!(typo.contains("unknown field `prot`"), "{typo}");
+        let zero = load_text("port = 0").unwrap_err().to_string();
+        assert!(zero.ends_with("port: must not be 0"), "{zero}");
+    }
+}

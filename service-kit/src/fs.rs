@@ -1,0 +1,70 @@
+//! File-system tools every service uses: a file system's free space, and
+//! writing image-sized files sparsely.
+
+use std::io;
+use std::path::Path;
+
+/// Free (for unprivileged writers) and total bytes of a file system.
+#[derive(Clone, Copy, Debug)]
+pub struct Space {
+    pub free: u64,
+    pub total: u64,
+}
+
+/// The space of the file system holding `path`; `None` if it cannot be read.
+pub fn space(path: &Path) -> Option<Space> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is a plain C struct of integers; all-zero is valid.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some(Space {
+        free: s.f_bavail as u64 * s.f_frsize as u64,
+        total: s.f_blocks as u64 * s.f_frsize as u64,
+    })
+}
+
+/// Runs of zeros at least this long are left as holes.
+const HOLE_MIN: usize = 4096;
+
+/// Whether `bytes` is worth leaving as a hole (long and all zero).
+pub fn is_hole(bytes: &[u8]) -> bool {
+    bytes.len() >= HOLE_MIN && bytes.iter().all(|b| *b == 0)
+}
+
+/// Appends `bytes` at the file's position, as a hole when [`is_hole`]. A
+/// file written this way must end with `set_len` to what was appended, so
+/// that a trailing hole counts (blocking; the storage nodes', the
+/// registry's and compute's writers of large files).
+pub fn write_sparse(file: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
+    use std::io::{Seek, Write};
+    if is_hole(bytes) {
+        file.seek(io::SeekFrom::Current(bytes.len() as i64))?;
+        Ok(())
+    } else {
+        file.write_all(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeros_become_holes_and_the_length_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut f = std::fs::File::create(&path).unwrap();
+        write_sparse(&mut f, &[1u8; 10]).unwrap();
+        write_sparse(&mut f, &vec![0u8; 1 << 20]).unwrap();
+        f.set_len(10 + (1 << 20)).unwrap();
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 10 + (1 << 20));
+        assert!(data[10..].iter().all(|b| *b == 0));
+        assert!(!is_hole(&[0u8; 100]), "short runs are written");
+        assert!(space(dir.path()).is_some_and(|s| s.total >= s.free));
+    }
+}
