@@ -4,12 +4,12 @@
 use crate::container_server::{list_params, meta_from_headers};
 use crate::device_db::{DbError, Listed};
 use crate::object_server::request_timestamp;
-use crate::records::{AccountRecord, ContainerRow};
+use crate::records::{AccountRecord, ContainerRow, ListingEntry};
 use crate::storage_node::Target;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::json;
+
 use service_kit::http_util::{full, set_header, status, text, Body};
 
 pub const ACCOUNT_META: [&str; 2] = ["x-account-meta-", "x-account-sysmeta-"];
@@ -62,16 +62,16 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn listing_response(rec: &AccountRecord, rows: &[Listed<ContainerRow>]) -> Response<Body> {
-    let entries: Vec<serde_json::Value> = rows
+    let entries: Vec<ListingEntry> = rows
         .iter()
         .map(|l| match l {
-            Listed::Subdir(s) => json!({ "subdir": s }),
-            Listed::Row(name, r) => json!({
-                "name": name,
-                "count": r.object_count,
-                "bytes": r.bytes_used,
-                "last_modified": r.put_timestamp.iso8601(),
-            }),
+            Listed::Subdir(s) => ListingEntry::Subdir { subdir: s.clone() },
+            Listed::Row(name, r) => ListingEntry::Container {
+                name: name.clone(),
+                count: r.object_count,
+                bytes: r.bytes_used,
+                last_modified: r.put_timestamp.iso8601(),
+            },
         })
         .collect();
     let mut resp = Response::new(full(serde_json::to_vec(&entries).expect("json")));

@@ -5,15 +5,15 @@
 use crate::device_db::{ContainerChange, DbError, ListParams, Listed};
 use crate::object_server::request_timestamp;
 use crate::records::{
-    ContainerRecord, ContainerRow, MetaMap, ObjectRow, PendingUpdate, Target as UpdateTarget,
-    Update,
+    ContainerRecord, ContainerRow, ListingEntry, MetaMap, ObjectRow, PendingUpdate,
+    Target as UpdateTarget, Update,
 };
 use crate::storage_node::{NodeState, Target};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ring_tools::{NameHash, Ring};
-use serde_json::json;
+
 use service_kit::http_util::{full, query_pairs, set_header, status, text, Body};
 use service_kit::timestamp::Timestamp;
 use std::sync::Arc;
@@ -194,17 +194,17 @@ fn account_updates(
 }
 
 fn listing_response(rec: &ContainerRecord, rows: &[Listed<ObjectRow>]) -> Response<Body> {
-    let entries: Vec<serde_json::Value> = rows
+    let entries: Vec<ListingEntry> = rows
         .iter()
         .map(|l| match l {
-            Listed::Subdir(s) => json!({ "subdir": s }),
-            Listed::Row(name, r) => json!({
-                "name": name,
-                "hash": r.etag,
-                "bytes": r.size,
-                "content_type": r.content_type,
-                "last_modified": r.timestamp.iso8601(),
-            }),
+            Listed::Subdir(s) => ListingEntry::Subdir { subdir: s.clone() },
+            Listed::Row(name, r) => ListingEntry::Object {
+                name: name.clone(),
+                hash: r.etag.clone(),
+                bytes: r.size,
+                content_type: r.content_type.clone(),
+                last_modified: r.timestamp.iso8601(),
+            },
         })
         .collect();
     let mut resp = Response::new(full(serde_json::to_vec(&entries).expect("json")));

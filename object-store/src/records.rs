@@ -176,3 +176,63 @@ impl Update {
         }
     }
 }
+
+/// One entry of a listing as nodes send it to the proxy and the Swift API
+/// returns it (`format=json`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ListingEntry {
+    /// Names grouped under a delimiter.
+    Subdir { subdir: String },
+    /// An object of a container.
+    Object {
+        name: String,
+        hash: String,
+        bytes: u64,
+        content_type: String,
+        last_modified: String,
+    },
+    /// A container of an account.
+    Container {
+        name: String,
+        count: u64,
+        bytes: u64,
+        last_modified: String,
+    },
+}
+
+impl ListingEntry {
+    /// The name, or the subdir's prefix: where the next page starts.
+    pub fn name(&self) -> &str {
+        match self {
+            ListingEntry::Subdir { subdir } => subdir,
+            ListingEntry::Object { name, .. } | ListingEntry::Container { name, .. } => name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod listing_tests {
+    use super::ListingEntry;
+
+    #[test]
+    fn entries_parse_as_what_they_are() {
+        let json = r#"[{"subdir":"d/"},
+            {"name":"o","hash":"h","bytes":3,"content_type":"t","last_modified":"x"},
+            {"name":"c","count":1,"bytes":3,"last_modified":"x"}]"#;
+        let entries: Vec<ListingEntry> = serde_json::from_str(json).unwrap();
+        assert!(matches!(&entries[0], ListingEntry::Subdir { subdir } if subdir == "d/"));
+        assert!(matches!(&entries[1], ListingEntry::Object { bytes: 3, .. }));
+        assert!(matches!(
+            &entries[2],
+            ListingEntry::Container { count: 1, .. }
+        ));
+        assert_eq!(
+            entries.iter().map(ListingEntry::name).collect::<Vec<_>>(),
+            ["d/", "o", "c"]
+        );
+        let back: Vec<ListingEntry> =
+            serde_json::from_slice(&serde_json::to_vec(&entries).unwrap()).unwrap();
+        assert_eq!(back, entries);
+    }
+}

@@ -1,5 +1,6 @@
 //! The proxy's view of the cluster: which nodes hold a name, and the quorum
-//! rules for talking to them. The Swift and S3 front ends are built on it.
+//! rules for talking to them. The object layer ([`super::objects`]) is built
+//! on it; the front ends never call it.
 //!
 //! - Writes go to every primary in parallel; a primary that cannot be
 //!   reached is replaced by the next handoff. Success needs a quorum of
@@ -7,6 +8,7 @@
 //! - Reads try replicas in ring order and fall over on errors and timeouts;
 //!   HEAD asks all primaries and the newest timestamp wins.
 
+use super::limits::MAX_OBJECT_SIZE;
 use crate::records::Target as UpdateTarget;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -44,9 +46,6 @@ fn candidates(nodes: &[Device], replicas: usize, i: usize) -> Vec<&Device> {
     out.extend(nodes[replicas..].iter().skip(i).step_by(replicas.max(1)));
     out
 }
-
-/// The largest single object (Swift's default).
-pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 pub struct Backend {
     pub ring: Arc<LiveRing>,

@@ -3,79 +3,53 @@
 //! API under `/v1/`, TempAuth under `/auth/v1.0`, and S3 everywhere else.
 
 pub mod backend;
+pub mod conditions;
+pub mod limits;
+pub mod objects;
+pub mod segments;
 
 use crate::config::{timeouts, ProxyConfig};
 use crate::swift;
 use backend::Backend;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use objects::Objects;
 use ring_tools::LiveRing;
 use service_kit::auth::TempAuth;
 use service_kit::client::HttpClient;
-use service_kit::http_util::{full, set_header, text, Body};
+use service_kit::http_util::{set_header, text, Body};
 use service_kit::server;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What one proxy process holds: the object layer both APIs call, TempAuth,
+/// and the S3 service (built beside the object layer, on it).
 pub struct ProxyState {
     pub config: ProxyConfig,
-    pub backend: Arc<Backend>,
+    pub objects: Arc<Objects>,
     pub auth: TempAuth,
-    pub s3: s3s::service::S3Service,
-    /// Containers seen to exist recently (Swift caches this in memcache).
-    known_containers: Mutex<HashMap<(String, String), Instant>>,
+    s3: s3s::service::S3Service,
 }
-
-const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
 
 impl ProxyState {
     pub fn new(config: ProxyConfig) -> anyhow::Result<Arc<ProxyState>> {
         let ring = Arc::new(LiveRing::open(&config.ring, None)?);
-        Ok(Arc::new_cyclic(|me| ProxyState {
-            s3: crate::s3::service(me.clone(), &config),
-            backend: Arc::new(Backend {
-                ring,
-                client: HttpClient::new(timeouts(
-                    config.connect_timeout_ms,
-                    config.node_timeout_ms,
-                )),
-                metrics: Default::default(),
-            }),
+        let backend = Arc::new(Backend {
+            ring,
+            client: HttpClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms)),
+            metrics: Default::default(),
+        });
+        let objects = Arc::new(Objects::new(backend));
+        Ok(Arc::new(ProxyState {
+            s3: crate::s3::service(objects.clone(), &config),
+            objects,
             auth: TempAuth::new(config.auth.clone()),
             config,
-            known_containers: Mutex::new(HashMap::new()),
         }))
     }
 
-    pub fn backend_handle(&self) -> Arc<Backend> {
-        self.backend.clone()
-    }
-
-    pub fn container_known(&self, account: &str, container: &str) -> bool {
-        let cache = self
-            .known_containers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(&(account.to_string(), container.to_string()))
-            .is_some_and(|t| t.elapsed() < CONTAINER_CACHE_TTL)
-    }
-
-    pub fn remember_container(&self, account: &str, container: &str, exists: bool) {
-        let mut cache = self
-            .known_containers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let key = (account.to_string(), container.to_string());
-        if exists {
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            cache.insert(key, Instant::now());
-        } else {
-            cache.remove(&key);
-        }
+    fn backend(&self) -> &Backend {
+        self.objects.backend()
     }
 }
 
@@ -84,14 +58,14 @@ pub async fn run(config: ProxyConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let check = Duration::from_secs(config.ring_check_secs);
     let state = ProxyState::new(config)?;
-    let _watch = state.backend.ring.watch(check);
+    let _watch = state.backend().ring.watch(check);
     tracing::info!(%addr, "proxy listening");
     server::serve(listener, state, handle, server::shutdown_signal()).await;
     Ok(())
 }
 
 pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<Body> {
-    let trans_id = format!("tx{}", hex::encode(rand_bytes::<12>()));
+    let trans_id = format!("tx{}", hex::encode(service_kit::ids::rand_bytes::<12>()));
     let sent_body = req.headers().contains_key("transfer-encoding")
         || req
             .headers()
@@ -107,8 +81,8 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
     } else if path == "/metrics" && method == Method::GET && is_anonymous(&req) {
         // An anonymous GET of a bucket called `metrics` would be refused
         // anyway, so Prometheus gets the conventional path.
-        let ring = state.backend.ring().generation();
-        let mut r = text(StatusCode::OK, state.backend.metrics.render(ring));
+        let ring = state.backend().ring().generation();
+        let mut r = text(StatusCode::OK, state.backend().metrics.render(ring));
         set_header(r.headers_mut(), "content-type", "text/plain; version=0.0.4");
         ("metrics", r)
     } else if matches!(
@@ -122,7 +96,7 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
     } else {
         ("s3", crate::s3::handle(&state.s3, req).await)
     };
-    state.backend.metrics.record(
+    state.backend().metrics.record(
         api,
         method.as_str(),
         resp.status().as_u16(),
@@ -152,22 +126,4 @@ fn is_anonymous(req: &Request<Incoming>) -> bool {
         && !h.contains_key("x-auth-token")
         && !h.contains_key("x-storage-token")
         && req.uri().query().is_none()
-}
-
-pub fn rand_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    b
-}
-
-/// A JSON body response.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(serde_json::to_vec(value).expect("json")));
-    *r.status_mut() = status;
-    set_header(
-        r.headers_mut(),
-        "content-type",
-        "application/json; charset=utf-8",
-    );
-    r
 }

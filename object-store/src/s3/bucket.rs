@@ -1,11 +1,8 @@
 //! Buckets: containers of the key owner's account.
 
-use crate::proxy::backend::Path;
-use crate::proxy::ProxyState;
-use crate::swift::{self, with_timestamp};
-use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
-use http_body_util::BodyExt;
+use crate::proxy::objects::{ListQuery, ListTarget, ObjectError, Objects};
+use crate::records::ListingEntry;
+use http::HeaderMap;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 use service_kit::timestamp::Timestamp;
@@ -28,137 +25,77 @@ pub fn valid_bucket_name(name: &str) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
-pub async fn exists(state: &ProxyState, account: &str, bucket: &str) -> S3Result<bool> {
-    let r = state
-        .backend
-        .head_newest(
-            &Path::Container(account.into(), bucket.into()),
-            HeaderMap::new(),
-        )
-        .await;
-    match r.status() {
-        s if s.is_success() => Ok(true),
-        StatusCode::NOT_FOUND => Ok(false),
-        _ => Err(s3_error!(ServiceUnavailable)),
+pub async fn exists(objects: &Objects, account: &str, bucket: &str) -> S3Result<bool> {
+    match objects.head_container(account, bucket).await {
+        Ok(_) => Ok(true),
+        Err(ObjectError::NoSuchContainer) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub async fn require(state: &ProxyState, account: &str, bucket: &str) -> S3Result<()> {
-    if exists(state, account, bucket).await? {
+pub async fn require(objects: &Objects, account: &str, bucket: &str) -> S3Result<()> {
+    if exists(objects, account, bucket).await? {
         Ok(())
     } else {
         Err(s3_error!(NoSuchBucket))
     }
 }
 
-pub async fn create(state: &ProxyState, account: &str, bucket: &str) -> S3Result<()> {
+pub async fn create(objects: &Objects, account: &str, bucket: &str) -> S3Result<()> {
     if !valid_bucket_name(bucket) {
         return Err(s3_error!(InvalidBucketName));
     }
-    if exists(state, account, bucket).await? {
+    if exists(objects, account, bucket).await? {
         return Err(s3_error!(BucketAlreadyOwnedByYou));
     }
-    put_container(state, account, bucket).await
-}
-
-async fn put_container(state: &ProxyState, account: &str, name: &str) -> S3Result<()> {
-    let out = state
-        .backend
-        .write(
-            Method::PUT,
-            &Path::Container(account.into(), name.into()),
-            with_timestamp(HeaderMap::new()),
-            Bytes::new(),
-            |_, _| {},
-        )
-        .await;
-    if !out.status.is_success() {
-        return Err(s3_error!(ServiceUnavailable));
-    }
-    state.remember_container(account, name, true);
+    objects
+        .put_container(account, bucket, HeaderMap::new())
+        .await?;
     Ok(())
 }
 
 /// Creates a container if it does not exist (the multipart segments one).
-pub async fn ensure_container(state: &ProxyState, account: &str, name: &str) -> S3Result<()> {
-    if swift::container_exists(state, account, name).await {
-        return Ok(());
+pub async fn ensure_container(objects: &Objects, account: &str, name: &str) -> S3Result<()> {
+    if !objects.container_exists(account, name).await {
+        objects
+            .put_container(account, name, HeaderMap::new())
+            .await?;
     }
-    put_container(state, account, name).await
+    Ok(())
 }
 
-pub async fn delete(state: &ProxyState, account: &str, bucket: &str) -> S3Result<()> {
-    match swift::delete_container(state, account, bucket).await {
-        s if s.is_success() => Ok(()),
-        StatusCode::NOT_FOUND => Err(s3_error!(NoSuchBucket)),
-        StatusCode::CONFLICT => Err(s3_error!(BucketNotEmpty)),
-        _ => Err(s3_error!(ServiceUnavailable)),
-    }
+pub async fn delete(objects: &Objects, account: &str, bucket: &str) -> S3Result<()> {
+    Ok(objects.delete_container(account, bucket).await?)
 }
 
-/// One page of a container or account listing from the nodes (JSON).
-pub async fn listing_page(
-    state: &ProxyState,
-    path: Path,
-    query: &str,
-) -> S3Result<Option<Vec<serde_json::Value>>> {
-    let r = state
-        .backend
-        .read(Method::GET, &path, HeaderMap::new(), Some(query))
-        .await;
-    match r.status() {
-        s if s.is_success() => {
-            let bytes = r
-                .into_body()
-                .collect()
-                .await
-                .map_err(|_| s3_error!(ServiceUnavailable))?
-                .to_bytes();
-            Ok(Some(
-                serde_json::from_slice(&bytes).map_err(|_| s3_error!(InternalError))?,
-            ))
-        }
-        StatusCode::NOT_FOUND => Ok(None),
-        _ => Err(s3_error!(ServiceUnavailable)),
-    }
+fn modified(iso: &str) -> Option<s3s::dto::Timestamp> {
+    Some(Timestamp::from_iso8601(iso)?.to_system_time().into())
 }
 
-pub fn enc(s: &str) -> String {
-    service_kit::http_util::encode(s)
-}
-
-pub async fn list_buckets(state: &ProxyState, account: &str) -> S3Result<ListBucketsOutput> {
-    let mut buckets = Vec::new();
-    let mut marker = String::new();
-    loop {
-        let page = listing_page(
-            state,
-            Path::Account(account.into()),
-            &format!("marker={}", enc(&marker)),
+pub async fn list_buckets(objects: &Objects, account: &str) -> S3Result<ListBucketsOutput> {
+    let entries = objects
+        .list_all(
+            &ListTarget::Account(account.into()),
+            ListQuery::default(),
+            usize::MAX,
         )
-        .await?
-        .unwrap_or_default();
-        if page.is_empty() {
-            break;
-        }
-        for e in &page {
-            let name = e["name"].as_str().unwrap_or_default().to_string();
-            marker = name.clone();
-            if name.contains('+') {
-                // `<bucket>+segments`: multipart parts, not a bucket.
-                continue;
-            }
-            let created = e["last_modified"]
-                .as_str()
-                .and_then(Timestamp::from_iso8601)
-                .unwrap_or_default();
-            buckets.push(Bucket {
+        .await?;
+    let buckets = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            // `<bucket>+segments`: multipart parts, not a bucket.
+            ListingEntry::Container {
+                name,
+                last_modified,
+                ..
+            } if !name.contains('+') => Some(Bucket {
                 name: Some(name),
-                creation_date: Some(created.to_system_time().into()),
+                creation_date: modified(&last_modified),
                 bucket_region: None,
-            });
-        }
-    }
+            }),
+            _ => None,
+        })
+        .collect();
     Ok(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(owner(account)),
@@ -193,7 +130,7 @@ pub struct KeyQuery<'a> {
 
 /// Lists one page of keys.
 pub async fn list_keys(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     bucket: &str,
     q: KeyQuery<'_>,
@@ -212,56 +149,67 @@ pub async fn list_keys(
         last: None,
     };
     if max_keys == 0 {
-        require(state, account, bucket).await?;
+        require(objects, account, bucket).await?;
         return Ok(keys);
     }
-    if delimiter.is_some_and(|d| d.chars().count() != 1) {
-        return Err(s3_error!(
-            NotImplemented,
-            "Only single-character delimiters are supported"
-        ));
-    }
-    let mut q = format!(
-        "prefix={}&marker={}&limit={}",
-        enc(prefix),
-        enc(marker),
-        (max_keys + 1).min(10_000)
-    );
-    if let Some(d) = delimiter {
-        q.push_str(&format!("&delimiter={}", enc(d)));
-    }
-    let page = listing_page(state, Path::Container(account.into(), bucket.into()), &q)
-        .await?
-        .ok_or_else(|| s3_error!(NoSuchBucket))?;
-    for (i, e) in page.iter().enumerate() {
+    let delimiter = match delimiter.map(|d| {
+        let mut chars = d.chars();
+        (chars.next(), chars.next())
+    }) {
+        None | Some((None, _)) => None,
+        Some((Some(d), None)) => Some(d),
+        Some(_) => {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only single-character delimiters are supported"
+            ))
+        }
+    };
+    let query = ListQuery {
+        prefix: Some(prefix.to_string()),
+        marker: Some(marker.to_string()),
+        delimiter,
+        limit: Some((max_keys + 1).min(crate::proxy::limits::MAX_LISTING)),
+        ..Default::default()
+    };
+    let page = objects
+        .list(
+            &ListTarget::Container(account.into(), bucket.into()),
+            &query,
+        )
+        .await?;
+    for (i, e) in page.entries.into_iter().enumerate() {
         if i == max_keys {
             keys.truncated = true;
             break;
         }
-        if let Some(p) = e["subdir"].as_str() {
-            keys.prefixes.push(p.to_string());
-            keys.last = Some(p.to_string());
-            continue;
+        match e {
+            ListingEntry::Subdir { subdir } => {
+                keys.last = Some(subdir.clone());
+                keys.prefixes.push(subdir);
+            }
+            ListingEntry::Object {
+                name,
+                hash,
+                bytes,
+                last_modified,
+                ..
+            } => {
+                keys.last = Some(name.clone());
+                keys.objects.push(Object {
+                    key: Some(name),
+                    size: Some(bytes as i64),
+                    e_tag: Some(ETag::Strong(hash)),
+                    last_modified: modified(&last_modified),
+                    storage_class: Some(ObjectStorageClass::from_static(
+                        ObjectStorageClass::STANDARD,
+                    )),
+                    owner: fetch_owner.then(|| owner(account)),
+                    ..Default::default()
+                });
+            }
+            ListingEntry::Container { .. } => {}
         }
-        let name = e["name"].as_str().unwrap_or_default().to_string();
-        keys.last = Some(name.clone());
-        let modified = e["last_modified"]
-            .as_str()
-            .and_then(Timestamp::from_iso8601)
-            .unwrap_or_default();
-        keys.objects.push(Object {
-            key: Some(name),
-            size: Some(e["bytes"].as_i64().unwrap_or(0)),
-            e_tag: Some(ETag::Strong(
-                e["hash"].as_str().unwrap_or_default().to_string(),
-            )),
-            last_modified: Some(modified.to_system_time().into()),
-            storage_class: Some(ObjectStorageClass::from_static(
-                ObjectStorageClass::STANDARD,
-            )),
-            owner: fetch_owner.then(|| owner(account)),
-            ..Default::default()
-        });
     }
     Ok(keys)
 }

@@ -1,14 +1,18 @@
 //! The S3 API on the proxy, built on `s3s` (routing, XML, SigV4 including
-//! presigned URLs and aws-chunked bodies). A bucket is a container of the
-//! account that owns the access key; objects are the same objects the Swift
-//! API serves (`x-amz-meta-*` is `x-object-meta-*`).
+//! presigned URLs and aws-chunked bodies): a thin layer that turns each
+//! typed S3 input into the object layer's typed operations
+//! ([`crate::proxy::objects`]) and maps their errors in one place
+//! ([`error`]). A bucket is a container of the account that owns the
+//! access key; objects are the same objects the Swift API serves
+//! (`x-amz-meta-*` is `x-object-meta-*`).
 
 mod auth;
 mod bucket;
+mod error;
 mod multipart;
 mod object;
 
-use crate::proxy::ProxyState;
+use crate::proxy::objects::Objects;
 use base64::Engine;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -17,22 +21,14 @@ use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Request, S3Result};
 use service_kit::http_util::Body;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 pub use auth::VirtualHosts;
 
-/// The S3 implementation: every operation turns into Swift-level reads and
-/// writes through the proxy's backend.
+/// The S3 implementation: every operation is one or more calls of the
+/// object layer.
 pub struct NuboS3 {
-    state: Weak<ProxyState>,
-}
-
-impl NuboS3 {
-    fn state(&self) -> S3Result<Arc<ProxyState>> {
-        self.state
-            .upgrade()
-            .ok_or_else(|| s3_error!(ServiceUnavailable))
-    }
+    objects: Arc<Objects>,
 }
 
 /// The storage account (`AUTH_<account>`) of the request's access key.
@@ -48,8 +44,8 @@ fn account_of<T>(req: &S3Request<T>) -> S3Result<String> {
     Ok(format!("{}{account}", service_kit::auth::RESELLER_PREFIX))
 }
 
-pub fn service(state: Weak<ProxyState>, config: &crate::config::ProxyConfig) -> S3Service {
-    let mut b = S3ServiceBuilder::new(NuboS3 { state });
+pub fn service(objects: Arc<Objects>, config: &crate::config::ProxyConfig) -> S3Service {
+    let mut b = S3ServiceBuilder::new(NuboS3 { objects });
     b.set_auth(auth::Keys::from_config(&config.auth));
     b.set_host(VirtualHosts::new(&config.s3_domain));
     b.build()
@@ -86,7 +82,7 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<s3s::S3Response<ListBucketsOutput>> {
-        ok(bucket::list_buckets(&*self.state()?, &account_of(&req)?).await?)
+        ok(bucket::list_buckets(&self.objects, &account_of(&req)?).await?)
     }
 
     async fn create_bucket(
@@ -94,7 +90,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<s3s::S3Response<CreateBucketOutput>> {
         let name = req.input.bucket.clone();
-        bucket::create(&*self.state()?, &account_of(&req)?, &name).await?;
+        bucket::create(&self.objects, &account_of(&req)?, &name).await?;
         ok(CreateBucketOutput {
             location: Some(format!("/{name}")),
         })
@@ -104,7 +100,7 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<s3s::S3Response<HeadBucketOutput>> {
-        bucket::require(&*self.state()?, &account_of(&req)?, &req.input.bucket).await?;
+        bucket::require(&self.objects, &account_of(&req)?, &req.input.bucket).await?;
         ok(HeadBucketOutput {
             bucket_region: Some(REGION.into()),
             ..Default::default()
@@ -115,7 +111,7 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<s3s::S3Response<DeleteBucketOutput>> {
-        bucket::delete(&*self.state()?, &account_of(&req)?, &req.input.bucket).await?;
+        bucket::delete(&self.objects, &account_of(&req)?, &req.input.bucket).await?;
         ok(DeleteBucketOutput {})
     }
 
@@ -123,7 +119,7 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<s3s::S3Response<GetBucketLocationOutput>> {
-        bucket::require(&*self.state()?, &account_of(&req)?, &req.input.bucket).await?;
+        bucket::require(&self.objects, &account_of(&req)?, &req.input.bucket).await?;
         // us-east-1 is reported as an empty constraint, as AWS does.
         ok(GetBucketLocationOutput {
             location_constraint: None,
@@ -140,7 +136,7 @@ impl s3s::S3 for NuboS3 {
         let prefix = i.prefix.clone().unwrap_or_default();
         let marker = i.marker.clone().unwrap_or_default();
         let keys = bucket::list_keys(
-            &*self.state()?,
+            &self.objects,
             &account,
             &i.bucket,
             bucket::KeyQuery {
@@ -191,7 +187,7 @@ impl s3s::S3 for NuboS3 {
             None => i.start_after.clone().unwrap_or_default(),
         };
         let keys = bucket::list_keys(
-            &*self.state()?,
+            &self.objects,
             &account,
             &i.bucket,
             bucket::KeyQuery {
@@ -240,7 +236,7 @@ impl s3s::S3 for NuboS3 {
         let prefix = i.prefix.clone().unwrap_or_default();
         let marker = i.key_marker.clone().unwrap_or_default();
         let keys = bucket::list_keys(
-            &*self.state()?,
+            &self.objects,
             &account,
             &i.bucket,
             bucket::KeyQuery {
@@ -295,7 +291,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<s3s::S3Response<PutObjectOutput>> {
         let account = account_of(&req)?;
-        ok(object::put(&*self.state()?, &account, req.input, &req.headers).await?)
+        ok(object::put(&self.objects, &account, req.input, &req.headers).await?)
     }
 
     async fn get_object(
@@ -304,7 +300,7 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<GetObjectOutput>> {
         let account = account_of(&req)?;
         let ranged = req.input.range.is_some();
-        let out = object::get(&*self.state()?, &account, req.input).await?;
+        let out = object::get(&self.objects, &account, req.input).await?;
         let mut resp = s3s::S3Response::new(out);
         if ranged {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -317,7 +313,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<s3s::S3Response<HeadObjectOutput>> {
         let account = account_of(&req)?;
-        ok(object::head_object(&*self.state()?, &account, req.input).await?)
+        ok(object::head_object(&self.objects, &account, req.input).await?)
     }
 
     async fn delete_object(
@@ -325,7 +321,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<s3s::S3Response<DeleteObjectOutput>> {
         let account = account_of(&req)?;
-        object::delete(&*self.state()?, &account, &req.input.bucket, &req.input.key).await?;
+        object::delete(&self.objects, &account, &req.input.bucket, &req.input.key).await?;
         let mut resp = s3s::S3Response::new(DeleteObjectOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
@@ -336,7 +332,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<s3s::S3Response<DeleteObjectsOutput>> {
         let account = account_of(&req)?;
-        ok(object::delete_many(&*self.state()?, &account, req.input).await?)
+        ok(object::delete_many(&self.objects, &account, req.input).await?)
     }
 
     async fn create_multipart_upload(
@@ -344,7 +340,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<s3s::S3Response<CreateMultipartUploadOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::create(&*self.state()?, &account, req.input, &req.headers).await?)
+        ok(multipart::create(&self.objects, &account, req.input, &req.headers).await?)
     }
 
     async fn upload_part(
@@ -352,7 +348,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<s3s::S3Response<UploadPartOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::upload_part(&*self.state()?, &account, req.input, &req.headers).await?)
+        ok(multipart::upload_part(&self.objects, &account, req.input, &req.headers).await?)
     }
 
     async fn upload_part_copy(
@@ -360,7 +356,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<s3s::S3Response<UploadPartCopyOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::upload_part_copy(&*self.state()?, &account, req.input).await?)
+        ok(multipart::upload_part_copy(&self.objects, &account, req.input).await?)
     }
 
     async fn complete_multipart_upload(
@@ -368,7 +364,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<s3s::S3Response<CompleteMultipartUploadOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::complete(&*self.state()?, &account, req.input).await?)
+        ok(multipart::complete(&self.objects, &account, req.input).await?)
     }
 
     async fn abort_multipart_upload(
@@ -377,7 +373,7 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<AbortMultipartUploadOutput>> {
         let account = account_of(&req)?;
         let mut resp =
-            s3s::S3Response::new(multipart::abort(&*self.state()?, &account, req.input).await?);
+            s3s::S3Response::new(multipart::abort(&self.objects, &account, req.input).await?);
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
     }
@@ -387,7 +383,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<s3s::S3Response<ListPartsOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::list_parts(&*self.state()?, &account, req.input).await?)
+        ok(multipart::list_parts(&self.objects, &account, req.input).await?)
     }
 
     async fn list_multipart_uploads(
@@ -395,7 +391,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<s3s::S3Response<ListMultipartUploadsOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::list_uploads(&*self.state()?, &account, req.input).await?)
+        ok(multipart::list_uploads(&self.objects, &account, req.input).await?)
     }
 
     async fn copy_object(
@@ -403,7 +399,7 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<s3s::S3Response<CopyObjectOutput>> {
         let account = account_of(&req)?;
-        ok(object::copy(&*self.state()?, &account, req.input, &req.headers).await?)
+        ok(object::copy(&self.objects, &account, req.input, &req.headers).await?)
     }
 }
 

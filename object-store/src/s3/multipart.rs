@@ -1,22 +1,25 @@
 //! Multipart uploads, stored as Swift's s3api stores them: the parts are
 //! ordinary objects in the bucket's `<bucket>+segments` container (so they
 //! are replicated like any object), an upload is a marker object there
-//! holding the future object's headers, and completing an upload writes a
-//! Static Large Object manifest over the parts, copying no data.
+//! holding the future object's metadata, and completing an upload writes a
+//! static large object over the parts ([`Objects::put_segments`]), copying
+//! no data.
 
 use super::{bucket, object};
-use crate::proxy::backend::Path;
-use crate::proxy::ProxyState;
-use crate::swift::{self, large_objects};
-use http::{HeaderMap, Method, StatusCode};
+use crate::proxy::objects::{
+    CopyObject, KeepFromSource, ListQuery, ListTarget, ObjectError, ObjectMeta, ObjectPath,
+    Objects, PutObject,
+};
+use crate::proxy::segments::Segment;
+use crate::records::ListingEntry;
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
-use service_kit::http_util::{header_str, set_header};
+use service_kit::http_util::{empty, header_str};
 use service_kit::timestamp::Timestamp;
 
 /// Every part but the last must be at least this big.
-const MIN_PART_SIZE: i64 = 5 * 1024 * 1024;
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 const MAX_PART_NUMBER: i32 = 10_000;
 
 pub fn segments_container(bucket: &str) -> String {
@@ -31,61 +34,72 @@ fn part_name(key: &str, upload_id: &str, part: i32) -> String {
     format!("{key}/{upload_id}/{part:05}")
 }
 
-/// The upload's marker: its headers are the final object's (type, metadata).
-async fn upload_headers(
-    state: &ProxyState,
+fn marker_path(account: &str, bucket: &str, key: &str, upload_id: &str) -> ObjectPath {
+    ObjectPath::new(
+        account,
+        segments_container(bucket),
+        marker_name(key, upload_id),
+    )
+}
+
+fn part_path(account: &str, bucket: &str, key: &str, upload_id: &str, n: i32) -> ObjectPath {
+    ObjectPath::new(
+        account,
+        segments_container(bucket),
+        part_name(key, upload_id, n),
+    )
+}
+
+/// The upload's marker: its metadata is the final object's (type, user
+/// metadata, checksums).
+async fn upload_meta(
+    objects: &Objects,
     account: &str,
     bucket: &str,
     key: &str,
     upload_id: &str,
-) -> S3Result<HeaderMap> {
+) -> S3Result<ObjectMeta> {
     if upload_id.len() != 32 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(s3_error!(NoSuchUpload));
     }
-    let r = state
-        .backend
-        .head_newest(
-            &Path::Object(
-                account.into(),
-                segments_container(bucket),
-                marker_name(key, upload_id),
-            ),
-            HeaderMap::new(),
-        )
-        .await;
-    match r.status() {
-        s if s.is_success() => Ok(r.headers().clone()),
-        StatusCode::NOT_FOUND => {
-            bucket::require(state, account, bucket).await?;
+    match objects
+        .head_newest(&marker_path(account, bucket, key, upload_id))
+        .await
+    {
+        Ok(h) => Ok(ObjectMeta::from_stored(&h)),
+        Err(ObjectError::NoSuchObject) => {
+            bucket::require(objects, account, bucket).await?;
             Err(s3_error!(NoSuchUpload))
         }
-        _ => Err(s3_error!(ServiceUnavailable)),
+        Err(e) => Err(e.into()),
     }
 }
 
 pub async fn create(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: CreateMultipartUploadInput,
-    request: &HeaderMap,
+    request: &http::HeaderMap,
 ) -> S3Result<CreateMultipartUploadOutput> {
-    bucket::require(state, account, &input.bucket).await?;
-    bucket::ensure_container(state, account, &segments_container(&input.bucket)).await?;
+    bucket::require(objects, account, &input.bucket).await?;
+    bucket::ensure_container(objects, account, &segments_container(&input.bucket)).await?;
     let upload_id = hex::encode(service_kit::ids::rand_bytes::<16>());
-    let mut h = object::write_headers(
+    let meta = object::write_meta(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
         request,
-    )?;
-    h.remove("etag");
+    );
     object::store(
-        state,
-        account,
-        &segments_container(&input.bucket),
-        &marker_name(&input.key, &upload_id),
-        h,
-        Some(0),
-        service_kit::http_util::empty(),
+        objects,
+        PutObject {
+            path: marker_path(account, &input.bucket, &input.key, &upload_id),
+            length: Some(0),
+            meta,
+            checksums: object::header_checksums(request),
+            expected_md5: None,
+            if_none_match: false,
+            body: empty(),
+        },
         None,
     )
     .await?;
@@ -108,41 +122,70 @@ fn check_part_number(n: i32) -> S3Result<()> {
     }
 }
 
+/// A part's metadata: the final object's comes from the marker.
+fn part_meta() -> ObjectMeta {
+    ObjectMeta {
+        content_type: Some("application/octet-stream".into()),
+        ..Default::default()
+    }
+}
+
 pub async fn upload_part(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: UploadPartInput,
-    request: &HeaderMap,
+    request: &http::HeaderMap,
 ) -> S3Result<UploadPartOutput> {
     check_part_number(input.part_number)?;
-    upload_headers(state, account, &input.bucket, &input.key, &input.upload_id).await?;
-    let h = object::write_headers(Some("application/octet-stream"), None, request)?;
-    let name = part_name(&input.key, &input.upload_id, input.part_number);
-    let (body, broke) = object::blob_body(input.body);
-    let etag = object::store(
-        state,
+    upload_meta(
+        objects,
         account,
-        &segments_container(&input.bucket),
-        &name,
-        h,
-        input.content_length,
-        body,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?;
+    let (body, broke) = object::blob_body(input.body);
+    let written = object::store(
+        objects,
+        PutObject {
+            path: part_path(
+                account,
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                input.part_number,
+            ),
+            length: input.content_length.map(|n| n.max(0) as u64),
+            meta: part_meta(),
+            checksums: object::header_checksums(request),
+            expected_md5: object::content_md5(request)?,
+            if_none_match: false,
+            body,
+        },
         Some(&broke),
     )
     .await?;
     Ok(UploadPartOutput {
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(written.etag)),
         ..Default::default()
     })
 }
 
 pub async fn upload_part_copy(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: UploadPartCopyInput,
 ) -> S3Result<UploadPartCopyOutput> {
     check_part_number(input.part_number)?;
-    upload_headers(state, account, &input.bucket, &input.key, &input.upload_id).await?;
+    upload_meta(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?;
     let CopySource::Bucket {
         bucket: sb,
         key: sk,
@@ -151,59 +194,36 @@ pub async fn upload_part_copy(
     else {
         return Err(s3_error!(NotImplemented, "access point copy sources"));
     };
-    let mut h = HeaderMap::new();
-    if let Some(r) = &input.copy_source_range {
-        set_header(&mut h, "range", r);
-    }
-    for (name, value) in [
-        ("if-match", input.copy_source_if_match.as_ref()),
-        ("if-none-match", input.copy_source_if_none_match.as_ref()),
-    ] {
-        if let Some(v) = value {
-            let text = match v {
-                ETagCondition::Any => "*".to_string(),
-                ETagCondition::ETag(e) => format!("\"{}\"", e.value()),
-            };
-            set_header(&mut h, name, &text);
-        }
-    }
-    let src = swift::read_object(
-        state,
-        &Method::GET,
-        &h,
-        &Path::Object(account.into(), sb.to_string(), sk.to_string()),
-        false,
-    )
-    .await;
-    match src.status() {
-        StatusCode::OK | StatusCode::PARTIAL_CONTENT => {}
-        StatusCode::NOT_FOUND => return Err(s3_error!(NoSuchKey)),
-        StatusCode::RANGE_NOT_SATISFIABLE => return Err(s3_error!(InvalidRange)),
-        StatusCode::PRECONDITION_FAILED | StatusCode::NOT_MODIFIED => {
-            return Err(s3_error!(PreconditionFailed))
-        }
-        _ => return Err(s3_error!(ServiceUnavailable)),
-    }
-    let length: Option<i64> =
-        header_str(src.headers(), "content-length").and_then(|v| v.parse().ok());
-    let mut ph = HeaderMap::new();
-    set_header(&mut ph, "content-type", "application/octet-stream");
-    let name = part_name(&input.key, &input.upload_id, input.part_number);
-    let etag = object::store(
-        state,
-        account,
-        &segments_container(&input.bucket),
-        &name,
-        ph,
-        length,
-        src.into_body(),
-        None,
-    )
-    .await?;
+    let copied = objects
+        .copy(CopyObject {
+            from: ObjectPath::new(account, sb.to_string(), sk.to_string()),
+            to: part_path(
+                account,
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                input.part_number,
+            ),
+            conditions: object::conditions(
+                input.copy_source_if_match.as_ref(),
+                input.copy_source_if_none_match.as_ref(),
+                None,
+                None,
+            ),
+            range: input.copy_source_range.clone(),
+            meta: part_meta(),
+            keep: KeepFromSource::Nothing,
+        })
+        .await;
+    let written = match copied {
+        Ok(w) => w,
+        Err(ObjectError::NotModified { .. }) => return Err(s3_error!(PreconditionFailed)),
+        Err(e) => return Err(e.into()),
+    };
     Ok(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: Some(ETag::Strong(etag)),
-            last_modified: Some(std::time::SystemTime::now().into()),
+            e_tag: Some(ETag::Strong(written.etag)),
+            last_modified: Some(written.last_modified.to_system_time().into()),
             ..Default::default()
         }),
         ..Default::default()
@@ -211,107 +231,105 @@ pub async fn upload_part_copy(
 }
 
 /// One part's (etag, size), asked of its replicas.
-async fn head_part(
-    state: &ProxyState,
-    account: &str,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    n: i32,
-) -> S3Result<Option<(String, i64)>> {
-    let path = Path::Object(
-        account.into(),
-        segments_container(bucket),
-        part_name(key, upload_id, n),
-    );
-    let r = state.backend.head_newest(&path, HeaderMap::new()).await;
-    match r.status() {
-        s if s.is_success() => {
-            let etag = header_str(r.headers(), "etag")
+async fn head_part(objects: &Objects, path: &ObjectPath) -> S3Result<Option<(String, u64)>> {
+    match objects.head_newest(path).await {
+        Ok(h) => {
+            let etag = header_str(&h, "etag")
                 .unwrap_or_default()
                 .trim_matches('"')
                 .to_string();
-            let size = header_str(r.headers(), "content-length")
+            let size = header_str(&h, "content-length")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             Ok(Some((etag, size)))
         }
-        StatusCode::NOT_FOUND => Ok(None),
-        _ => Err(s3_error!(ServiceUnavailable)),
+        Err(ObjectError::NoSuchObject) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// The parts stored so far: (number, etag, size, modified).
+/// A part as the listing shows it.
+struct StoredPart {
+    number: i32,
+    etag: String,
+    size: u64,
+    modified: Timestamp,
+}
+
+/// The parts stored so far, in order.
 async fn stored_parts(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     bucket: &str,
     key: &str,
     upload_id: &str,
-) -> S3Result<Vec<(i32, String, i64, Timestamp)>> {
+) -> S3Result<Vec<StoredPart>> {
     let prefix = format!("{}/", marker_name(key, upload_id));
-    let mut out = Vec::new();
-    let mut marker = String::new();
-    loop {
-        let q = format!(
-            "prefix={}&marker={}",
-            bucket::enc(&prefix),
-            bucket::enc(&marker)
-        );
-        let page = bucket::listing_page(
-            state,
-            Path::Container(account.into(), segments_container(bucket)),
-            &q,
-        )
-        .await?
-        .unwrap_or_default();
-        if page.is_empty() {
-            return Ok(out);
-        }
-        for e in &page {
-            let name = e["name"].as_str().unwrap_or_default();
-            marker = name.to_string();
-            if let Some(n) = name
-                .strip_prefix(&prefix)
-                .and_then(|n| n.parse::<i32>().ok())
-            {
-                let modified = e["last_modified"]
-                    .as_str()
-                    .and_then(Timestamp::from_iso8601)
-                    .unwrap_or_default();
-                out.push((
-                    n,
-                    e["hash"].as_str().unwrap_or_default().to_string(),
-                    e["bytes"].as_i64().unwrap_or(0),
-                    modified,
-                ));
-            }
-        }
-    }
+    let query = ListQuery {
+        prefix: Some(prefix.clone()),
+        ..Default::default()
+    };
+    let target = ListTarget::Container(account.into(), segments_container(bucket));
+    let entries = match objects.list_all(&target, query, usize::MAX).await {
+        Ok(e) => e,
+        Err(ObjectError::NoSuchContainer) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| match e {
+            ListingEntry::Object {
+                name,
+                hash,
+                bytes,
+                last_modified,
+                ..
+            } => Some(StoredPart {
+                number: name.strip_prefix(&prefix)?.parse().ok()?,
+                etag: hash,
+                size: bytes,
+                modified: Timestamp::from_iso8601(&last_modified).unwrap_or_default(),
+            }),
+            _ => None,
+        })
+        .collect())
 }
 
 pub async fn list_parts(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: ListPartsInput,
 ) -> S3Result<ListPartsOutput> {
-    upload_headers(state, account, &input.bucket, &input.key, &input.upload_id).await?;
+    upload_meta(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?;
     let after = input.part_number_marker.unwrap_or(0);
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
-    let all: Vec<_> = stored_parts(state, account, &input.bucket, &input.key, &input.upload_id)
-        .await?
-        .into_iter()
-        .filter(|p| p.0 > after)
-        .collect();
+    let all: Vec<StoredPart> = stored_parts(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?
+    .into_iter()
+    .filter(|p| p.number > after)
+    .collect();
     let truncated = all.len() > max;
     let parts: Vec<Part> = all
         .into_iter()
         .take(max)
-        .map(|(n, etag, size, modified)| Part {
-            part_number: Some(n),
-            e_tag: Some(ETag::Strong(etag)),
-            size: Some(size),
-            last_modified: Some(modified.to_system_time().into()),
+        .map(|p| Part {
+            part_number: Some(p.number),
+            e_tag: Some(ETag::Strong(p.etag)),
+            size: Some(p.size as i64),
+            last_modified: Some(p.modified.to_system_time().into()),
             ..Default::default()
         })
         .collect();
@@ -333,12 +351,18 @@ pub async fn list_parts(
 }
 
 pub async fn complete(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: CompleteMultipartUploadInput,
 ) -> S3Result<CompleteMultipartUploadOutput> {
-    let marker_headers =
-        upload_headers(state, account, &input.bucket, &input.key, &input.upload_id).await?;
+    let marker = upload_meta(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?;
     let requested = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -346,7 +370,14 @@ pub async fn complete(
     if requested.is_empty() {
         return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
     }
-    let stored = stored_parts(state, account, &input.bucket, &input.key, &input.upload_id).await?;
+    let stored = stored_parts(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?;
     let mut segments = Vec::with_capacity(requested.len());
     let mut md5_of_md5s = Md5::new();
     let mut previous = 0;
@@ -358,35 +389,24 @@ pub async fn complete(
         previous = n;
         // Each named part is read back from its replicas rather than from
         // the listing, which may lag behind the uploads.
-        let (etag, size) = head_part(
-            state,
-            account,
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-            n,
-        )
-        .await?
-        .ok_or_else(|| s3_error!(InvalidPart))?;
-        let (etag, size) = (&etag, &size);
+        let path = part_path(account, &input.bucket, &input.key, &input.upload_id, n);
+        let (etag, size) = head_part(objects, &path)
+            .await?
+            .ok_or_else(|| s3_error!(InvalidPart))?;
         if p.e_tag
             .as_ref()
             .is_some_and(|e| e.value().trim_matches('"') != etag)
         {
             return Err(s3_error!(InvalidPart));
         }
-        if *size < MIN_PART_SIZE && i + 1 < requested.len() {
+        if size < MIN_PART_SIZE && i + 1 < requested.len() {
             return Err(s3_error!(EntityTooSmall));
         }
-        md5_of_md5s.update(hex::decode(etag).map_err(|_| s3_error!(InternalError))?);
-        segments.push(large_objects::Segment {
-            name: format!(
-                "/{}/{}",
-                segments_container(&input.bucket),
-                part_name(&input.key, &input.upload_id, n)
-            ),
-            hash: etag.clone(),
-            bytes: *size as u64,
+        md5_of_md5s.update(hex::decode(&etag).map_err(|_| s3_error!(InternalError))?);
+        segments.push(Segment {
+            name: format!("/{}/{}", path.container, path.object),
+            hash: etag,
+            bytes: size,
             content_type: "application/octet-stream".into(),
             last_modified: String::new(),
         });
@@ -396,51 +416,37 @@ pub async fn complete(
         hex::encode(md5_of_md5s.finalize()),
         requested.len()
     );
-    let mut h = HeaderMap::new();
-    for (k, v) in &marker_headers {
-        let n = k.as_str();
-        if n == "content-type"
-            || n.starts_with("x-object-meta-")
-            || n.starts_with("x-object-sysmeta-s3-checksum")
-            || matches!(
-                n,
-                "content-encoding"
-                    | "content-disposition"
-                    | "content-language"
-                    | "cache-control"
-                    | "expires"
-            )
-        {
-            h.insert(k.clone(), v.clone());
-        }
-    }
-    set_header(&mut h, "x-object-sysmeta-s3-etag", &s3_etag);
-    if !swift::container_exists(state, account, &input.bucket).await {
-        return Err(s3_error!(NoSuchBucket));
-    }
-    large_objects::store_manifest(state, h, &segments, account, &input.bucket, &input.key)
-        .await
-        .map_err(|_| s3_error!(ServiceUnavailable))?;
+    let mut meta = marker;
+    meta.system.retain(|(k, _)| k.starts_with("s3-checksum"));
+    meta.system.push(("s3-etag".into(), s3_etag.clone()));
+    objects
+        .put_segments(
+            &ObjectPath::new(account, &input.bucket, &input.key),
+            meta,
+            &segments,
+        )
+        .await?;
     // The upload is over; parts not named in the manifest are garbage.
     let used: std::collections::HashSet<i32> =
         requested.iter().filter_map(|p| p.part_number).collect();
-    let container = segments_container(&input.bucket);
-    for (n, ..) in stored.iter().filter(|p| !used.contains(&p.0)) {
-        swift::delete_object(
-            state,
+    for part in stored.iter().filter(|p| !used.contains(&p.number)) {
+        let path = part_path(
             account,
-            &container,
-            &part_name(&input.key, &input.upload_id, *n),
-        )
-        .await;
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            part.number,
+        );
+        let _ = objects.delete(&path).await;
     }
-    swift::delete_object(
-        state,
-        account,
-        &container,
-        &marker_name(&input.key, &input.upload_id),
-    )
-    .await;
+    let _ = objects
+        .delete(&marker_path(
+            account,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+        ))
+        .await;
     Ok(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
@@ -451,29 +457,44 @@ pub async fn complete(
 }
 
 pub async fn abort(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: AbortMultipartUploadInput,
 ) -> S3Result<AbortMultipartUploadOutput> {
-    upload_headers(state, account, &input.bucket, &input.key, &input.upload_id).await?;
-    let container = segments_container(&input.bucket);
-    for (n, ..) in stored_parts(state, account, &input.bucket, &input.key, &input.upload_id).await?
-    {
-        swift::delete_object(
-            state,
-            account,
-            &container,
-            &part_name(&input.key, &input.upload_id, n),
-        )
-        .await;
-    }
-    swift::delete_object(
-        state,
+    upload_meta(
+        objects,
         account,
-        &container,
-        &marker_name(&input.key, &input.upload_id),
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
     )
-    .await;
+    .await?;
+    for part in stored_parts(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?
+    {
+        let path = part_path(
+            account,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            part.number,
+        );
+        let _ = objects.delete(&path).await;
+    }
+    let _ = objects
+        .delete(&marker_path(
+            account,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+        ))
+        .await;
     Ok(AbortMultipartUploadOutput::default())
 }
 
@@ -484,44 +505,45 @@ fn parse_marker(name: &str) -> Option<(&str, &str)> {
 }
 
 pub async fn list_uploads(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: ListMultipartUploadsInput,
 ) -> S3Result<ListMultipartUploadsOutput> {
-    bucket::require(state, account, &input.bucket).await?;
-    let prefix = input.prefix.clone().unwrap_or_default();
+    bucket::require(objects, account, &input.bucket).await?;
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
     let mut uploads = Vec::new();
-    let mut marker = input.key_marker.clone().unwrap_or_default();
+    let mut query = ListQuery {
+        prefix: input.prefix.clone(),
+        marker: input.key_marker.clone(),
+        ..Default::default()
+    };
+    let target = ListTarget::Container(account.into(), segments_container(&input.bucket));
     let mut truncated = false;
     'pages: loop {
-        let q = format!(
-            "prefix={}&marker={}",
-            bucket::enc(&prefix),
-            bucket::enc(&marker)
-        );
-        let page = bucket::listing_page(
-            state,
-            Path::Container(account.into(), segments_container(&input.bucket)),
-            &q,
-        )
-        .await?
-        .unwrap_or_default();
-        if page.is_empty() {
+        let page = match objects.list(&target, &query).await {
+            Ok(p) => p.entries,
+            Err(ObjectError::NoSuchContainer) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(last) = page.last() else {
             break;
-        }
+        };
+        query.marker = Some(last.name().to_string());
         for e in &page {
-            let name = e["name"].as_str().unwrap_or_default();
-            marker = name.to_string();
+            let ListingEntry::Object {
+                name,
+                last_modified,
+                ..
+            } = e
+            else {
+                continue;
+            };
             if let Some((key, id)) = parse_marker(name) {
                 if uploads.len() == max {
                     truncated = true;
                     break 'pages;
                 }
-                let initiated = e["last_modified"]
-                    .as_str()
-                    .and_then(Timestamp::from_iso8601)
-                    .unwrap_or_default();
+                let initiated = Timestamp::from_iso8601(last_modified).unwrap_or_default();
                 uploads.push(MultipartUpload {
                     key: Some(key.to_string()),
                     upload_id: Some(id.to_string()),

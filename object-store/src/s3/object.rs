@@ -1,66 +1,72 @@
-//! Objects through S3: the same objects the Swift API serves.
+//! Objects through S3: each typed input becomes one object-layer request.
 
 use super::bucket;
-use crate::proxy::backend::Path;
-use crate::proxy::ProxyState;
-use crate::swift;
+use crate::proxy::conditions::Conditions;
+use crate::proxy::objects::{
+    CopyObject, KeepFromSource, ObjectError, ObjectInfo, ObjectMeta, ObjectPath, ObjectRead,
+    Objects, PutObject, ReadObject, Written, STORED_HEADERS,
+};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::HeaderMap;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
-use service_kit::http_util::{header_str, set_header, Body};
+use service_kit::http_util::{header_str, Body};
 use std::collections::HashMap;
 
 /// S3's default content type when the client sends none.
 const DEFAULT_TYPE: &str = "binary/octet-stream";
 
-/// The headers an object write stores: type, user metadata, checksums.
-pub fn write_headers(
+/// The checksum algorithms S3 clients send (`x-amz-checksum-*`).
+const CHECKSUMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
+
+/// What an object write stores: type, user metadata, stored headers.
+pub fn write_meta(
     content_type: Option<&str>,
     metadata: Option<&Metadata>,
     request: &HeaderMap,
-) -> S3Result<HeaderMap> {
-    let mut h = HeaderMap::new();
-    set_header(&mut h, "content-type", content_type.unwrap_or(DEFAULT_TYPE));
+) -> ObjectMeta {
+    let mut meta = ObjectMeta {
+        content_type: Some(content_type.unwrap_or(DEFAULT_TYPE).to_string()),
+        ..Default::default()
+    };
     for (k, v) in metadata.into_iter().flatten() {
-        set_header(
-            &mut h,
-            &format!("x-object-meta-{}", k.to_ascii_lowercase()),
-            v,
-        );
+        meta.user.push((k.to_ascii_lowercase(), v.clone()));
     }
-    for name in [
-        "content-encoding",
-        "content-disposition",
-        "content-language",
-        "cache-control",
-        "expires",
-    ] {
-        if let Some(v) = request.get(name) {
-            h.insert(http::HeaderName::from_static(name), v.clone());
+    for name in STORED_HEADERS {
+        if let Some(v) = header_str(request, name) {
+            meta.headers.push((name.to_string(), v.into_owned()));
         }
     }
-    // Checksums the client computed are kept and returned (s3s verifies the
-    // signed payload; a mismatching Content-MD5 is refused by the nodes).
-    for alg in ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"] {
-        if let Some(v) = header_str(request, &format!("x-amz-checksum-{alg}")) {
-            set_header(&mut h, &format!("x-object-sysmeta-s3-checksum-{alg}"), &v);
-        }
+    meta
+}
+
+/// The checksums a client sent in headers, `(algorithm, value)`.
+pub fn header_checksums(request: &HeaderMap) -> Vec<(String, String)> {
+    CHECKSUMS
+        .iter()
+        .filter_map(|alg| {
+            header_str(request, &format!("x-amz-checksum-{alg}"))
+                .map(|v| (alg.to_string(), v.into_owned()))
+        })
+        .collect()
+}
+
+/// Content-MD5 as the hex MD5 the nodes check the body against.
+pub fn content_md5(request: &HeaderMap) -> S3Result<Option<String>> {
+    let Some(md5) = header_str(request, "content-md5") else {
+        return Ok(None);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(md5.trim().as_bytes())
+        .map_err(|_| s3_error!(InvalidDigest))?;
+    if raw.len() != 16 {
+        return Err(s3_error!(InvalidDigest));
     }
-    if let Some(md5) = header_str(request, "content-md5") {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(md5.trim().as_bytes())
-            .map_err(|_| s3_error!(InvalidDigest))?;
-        if raw.len() != 16 {
-            return Err(s3_error!(InvalidDigest));
-        }
-        set_header(&mut h, "etag", &hex::encode(raw));
-    }
-    Ok(h)
+    Ok(Some(hex::encode(raw)))
 }
 
 /// Why a request body broke off, as s3s reported it (a payload hash or a
@@ -141,19 +147,6 @@ impl futures_util::Stream for ReceiverStream {
     }
 }
 
-/// Maps a failed Swift-level write to its S3 error.
-fn write_error(status: StatusCode) -> s3s::S3Error {
-    match status {
-        StatusCode::NOT_FOUND => s3_error!(NoSuchBucket),
-        StatusCode::UNPROCESSABLE_ENTITY => s3_error!(BadDigest),
-        StatusCode::LENGTH_REQUIRED => s3_error!(MissingContentLength),
-        StatusCode::PAYLOAD_TOO_LARGE => s3_error!(EntityTooLarge),
-        StatusCode::BAD_REQUEST => s3_error!(MetadataTooLarge),
-        StatusCode::PRECONDITION_FAILED => s3_error!(PreconditionFailed),
-        _ => s3_error!(ServiceUnavailable),
-    }
-}
-
 fn check_key(key: &str) -> S3Result<()> {
     if key.is_empty() {
         return Err(s3_error!(InvalidArgument, "empty key"));
@@ -164,57 +157,33 @@ fn check_key(key: &str) -> S3Result<()> {
     Ok(())
 }
 
-/// Stores a body; returns the ETag.
-#[allow(clippy::too_many_arguments)]
+/// Stores a body; a body that broke off reports why (a signature or a
+/// payload hash that does not match) rather than the store's error.
 pub async fn store(
-    state: &ProxyState,
-    account: &str,
-    bucket: &str,
-    key: &str,
-    mut headers: HeaderMap,
-    length: Option<i64>,
-    body: Body,
+    objects: &Objects,
+    req: PutObject,
     broke: Option<&BodyError>,
-) -> S3Result<String> {
-    check_key(key)?;
-    match length {
-        Some(n) => set_header(&mut headers, "content-length", &n.to_string()),
-        None => set_header(&mut headers, "transfer-encoding", "chunked"),
-    }
-    let r = swift::put_object_with_sysmeta(
-        state,
-        &headers,
-        headers.clone(),
-        body,
-        account,
-        bucket,
-        key,
-        None,
-    )
-    .await;
-    if r.status() != StatusCode::CREATED {
-        if let Some(e) = broke.and_then(body_error) {
-            return Err(e);
-        }
-        return Err(write_error(r.status()));
-    }
-    Ok(header_str(r.headers(), "etag")
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string())
+) -> S3Result<Written> {
+    check_key(&req.path.object)?;
+    objects.put(req).await.map_err(|e| {
+        broke
+            .and_then(body_error)
+            .unwrap_or_else(|| s3s::S3Error::from(e))
+    })
 }
 
 pub async fn put(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: PutObjectInput,
     request: &HeaderMap,
 ) -> S3Result<PutObjectOutput> {
-    let mut headers = write_headers(
+    let meta = write_meta(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
         request,
-    )?;
+    );
+    let mut checksums = header_checksums(request);
     // s3s gathers checksums from headers or from the aws-chunked trailer.
     for (alg, value) in [
         ("crc32", &input.checksum_crc32),
@@ -223,36 +192,27 @@ pub async fn put(
         ("sha256", &input.checksum_sha256),
     ] {
         if let Some(v) = value {
-            set_header(
-                &mut headers,
-                &format!("x-object-sysmeta-s3-checksum-{alg}"),
-                v,
-            );
-        }
-    }
-    if let Some(cond) = &input.if_none_match {
-        if matches!(cond, ETagCondition::Any)
-            && head(state, account, &input.bucket, &input.key)
-                .await
-                .is_ok()
-        {
-            return Err(s3_error!(PreconditionFailed));
+            checksums.retain(|(a, _)| a != alg);
+            checksums.push((alg.to_string(), v.clone()));
         }
     }
     let (body, broke) = blob_body(input.body);
-    let etag = store(
-        state,
-        account,
-        &input.bucket,
-        &input.key,
-        headers,
-        input.content_length,
-        body,
+    let written = store(
+        objects,
+        PutObject {
+            path: ObjectPath::new(account, &input.bucket, &input.key),
+            length: input.content_length.map(|n| n.max(0) as u64),
+            meta,
+            checksums,
+            expected_md5: content_md5(request)?,
+            if_none_match: matches!(input.if_none_match, Some(ETagCondition::Any)),
+            body,
+        },
         Some(&broke),
     )
     .await?;
     Ok(PutObjectOutput {
-        e_tag: Some(ETag::Strong(etag)),
+        e_tag: Some(ETag::Strong(written.etag)),
         checksum_crc32: input.checksum_crc32,
         checksum_crc32c: input.checksum_crc32c,
         checksum_sha1: input.checksum_sha1,
@@ -261,180 +221,135 @@ pub async fn put(
     })
 }
 
-fn etag_header(c: &ETagCondition) -> String {
+fn etag_condition(c: &ETagCondition) -> String {
     match c {
         ETagCondition::Any => "*".into(),
-        ETagCondition::ETag(e) => format!("\"{}\"", e.value()),
+        ETagCondition::ETag(e) => e.value().to_string(),
     }
 }
 
-fn http_date(t: &s3s::dto::Timestamp) -> String {
+fn unix_secs(t: &s3s::dto::Timestamp) -> Option<u64> {
     let mut buf = Vec::new();
-    let _ = t.format(s3s::dto::TimestampFormat::HttpDate, &mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    t.format(s3s::dto::TimestampFormat::HttpDate, &mut buf)
+        .ok()?;
+    httpdate::parse_http_date(std::str::from_utf8(&buf).ok()?)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
-/// Request headers for a read: range and preconditions, as HTTP headers.
-#[allow(clippy::too_many_arguments)]
-fn read_headers(
-    range: Option<&s3s::dto::Range>,
+/// S3's preconditions as the object layer's.
+pub fn conditions(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
     if_modified: Option<&s3s::dto::Timestamp>,
     if_unmodified: Option<&s3s::dto::Timestamp>,
-) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    if let Some(r) = range {
-        let v = match r {
-            s3s::dto::Range::Int {
-                first,
-                last: Some(l),
-            } => format!("bytes={first}-{l}"),
-            s3s::dto::Range::Int { first, last: None } => format!("bytes={first}-"),
-            s3s::dto::Range::Suffix { length } => format!("bytes=-{length}"),
-        };
-        set_header(&mut h, "range", &v);
+) -> Conditions {
+    Conditions {
+        if_match: if_match.map(etag_condition),
+        if_none_match: if_none_match.map(etag_condition),
+        if_modified_since: if_modified.and_then(unix_secs),
+        if_unmodified_since: if_unmodified.and_then(unix_secs),
     }
-    if let Some(c) = if_match {
-        set_header(&mut h, "if-match", &etag_header(c));
-    }
-    if let Some(c) = if_none_match {
-        set_header(&mut h, "if-none-match", &etag_header(c));
-    }
-    if let Some(t) = if_modified {
-        set_header(&mut h, "if-modified-since", &http_date(t));
-    }
-    if let Some(t) = if_unmodified {
-        set_header(&mut h, "if-unmodified-since", &http_date(t));
-    }
-    h
 }
 
-/// What GET and HEAD report about an object, from the Swift-level response.
-pub struct Described {
-    pub etag: String,
-    pub length: i64,
-    pub content_type: Option<String>,
-    pub last_modified: Option<s3s::dto::Timestamp>,
-    pub metadata: Metadata,
-    pub content_range: Option<String>,
-    pub headers: HeaderMap,
+/// S3's range as an RFC 9110 byte-range set.
+pub fn range_spec(range: Option<&s3s::dto::Range>) -> Option<String> {
+    Some(match range? {
+        s3s::dto::Range::Int {
+            first,
+            last: Some(l),
+        } => format!("bytes={first}-{l}"),
+        s3s::dto::Range::Int { first, last: None } => format!("bytes={first}-"),
+        s3s::dto::Range::Suffix { length } => format!("bytes=-{length}"),
+    })
 }
 
-fn describe(h: &HeaderMap) -> Described {
-    let mut metadata: Metadata = HashMap::new();
-    for (k, v) in h {
-        if let Some(m) = k.as_str().strip_prefix("x-object-meta-") {
-            metadata.insert(
-                m.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            );
-        }
-    }
-    let etag = header_str(h, "x-object-sysmeta-s3-etag")
-        .or_else(|| header_str(h, "etag"))
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string();
-    Described {
-        etag,
-        length: header_str(h, "content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        content_type: header_str(h, "content-type").map(|c| c.into_owned()),
-        last_modified: header_str(h, "last-modified")
-            .and_then(|d| httpdate::parse_http_date(&d).ok())
-            .map(Into::into),
-        metadata,
-        content_range: header_str(h, "content-range").map(|c| c.into_owned()),
-        headers: h.clone(),
-    }
+/// What GET and HEAD report: the object's S3 ETag (a multipart upload's
+/// `md5-of-md5s-N`) and its metadata.
+fn s3_etag(info: &ObjectInfo) -> String {
+    info.meta
+        .system("s3-etag")
+        .map(str::to_string)
+        .unwrap_or_else(|| info.etag.clone())
+}
+
+fn user_metadata(info: &ObjectInfo) -> Metadata {
+    info.meta.user.iter().cloned().collect::<HashMap<_, _>>()
 }
 
 async fn read(
-    state: &ProxyState,
-    method: &Method,
+    objects: &Objects,
     account: &str,
     bucket: &str,
-    key: &str,
-    headers: HeaderMap,
-) -> S3Result<Response<Body>> {
-    check_key(key)?;
-    let r = swift::read_object(
-        state,
-        method,
-        &headers,
-        &Path::Object(account.into(), bucket.into(), key.into()),
-        false,
-    )
-    .await;
-    match r.status() {
-        StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(r),
-        StatusCode::NOT_FOUND => {
-            bucket::require(state, account, bucket).await?;
+    req: ReadObject,
+) -> S3Result<ObjectRead> {
+    check_key(&req.path.object)?;
+    match objects.get(req).await {
+        Ok(r) => Ok(r),
+        Err(ObjectError::NoSuchObject) => {
+            bucket::require(objects, account, bucket).await?;
             Err(s3_error!(NoSuchKey))
         }
-        StatusCode::NOT_MODIFIED => Err(s3_error!(NotModified)),
-        StatusCode::PRECONDITION_FAILED => Err(s3_error!(PreconditionFailed)),
-        StatusCode::RANGE_NOT_SATISFIABLE => Err(s3_error!(InvalidRange)),
-        _ => Err(s3_error!(ServiceUnavailable)),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub async fn head(
-    state: &ProxyState,
-    account: &str,
-    bucket: &str,
-    key: &str,
-) -> S3Result<Described> {
-    let r = read(state, &Method::HEAD, account, bucket, key, HeaderMap::new()).await?;
-    Ok(describe(r.headers()))
-}
-
-fn checksums(h: &HeaderMap) -> [Option<String>; 4] {
+/// The checksums stored with the object, in s3s's order.
+fn checksums(info: &ObjectInfo) -> [Option<String>; 4] {
     ["crc32", "crc32c", "sha1", "sha256"].map(|a| {
-        header_str(h, &format!("x-object-sysmeta-s3-checksum-{a}")).map(|v| v.into_owned())
+        info.meta
+            .system(&format!("s3-checksum-{a}"))
+            .map(str::to_string)
     })
 }
 
 pub async fn get(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: GetObjectInput,
 ) -> S3Result<GetObjectOutput> {
-    let h = read_headers(
-        input.range.as_ref(),
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-        input.if_modified_since.as_ref(),
-        input.if_unmodified_since.as_ref(),
-    );
-    let r = read(state, &Method::GET, account, &input.bucket, &input.key, h).await?;
-    let (parts, body) = r.into_parts();
-    let d = describe(&parts.headers);
-    let [crc32, crc32c, sha1, sha256] = checksums(&parts.headers);
-    let ranged = d.content_range.is_some();
+    let req = ReadObject {
+        path: ObjectPath::new(account, &input.bucket, &input.key),
+        head: false,
+        range: range_spec(input.range.as_ref()),
+        conditions: conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        ),
+        manifest: false,
+    };
+    let r = read(objects, account, &input.bucket, req).await?;
+    let info = r.info();
+    let [crc32, crc32c, sha1, sha256] = checksums(&info);
+    let ranged = info.content_range.is_some();
+    let stored = |name: &str| info.meta.header(name).map(str::to_string);
     Ok(GetObjectOutput {
-        body: Some(body_blob(body)),
-        content_length: Some(d.length),
-        content_type: input.response_content_type.or(d.content_type),
-        content_range: d.content_range,
-        e_tag: Some(ETag::Strong(d.etag)),
-        last_modified: d.last_modified,
-        metadata: Some(d.metadata),
+        body: Some(body_blob(r.body)),
+        content_length: Some(info.length as i64),
+        content_type: input
+            .response_content_type
+            .or(info.meta.content_type.clone()),
+        content_range: info.content_range.clone(),
+        e_tag: Some(ETag::Strong(s3_etag(&info))),
+        last_modified: info.last_modified.map(Into::into),
+        metadata: Some(user_metadata(&info)),
         accept_ranges: Some("bytes".into()),
         cache_control: input
             .response_cache_control
-            .or_else(|| header_str(&d.headers, "cache-control").map(|v| v.into_owned())),
+            .or_else(|| stored("cache-control")),
         content_disposition: input
             .response_content_disposition
-            .or_else(|| header_str(&d.headers, "content-disposition").map(|v| v.into_owned())),
+            .or_else(|| stored("content-disposition")),
         content_encoding: input
             .response_content_encoding
-            .or_else(|| header_str(&d.headers, "content-encoding").map(|v| v.into_owned())),
+            .or_else(|| stored("content-encoding")),
         content_language: input
             .response_content_language
-            .or_else(|| header_str(&d.headers, "content-language").map(|v| v.into_owned())),
+            .or_else(|| stored("content-language")),
         expires: input.response_expires,
         checksum_crc32: crc32.filter(|_| !ranged),
         checksum_crc32c: crc32c.filter(|_| !ranged),
@@ -445,26 +360,30 @@ pub async fn get(
 }
 
 pub async fn head_object(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: HeadObjectInput,
 ) -> S3Result<HeadObjectOutput> {
-    let h = read_headers(
-        input.range.as_ref(),
-        input.if_match.as_ref(),
-        input.if_none_match.as_ref(),
-        input.if_modified_since.as_ref(),
-        input.if_unmodified_since.as_ref(),
-    );
-    let r = read(state, &Method::HEAD, account, &input.bucket, &input.key, h).await?;
-    let d = describe(r.headers());
-    let [crc32, crc32c, sha1, sha256] = checksums(r.headers());
+    let req = ReadObject {
+        path: ObjectPath::new(account, &input.bucket, &input.key),
+        head: true,
+        range: range_spec(input.range.as_ref()),
+        conditions: conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        ),
+        manifest: false,
+    };
+    let info = read(objects, account, &input.bucket, req).await?.info();
+    let [crc32, crc32c, sha1, sha256] = checksums(&info);
     Ok(HeadObjectOutput {
-        content_length: Some(d.length),
-        content_type: d.content_type,
-        e_tag: Some(ETag::Strong(d.etag)),
-        last_modified: d.last_modified,
-        metadata: Some(d.metadata),
+        content_length: Some(info.length as i64),
+        content_type: info.meta.content_type.clone(),
+        e_tag: Some(ETag::Strong(s3_etag(&info))),
+        last_modified: info.last_modified.map(Into::into),
+        metadata: Some(user_metadata(&info)),
         accept_ranges: Some("bytes".into()),
         checksum_crc32: crc32,
         checksum_crc32c: crc32c,
@@ -474,26 +393,26 @@ pub async fn head_object(
     })
 }
 
-pub async fn delete(state: &ProxyState, account: &str, bucket: &str, key: &str) -> S3Result<()> {
-    bucket::require(state, account, bucket).await?;
-    match swift::delete_object(state, account, bucket, key).await {
+pub async fn delete(objects: &Objects, account: &str, bucket: &str, key: &str) -> S3Result<()> {
+    bucket::require(objects, account, bucket).await?;
+    match objects.delete(&ObjectPath::new(account, bucket, key)).await {
         // Deleting a key that does not exist succeeds in S3.
-        s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-        _ => Err(s3_error!(ServiceUnavailable)),
+        Ok(()) | Err(ObjectError::NoSuchObject) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
 pub async fn delete_many(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: DeleteObjectsInput,
 ) -> S3Result<DeleteObjectsOutput> {
-    bucket::require(state, account, &input.bucket).await?;
+    bucket::require(objects, account, &input.bucket).await?;
     let quiet = input.delete.quiet.unwrap_or(false);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for o in input.delete.objects {
-        match delete(state, account, &input.bucket, &o.key).await {
+        match delete(objects, account, &input.bucket, &o.key).await {
             Ok(()) => {
                 if !quiet {
                     deleted.push(DeletedObject {
@@ -518,7 +437,7 @@ pub async fn delete_many(
 }
 
 pub async fn copy(
-    state: &ProxyState,
+    objects: &Objects,
     account: &str,
     input: CopyObjectInput,
     request: &HeaderMap,
@@ -532,13 +451,6 @@ pub async fn copy(
         return Err(s3_error!(NotImplemented, "access point copy sources"));
     };
     let (sb, sk) = (sb.to_string(), sk.to_string());
-    let cond = read_headers(
-        None,
-        input.copy_source_if_match.as_ref(),
-        input.copy_source_if_none_match.as_ref(),
-        input.copy_source_if_modified_since.as_ref(),
-        input.copy_source_if_unmodified_since.as_ref(),
-    );
     let replace = input
         .metadata_directive
         .as_ref()
@@ -546,42 +458,48 @@ pub async fn copy(
     if sb == input.bucket && sk == input.key && !replace {
         return Err(s3_error!(InvalidRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."));
     }
-    bucket::require(state, account, &input.bucket).await?;
-    let src = read(state, &Method::GET, account, &sb, &sk, cond)
-        .await
-        .map_err(|e| {
-            if *e.code() == s3s::S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed)
-            } else {
-                e
-            }
-        })?;
-    let (parts, body) = src.into_parts();
-    let d = describe(&parts.headers);
-    let headers = if replace {
-        write_headers(
+    check_key(&sk)?;
+    check_key(&input.key)?;
+    bucket::require(objects, account, &input.bucket).await?;
+    let (meta, keep) = if replace {
+        let meta = write_meta(
             input.content_type.as_deref(),
             input.metadata.as_ref(),
             request,
-        )?
+        );
+        (meta, KeepFromSource::Nothing)
     } else {
-        write_headers(d.content_type.as_deref(), Some(&d.metadata), &parts.headers)?
+        (ObjectMeta::default(), KeepFromSource::Everything)
     };
-    let etag = store(
-        state,
-        account,
-        &input.bucket,
-        &input.key,
-        headers,
-        Some(d.length),
-        body,
-        None,
-    )
-    .await?;
+    let copied = objects
+        .copy(CopyObject {
+            from: ObjectPath::new(account, &sb, &sk),
+            to: ObjectPath::new(account, &input.bucket, &input.key),
+            conditions: conditions(
+                input.copy_source_if_match.as_ref(),
+                input.copy_source_if_none_match.as_ref(),
+                input.copy_source_if_modified_since.as_ref(),
+                input.copy_source_if_unmodified_since.as_ref(),
+            ),
+            range: None,
+            meta,
+            keep,
+        })
+        .await;
+    let written = match copied {
+        Ok(w) => w,
+        // A copy's source conditions fail with 412 whichever failed.
+        Err(ObjectError::NotModified { .. }) => return Err(s3_error!(PreconditionFailed)),
+        Err(ObjectError::NoSuchObject) => {
+            bucket::require(objects, account, &sb).await?;
+            return Err(s3_error!(NoSuchKey));
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
-            e_tag: Some(ETag::Strong(etag)),
-            last_modified: Some(std::time::SystemTime::now().into()),
+            e_tag: Some(ETag::Strong(written.etag)),
+            last_modified: Some(written.last_modified.to_system_time().into()),
             ..Default::default()
         }),
         ..Default::default()

@@ -1,13 +1,14 @@
 //! Bulk delete (`POST /v1/{account}?bulk-delete`): a newline-separated list
 //! of URL-encoded `/container/object` or `/container` paths in the body.
 
-use super::{delete_object, listing};
-use crate::proxy::backend::Path;
+use super::error::SwiftError;
+use super::listing;
+use crate::proxy::objects::ObjectPath;
 use crate::proxy::ProxyState;
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
+use service_kit::api_error::ApiError;
 use service_kit::http_util::{full, set_header, text, Body};
 
 const MAX_BODY: usize = 10_000 * 1100;
@@ -42,32 +43,23 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, account: &str) -
         .partition(|p| !p.trim_start_matches('/').contains('/'));
     for p in objects.iter().chain(containers.iter()) {
         let trimmed = p.trim_start_matches('/');
-        let st = match trimmed.split_once('/') {
-            Some((c, o)) if !c.is_empty() && !o.is_empty() => {
-                delete_object(state, account, c, o).await
-            }
-            None if !trimmed.is_empty() => {
-                let out = state
-                    .backend
-                    .write(
-                        Method::DELETE,
-                        &Path::Container(account.into(), trimmed.into()),
-                        super::with_timestamp(HeaderMap::new()),
-                        Bytes::new(),
-                        |_, _| {},
-                    )
-                    .await;
-                if out.status.is_success() {
-                    state.remember_container(account, trimmed, false);
-                }
-                out.status
-            }
-            _ => StatusCode::BAD_REQUEST,
+        let result = match trimmed.split_once('/') {
+            Some((c, o)) if !c.is_empty() && !o.is_empty() => state
+                .objects
+                .delete(&ObjectPath::new(account, c, o))
+                .await
+                .map_err(SwiftError::from),
+            None if !trimmed.is_empty() => state
+                .objects
+                .delete_container(account, trimmed)
+                .await
+                .map_err(SwiftError::from),
+            _ => Err(SwiftError::BadRequest("Invalid path".into())),
         };
-        match st {
-            s if s.is_success() => deleted += 1,
-            StatusCode::NOT_FOUND => not_found += 1,
-            s => errors.push((
+        match result.map_err(|e| e.status()) {
+            Ok(()) => deleted += 1,
+            Err(StatusCode::NOT_FOUND) => not_found += 1,
+            Err(s) => errors.push((
                 p.to_string(),
                 format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or("")),
             )),

@@ -1,13 +1,11 @@
 //! `GET /info`: the capabilities clients read (python-swiftclient decides on
 //! SLO segments and bulk delete from it).
 
-use crate::proxy::backend::MAX_OBJECT_SIZE;
-use crate::swift::names::*;
+use crate::proxy::limits::*;
 use http::{Response, StatusCode};
 use serde_json::json;
 use service_kit::http_util::Body;
 
-pub const MAX_MANIFEST_SEGMENTS: usize = 1000;
 pub const MAX_BULK_DELETES: usize = 10_000;
 
 pub fn response() -> Response<Body> {
@@ -24,8 +22,8 @@ pub fn response() -> Response<Body> {
                 "max_meta_value_length": MAX_META_VALUE,
                 "max_meta_count": MAX_META_COUNT,
                 "max_meta_overall_size": MAX_META_OVERALL,
-                "container_listing_limit": 10000,
-                "account_listing_limit": 10000,
+                "container_listing_limit": MAX_LISTING,
+                "account_listing_limit": MAX_LISTING,
                 "max_header_size": 8192,
                 "extra_header_count": 0,
                 "strict_cors_mode": true,
@@ -34,7 +32,7 @@ pub fn response() -> Response<Body> {
             "tempauth": {"account_acls": false},
             "slo": {
                 "max_manifest_segments": MAX_MANIFEST_SEGMENTS,
-                "max_manifest_size": 8 * 1024 * 1024,
+                "max_manifest_size": MAX_MANIFEST_BYTES,
                 "min_segment_size": 1,
                 "yield_frequency": 10
             },

@@ -2,13 +2,7 @@
 
 use http::HeaderMap;
 
-pub const MAX_ACCOUNT_NAME: usize = 256;
-pub const MAX_CONTAINER_NAME: usize = 256;
-pub const MAX_OBJECT_NAME: usize = 1024;
-pub const MAX_META_NAME: usize = 128;
-pub const MAX_META_VALUE: usize = 256;
-pub const MAX_META_COUNT: usize = 90;
-pub const MAX_META_OVERALL: usize = 4096;
+use crate::proxy::limits::{MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_OBJECT_NAME};
 
 /// A request path under `/v1/`, decoded and checked.
 #[derive(Debug, PartialEq)]
@@ -79,36 +73,13 @@ pub fn parse_path(raw: &str) -> Result<SwiftPath, NameError> {
 /// `object`, `container` or `account`.
 pub fn check_metadata(headers: &HeaderMap, kind: &str) -> Result<(), String> {
     let prefix = format!("x-{kind}-meta-");
-    let (mut count, mut total) = (0usize, 0usize);
-    for (name, value) in headers {
-        let Some(key) = name.as_str().strip_prefix(&prefix) else {
-            continue;
-        };
-        if key.is_empty() {
-            return Err("Metadata name cannot be empty".into());
-        }
-        if std::str::from_utf8(value.as_bytes()).is_err() {
-            return Err("Metadata must be valid UTF-8".into());
-        }
-        if key.len() > MAX_META_NAME {
-            return Err(format!("Metadata name too long: {}{key}", prefix));
-        }
-        if value.len() > MAX_META_VALUE {
-            return Err(format!(
-                "Metadata value longer than {MAX_META_VALUE}: {}{key}",
-                prefix
-            ));
-        }
-        count += 1;
-        total += key.len() + value.len();
-    }
-    if count > MAX_META_COUNT {
-        return Err(format!("Too many metadata items; max {MAX_META_COUNT}"));
-    }
-    if total > MAX_META_OVERALL {
-        return Err(format!("Total metadata too large; max {MAX_META_OVERALL}"));
-    }
-    Ok(())
+    crate::proxy::limits::check_metadata(
+        kind,
+        headers.iter().filter_map(|(name, value)| {
+            let key = name.as_str().strip_prefix(&prefix)?;
+            Some((key, value.as_bytes()))
+        }),
+    )
 }
 
 #[cfg(test)]

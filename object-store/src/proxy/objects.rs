@@ -1,0 +1,1160 @@
+//! The object layer: typed operations on accounts, containers and objects
+//! that both front ends call (Swift in `swift/`, S3 in `s3/`).
+//!
+//! It owns what the store means whatever the protocol: metadata limits,
+//! expiry, container existence, preconditions, ranges, copies (large
+//! objects read whole), listings, and large objects ([`super::segments`]).
+//! It reaches the storage nodes only through [`Backend`]. A front end
+//! parses its protocol into these requests, and maps [`ObjectError`] to its
+//! own errors in one place (`swift/error.rs`, `s3/error.rs`).
+
+use super::backend::{Backend, Path, WriteOutcome};
+use super::conditions::{Conditions, Failed};
+use super::limits::{check_metadata, MAX_OBJECT_SIZE};
+use super::segments;
+use crate::records::{ListingEntry, Target as UpdateTarget};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use service_kit::http_util::{channel_body, empty, encode, header_str, set_header, Body};
+use service_kit::range::{self, Ranges};
+use service_kit::timestamp::Timestamp;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Why an operation failed, whatever the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("no such container")]
+    NoSuchContainer,
+    #[error("no such object")]
+    NoSuchObject,
+    #[error("Your request is too large.")]
+    TooLarge,
+    #[error("the body does not match its ETag or Content-MD5")]
+    BadDigest,
+    #[error("a precondition failed")]
+    PreconditionFailed { etag: Option<String> },
+    #[error("not modified")]
+    NotModified { etag: String },
+    #[error("the range is not satisfiable")]
+    RangeNotSatisfiable { size: Option<u64> },
+    #[error("{0}")]
+    MetadataInvalid(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A large object's manifest names segments that are missing or differ.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("There was a conflict when trying to complete your request.")]
+    ContainerNotEmpty,
+    /// A write with a newer timestamp is already stored (Swift answers 202).
+    #[error("a newer write exists")]
+    Superseded,
+    /// The storage nodes could not answer (no quorum, timeouts, full disks).
+    #[error("the storage nodes answered {0}")]
+    Unavailable(StatusCode),
+}
+
+pub type ObjectResult<T> = Result<T, ObjectError>;
+
+/// An object's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectPath {
+    pub account: String,
+    pub container: String,
+    pub object: String,
+}
+
+impl ObjectPath {
+    pub fn new(
+        account: impl Into<String>,
+        container: impl Into<String>,
+        object: impl Into<String>,
+    ) -> ObjectPath {
+        ObjectPath {
+            account: account.into(),
+            container: container.into(),
+            object: object.into(),
+        }
+    }
+
+    pub(crate) fn node(&self) -> Path {
+        Path::Object(
+            self.account.clone(),
+            self.container.clone(),
+            self.object.clone(),
+        )
+    }
+}
+
+/// HTTP headers stored with an object and returned as they were given.
+pub const STORED_HEADERS: [&str; 5] = [
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+];
+
+/// What is stored with an object besides its bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObjectMeta {
+    /// `None`: guessed from the name's extension (as Swift does).
+    pub content_type: Option<String>,
+    /// User metadata (`X-Object-Meta-*`, `x-amz-meta-*`), names in lower
+    /// case without the prefix. An empty value removes the item on a POST.
+    pub user: Vec<(String, String)>,
+    /// System metadata only the proxy's front ends write (multipart ETags,
+    /// S3 checksums), names without `x-object-sysmeta-`.
+    pub system: Vec<(String, String)>,
+    /// [`STORED_HEADERS`] the client set.
+    pub headers: Vec<(String, String)>,
+    /// Unix seconds after which the object is gone.
+    pub delete_at: Option<u64>,
+    /// A dynamic large object: `<container>/<prefix>` of its segments.
+    pub dlo_manifest: Option<String>,
+}
+
+impl ObjectMeta {
+    /// The metadata of a stored object, from its node headers.
+    pub fn from_stored(h: &HeaderMap) -> ObjectMeta {
+        let mut meta = ObjectMeta {
+            content_type: header_str(h, "content-type").map(|c| c.into_owned()),
+            delete_at: header_str(h, "x-delete-at").and_then(|v| v.parse().ok()),
+            dlo_manifest: header_str(h, "x-object-manifest").map(|c| c.into_owned()),
+            ..Default::default()
+        };
+        for (k, v) in h {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let n = k.as_str();
+            if let Some(m) = n.strip_prefix("x-object-meta-") {
+                meta.user.push((m.to_string(), value));
+            } else if let Some(m) = n.strip_prefix("x-object-sysmeta-") {
+                meta.system.push((m.to_string(), value));
+            } else if STORED_HEADERS.contains(&n) {
+                meta.headers.push((n.to_string(), value));
+            }
+        }
+        meta
+    }
+
+    /// A system metadata value.
+    pub fn system(&self, name: &str) -> Option<&str> {
+        self.system
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A stored header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn check(&self) -> ObjectResult<()> {
+        check_metadata(
+            "object",
+            self.user.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+        )
+        .map_err(ObjectError::MetadataInvalid)?;
+        if self.delete_at.is_some_and(|at| at <= unix_now()) {
+            return Err(ObjectError::InvalidArgument("X-Delete-At in past".into()));
+        }
+        Ok(())
+    }
+
+    /// The headers the storage nodes store.
+    pub(super) fn node_headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = &self.content_type {
+            set_header(&mut h, "content-type", t);
+        }
+        for (k, v) in &self.user {
+            set_header(&mut h, &format!("x-object-meta-{k}"), v);
+        }
+        for (k, v) in &self.system {
+            set_header(&mut h, &format!("x-object-sysmeta-{k}"), v);
+        }
+        for (k, v) in &self.headers {
+            if STORED_HEADERS.contains(&k.as_str()) {
+                set_header(&mut h, k, v);
+            }
+        }
+        if let Some(at) = self.delete_at {
+            set_header(&mut h, "x-delete-at", &at.to_string());
+        }
+        if let Some(m) = &self.dlo_manifest {
+            set_header(&mut h, "x-object-manifest", m);
+        }
+        h
+    }
+
+    /// This metadata with what `source` has and this does not.
+    fn merged_over(mut self, source: &ObjectMeta, keep: KeepFromSource) -> ObjectMeta {
+        if keep == KeepFromSource::Nothing {
+            return self;
+        }
+        if self.content_type.is_none() {
+            self.content_type = source.content_type.clone();
+        }
+        for (k, v) in &source.headers {
+            if self.header(k).is_none() {
+                self.headers.push((k.clone(), v.clone()));
+            }
+        }
+        if keep == KeepFromSource::Everything {
+            for (k, v) in &source.user {
+                if !self.user.iter().any(|(n, _)| n == k) {
+                    self.user.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Store a body as an object.
+pub struct PutObject {
+    pub path: ObjectPath,
+    /// `None`: the length is not known before the body ends (chunked).
+    pub length: Option<u64>,
+    pub meta: ObjectMeta,
+    /// Checksums the client computed, `(algorithm, value)`, kept and returned.
+    pub checksums: Vec<(String, String)>,
+    /// Hex MD5 the body must have; the nodes refuse a body that differs.
+    pub expected_md5: Option<String>,
+    /// Only if no object has the name (`If-None-Match: *`).
+    pub if_none_match: bool,
+    pub body: Body,
+}
+
+/// A stored object's ETag and time.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub etag: String,
+    pub last_modified: Timestamp,
+}
+
+/// Read (or HEAD) an object.
+#[derive(Clone, Debug)]
+pub struct ReadObject {
+    pub path: ObjectPath,
+    pub head: bool,
+    /// An RFC 9110 byte-range set (`bytes=0-99,200-`).
+    pub range: Option<String>,
+    pub conditions: Conditions,
+    /// A large object's manifest rather than its content.
+    pub manifest: bool,
+}
+
+impl ReadObject {
+    /// The whole object, unconditionally.
+    pub fn whole(path: ObjectPath) -> ReadObject {
+        ReadObject {
+            path,
+            head: false,
+            range: None,
+            conditions: Conditions::default(),
+            manifest: false,
+        }
+    }
+}
+
+/// An object as read: the status is 200, or 206 when `partial`.
+pub struct ObjectRead {
+    pub partial: bool,
+    /// Headers for the client (node-internal ones removed, system metadata
+    /// kept for the front end to use or drop).
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+/// What a read says about the object.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    pub etag: String,
+    /// Bytes in this response (the range's when partial).
+    pub length: u64,
+    pub last_modified: Option<SystemTime>,
+    pub content_range: Option<String>,
+    pub meta: ObjectMeta,
+}
+
+impl ObjectRead {
+    pub fn info(&self) -> ObjectInfo {
+        let h = &self.headers;
+        ObjectInfo {
+            etag: header_str(h, "etag")
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string(),
+            length: header_str(h, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            last_modified: header_str(h, "last-modified")
+                .and_then(|d| httpdate::parse_http_date(&d).ok()),
+            content_range: header_str(h, "content-range").map(|c| c.into_owned()),
+            meta: ObjectMeta::from_stored(h),
+        }
+    }
+}
+
+/// What a copy keeps of the source's metadata where the request sets none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KeepFromSource {
+    /// Content type, stored headers and user metadata (Swift's copy, S3's
+    /// `COPY` directive).
+    Everything,
+    /// Content type and stored headers (Swift's `X-Fresh-Metadata`).
+    HeadersOnly,
+    /// Nothing (S3's `REPLACE` directive).
+    Nothing,
+}
+
+/// Copy an object (a large object is copied whole, as its content).
+pub struct CopyObject {
+    pub from: ObjectPath,
+    pub to: ObjectPath,
+    /// Preconditions on the source.
+    pub conditions: Conditions,
+    /// Part of the source only (S3's UploadPartCopy).
+    pub range: Option<String>,
+    pub meta: ObjectMeta,
+    pub keep: KeepFromSource,
+}
+
+/// Whose listing.
+#[derive(Clone, Debug)]
+pub enum ListTarget {
+    Account(String),
+    Container(String, String),
+}
+
+impl ListTarget {
+    fn node(&self) -> Path {
+        match self {
+            ListTarget::Account(a) => Path::Account(a.clone()),
+            ListTarget::Container(a, c) => Path::Container(a.clone(), c.clone()),
+        }
+    }
+}
+
+/// Which entries of a listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub prefix: Option<String>,
+    pub marker: Option<String>,
+    pub end_marker: Option<String>,
+    pub delimiter: Option<char>,
+    pub limit: Option<usize>,
+    pub reverse: bool,
+}
+
+impl ListQuery {
+    fn node_query(&self) -> String {
+        let mut q = Vec::new();
+        for (k, v) in [
+            ("prefix", &self.prefix),
+            ("marker", &self.marker),
+            ("end_marker", &self.end_marker),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={}", encode(v)));
+            }
+        }
+        if let Some(d) = self.delimiter {
+            q.push(format!("delimiter={}", encode(&d.to_string())));
+        }
+        if let Some(n) = self.limit {
+            q.push(format!("limit={n}"));
+        }
+        if self.reverse {
+            q.push("reverse=true".into());
+        }
+        q.join("&")
+    }
+}
+
+/// A page of a listing, with the account's or container's headers
+/// (counts, metadata).
+pub struct Listing {
+    pub headers: HeaderMap,
+    pub entries: Vec<ListingEntry>,
+}
+
+/// Containers seen to exist are trusted this long (Swift caches this in
+/// memcache).
+const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The object layer of one proxy.
+pub struct Objects {
+    backend: Arc<Backend>,
+    known_containers: Mutex<HashMap<(String, String), Instant>>,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    Timestamp::now().secs()
+}
+
+fn with_timestamp(mut h: HeaderMap) -> HeaderMap {
+    set_header(&mut h, "x-timestamp", &Timestamp::now().to_string());
+    h
+}
+
+/// Drops what only nodes speak; system metadata stays for the front ends.
+pub(crate) fn client_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (k, v) in h {
+        let n = k.as_str();
+        if n.starts_with("x-backend-")
+            || n.starts_with("x-nubo-")
+            || n == "x-put-timestamp"
+            || n == "connection"
+            || n == "transfer-encoding"
+        {
+            continue;
+        }
+        out.append(k.clone(), v.clone());
+    }
+    out
+}
+
+fn modified_secs(h: &HeaderMap) -> u64 {
+    header_str(h, "x-timestamp")
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map(|t| t.secs())
+        .unwrap_or(0)
+}
+
+fn failed(f: Failed, etag: &str) -> ObjectError {
+    match f {
+        Failed::NotModified => ObjectError::NotModified {
+            etag: etag.to_string(),
+        },
+        Failed::PreconditionFailed => ObjectError::PreconditionFailed {
+            etag: Some(etag.to_string()),
+        },
+    }
+}
+
+/// The error a failed node read stands for.
+fn read_error(status: StatusCode, headers: &HeaderMap) -> ObjectError {
+    match status {
+        StatusCode::NOT_FOUND => ObjectError::NoSuchObject,
+        StatusCode::RANGE_NOT_SATISFIABLE => ObjectError::RangeNotSatisfiable {
+            size: header_str(headers, "content-range")
+                .and_then(|r| r.rsplit('/').next().and_then(|n| n.parse().ok())),
+        },
+        StatusCode::PRECONDITION_FAILED => ObjectError::PreconditionFailed { etag: None },
+        s => ObjectError::Unavailable(s),
+    }
+}
+
+/// The error a failed quorum write stands for.
+fn write_error(out: &WriteOutcome, missing: ObjectError) -> ObjectError {
+    match out.status {
+        StatusCode::NOT_FOUND => missing,
+        StatusCode::UNPROCESSABLE_ENTITY => ObjectError::BadDigest,
+        StatusCode::CONFLICT => ObjectError::Superseded,
+        StatusCode::PRECONDITION_FAILED => ObjectError::PreconditionFailed { etag: None },
+        s => ObjectError::Unavailable(s),
+    }
+}
+
+impl Objects {
+    pub fn new(backend: Arc<Backend>) -> Objects {
+        Objects {
+            backend,
+            known_containers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    // ---- containers and accounts -------------------------------------
+
+    fn container_known(&self, account: &str, container: &str) -> bool {
+        let cache = self
+            .known_containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&(account.to_string(), container.to_string()))
+            .is_some_and(|t| t.elapsed() < CONTAINER_CACHE_TTL)
+    }
+
+    fn remember_container(&self, account: &str, container: &str, exists: bool) {
+        let mut cache = self
+            .known_containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (account.to_string(), container.to_string());
+        if exists {
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(key, Instant::now());
+        } else {
+            cache.remove(&key);
+        }
+    }
+
+    /// Whether a container exists (a recent positive answer is trusted).
+    pub async fn container_exists(&self, account: &str, container: &str) -> bool {
+        self.container_known(account, container)
+            || self.head_container(account, container).await.is_ok()
+    }
+
+    /// A container's headers (counts, metadata), the newest replica's.
+    pub async fn head_container(&self, account: &str, container: &str) -> ObjectResult<HeaderMap> {
+        let r = self
+            .backend
+            .head_newest(
+                &Path::Container(account.into(), container.into()),
+                HeaderMap::new(),
+            )
+            .await;
+        let exists = r.status().is_success();
+        self.remember_container(account, container, exists);
+        match r.status() {
+            s if s.is_success() => Ok(client_headers(r.headers())),
+            StatusCode::NOT_FOUND => Err(ObjectError::NoSuchContainer),
+            s => Err(ObjectError::Unavailable(s)),
+        }
+    }
+
+    /// An account's headers; an account nobody wrote to yet exists, empty
+    /// (Swift's `account_autocreate`).
+    pub async fn head_account(&self, account: &str) -> ObjectResult<HeaderMap> {
+        let r = self
+            .backend
+            .head_newest(&Path::Account(account.into()), HeaderMap::new())
+            .await;
+        match r.status() {
+            s if s.is_success() => Ok(client_headers(r.headers())),
+            StatusCode::NOT_FOUND => Ok(empty_account_headers()),
+            s => Err(ObjectError::Unavailable(s)),
+        }
+    }
+
+    /// Creates a container or updates its metadata (node-form headers:
+    /// `x-container-meta-*`, ACLs, sync keys); `true` if it was created.
+    pub async fn put_container(
+        &self,
+        account: &str,
+        container: &str,
+        meta: HeaderMap,
+    ) -> ObjectResult<bool> {
+        let out = self
+            .backend
+            .write(
+                Method::PUT,
+                &Path::Container(account.into(), container.into()),
+                with_timestamp(meta),
+                Bytes::new(),
+                |_, _| {},
+            )
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, ObjectError::NoSuchContainer));
+        }
+        self.remember_container(account, container, true);
+        Ok(out.status == StatusCode::CREATED)
+    }
+
+    /// Updates a container's metadata.
+    pub async fn post_container(
+        &self,
+        account: &str,
+        container: &str,
+        meta: HeaderMap,
+    ) -> ObjectResult<()> {
+        let out = self
+            .backend
+            .write(
+                Method::POST,
+                &Path::Container(account.into(), container.into()),
+                with_timestamp(meta),
+                Bytes::new(),
+                |_, _| {},
+            )
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, ObjectError::NoSuchContainer));
+        }
+        Ok(())
+    }
+
+    /// Updates an account's metadata.
+    pub async fn post_account(&self, account: &str, meta: HeaderMap) -> ObjectResult<()> {
+        let out = self
+            .backend
+            .write(
+                Method::POST,
+                &Path::Account(account.into()),
+                with_timestamp(meta),
+                Bytes::new(),
+                |_, _| {},
+            )
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, ObjectError::Unavailable(out.status)));
+        }
+        Ok(())
+    }
+
+    /// Deletes an empty container. Listing rows reach container replicas
+    /// asynchronously: right after a client deleted the last object, a
+    /// replica may still count it and refuse. When the listing already
+    /// shows nothing, the delete is retried for up to 3 s so that
+    /// delete-all-then-remove works.
+    pub async fn delete_container(&self, account: &str, container: &str) -> ObjectResult<()> {
+        let path = Path::Container(account.into(), container.into());
+        for _ in 0..30 {
+            let out = self
+                .backend
+                .write(
+                    Method::DELETE,
+                    &path,
+                    with_timestamp(HeaderMap::new()),
+                    Bytes::new(),
+                    |_, _| {},
+                )
+                .await;
+            if out.status.is_success() {
+                self.remember_container(account, container, false);
+                return Ok(());
+            }
+            if out.status != StatusCode::CONFLICT {
+                return Err(write_error(&out, ObjectError::NoSuchContainer));
+            }
+            // A replica that already deleted the container lists nothing.
+            let query = ListQuery {
+                limit: Some(1),
+                ..Default::default()
+            };
+            match self
+                .list(
+                    &ListTarget::Container(account.into(), container.into()),
+                    &query,
+                )
+                .await
+            {
+                Ok(l) if !l.entries.is_empty() => return Err(ObjectError::ContainerNotEmpty),
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ObjectError::ContainerNotEmpty)
+    }
+
+    /// One page of an account's containers or a container's objects.
+    pub async fn list(&self, target: &ListTarget, query: &ListQuery) -> ObjectResult<Listing> {
+        let r = self
+            .backend
+            .read(
+                Method::GET,
+                &target.node(),
+                HeaderMap::new(),
+                Some(&query.node_query()),
+            )
+            .await;
+        let (parts, body) = r.into_parts();
+        match parts.status {
+            s if s.is_success() => {
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|_| ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE))?
+                    .to_bytes();
+                let entries = serde_json::from_slice(&bytes).map_err(|e| {
+                    tracing::error!(error = %e, "a node sent a listing that does not parse");
+                    ObjectError::Unavailable(StatusCode::BAD_GATEWAY)
+                })?;
+                Ok(Listing {
+                    headers: client_headers(&parts.headers),
+                    entries,
+                })
+            }
+            StatusCode::NOT_FOUND => match target {
+                ListTarget::Account(_) => Ok(Listing {
+                    headers: empty_account_headers(),
+                    entries: Vec::new(),
+                }),
+                ListTarget::Container(..) => Err(ObjectError::NoSuchContainer),
+            },
+            s => Err(ObjectError::Unavailable(s)),
+        }
+    }
+
+    /// Every entry of a listing from `query`'s marker on, page by page
+    /// (large-object segments, multipart parts), at most `cap` of them.
+    pub async fn list_all(
+        &self,
+        target: &ListTarget,
+        mut query: ListQuery,
+        cap: usize,
+    ) -> ObjectResult<Vec<ListingEntry>> {
+        let mut out = Vec::new();
+        loop {
+            let page = self.list(target, &query).await?.entries;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            query.marker = Some(last.name().to_string());
+            out.extend(page);
+            if out.len() > cap {
+                return Err(ObjectError::InvalidArgument(format!(
+                    "more than {cap} entries"
+                )));
+            }
+        }
+    }
+
+    // ---- objects ------------------------------------------------------
+
+    /// Which container replicas each object replica owes its listing row.
+    /// Object replica i updates container replicas i and i+1: a write that
+    /// succeeds on a quorum while one replica fails still reaches every
+    /// container replica. (Swift gives each object replica one container
+    /// replica and leaves the gap a failed replica makes to the container
+    /// replicator; rows are batched per target, so the second target is
+    /// cheap.)
+    fn container_update_targets(&self, account: &str, container: &str) -> Vec<Vec<UpdateTarget>> {
+        let ring = self.backend.ring();
+        let (_, part) = ring.locate(&[account, container]);
+        let targets: Vec<UpdateTarget> = ring
+            .primaries(part)
+            .map(|d| UpdateTarget {
+                addr: d.node_addr(),
+                device: d.device.clone(),
+                partition: part,
+            })
+            .collect();
+        let n = targets.len();
+        (0..n)
+            .map(|i| {
+                let mut owed = vec![targets[i].clone()];
+                if n > 1 {
+                    owed.push(targets[(i + 1) % n].clone());
+                }
+                owed
+            })
+            .collect()
+    }
+
+    /// Stores an object.
+    pub async fn put(&self, req: PutObject) -> ObjectResult<Written> {
+        if req.length.is_some_and(|n| n > MAX_OBJECT_SIZE) {
+            return Err(ObjectError::TooLarge);
+        }
+        req.meta.check()?;
+        let path = req.path;
+        if !self.container_exists(&path.account, &path.container).await {
+            return Err(ObjectError::NoSuchContainer);
+        }
+        if req.if_none_match {
+            let existing = self
+                .backend
+                .head_newest(&path.node(), HeaderMap::new())
+                .await;
+            if existing.status().is_success() {
+                return Err(ObjectError::PreconditionFailed { etag: None });
+            }
+        }
+        let mut meta = req.meta;
+        if meta.content_type.is_none() {
+            meta.content_type = Some(guess_content_type(&path.object).to_string());
+        }
+        for (alg, value) in req.checksums {
+            meta.system.push((format!("s3-checksum-{alg}"), value));
+        }
+        let mut h = meta.node_headers();
+        if let Some(md5) = &req.expected_md5 {
+            set_header(&mut h, "etag", md5);
+        }
+        match req.length {
+            Some(n) => set_header(&mut h, "content-length", &n.to_string()),
+            None => set_header(&mut h, "transfer-encoding", "chunked"),
+        }
+        self.store(&path, h, req.body).await
+    }
+
+    /// Writes an object with node headers as given (timestamp added) and
+    /// its listing rows owed to the container's servers.
+    pub(crate) async fn store(
+        &self,
+        path: &ObjectPath,
+        h: HeaderMap,
+        body: Body,
+    ) -> ObjectResult<Written> {
+        let targets = self.container_update_targets(&path.account, &path.container);
+        let out = self
+            .backend
+            .put_object(&path.node(), with_timestamp(h), body, targets)
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, ObjectError::NoSuchContainer));
+        }
+        Ok(Written {
+            etag: out.etag.unwrap_or_default().trim_matches('"').to_string(),
+            last_modified: Timestamp::now(),
+        })
+    }
+
+    /// Copies an object; a large source is copied as its content.
+    pub async fn copy(&self, req: CopyObject) -> ObjectResult<Written> {
+        let source = self
+            .get(ReadObject {
+                path: req.from,
+                head: false,
+                range: req.range,
+                conditions: req.conditions,
+                manifest: false,
+            })
+            .await?;
+        let info = source.info();
+        if info.length > MAX_OBJECT_SIZE {
+            return Err(ObjectError::TooLarge);
+        }
+        let mut meta = req.meta.merged_over(&info.meta, req.keep);
+        // The source's system metadata (multipart ETags, checksums) does not
+        // describe the copy.
+        meta.system.clear();
+        meta.dlo_manifest = None;
+        self.put(PutObject {
+            path: req.to,
+            length: Some(info.length),
+            meta,
+            checksums: Vec::new(),
+            expected_md5: None,
+            if_none_match: false,
+            body: source.body,
+        })
+        .await
+    }
+
+    /// Replaces an object's metadata (user metadata, stored headers,
+    /// expiry); the content type and system metadata stay.
+    pub async fn update_meta(&self, path: &ObjectPath, meta: ObjectMeta) -> ObjectResult<()> {
+        meta.check()?;
+        let out = self
+            .backend
+            .write(
+                Method::POST,
+                &path.node(),
+                with_timestamp(meta.node_headers()),
+                Bytes::new(),
+                |_, _| {},
+            )
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, ObjectError::NoSuchObject));
+        }
+        Ok(())
+    }
+
+    /// Deletes one object (tombstones at quorum, listing rows queued).
+    pub async fn delete(&self, path: &ObjectPath) -> ObjectResult<()> {
+        let targets = self.container_update_targets(&path.account, &path.container);
+        let out = self
+            .backend
+            .write(
+                Method::DELETE,
+                &path.node(),
+                with_timestamp(HeaderMap::new()),
+                Bytes::new(),
+                |i, h| {
+                    if let Some(t) = targets.get(i) {
+                        set_header(
+                            h,
+                            "x-nubo-container-update",
+                            &serde_json::to_string(t).expect("json"),
+                        );
+                    }
+                },
+            )
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, ObjectError::NoSuchObject));
+        }
+        Ok(())
+    }
+
+    /// An object's headers, asked of every replica (the newest wins).
+    pub async fn head_newest(&self, path: &ObjectPath) -> ObjectResult<HeaderMap> {
+        let r = self
+            .backend
+            .head_newest(&path.node(), HeaderMap::new())
+            .await;
+        if !r.status().is_success() {
+            return Err(read_error(r.status(), r.headers()));
+        }
+        Ok(client_headers(r.headers()))
+    }
+
+    /// GET or HEAD of an object as a client asked for it (range,
+    /// conditions), large objects assembled unless `manifest`.
+    pub async fn get(&self, req: ReadObject) -> ObjectResult<ObjectRead> {
+        let path = req.path.node();
+        let multi = req.range.as_deref().is_some_and(|r| r.contains(','));
+        let resp = if req.head || multi {
+            self.backend.head_newest(&path, HeaderMap::new()).await
+        } else {
+            let mut h = HeaderMap::new();
+            if let Some(r) = &req.range {
+                set_header(&mut h, "range", r);
+            }
+            self.backend.read(Method::GET, &path, h, None).await
+        };
+        let (parts, body) = resp.into_parts();
+        if !parts.status.is_success() {
+            return Err(read_error(parts.status, &parts.headers));
+        }
+        if !req.manifest && segments::is_large(&parts.headers) {
+            return self.get_large(&req, parts.headers).await;
+        }
+        let etag = header_str(&parts.headers, "etag")
+            .map(|e| e.trim_matches('"').to_string())
+            .unwrap_or_default();
+        req.conditions
+            .check(true, &etag, modified_secs(&parts.headers))
+            .map_err(|f| failed(f, &etag))?;
+        let mut headers = client_headers(&parts.headers);
+        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+        if req.head {
+            return Ok(ObjectRead {
+                partial: false,
+                headers,
+                body: empty(),
+            });
+        }
+        if multi {
+            let size: u64 = header_str(&parts.headers, "x-nubo-size")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            return match range::resolve(req.range.as_deref(), size) {
+                Ranges::Unsatisfiable => Err(ObjectError::RangeNotSatisfiable { size: Some(size) }),
+                Ranges::Whole => {
+                    let r = self
+                        .backend
+                        .read(Method::GET, &path, HeaderMap::new(), None)
+                        .await;
+                    let (p, b) = r.into_parts();
+                    if !p.status.is_success() {
+                        return Err(read_error(p.status, &p.headers));
+                    }
+                    Ok(ObjectRead {
+                        partial: false,
+                        headers: client_headers(&p.headers),
+                        body: b,
+                    })
+                }
+                Ranges::Parts(ranges) => Ok(self.multi_range(path, headers, ranges, size)),
+            };
+        }
+        Ok(ObjectRead {
+            partial: parts.status == StatusCode::PARTIAL_CONTENT,
+            headers,
+            body,
+        })
+    }
+
+    /// `multipart/byteranges`, each part read from the replicas on its own.
+    fn multi_range(
+        &self,
+        path: Path,
+        mut headers: HeaderMap,
+        ranges: Vec<(u64, u64)>,
+        size: u64,
+    ) -> ObjectRead {
+        let boundary = hex::encode(service_kit::ids::rand_bytes::<16>());
+        let content_type = header_str(&headers, "content-type")
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let part_head = |a: u64, b: u64| {
+            format!("--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {a}-{b}/{size}\r\n\r\n")
+        };
+        let closing = format!("--{boundary}--");
+        let total: u64 = ranges
+            .iter()
+            .map(|(a, b)| part_head(*a, *b).len() as u64 + (b - a + 1) + 2)
+            .sum::<u64>()
+            + closing.len() as u64;
+        let (tx, body) = channel_body();
+        let backend = self.backend.clone();
+        let heads: Vec<String> = ranges.iter().map(|(a, b)| part_head(*a, *b)).collect();
+        tokio::spawn(async move {
+            for ((a, b), head) in ranges.into_iter().zip(heads) {
+                if tx.send(Ok(Frame::data(Bytes::from(head)))).await.is_err() {
+                    return;
+                }
+                let mut h = HeaderMap::new();
+                set_header(&mut h, "range", &format!("bytes={a}-{b}"));
+                let resp = backend.read(Method::GET, &path, h, None).await;
+                if resp.status() != StatusCode::PARTIAL_CONTENT && resp.status() != StatusCode::OK {
+                    let _ = tx
+                        .send(Err(service_kit::http_util::box_error("range read failed")))
+                        .await;
+                    return;
+                }
+                let mut body = resp.into_body();
+                while let Some(f) = body.frame().await {
+                    if tx.send(f).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"\r\n")))).await;
+            }
+            let _ = tx.send(Ok(Frame::data(Bytes::from(closing)))).await;
+        });
+        headers.remove("etag");
+        set_header(
+            &mut headers,
+            "content-type",
+            &format!("multipart/byteranges;boundary={boundary}"),
+        );
+        set_header(&mut headers, "content-length", &total.to_string());
+        ObjectRead {
+            partial: true,
+            headers,
+            body,
+        }
+    }
+}
+
+/// What an account nobody wrote to reports.
+fn empty_account_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for k in [
+        "x-account-container-count",
+        "x-account-object-count",
+        "x-account-bytes-used",
+    ] {
+        set_header(&mut h, k, "0");
+    }
+    h
+}
+
+/// The type Swift (Python's `mimetypes`) would guess from an extension.
+pub fn guess_content_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "text" | "log" => "text/plain",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "csv" => "text/csv",
+        "js" => "text/javascript",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "mp3" => "audio/mpeg",
+        "mp4" => "video/mp4",
+        "iso" => "application/x-iso9660-image",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> ObjectMeta {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            set_header(&mut h, k, v);
+        }
+        ObjectMeta::from_stored(&h)
+    }
+
+    #[test]
+    fn stored_metadata_round_trips_through_node_headers() {
+        let m = meta(&[
+            ("content-type", "text/plain"),
+            ("x-object-meta-color", "blue"),
+            ("x-object-sysmeta-s3-etag", "abc-2"),
+            ("content-encoding", "gzip"),
+            ("x-delete-at", "99999999999"),
+            ("x-nubo-size", "3"),
+        ]);
+        assert_eq!(m.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(m.user, [("color".to_string(), "blue".to_string())]);
+        assert_eq!(m.system("s3-etag"), Some("abc-2"));
+        assert_eq!(m.header("content-encoding"), Some("gzip"));
+        assert_eq!(m.delete_at, Some(99_999_999_999));
+        assert_eq!(ObjectMeta::from_stored(&m.node_headers()), m);
+    }
+
+    #[test]
+    fn copies_merge_what_the_request_leaves_unset() {
+        let source = meta(&[
+            ("content-type", "text/plain"),
+            ("x-object-meta-a", "1"),
+            ("x-object-meta-b", "2"),
+            ("content-disposition", "inline"),
+        ]);
+        let request = meta(&[("x-object-meta-b", "new")]);
+        let all = request
+            .clone()
+            .merged_over(&source, KeepFromSource::Everything);
+        assert_eq!(all.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(all.user.len(), 2);
+        assert!(all.user.contains(&("b".into(), "new".into())));
+        assert_eq!(all.header("content-disposition"), Some("inline"));
+        let fresh = request
+            .clone()
+            .merged_over(&source, KeepFromSource::HeadersOnly);
+        assert_eq!(fresh.user, [("b".to_string(), "new".to_string())]);
+        assert_eq!(fresh.header("content-disposition"), Some("inline"));
+        let replaced = request
+            .clone()
+            .merged_over(&source, KeepFromSource::Nothing);
+        assert_eq!(replaced, request);
+    }
+
+    #[test]
+    fn metadata_is_checked_before_anything_is_written() {
+        let mut m = ObjectMeta {
+            delete_at: Some(1),
+            ..Default::default()
+        };
+        assert!(matches!(m.check(), Err(ObjectError::InvalidArgument(_))));
+        m.delete_at = None;
+        m.user.push(("k".into(), "v".repeat(300)));
+        assert!(matches!(m.check(), Err(ObjectError::MetadataInvalid(_))));
+    }
+
+    #[test]
+    fn list_queries_are_encoded() {
+        let q = ListQuery {
+            prefix: Some("a b/".into()),
+            delimiter: Some('/'),
+            limit: Some(2),
+            reverse: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            q.node_query(),
+            "prefix=a%20b%2F&delimiter=%2F&limit=2&reverse=true"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! The object layer's errors as S3 errors: the one place S3 decides which
+//! error code a failure is (s3s writes the XML).
+
+use crate::proxy::objects::ObjectError;
+use s3s::{s3_error, S3Error};
+
+impl From<ObjectError> for S3Error {
+    fn from(e: ObjectError) -> S3Error {
+        match e {
+            ObjectError::NoSuchContainer => s3_error!(NoSuchBucket),
+            ObjectError::NoSuchObject => s3_error!(NoSuchKey),
+            ObjectError::TooLarge => s3_error!(EntityTooLarge),
+            ObjectError::BadDigest => s3_error!(BadDigest),
+            ObjectError::PreconditionFailed { .. } => s3_error!(PreconditionFailed),
+            ObjectError::NotModified { .. } => s3_error!(NotModified),
+            ObjectError::RangeNotSatisfiable { .. } => s3_error!(InvalidRange),
+            ObjectError::MetadataInvalid(m) => s3_error!(MetadataTooLarge, "{m}"),
+            ObjectError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
+            ObjectError::ManifestInvalid(m) => s3_error!(InvalidPart, "{m}"),
+            ObjectError::ContainerNotEmpty => s3_error!(BucketNotEmpty),
+            ObjectError::Superseded | ObjectError::Unavailable(_) => {
+                s3_error!(ServiceUnavailable)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::S3ErrorCode;
+
+    #[test]
+    fn object_errors_map_to_s3_codes() {
+        let cases = [
+            (ObjectError::NoSuchContainer, S3ErrorCode::NoSuchBucket),
+            (ObjectError::NoSuchObject, S3ErrorCode::NoSuchKey),
+            (ObjectError::BadDigest, S3ErrorCode::BadDigest),
+            (ObjectError::ContainerNotEmpty, S3ErrorCode::BucketNotEmpty),
+            (
+                ObjectError::RangeNotSatisfiable { size: None },
+                S3ErrorCode::InvalidRange,
+            ),
+            (
+                ObjectError::Unavailable(http::StatusCode::INSUFFICIENT_STORAGE),
+                S3ErrorCode::ServiceUnavailable,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(*S3Error::from(e).code(), code);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Swift's errors: every failure of the Swift API, from the object layer
+//! or from parsing a request, written as Swift writes it (status, a short
+//! plain-text body, and the headers a client needs).
+
+use crate::proxy::objects::ObjectError;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use service_kit::api_error::ApiError;
+use service_kit::http_util::set_header;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwiftError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("{0}")]
+    BadRequest(String),
+    /// 412 for a request that cannot be served as asked (bad listing
+    /// parameters, a malformed copy source).
+    #[error("{0}")]
+    Precondition(String),
+    #[error("Missing Content-Length or Transfer-Encoding: chunked")]
+    LengthRequired,
+    #[error("Manifest too large")]
+    ManifestTooLarge,
+}
+
+impl ApiError for SwiftError {
+    fn status(&self) -> StatusCode {
+        match self {
+            SwiftError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SwiftError::Precondition(_) => StatusCode::PRECONDITION_FAILED,
+            SwiftError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            SwiftError::ManifestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SwiftError::Object(e) => match e {
+                ObjectError::NoSuchContainer | ObjectError::NoSuchObject => StatusCode::NOT_FOUND,
+                ObjectError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ObjectError::BadDigest => StatusCode::UNPROCESSABLE_ENTITY,
+                ObjectError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+                ObjectError::NotModified { .. } => StatusCode::NOT_MODIFIED,
+                ObjectError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+                ObjectError::MetadataInvalid(_)
+                | ObjectError::InvalidArgument(_)
+                | ObjectError::ManifestInvalid(_) => StatusCode::BAD_REQUEST,
+                ObjectError::ContainerNotEmpty => StatusCode::CONFLICT,
+                // Swift accepts a write older than what is stored, and
+                // keeps the newer one.
+                ObjectError::Superseded => StatusCode::ACCEPTED,
+                ObjectError::Unavailable(s) => *s,
+            },
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        match self {
+            SwiftError::Object(ObjectError::NotModified { etag })
+            | SwiftError::Object(ObjectError::PreconditionFailed { etag: Some(etag) }) => {
+                set_header(&mut h, "etag", etag);
+            }
+            SwiftError::Object(ObjectError::RangeNotSatisfiable { size: Some(size) }) => {
+                set_header(&mut h, "content-range", &format!("bytes */{size}"));
+            }
+            _ => {}
+        }
+        h
+    }
+
+    fn body(&self) -> (&'static str, Bytes) {
+        let text = match self {
+            SwiftError::Object(ObjectError::NoSuchContainer) => "Container not found".into(),
+            SwiftError::Object(ObjectError::BadDigest) => {
+                "Unprocessable Entity: the ETag does not match the body".into()
+            }
+            SwiftError::Object(
+                ObjectError::NoSuchObject
+                | ObjectError::NotModified { .. }
+                | ObjectError::PreconditionFailed { .. }
+                | ObjectError::RangeNotSatisfiable { .. }
+                | ObjectError::Superseded
+                | ObjectError::Unavailable(_),
+            ) => return ("", Bytes::new()),
+            e => e.to_string(),
+        };
+        ("text/plain; charset=utf-8", Bytes::from(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_errors_map_to_swift_statuses() {
+        let cases = [
+            (ObjectError::NoSuchObject, 404),
+            (ObjectError::TooLarge, 413),
+            (ObjectError::BadDigest, 422),
+            (ObjectError::ContainerNotEmpty, 409),
+            (ObjectError::Superseded, 202),
+            (ObjectError::MetadataInvalid("x".into()), 400),
+            (
+                ObjectError::Unavailable(StatusCode::INSUFFICIENT_STORAGE),
+                507,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(SwiftError::from(e).status().as_u16(), want);
+        }
+        let r = SwiftError::from(ObjectError::RangeNotSatisfiable { size: Some(9) }).response();
+        assert_eq!(r.headers()["content-range"], "bytes */9");
+    }
+}
