@@ -17,6 +17,8 @@ pub struct AuditStats {
     pub objects_checked: u64,
     pub bytes_read: u64,
     pub quarantined: u64,
+    /// Records that could not be read or dropped (logged).
+    pub errors: u64,
 }
 
 /// One pass over every device, reading at most `bytes_per_sec`.
@@ -30,6 +32,7 @@ pub async fn audit_once(state: &Arc<NodeState>, bytes_per_sec: u64) -> AuditStat
         total.objects_checked += s.objects_checked;
         total.bytes_read += s.bytes_read;
         total.quarantined += s.quarantined;
+        total.errors += s.errors;
     }
     crate::metrics::NodeMetrics::add(&state.metrics.auditor_bytes, total.bytes_read);
     crate::metrics::NodeMetrics::add(&state.metrics.auditor_quarantined, total.quarantined);
@@ -39,36 +42,32 @@ pub async fn audit_once(state: &Arc<NodeState>, bytes_per_sec: u64) -> AuditStat
 fn audit_device(dev: &Device, bytes_per_sec: u64) -> AuditStats {
     let mut stats = AuditStats::default();
     let mut limit = RateLimiter::new(bytes_per_sec);
-    let Ok(parts) = dev.db.object_partitions() else {
-        return stats;
-    };
-    for part in parts {
-        let Ok(suffixes) = dev.db.suffix_hashes(part) else {
-            continue;
-        };
-        for (suffix, _) in suffixes {
-            let Ok(records) = dev.db.objects_in_suffix(part, suffix) else {
+    for item in dev.db.objects() {
+        let o = match item {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, device = %dev.name, "auditor cannot read a record");
+                stats.errors += 1;
                 continue;
-            };
-            for (hash, rec) in records {
-                if rec.kind != ObjectKind::Data {
-                    continue;
-                }
-                stats.objects_checked += 1;
-                let path = dev.files.data_path(part, &hash, rec.timestamp);
-                let (good, read) = check_file(&path, rec.size, &rec.blake3);
-                stats.bytes_read += read;
-                std::thread::sleep(limit.consume(read));
-                if !good {
-                    tracing::warn!(path = %path.display(), "object file does not match its checksum; quarantined");
-                    quarantine(dev, &path);
-                    if dev
-                        .db
-                        .forget_object(part, &hash, rec.timestamp)
-                        .unwrap_or(false)
-                    {
-                        stats.quarantined += 1;
-                    }
+            }
+        };
+        if o.record.kind != ObjectKind::Data {
+            continue;
+        }
+        stats.objects_checked += 1;
+        let path = dev.files.data_path(o.part, &o.hash, o.record.timestamp);
+        let (good, read) = check_file(&path, o.record.size, &o.record.blake3);
+        stats.bytes_read += read;
+        std::thread::sleep(limit.consume(read));
+        if !good {
+            tracing::warn!(path = %path.display(), "object file does not match its checksum; quarantined");
+            quarantine(dev, &path);
+            match dev.db.forget_object(o.part, &o.hash, o.record.timestamp) {
+                Ok(true) => stats.quarantined += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "auditor cannot drop a bad record");
+                    stats.errors += 1;
                 }
             }
         }

@@ -37,72 +37,66 @@ pub async fn expire_once(state: &Arc<NodeState>) -> ExpireStats {
 fn expire_device(state: &NodeState, dev: &Device, now: u64) -> ExpireStats {
     let mut stats = ExpireStats::default();
     let ring = state.ring();
-    let Ok(parts) = dev.db.object_partitions() else {
-        return stats;
-    };
-    for part in parts {
-        let Ok(suffixes) = dev.db.suffix_hashes(part) else {
-            continue;
-        };
-        for (suffix, _) in suffixes {
-            let Ok(records) = dev.db.objects_in_suffix(part, suffix) else {
+    for item in dev.db.objects() {
+        let (part, hash, rec) = match item {
+            Ok(o) => (o.part, o.hash, o.record),
+            Err(e) => {
+                tracing::error!(error = %e, device = %dev.name, "expirer cannot read a record");
+                stats.failures += 1;
                 continue;
-            };
-            for (hash, rec) in records {
-                if rec.kind != ObjectKind::Data || !rec.is_expired(now) {
-                    continue;
-                }
-                // The tombstone is dated at the expiry, as in Swift, but never
-                // before the version it replaces.
-                let at = Timestamp::from_secs(rec.delete_at.unwrap_or(now))
-                    .max(Timestamp(rec.meta_timestamp.max(rec.timestamp).0 + 1));
-                let tombstone = ObjectRecord {
-                    kind: ObjectKind::Tombstone,
-                    timestamp: at,
-                    meta_timestamp: at,
-                    size: 0,
-                    etag: String::new(),
-                    blake3: String::new(),
-                    content_type: String::new(),
-                    headers: Default::default(),
-                    delete_at: None,
-                    ..rec.clone()
-                };
-                let (_, cpart) = ring.locate(&[&rec.account, &rec.container]);
-                let owed: Vec<PendingUpdate> = ring
-                    .primaries(cpart)
-                    .map(|d| PendingUpdate {
-                        target: Target {
-                            addr: d.node_addr(),
-                            device: d.device.clone(),
-                            partition: cpart,
-                        },
-                        update: Update::ObjectRow {
-                            account: rec.account.clone(),
-                            container: rec.container.clone(),
-                            object: rec.object.clone(),
-                            row: ObjectRow {
-                                timestamp: at,
-                                deleted: true,
-                                size: 0,
-                                etag: String::new(),
-                                content_type: String::new(),
-                            },
-                        },
-                        immediate: true,
-                    })
-                    .collect();
-                match dev.db.put_object(part, &hash, &tombstone, &owed) {
-                    Ok(_) => {
-                        let _ =
-                            std::fs::remove_file(dev.files.data_path(part, &hash, rec.timestamp));
-                        stats.expired += 1;
-                    }
-                    // A newer version arrived meanwhile: nothing to expire.
-                    Err(crate::device_db::DbError::Conflict(_)) => {}
-                    Err(_) => stats.failures += 1,
-                }
             }
+        };
+        if rec.kind != ObjectKind::Data || !rec.is_expired(now) {
+            continue;
+        }
+        // The tombstone is dated at the expiry, as in Swift, but never
+        // before the version it replaces.
+        let at = Timestamp::from_secs(rec.delete_at.unwrap_or(now))
+            .max(Timestamp(rec.meta_timestamp.max(rec.timestamp).0 + 1));
+        let tombstone = ObjectRecord {
+            kind: ObjectKind::Tombstone,
+            timestamp: at,
+            meta_timestamp: at,
+            size: 0,
+            etag: String::new(),
+            blake3: String::new(),
+            content_type: String::new(),
+            headers: Default::default(),
+            delete_at: None,
+            ..rec.clone()
+        };
+        let (_, cpart) = ring.locate(&[&rec.account, &rec.container]);
+        let owed: Vec<PendingUpdate> = ring
+            .primaries(cpart)
+            .map(|d| PendingUpdate {
+                target: Target {
+                    addr: d.node_addr(),
+                    device: d.device.clone(),
+                    partition: cpart,
+                },
+                update: Update::ObjectRow {
+                    account: rec.account.clone(),
+                    container: rec.container.clone(),
+                    object: rec.object.clone(),
+                    row: ObjectRow {
+                        timestamp: at,
+                        deleted: true,
+                        size: 0,
+                        etag: String::new(),
+                        content_type: String::new(),
+                    },
+                },
+                immediate: true,
+            })
+            .collect();
+        match dev.db.put_object(part, &hash, &tombstone, &owed) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(dev.files.data_path(part, &hash, rec.timestamp));
+                stats.expired += 1;
+            }
+            // A newer version arrived meanwhile: nothing to expire.
+            Err(crate::device_db::DbError::Conflict(_)) => {}
+            Err(_) => stats.failures += 1,
         }
     }
     stats

@@ -545,6 +545,25 @@ impl Objects {
         }
     }
 
+    /// A metadata write (PUT or POST) of an account or a container: the
+    /// status of the quorum.
+    async fn write_record(
+        &self,
+        method: Method,
+        path: Path,
+        meta: HeaderMap,
+        missing: ObjectError,
+    ) -> ObjectResult<StatusCode> {
+        let out = self
+            .backend
+            .write(method, &path, with_timestamp(meta), Bytes::new(), |_, _| {})
+            .await;
+        if !out.status.is_success() {
+            return Err(write_error(&out, missing));
+        }
+        Ok(out.status)
+    }
+
     /// Creates a container or updates its metadata (node-form headers:
     /// `x-container-meta-*`, ACLs, sync keys); `true` if it was created.
     pub async fn put_container(
@@ -553,21 +572,12 @@ impl Objects {
         container: &str,
         meta: HeaderMap,
     ) -> ObjectResult<bool> {
-        let out = self
-            .backend
-            .write(
-                Method::PUT,
-                &Path::Container(account.into(), container.into()),
-                with_timestamp(meta),
-                Bytes::new(),
-                |_, _| {},
-            )
-            .await;
-        if !out.status.is_success() {
-            return Err(write_error(&out, ObjectError::NoSuchContainer));
-        }
+        let path = Path::Container(account.into(), container.into());
+        let status = self
+            .write_record(Method::PUT, path, meta, ObjectError::NoSuchContainer)
+            .await?;
         self.remember_container(account, container, true);
-        Ok(out.status == StatusCode::CREATED)
+        Ok(status == StatusCode::CREATED)
     }
 
     /// Updates a container's metadata.
@@ -577,38 +587,19 @@ impl Objects {
         container: &str,
         meta: HeaderMap,
     ) -> ObjectResult<()> {
-        let out = self
-            .backend
-            .write(
-                Method::POST,
-                &Path::Container(account.into(), container.into()),
-                with_timestamp(meta),
-                Bytes::new(),
-                |_, _| {},
-            )
-            .await;
-        if !out.status.is_success() {
-            return Err(write_error(&out, ObjectError::NoSuchContainer));
-        }
-        Ok(())
+        let path = Path::Container(account.into(), container.into());
+        self.write_record(Method::POST, path, meta, ObjectError::NoSuchContainer)
+            .await
+            .map(drop)
     }
 
     /// Updates an account's metadata.
     pub async fn post_account(&self, account: &str, meta: HeaderMap) -> ObjectResult<()> {
-        let out = self
-            .backend
-            .write(
-                Method::POST,
-                &Path::Account(account.into()),
-                with_timestamp(meta),
-                Bytes::new(),
-                |_, _| {},
-            )
-            .await;
-        if !out.status.is_success() {
-            return Err(write_error(&out, ObjectError::Unavailable(out.status)));
-        }
-        Ok(())
+        let path = Path::Account(account.into());
+        let missing = ObjectError::Unavailable(StatusCode::NOT_FOUND);
+        self.write_record(Method::POST, path, meta, missing)
+            .await
+            .map(drop)
     }
 
     /// Deletes an empty container. Listing rows reach container replicas

@@ -34,45 +34,66 @@ fn part_name(key: &str, upload_id: &str, part: i32) -> String {
     format!("{key}/{upload_id}/{part:05}")
 }
 
-fn marker_path(account: &str, bucket: &str, key: &str, upload_id: &str) -> ObjectPath {
-    ObjectPath::new(
-        account,
-        segments_container(bucket),
-        marker_name(key, upload_id),
-    )
+/// One multipart upload: where its marker and parts are.
+struct Upload<'a> {
+    account: &'a str,
+    bucket: &'a str,
+    key: &'a str,
+    id: &'a str,
 }
 
-fn part_path(account: &str, bucket: &str, key: &str, upload_id: &str, n: i32) -> ObjectPath {
-    ObjectPath::new(
-        account,
-        segments_container(bucket),
-        part_name(key, upload_id, n),
-    )
-}
-
-/// The upload's marker: its metadata is the final object's (type, user
-/// metadata, checksums).
-async fn upload_meta(
-    objects: &Objects,
-    account: &str,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-) -> S3Result<ObjectMeta> {
-    if upload_id.len() != 32 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(s3_error!(NoSuchUpload));
+impl Upload<'_> {
+    fn marker(&self) -> ObjectPath {
+        ObjectPath::new(
+            self.account,
+            segments_container(self.bucket),
+            marker_name(self.key, self.id),
+        )
     }
-    match objects
-        .head_newest(&marker_path(account, bucket, key, upload_id))
-        .await
-    {
-        Ok(h) => Ok(ObjectMeta::from_stored(&h)),
-        Err(ObjectError::NoSuchObject) => {
-            bucket::require(objects, account, bucket).await?;
-            Err(s3_error!(NoSuchUpload))
+
+    fn part(&self, n: i32) -> ObjectPath {
+        ObjectPath::new(
+            self.account,
+            segments_container(self.bucket),
+            part_name(self.key, self.id, n),
+        )
+    }
+
+    /// The marker's metadata (the final object's), or NoSuchUpload.
+    async fn meta(&self, objects: &Objects) -> S3Result<ObjectMeta> {
+        if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(s3_error!(NoSuchUpload));
         }
-        Err(e) => Err(e.into()),
+        match objects.head_newest(&self.marker()).await {
+            Ok(h) => Ok(ObjectMeta::from_stored(&h)),
+            Err(ObjectError::NoSuchObject) => {
+                bucket::require(objects, self.account, self.bucket).await?;
+                Err(s3_error!(NoSuchUpload))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
+
+    /// Deletes `parts`, then the marker. A part left behind by a failed
+    /// delete is only garbage: nothing refers to it.
+    async fn end(&self, objects: &Objects, parts: impl IntoIterator<Item = StoredPart>) {
+        for part in parts {
+            let _ = objects.delete(&self.part(part.number)).await;
+        }
+        let _ = objects.delete(&self.marker()).await;
+    }
+}
+
+/// The upload an input names.
+macro_rules! upload {
+    ($account:expr, $input:expr) => {
+        Upload {
+            account: $account,
+            bucket: &$input.bucket,
+            key: &$input.key,
+            id: &$input.upload_id,
+        }
+    };
 }
 
 pub async fn create(
@@ -92,7 +113,13 @@ pub async fn create(
     object::store(
         objects,
         PutObject {
-            path: marker_path(account, &input.bucket, &input.key, &upload_id),
+            path: Upload {
+                account,
+                bucket: &input.bucket,
+                key: &input.key,
+                id: &upload_id,
+            }
+            .marker(),
             length: Some(0),
             meta,
             checksums: object::header_checksums(request),
@@ -137,25 +164,12 @@ pub async fn upload_part(
     request: &http::HeaderMap,
 ) -> S3Result<UploadPartOutput> {
     check_part_number(input.part_number)?;
-    upload_meta(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?;
+    upload!(account, input).meta(objects).await?;
     let (body, broke) = object::blob_body(input.body);
     let written = object::store(
         objects,
         PutObject {
-            path: part_path(
-                account,
-                &input.bucket,
-                &input.key,
-                &input.upload_id,
-                input.part_number,
-            ),
+            path: upload!(account, input).part(input.part_number),
             length: input.content_length.map(|n| n.max(0) as u64),
             meta: part_meta(),
             checksums: object::header_checksums(request),
@@ -178,14 +192,7 @@ pub async fn upload_part_copy(
     input: UploadPartCopyInput,
 ) -> S3Result<UploadPartCopyOutput> {
     check_part_number(input.part_number)?;
-    upload_meta(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?;
+    upload!(account, input).meta(objects).await?;
     let CopySource::Bucket {
         bucket: sb,
         key: sk,
@@ -197,13 +204,7 @@ pub async fn upload_part_copy(
     let copied = objects
         .copy(CopyObject {
             from: ObjectPath::new(account, sb.to_string(), sk.to_string()),
-            to: part_path(
-                account,
-                &input.bucket,
-                &input.key,
-                &input.upload_id,
-                input.part_number,
-            ),
+            to: upload!(account, input).part(input.part_number),
             conditions: object::conditions(
                 input.copy_source_if_match.as_ref(),
                 input.copy_source_if_none_match.as_ref(),
@@ -257,19 +258,13 @@ struct StoredPart {
 }
 
 /// The parts stored so far, in order.
-async fn stored_parts(
-    objects: &Objects,
-    account: &str,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-) -> S3Result<Vec<StoredPart>> {
-    let prefix = format!("{}/", marker_name(key, upload_id));
+async fn stored_parts(objects: &Objects, upload: &Upload<'_>) -> S3Result<Vec<StoredPart>> {
+    let prefix = format!("{}/", marker_name(upload.key, upload.id));
     let query = ListQuery {
         prefix: Some(prefix.clone()),
         ..Default::default()
     };
-    let target = ListTarget::Container(account.into(), segments_container(bucket));
+    let target = ListTarget::Container(upload.account.into(), segments_container(upload.bucket));
     let entries = match objects.list_all(&target, query, usize::MAX).await {
         Ok(e) => e,
         Err(ObjectError::NoSuchContainer) => Vec::new(),
@@ -300,27 +295,14 @@ pub async fn list_parts(
     account: &str,
     input: ListPartsInput,
 ) -> S3Result<ListPartsOutput> {
-    upload_meta(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?;
+    upload!(account, input).meta(objects).await?;
     let after = input.part_number_marker.unwrap_or(0);
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
-    let all: Vec<StoredPart> = stored_parts(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?
-    .into_iter()
-    .filter(|p| p.number > after)
-    .collect();
+    let all: Vec<StoredPart> = stored_parts(objects, &upload!(account, input))
+        .await?
+        .into_iter()
+        .filter(|p| p.number > after)
+        .collect();
     let truncated = all.len() > max;
     let parts: Vec<Part> = all
         .into_iter()
@@ -355,14 +337,7 @@ pub async fn complete(
     account: &str,
     input: CompleteMultipartUploadInput,
 ) -> S3Result<CompleteMultipartUploadOutput> {
-    let marker = upload_meta(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?;
+    let marker = upload!(account, input).meta(objects).await?;
     let requested = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -370,14 +345,7 @@ pub async fn complete(
     if requested.is_empty() {
         return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
     }
-    let stored = stored_parts(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?;
+    let stored = stored_parts(objects, &upload!(account, input)).await?;
     let mut segments = Vec::with_capacity(requested.len());
     let mut md5_of_md5s = Md5::new();
     let mut previous = 0;
@@ -389,7 +357,7 @@ pub async fn complete(
         previous = n;
         // Each named part is read back from its replicas rather than from
         // the listing, which may lag behind the uploads.
-        let path = part_path(account, &input.bucket, &input.key, &input.upload_id, n);
+        let path = upload!(account, input).part(n);
         let (etag, size) = head_part(objects, &path)
             .await?
             .ok_or_else(|| s3_error!(InvalidPart))?;
@@ -429,24 +397,8 @@ pub async fn complete(
     // The upload is over; parts not named in the manifest are garbage.
     let used: std::collections::HashSet<i32> =
         requested.iter().filter_map(|p| p.part_number).collect();
-    for part in stored.iter().filter(|p| !used.contains(&p.number)) {
-        let path = part_path(
-            account,
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-            part.number,
-        );
-        let _ = objects.delete(&path).await;
-    }
-    let _ = objects
-        .delete(&marker_path(
-            account,
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-        ))
-        .await;
+    let unused = stored.into_iter().filter(|p| !used.contains(&p.number));
+    upload!(account, input).end(objects, unused).await;
     Ok(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
@@ -461,40 +413,10 @@ pub async fn abort(
     account: &str,
     input: AbortMultipartUploadInput,
 ) -> S3Result<AbortMultipartUploadOutput> {
-    upload_meta(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?;
-    for part in stored_parts(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        &input.upload_id,
-    )
-    .await?
-    {
-        let path = part_path(
-            account,
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-            part.number,
-        );
-        let _ = objects.delete(&path).await;
-    }
-    let _ = objects
-        .delete(&marker_path(
-            account,
-            &input.bucket,
-            &input.key,
-            &input.upload_id,
-        ))
-        .await;
+    let upload = upload!(account, input);
+    upload.meta(objects).await?;
+    let parts = stored_parts(objects, &upload).await?;
+    upload.end(objects, parts).await;
     Ok(AbortMultipartUploadOutput::default())
 }
 

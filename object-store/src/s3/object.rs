@@ -296,6 +296,25 @@ async fn read(
     }
 }
 
+/// The read a GetObject or HeadObject input asks for (the two inputs share
+/// these fields but no type).
+macro_rules! read_request {
+    ($account:expr, $input:expr, $head:expr) => {
+        ReadObject {
+            path: ObjectPath::new($account, &$input.bucket, &$input.key),
+            head: $head,
+            range: range_spec($input.range.as_ref()),
+            conditions: conditions(
+                $input.if_match.as_ref(),
+                $input.if_none_match.as_ref(),
+                $input.if_modified_since.as_ref(),
+                $input.if_unmodified_since.as_ref(),
+            ),
+            manifest: false,
+        }
+    };
+}
+
 /// The checksums stored with the object, in s3s's order.
 fn checksums(info: &ObjectInfo) -> [Option<String>; 4] {
     ["crc32", "crc32c", "sha1", "sha256"].map(|a| {
@@ -310,18 +329,7 @@ pub async fn get(
     account: &str,
     input: GetObjectInput,
 ) -> S3Result<GetObjectOutput> {
-    let req = ReadObject {
-        path: ObjectPath::new(account, &input.bucket, &input.key),
-        head: false,
-        range: range_spec(input.range.as_ref()),
-        conditions: conditions(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        ),
-        manifest: false,
-    };
+    let req = read_request!(account, input, false);
     let r = read(objects, account, &input.bucket, req).await?;
     let info = r.info();
     let [crc32, crc32c, sha1, sha256] = checksums(&info);
@@ -364,18 +372,7 @@ pub async fn head_object(
     account: &str,
     input: HeadObjectInput,
 ) -> S3Result<HeadObjectOutput> {
-    let req = ReadObject {
-        path: ObjectPath::new(account, &input.bucket, &input.key),
-        head: true,
-        range: range_spec(input.range.as_ref()),
-        conditions: conditions(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        ),
-        manifest: false,
-    };
+    let req = read_request!(account, input, true);
     let info = read(objects, account, &input.bucket, req).await?.info();
     let [crc32, crc32c, sha1, sha256] = checksums(&info);
     Ok(HeadObjectOutput {

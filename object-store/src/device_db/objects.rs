@@ -1,0 +1,433 @@
+//! Object records and per-suffix hashes on a device.
+//!
+//! - `o | part | suffix | hash` -> [`ObjectRecord`] (data or tombstone)
+//! - `s | part | suffix` -> blake3 of the suffix's (name, timestamp, kind)
+//!   entries, which the replicator compares between devices.
+//!
+//! A record and its suffix hash change in one batch under the suffix's
+//! lock stripe. [`DeviceDb::objects`] walks every record of the device and
+//! yields errors rather than skipping them.
+
+use super::keyspace::{Durability, KeySpace};
+use super::{DbError, DbResult, DeviceDb};
+use crate::records::{ObjectKind, ObjectRecord, PendingUpdate};
+use ring_tools::NameHash;
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use service_kit::timestamp::Timestamp;
+use std::collections::BTreeMap;
+
+const OBJECTS: KeySpace<ObjectRecord> = KeySpace::new(b'o');
+/// Values are raw 32-byte hashes, read and written directly.
+const SUFFIX_HASHES: KeySpace<()> = KeySpace::new(b's');
+
+/// The low 12 bits of a name hash: its suffix directory (`NameHash::suffix`).
+pub fn suffix_of(hash: &NameHash) -> u16 {
+    (u16::from(hash.0[14] & 0x0f) << 8) | u16::from(hash.0[15])
+}
+
+fn suffix_key(part: u32, suffix: u16) -> Vec<u8> {
+    SUFFIX_HASHES.key(&[&part.to_be_bytes(), &suffix.to_be_bytes()])
+}
+
+fn suffix_prefix(part: u32, suffix: u16) -> Vec<u8> {
+    OBJECTS.key(&[&part.to_be_bytes(), &suffix.to_be_bytes()])
+}
+
+fn object_key(part: u32, hash: &NameHash) -> Vec<u8> {
+    OBJECTS.key(&[&part.to_be_bytes(), &suffix_of(hash).to_be_bytes(), &hash.0])
+}
+
+/// One object record of a device, with where it lives.
+#[derive(Clone, Debug)]
+pub struct StoredObject {
+    pub part: u32,
+    pub hash: NameHash,
+    pub record: ObjectRecord,
+}
+
+impl DeviceDb {
+    pub fn object(&self, part: u32, hash: &NameHash) -> DbResult<Option<ObjectRecord>> {
+        OBJECTS.get(&self.db, &object_key(part, hash))
+    }
+
+    /// Stores a newer object version (data or tombstone) with the updates it
+    /// owes container servers, in one synced batch, and refreshes the suffix
+    /// hash. Returns the version it replaced.
+    pub fn put_object(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        record: &ObjectRecord,
+        owed: &[PendingUpdate],
+    ) -> DbResult<Option<ObjectRecord>> {
+        let key = object_key(part, hash);
+        let suffix = suffix_of(hash);
+        let _g = self.db.lock(&suffix_key(part, suffix));
+        let old = OBJECTS.get(&self.db, &key)?;
+        if let Some(old) = &old {
+            if old.timestamp >= record.timestamp {
+                return Err(DbError::Conflict(old.timestamp));
+            }
+        }
+        let mut batch = WriteBatch::default();
+        OBJECTS.put(&mut batch, &key, record);
+        for update in owed {
+            self.queue_into(&mut batch, hash, update);
+        }
+        let suffix_hash = self
+            .suffix_hash_after(part, suffix, &key, Some(record))?
+            .expect("holds the new record");
+        batch.put(suffix_key(part, suffix), suffix_hash);
+        self.db.write(batch, Durability::Synced)?;
+        Ok(old)
+    }
+
+    /// Replaces an object's metadata (Swift's POST) if `timestamp` is newer
+    /// than its last metadata change.
+    pub fn post_object(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        timestamp: Timestamp,
+        headers: BTreeMap<String, String>,
+        delete_at: Option<u64>,
+    ) -> DbResult<ObjectRecord> {
+        let key = object_key(part, hash);
+        let _g = self.db.lock(&suffix_key(part, suffix_of(hash)));
+        let mut rec = OBJECTS.get(&self.db, &key)?.ok_or(DbError::NotFound)?;
+        if rec.kind == ObjectKind::Tombstone {
+            return Err(DbError::NotFound);
+        }
+        if rec.meta_timestamp.max(rec.timestamp) >= timestamp {
+            return Err(DbError::Conflict(rec.meta_timestamp.max(rec.timestamp)));
+        }
+        // System metadata (large-object flags, S3 state) is not the client's to
+        // change with a POST; user metadata is replaced as a whole.
+        let system = |k: &str| k.starts_with("x-object-sysmeta-") || k == "x-static-large-object";
+        let mut kept: BTreeMap<String, String> = rec
+            .headers
+            .iter()
+            .filter(|(k, _)| system(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        kept.extend(headers.into_iter().filter(|(k, _)| !system(k)));
+        rec.headers = kept;
+        rec.delete_at = delete_at;
+        rec.meta_timestamp = timestamp;
+        OBJECTS.store(&self.db, &key, &rec, Durability::Synced)?;
+        Ok(rec)
+    }
+
+    /// blake3 over the suffix's entries sorted by (name, timestamp, kind), as
+    /// they will be once the record under `key` is replaced by `new` (or
+    /// removed, when `new` is `None`); `None` when the suffix would be empty.
+    fn suffix_hash_after(
+        &self,
+        part: u32,
+        suffix: u16,
+        key: &[u8],
+        new: Option<&ObjectRecord>,
+    ) -> DbResult<Option<[u8; 32]>> {
+        let mut entries: Vec<(String, Timestamp, ObjectKind)> = OBJECTS
+            .scan(&self.db, &suffix_prefix(part, suffix))?
+            .into_iter()
+            .filter(|(k, _)| k[..] != *key)
+            .map(|(_, rec)| (full_name(&rec), rec.timestamp, rec.kind))
+            .collect();
+        if let Some(p) = new {
+            entries.push((full_name(p), p.timestamp, p.kind));
+        }
+        Ok((!entries.is_empty()).then(|| hash_entries(entries)))
+    }
+
+    /// The current hash of every suffix of a partition that holds objects.
+    pub fn suffix_hashes(&self, part: u32) -> DbResult<Vec<(u16, [u8; 32])>> {
+        let prefix = SUFFIX_HASHES.key(&[&part.to_be_bytes()]);
+        let mut out = Vec::new();
+        for item in self.db.rocks.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let (Ok(suffix), Ok(hash)) =
+                (<[u8; 2]>::try_from(&k[5..]), <[u8; 32]>::try_from(&v[..]))
+            else {
+                return Err(DbError::Malformed(hex::encode(&k)));
+            };
+            out.push((u16::from_be_bytes(suffix), hash));
+        }
+        Ok(out)
+    }
+
+    /// Partitions that hold objects (or tombstones) on this device.
+    pub fn object_partitions(&self) -> DbResult<Vec<u32>> {
+        self.partitions_under(SUFFIX_HASHES.tag())
+    }
+
+    /// Distinct partitions of keys `tag | part(4) | ...`, by seeking past each.
+    pub(super) fn partitions_under(&self, tag: u8) -> DbResult<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut start = vec![tag];
+        loop {
+            let mut iter = self
+                .db
+                .rocks
+                .iterator(IteratorMode::From(&start, Direction::Forward));
+            let Some(item) = iter.next() else { break };
+            let (k, _) = item?;
+            if k.first() != Some(&tag) || k.len() < 5 {
+                break;
+            }
+            let part = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+            out.push(part);
+            match part.checked_add(1) {
+                Some(next) => {
+                    start = vec![tag];
+                    start.extend_from_slice(&next.to_be_bytes());
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every object record in one suffix of a partition, with its name hash.
+    pub fn objects_in_suffix(
+        &self,
+        part: u32,
+        suffix: u16,
+    ) -> DbResult<Vec<(NameHash, ObjectRecord)>> {
+        let prefix = suffix_prefix(part, suffix);
+        OBJECTS
+            .scan(&self.db, &prefix)?
+            .into_iter()
+            .map(|(k, rec)| {
+                let hash = <[u8; 16]>::try_from(&k[prefix.len()..])
+                    .map_err(|_| DbError::Malformed(hex::encode(&k)))?;
+                Ok((NameHash(hash), rec))
+            })
+            .collect()
+    }
+
+    /// Every object record of the device (tombstones too), suffix by
+    /// suffix. A read that fails is yielded as an error, and the walk goes
+    /// on with the next suffix.
+    pub fn objects(&self) -> DeviceObjects<'_> {
+        DeviceObjects {
+            db: self,
+            parts: None,
+            suffixes: Vec::new().into_iter(),
+            records: Vec::new().into_iter(),
+        }
+    }
+
+    /// Forgets a partition's objects (after a handoff has pushed them to
+    /// their primaries). Returns the records removed, so their files can go.
+    pub fn remove_object_partition(&self, part: u32) -> DbResult<Vec<(NameHash, ObjectRecord)>> {
+        let mut removed = Vec::new();
+        let mut batch = WriteBatch::default();
+        for (suffix, _) in self.suffix_hashes(part)? {
+            let _g = self.db.lock(&suffix_key(part, suffix));
+            for (hash, rec) in self.objects_in_suffix(part, suffix)? {
+                batch.delete(object_key(part, &hash));
+                removed.push((hash, rec));
+            }
+            batch.delete(suffix_key(part, suffix));
+        }
+        self.db.write(batch, Durability::Synced)?;
+        Ok(removed)
+    }
+
+    /// Removes one object's record (the auditor found its file bad, or a
+    /// tombstone is old enough to reclaim) if it is still the version seen,
+    /// so the replicator sees it missing and restores it from another
+    /// replica.
+    pub fn forget_object(&self, part: u32, hash: &NameHash, seen: Timestamp) -> DbResult<bool> {
+        let key = object_key(part, hash);
+        let suffix = suffix_of(hash);
+        let _g = self.db.lock(&suffix_key(part, suffix));
+        match OBJECTS.get(&self.db, &key)? {
+            Some(rec) if rec.timestamp == seen => {
+                let mut batch = WriteBatch::default();
+                batch.delete(&key);
+                match self.suffix_hash_after(part, suffix, &key, None)? {
+                    Some(h) => batch.put(suffix_key(part, suffix), h),
+                    None => batch.delete(suffix_key(part, suffix)),
+                }
+                self.db.write(batch, Durability::Synced)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The walk of [`DeviceDb::objects`].
+pub struct DeviceObjects<'a> {
+    db: &'a DeviceDb,
+    /// `None` until the partitions are read.
+    parts: Option<std::vec::IntoIter<u32>>,
+    suffixes: std::vec::IntoIter<(u32, u16)>,
+    records: std::vec::IntoIter<StoredObject>,
+}
+
+impl Iterator for DeviceObjects<'_> {
+    type Item = DbResult<StoredObject>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.records.next() {
+                return Some(Ok(r));
+            }
+            if let Some((part, suffix)) = self.suffixes.next() {
+                match self.db.objects_in_suffix(part, suffix) {
+                    Ok(records) => {
+                        self.records = records
+                            .into_iter()
+                            .map(|(hash, record)| StoredObject { part, hash, record })
+                            .collect::<Vec<_>>()
+                            .into_iter();
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+                continue;
+            }
+            let parts = match &mut self.parts {
+                Some(p) => p,
+                None => match self.db.object_partitions() {
+                    Ok(p) => self.parts.insert(p.into_iter()),
+                    Err(e) => {
+                        self.parts = Some(Vec::new().into_iter());
+                        return Some(Err(e));
+                    }
+                },
+            };
+            let part = parts.next()?;
+            match self.db.suffix_hashes(part) {
+                Ok(s) => {
+                    self.suffixes = s
+                        .into_iter()
+                        .map(|(suffix, _)| (part, suffix))
+                        .collect::<Vec<_>>()
+                        .into_iter();
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// blake3 over (name, timestamp, kind) entries sorted by name: equal on two
+/// devices exactly when they hold the same versions.
+fn hash_entries(mut entries: Vec<(String, Timestamp, ObjectKind)>) -> [u8; 32] {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = blake3::Hasher::new();
+    for (name, ts, kind) in entries {
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(&ts.0.to_le_bytes());
+        h.update(&[kind as u8]);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn full_name(r: &ObjectRecord) -> String {
+    format!("/{}/{}/{}", r.account, r.container, r.object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{hash_of, open, record};
+    use super::*;
+
+    #[test]
+    fn newer_versions_win_and_suffix_hashes_follow() {
+        let (_dir, db) = open();
+        let h = hash_of("x");
+        assert!(db
+            .put_object(3, &h, &record("x", 10, ObjectKind::Data), &[])
+            .unwrap()
+            .is_none());
+        let first = db.suffix_hashes(3).unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(matches!(
+            db.put_object(3, &h, &record("x", 10, ObjectKind::Data), &[]),
+            Err(DbError::Conflict(_))
+        ));
+        let old = db
+            .put_object(3, &h, &record("x", 20, ObjectKind::Tombstone), &[])
+            .unwrap();
+        assert_eq!(old.unwrap().timestamp, Timestamp(10));
+        assert_ne!(db.suffix_hashes(3).unwrap(), first);
+        assert!(
+            !db.forget_object(3, &h, Timestamp(10)).unwrap(),
+            "not the version seen"
+        );
+        assert!(db.forget_object(3, &h, Timestamp(20)).unwrap());
+        assert!(db.suffix_hashes(3).unwrap().is_empty());
+        assert_eq!(db.object_partitions().unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn posts_keep_system_metadata_and_refuse_older_times() {
+        let (_dir, db) = open();
+        let h = hash_of("x");
+        let mut rec = record("x", 10, ObjectKind::Data);
+        rec.headers
+            .insert("x-object-sysmeta-slo-etag".into(), "e".into());
+        rec.headers.insert("x-object-meta-a".into(), "1".into());
+        db.put_object(1, &h, &rec, &[]).unwrap();
+        let mut new = BTreeMap::new();
+        new.insert("x-object-meta-b".to_string(), "2".to_string());
+        new.insert(
+            "x-object-sysmeta-slo-etag".to_string(),
+            "forged".to_string(),
+        );
+        let after = db
+            .post_object(1, &h, Timestamp(11), new.clone(), None)
+            .unwrap();
+        assert_eq!(after.headers["x-object-sysmeta-slo-etag"], "e");
+        assert_eq!(after.headers["x-object-meta-b"], "2");
+        assert!(!after.headers.contains_key("x-object-meta-a"));
+        assert!(matches!(
+            db.post_object(1, &h, Timestamp(11), new, None),
+            Err(DbError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn the_device_walk_sees_every_record_and_reports_corruption() {
+        let (_dir, db) = open();
+        for (i, part) in [(0, 1u32), (1, 1), (2, 9), (3, 400)] {
+            let name = format!("o{i}");
+            db.put_object(
+                part,
+                &hash_of(&name),
+                &record(&name, 5, ObjectKind::Data),
+                &[],
+            )
+            .unwrap();
+        }
+        let mut seen: Vec<(u32, String)> = db
+            .objects()
+            .map(|o| o.map(|o| (o.part, o.record.object)))
+            .collect::<DbResult<_>>()
+            .unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (1, "o0".into()),
+                (1, "o1".into()),
+                (9, "o2".into()),
+                (400, "o3".into())
+            ]
+        );
+        // A record that does not parse is reported, and the walk goes on.
+        let bad = object_key(9, &hash_of("o2"));
+        db.db.rocks.put(&bad, b"not json").unwrap();
+        let items: Vec<_> = db.objects().collect();
+        assert_eq!(items.iter().filter(|i| i.is_err()).count(), 1);
+        assert_eq!(items.iter().filter(|i| i.is_ok()).count(), 3);
+    }
+}
