@@ -76,10 +76,18 @@ enum ClusterCommand {
     Status(status::StatusArgs),
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Loads and checks a service's config, then runs the service on a
+/// multi-threaded runtime until it stops.
+fn serve<C, Fut>(config: &std::path::Path, run: impl FnOnce(C) -> Fut) -> anyhow::Result<()>
+where
+    C: serde::de::DeserializeOwned + service_kit::config::Validate,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = service_kit::config::load(config)?;
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
+        .build()?
+        .block_on(run(config))
 }
 
 fn main() -> ExitCode {
@@ -96,22 +104,12 @@ fn main() -> ExitCode {
         Command::Ring(RingCli::Push { ring }) => ring_push::run(&ring),
         Command::Up(args) => up::run(args),
         Command::Cluster(ClusterCommand::Status(args)) => status::run(args),
-        Command::StorageNode { config } => service_kit::config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(object_store::storage_node::run(c))),
-        Command::Proxy { config } => service_kit::config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(object_store::proxy::run(c))),
+        Command::StorageNode { config } => serve(&config, object_store::storage_node::run),
+        Command::Proxy { config } => serve(&config, object_store::proxy::run),
         Command::Image(args) => image_cli::run(args),
-        Command::Registry { config } => service_kit::config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(image_registry::service::run(c))),
-        Command::ComputeApi { config } => service_kit::config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(compute::api::run(c))),
-        Command::ComputeAgent { config } => service_kit::config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| runtime()?.block_on(compute::agent::run(c))),
+        Command::Registry { config } => serve(&config, image_registry::service::run),
+        Command::ComputeApi { config } => serve(&config, compute::api::run),
+        Command::ComputeAgent { config } => serve(&config, compute::agent::run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -130,19 +130,9 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         node_configs.push(path);
     }
     let secret_path = dir.join("token-secret");
-    if !secret_path.exists() {
-        std::fs::write(
-            &secret_path,
-            hex::encode(service_kit::ids::rand_bytes::<32>()),
-        )?;
-    }
+    keep_random_secret(&secret_path, &service_kit::ids::rand_bytes::<32>())?;
     let registry_key_path = dir.join("registry-key");
-    if !registry_key_path.exists() {
-        std::fs::write(
-            &registry_key_path,
-            hex::encode(service_kit::ids::rand_bytes::<16>()),
-        )?;
-    }
+    keep_random_secret(&registry_key_path, &service_kit::ids::rand_bytes::<16>())?;
     let registry_key = std::fs::read_to_string(&registry_key_path)?
         .trim()
         .to_string();
@@ -501,5 +491,14 @@ fn signal_hook_flag(
             flag.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     });
+    Ok(())
+}
+
+/// Writes `fresh` (hex) to `path` unless a secret is already there: a
+/// cluster keeps its secrets across `nubo up` runs.
+fn keep_random_secret(path: &Path, fresh: &[u8]) -> std::io::Result<()> {
+    if !path.exists() {
+        std::fs::write(path, hex::encode(fresh))?;
+    }
     Ok(())
 }

@@ -603,17 +603,7 @@ fn imports_convert_ovas_and_refuse_hostile_data() {
     let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
     let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
     std::fs::write(p("src.raw"), &data).unwrap();
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        "subformat=streamOptimized",
-        &p("src.raw"),
-        &p("disk.vmdk"),
-    ]);
+    corpus::stream_optimized(&p("src.raw"), &p("disk.vmdk"));
     // To each target format.
     for target in ["raw", "vmdk", "qcow2"] {
         let img = import(

@@ -4,7 +4,7 @@
 use crate::scheduler::{AllocationRatios, Policy};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::AuthConfig;
-use service_kit::config::{check, Validate};
+use service_kit::config::{check, check_positive, check_set, Validate};
 use std::path::PathBuf;
 
 fn localhost() -> String {
@@ -121,15 +121,15 @@ pub struct AgentConfig {
 
 impl Validate for ApiConfig {
     fn validate(&self) -> Result<(), String> {
-        check(self.port != 0, "port", "must not be 0")?;
-        check(!self.registry_url.is_empty(), "registry_url", "must be set")?;
-        check(!self.agent_key.is_empty(), "agent_key", "must be set")?;
-        check(
-            self.host_down_after_secs > 0,
-            "host_down_after_secs",
-            "must be above 0",
-        )?;
-        check(self.max_attempts > 0, "max_attempts", "must be above 0")?;
+        check_positive(&[
+            ("port", self.port.into()),
+            ("host_down_after_secs", self.host_down_after_secs),
+            ("max_attempts", self.max_attempts.into()),
+        ])?;
+        check_set(&[
+            ("registry_url", &self.registry_url),
+            ("agent_key", &self.agent_key),
+        ])?;
         let r = &self.allocation_ratios;
         for (field, v) in [
             ("allocation_ratios.cpu", r.cpu),
@@ -144,15 +144,15 @@ impl Validate for ApiConfig {
 
 impl Validate for AgentConfig {
     fn validate(&self) -> Result<(), String> {
-        check(self.port != 0, "port", "must not be 0")?;
-        check(!self.api_url.is_empty(), "api_url", "must be set")?;
-        check(!self.agent_key.is_empty(), "agent_key", "must be set")?;
+        check_positive(&[
+            ("port", self.port.into()),
+            ("heartbeat_secs", self.heartbeat_secs),
+        ])?;
+        check_set(&[("api_url", &self.api_url), ("agent_key", &self.agent_key)])?;
         check(
             matches!(self.driver.as_str(), "auto" | "libvirt" | "qemu"),
             "driver",
             "must be auto, libvirt or qemu",
-        )?;
-        check(self.heartbeat_secs > 0, "heartbeat_secs", "must be above 0")?;
-        Ok(())
+        )
     }
 }

@@ -2,6 +2,8 @@
 //! image rules ([`crate::image`]), the inspector, the object store and the
 //! cache.
 
+#![cfg(feature = "service")]
+
 use crate::cache::Cache;
 use crate::chunks::ChunkStore;
 use crate::config::RegistryConfig;

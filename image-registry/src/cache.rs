@@ -8,6 +8,8 @@
 //!
 //! The compute hosts use the same module for their template cache.
 
+#![cfg(feature = "service")]
+
 use service_kit::server::blocking;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -21,6 +21,8 @@
 //! is served. Images stored before chunking (a plain object or segments
 //! with an SLO manifest) read and delete as they were.
 
+#![cfg(feature = "service")]
+
 use crate::db::ImageDb;
 use crate::store::{ObjectStore, StoreError};
 use bytes::Bytes;

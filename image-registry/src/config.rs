@@ -1,9 +1,11 @@
 //! The registry's configuration file (TOML); `nubo up` writes one.
 
+#![cfg(feature = "service")]
+
 use crate::store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use service_kit::auth::AuthConfig;
-use service_kit::config::{check, Validate};
+use service_kit::config::{check, check_positive, check_set, Validate};
 use std::path::PathBuf;
 
 fn localhost() -> String {
@@ -87,29 +89,19 @@ fn ten_minutes() -> u64 {
 
 impl Validate for RegistryConfig {
     fn validate(&self) -> Result<(), String> {
-        check(self.port != 0, "port", "must not be 0")?;
+        check_positive(&[
+            ("port", self.port.into()),
+            ("convert_timeout_secs", self.convert_timeout_secs),
+            ("max_expansion", self.max_expansion),
+            ("max_virtual_size", self.max_virtual_size),
+            ("max_image_size", self.max_image_size),
+        ])?;
         check(
             matches!(self.convert_to.as_str(), "qcow2" | "raw" | "vmdk"),
             "convert_to",
             "must be qcow2, raw or vmdk",
         )?;
-        check(
-            self.convert_timeout_secs > 0,
-            "convert_timeout_secs",
-            "must be above 0",
-        )?;
-        check(self.max_expansion > 0, "max_expansion", "must be above 0")?;
-        check(
-            self.max_virtual_size > 0,
-            "max_virtual_size",
-            "must be above 0",
-        )?;
-        check(self.max_image_size > 0, "max_image_size", "must be above 0")?;
-        check(
-            !self.store.proxy.is_empty(),
-            "store.proxy",
-            "must be host:port",
-        )?;
+        check_set(&[("store.proxy", &self.store.proxy)])?;
         check(
             self.store.user.contains(':'),
             "store.user",

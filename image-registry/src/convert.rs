@@ -7,6 +7,8 @@
 //! Check 9 (qemu-img and our inspector must agree, [`cross_check`]) and
 //! check 10 (the output must inspect as the target format) live here.
 
+#![cfg(feature = "service")]
+
 use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, Limits};
 use crate::process::{run_bounded, run_capped, RunError};
 use serde_json::Value;

@@ -11,6 +11,8 @@
 //! uploads, an upload and a PATCH) cannot both win a state transition or
 //! overwrite each other's record with a stale copy.
 
+#![cfg(feature = "service")]
+
 use crate::image::Image;
 use service_kit::json_store::{synced, JsonStore, StoreError};
 use std::path::Path;

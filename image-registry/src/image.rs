@@ -2,6 +2,8 @@
 //! clients see, which fields they may change (JSON patch), who may see an
 //! image, and list filtering, sorting and paging.
 
+#![cfg(feature = "service")]
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

@@ -6,6 +6,8 @@
 //! import puts the image back to `queued` with the reason, and nothing is
 //! stored.
 
+#![cfg(feature = "service")]
+
 use crate::api::{
     bad_transition, change_image, check_image, fault, load_owned, stream_to_file, work_dir, Failed,
     Hashes, Hashing, Registry,

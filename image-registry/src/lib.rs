@@ -12,35 +12,25 @@
 //! client ([`chunks`]: manifests, local indexes, assembly). Everything
 //! else (the API, records, imports, web-download) is the registry's own.
 
+// Modules beyond the pure inspector build only with the `service` feature
+// (each says so at its top), so the fuzzer builds without RocksDB.
+//
 // Handlers return ready-made error responses through `Result`, as in the
 // object store; boxing them would only add allocations on error paths.
 #![allow(clippy::result_large_err)]
 
-#[cfg(feature = "service")]
 pub(crate) mod api;
-#[cfg(feature = "service")]
 pub mod cache;
-#[cfg(feature = "service")]
 pub mod chunks;
-#[cfg(feature = "service")]
 pub mod config;
-#[cfg(feature = "service")]
 pub mod convert;
-#[cfg(feature = "service")]
 pub(crate) mod db;
-#[cfg(feature = "service")]
 pub(crate) mod image;
-#[cfg(feature = "service")]
 pub(crate) mod import;
 pub mod inspect;
 pub mod process;
-#[cfg(feature = "service")]
 pub(crate) mod schema;
-#[cfg(feature = "service")]
 pub mod service;
-#[cfg(feature = "service")]
 pub mod store;
-#[cfg(feature = "service")]
 pub mod verify;
-#[cfg(feature = "service")]
 pub(crate) mod web_download;

@@ -2,6 +2,8 @@
 //! against (python-glanceclient builds its models from them), modelled on
 //! Glance's own.
 
+#![cfg(feature = "service")]
+
 use serde_json::{json, Value};
 
 pub fn image() -> Value {

@@ -1,6 +1,8 @@
 //! Starting the registry: open its database, cache and store client, and
 //! serve the API until Ctrl-C or SIGTERM.
 
+#![cfg(feature = "service")]
+
 use crate::api::{handle, Registry};
 use crate::cache::Cache;
 use crate::chunks::ChunkStore;

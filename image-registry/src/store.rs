@@ -3,6 +3,8 @@
 //! system), in the registry's container of its service account. What an
 //! image is made of (chunks and a manifest) is [`crate::chunks`]'s.
 
+#![cfg(feature = "service")]
+
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -130,10 +132,21 @@ impl ObjectStore {
         let st = resp.status();
         let etag = header_str(resp.headers(), "etag").map(|e| e.trim_matches('"').to_string());
         let _ = resp.into_body().collect().await;
-        match (st.is_success(), etag) {
-            (true, Some(e)) => Ok(e),
-            (true, None) => Err(StoreError::Status(st, format!("storing {name}: no ETag"))),
-            (false, _) => Err(StoreError::Status(st, format!("storing {name}"))),
+        match (st, etag) {
+            // A newer write of the same name won (Swift's 202): chunk and
+            // manifest names are their content's hash, so what is stored is
+            // what was sent; its ETag is the stored one.
+            (StatusCode::ACCEPTED, None) => {
+                let h = self.head(name).await?;
+                header_str(&h, "etag")
+                    .map(|e| e.trim_matches('"').to_string())
+                    .ok_or_else(|| StoreError::Status(st, format!("storing {name}: no ETag")))
+            }
+            (st, Some(e)) if st.is_success() => Ok(e),
+            (st, _) if st.is_success() => {
+                Err(StoreError::Status(st, format!("storing {name}: no ETag")))
+            }
+            _ => Err(StoreError::Status(st, format!("storing {name}"))),
         }
     }
 

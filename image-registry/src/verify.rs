@@ -17,6 +17,8 @@
 //!
 //! Blocking (it runs qemu-img): call it off the async workers.
 
+#![cfg(feature = "service")]
+
 use crate::convert::{self, ConvertError};
 use crate::inspect::{self, DiskFormat, FileSource, ImageInfo, InspectError, Limits};
 use std::path::{Path, PathBuf};

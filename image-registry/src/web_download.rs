@@ -16,6 +16,8 @@
 //! [`check_url`] and [`check_addr`] are the pure core; [`fetch`] is the
 //! blocking I/O shell (run it off the async workers).
 
+#![cfg(feature = "service")]
+
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

@@ -154,17 +154,7 @@ fn large_sparse_images_report_their_virtual_size() {
 fn an_ova_reports_its_disk_and_descriptor_properties() {
     let d = Dir::new();
     let src = raw_source(&d);
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        "subformat=streamOptimized",
-        &src,
-        &d.s("disk.vmdk"),
-    ]);
+    corpus::stream_optimized(&src, &d.s("disk.vmdk"));
     std::fs::write(d.p("tiny.ovf"), OVF).unwrap();
     tar(
         d.0.path(),

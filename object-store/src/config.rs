@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use service_kit::auth::AuthConfig;
-use service_kit::config::{check, Validate};
+use service_kit::config::{check_positive, check_set, Validate};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -126,8 +126,8 @@ pub fn timeouts(connect_ms: u64, node_ms: u64) -> service_kit::client::Timeouts 
 
 impl Validate for NodeConfig {
     fn validate(&self) -> Result<(), String> {
-        check(self.port != 0, "port", "must not be 0")?;
-        for (field, v) in [
+        check_positive(&[
+            ("port", self.port.into()),
             ("ring_check_secs", self.ring_check_secs),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("node_timeout_ms", self.node_timeout_ms),
@@ -135,32 +135,19 @@ impl Validate for NodeConfig {
             ("expirer_interval_secs", self.expirer_interval_secs),
             ("auditor_interval_secs", self.auditor_interval_secs),
             ("reclaim_age_secs", self.reclaim_age_secs),
-        ] {
-            check(v > 0, field, "must be above 0")?;
-        }
-        Ok(())
+        ])
     }
 }
 
 impl Validate for ProxyConfig {
     fn validate(&self) -> Result<(), String> {
-        check(self.port != 0, "port", "must not be 0")?;
-        check(
-            self.ring_check_secs > 0,
-            "ring_check_secs",
-            "must be above 0",
-        )?;
-        check(
-            self.connect_timeout_ms > 0,
-            "connect_timeout_ms",
-            "must be above 0",
-        )?;
-        check(
-            self.node_timeout_ms > 0,
-            "node_timeout_ms",
-            "must be above 0",
-        )?;
-        check(!self.s3_domain.is_empty(), "s3_domain", "must not be empty")?;
+        check_positive(&[
+            ("port", self.port.into()),
+            ("ring_check_secs", self.ring_check_secs),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("node_timeout_ms", self.node_timeout_ms),
+        ])?;
+        check_set(&[("s3_domain", &self.s3_domain)])?;
         self.auth.validate()
     }
 }

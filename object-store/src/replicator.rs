@@ -247,12 +247,7 @@ async fn replicate_listings(
     stats: &mut PassStats,
     limit: &mut RateLimiter,
 ) {
-    let ring = state.ring();
-    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
-    let primaries: Vec<ring_tools::Device> = ring.primaries(part).cloned().collect();
-    let is_primary = primaries
-        .iter()
-        .any(|p| p.node_addr() == me && p.device == dev.name);
+    let (peers, is_primary) = peers(state, dev, part);
     let (digest_path, merge_path) = kind.paths();
     let d = dev.clone();
     let Ok(Ok(names)) = tokio::task::spawn_blocking(move || kind.names(&d.db, part)).await else {
@@ -272,10 +267,7 @@ async fn replicate_listings(
             _ => continue,
         };
         let mut confirmed = true;
-        for t in primaries
-            .iter()
-            .filter(|p| !(p.node_addr() == me && p.device == dev.name))
-        {
+        for t in &peers {
             let addr = t.node_addr();
             let theirs: Option<HashMap<String, String>> = get_json(
                 state,
@@ -372,6 +364,18 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The partition's primaries other than this device, and whether this
+/// device is one of them (a handoff is not).
+fn peers(state: &NodeState, dev: &Device, part: u32) -> (Vec<ring_tools::Device>, bool) {
+    let ring = state.ring();
+    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
+    let (mine, others): (Vec<ring_tools::Device>, Vec<ring_tools::Device>) = ring
+        .primaries(part)
+        .cloned()
+        .partition(|p| p.node_addr() == me && p.device == dev.name);
+    (others, !mine.is_empty())
+}
+
 async fn replicate_partition(
     state: &Arc<NodeState>,
     dev: &Arc<Device>,
@@ -379,16 +383,7 @@ async fn replicate_partition(
     stats: &mut PassStats,
     limit: &mut RateLimiter,
 ) {
-    let ring = state.ring();
-    let me = format!("{}:{}", state.config.bind_ip, state.config.port);
-    let primaries: Vec<ring_tools::Device> = ring.primaries(part).cloned().collect();
-    let is_primary = primaries
-        .iter()
-        .any(|p| p.node_addr() == me && p.device == dev.name);
-    let targets: Vec<&ring_tools::Device> = primaries
-        .iter()
-        .filter(|p| !(p.node_addr() == me && p.device == dev.name))
-        .collect();
+    let (targets, is_primary) = peers(state, dev, part);
     let d = dev.clone();
     let local: HashMap<u16, [u8; 32]> =
         match tokio::task::spawn_blocking(move || d.db.suffix_hashes(part)).await {

@@ -53,6 +53,22 @@ pub fn check(ok: bool, field: &str, reason: &str) -> Result<(), String> {
     }
 }
 
+/// Each field (name, value) must be above zero (ports, intervals, limits).
+pub fn check_positive(fields: &[(&str, u64)]) -> Result<(), String> {
+    for (field, v) in fields {
+        check(*v > 0, field, "must be above 0")?;
+    }
+    Ok(())
+}
+
+/// Each field (name, value) must be set (URLs, keys).
+pub fn check_set(fields: &[(&str, &str)]) -> Result<(), String> {
+    for (field, v) in fields {
+        check(!v.is_empty(), field, "must be set")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

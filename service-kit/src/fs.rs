@@ -55,16 +55,18 @@ mod tests {
 
     #[test]
     fn zeros_become_holes_and_the_length_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let mut f = std::fs::File::create(&path).unwrap();
+        use std::io::{Read, Seek};
+        let mut f = tempfile::tempfile().unwrap();
         write_sparse(&mut f, &[1u8; 10]).unwrap();
         write_sparse(&mut f, &vec![0u8; 1 << 20]).unwrap();
         f.set_len(10 + (1 << 20)).unwrap();
-        let data = std::fs::read(&path).unwrap();
+        let mut data = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut data).unwrap();
         assert_eq!(data.len(), 10 + (1 << 20));
         assert!(data[10..].iter().all(|b| *b == 0));
         assert!(!is_hole(&[0u8; 100]), "short runs are written");
-        assert!(space(dir.path()).is_some_and(|s| s.total >= s.free));
+        let root = space(Path::new("/")).expect("statvfs of /");
+        assert!(root.total >= root.free);
     }
 }

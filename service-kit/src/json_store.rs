@@ -171,19 +171,24 @@ impl JsonStore {
 mod tests {
     use super::*;
 
+    /// A store in a temporary directory, written by `fill`, then reopened.
+    fn reopened(fill: impl FnOnce(&JsonStore)) -> (tempfile::TempDir, JsonStore) {
+        let dir = tempfile::tempdir().unwrap();
+        fill(&JsonStore::open(dir.path()).unwrap());
+        let store = JsonStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
     #[test]
     fn records_survive_reopening_and_prefixes_stay_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = JsonStore::open(dir.path()).unwrap();
+        let (_dir, s) = reopened(|s| {
             s.put("a/1", &1u32).unwrap();
             s.put("a/2", &2u32).unwrap();
             s.put("b/1", &"other kind").unwrap();
             assert!(s.insert("a/3", &3u32).unwrap());
             assert!(!s.insert("a/3", &30u32).unwrap(), "taken");
             s.delete("a/2").unwrap();
-        }
-        let s = JsonStore::open(dir.path()).unwrap();
+        });
         assert_eq!(s.scan::<u32>("a/").unwrap(), [1, 3]);
         assert_eq!(
             s.get::<String>("b/1").unwrap().as_deref(),
@@ -198,9 +203,8 @@ mod tests {
 
     #[test]
     fn updates_refuse_or_apply_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(JsonStore::open(dir.path()).unwrap());
-        s.put("n", &0u64).unwrap();
+        let (_dir, s) = reopened(|s| s.put("n", &0u64).unwrap());
+        let s = std::sync::Arc::new(s);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let s = s.clone();

@@ -56,6 +56,21 @@ pub const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 /// A tar made with Python's tarfile (USTAR): members (name in the archive,
 /// file under `dir`, or `None` for a symlink to /etc/passwd).
+/// Raw `src` as a streamOptimized VMDK (an OVA's disk) at `dst`.
+pub fn stream_optimized(src: &str, dst: &str) {
+    qemu_img(&[
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        "-o",
+        "subformat=streamOptimized",
+        src,
+        dst,
+    ]);
+}
+
 pub fn tar(dir: &Path, out: &str, members: &[(&str, Option<&str>)]) {
     let list: Vec<String> = members
         .iter()
@@ -217,17 +232,7 @@ pub fn build(dir: &Path) -> Vec<Case> {
     ]);
     case("split.vmdk", "vmdk", "bare", "descriptor file");
     // 5. streamOptimized with a broken end-of-stream marker.
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        "subformat=streamOptimized",
-        &s("source.raw"),
-        &s("eos.vmdk"),
-    ]);
+    stream_optimized(&s("source.raw"), &s("eos.vmdk"));
     let len = std::fs::metadata(p("eos.vmdk")).unwrap().len();
     patch(&p("eos.vmdk"), len - 100, b"\x07");
     case(
@@ -315,17 +320,7 @@ pub fn build(dir: &Path) -> Vec<Case> {
     // 12. OVA: traversal, a link, a descriptor with a DTD, two disks, a
     // stray member, and a hostile disk inside.
     std::fs::write(p("tiny.ovf"), OVF).unwrap();
-    qemu_img(&[
-        "convert",
-        "-f",
-        "raw",
-        "-O",
-        "vmdk",
-        "-o",
-        "subformat=streamOptimized",
-        &s("source.raw"),
-        &s("disk.vmdk"),
-    ]);
+    stream_optimized(&s("source.raw"), &s("disk.vmdk"));
     tar(
         dir,
         "traversal.ova",

@@ -193,17 +193,10 @@ pub async fn upload_part_copy(
 ) -> S3Result<UploadPartCopyOutput> {
     check_part_number(input.part_number)?;
     upload!(account, input).meta(objects).await?;
-    let CopySource::Bucket {
-        bucket: sb,
-        key: sk,
-        ..
-    } = &input.copy_source
-    else {
-        return Err(s3_error!(NotImplemented, "access point copy sources"));
-    };
-    let copied = objects
-        .copy(CopyObject {
-            from: ObjectPath::new(account, sb.to_string(), sk.to_string()),
+    let written = object::copy_object(
+        objects,
+        CopyObject {
+            from: object::copy_source(account, &input.copy_source)?,
             to: upload!(account, input).part(input.part_number),
             conditions: object::conditions(
                 input.copy_source_if_match.as_ref(),
@@ -214,13 +207,9 @@ pub async fn upload_part_copy(
             range: input.copy_source_range.clone(),
             meta: part_meta(),
             keep: KeepFromSource::Nothing,
-        })
-        .await;
-    let written = match copied {
-        Ok(w) => w,
-        Err(ObjectError::NotModified { .. }) => return Err(s3_error!(PreconditionFailed)),
-        Err(e) => return Err(e.into()),
-    };
+        },
+    )
+    .await?;
     Ok(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(written.etag)),

@@ -433,29 +433,48 @@ pub async fn delete_many(
     })
 }
 
+/// The object a copy source names, in the account.
+pub fn copy_source(account: &str, source: &CopySource) -> S3Result<ObjectPath> {
+    let CopySource::Bucket { bucket, key, .. } = source else {
+        return Err(s3_error!(NotImplemented, "access point copy sources"));
+    };
+    check_key(key)?;
+    Ok(ObjectPath::new(
+        account,
+        bucket.to_string(),
+        key.to_string(),
+    ))
+}
+
+/// Copies an object with S3's errors for a copy: a failed source condition
+/// is 412 whichever failed, a missing source a NoSuchKey (or NoSuchBucket).
+pub async fn copy_object(objects: &Objects, req: CopyObject) -> S3Result<Written> {
+    let from = req.from.clone();
+    match objects.copy(req).await {
+        Ok(w) => Ok(w),
+        Err(ObjectError::NotModified { .. }) => Err(s3_error!(PreconditionFailed)),
+        Err(ObjectError::NoSuchObject) => {
+            bucket::require(objects, &from.account, &from.container).await?;
+            Err(s3_error!(NoSuchKey))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn copy(
     objects: &Objects,
     account: &str,
     input: CopyObjectInput,
     request: &HeaderMap,
 ) -> S3Result<CopyObjectOutput> {
-    let CopySource::Bucket {
-        bucket: sb,
-        key: sk,
-        ..
-    } = &input.copy_source
-    else {
-        return Err(s3_error!(NotImplemented, "access point copy sources"));
-    };
-    let (sb, sk) = (sb.to_string(), sk.to_string());
+    let from = copy_source(account, &input.copy_source)?;
     let replace = input
         .metadata_directive
         .as_ref()
         .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-    if sb == input.bucket && sk == input.key && !replace {
+    if from.container == input.bucket && from.object == input.key && !replace {
         return Err(s3_error!(InvalidRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."));
     }
-    check_key(&sk)?;
     check_key(&input.key)?;
     bucket::require(objects, account, &input.bucket).await?;
     let (meta, keep) = if replace {
@@ -468,9 +487,10 @@ pub async fn copy(
     } else {
         (ObjectMeta::default(), KeepFromSource::Everything)
     };
-    let copied = objects
-        .copy(CopyObject {
-            from: ObjectPath::new(account, &sb, &sk),
+    let written = copy_object(
+        objects,
+        CopyObject {
+            from,
             to: ObjectPath::new(account, &input.bucket, &input.key),
             conditions: conditions(
                 input.copy_source_if_match.as_ref(),
@@ -481,18 +501,9 @@ pub async fn copy(
             range: None,
             meta,
             keep,
-        })
-        .await;
-    let written = match copied {
-        Ok(w) => w,
-        // A copy's source conditions fail with 412 whichever failed.
-        Err(ObjectError::NotModified { .. }) => return Err(s3_error!(PreconditionFailed)),
-        Err(ObjectError::NoSuchObject) => {
-            bucket::require(objects, account, &sb).await?;
-            return Err(s3_error!(NoSuchKey));
-        }
-        Err(e) => return Err(e.into()),
-    };
+        },
+    )
+    .await?;
     Ok(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(written.etag)),
