@@ -4,8 +4,7 @@
 //! sectors that print a marker on COM1 (and power off, or idle).
 
 mod common;
-#[path = "../image-registry/tests/corpus/mod.rs"]
-mod corpus;
+use common::corpus;
 use common::glance::{import, Glance};
 use common::nova::{upload_image, Nova};
 use common::Cluster;

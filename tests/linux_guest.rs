@@ -55,16 +55,11 @@ mcopy -i disk.img@@1M vmlinuz initrd.gz syslinux.cfg ::/
 syslinux --offset 1048576 --install disk.img
 "#
     );
-    let out = Command::new("bash")
-        .args(["-c", &script])
-        .env("DIR", dir)
-        .env("KERNEL", &kernel)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building the disk: {}",
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        Command::new("bash")
+            .args(["-c", &script])
+            .env("DIR", dir)
+            .env("KERNEL", &kernel),
     );
     dir.join("disk.img")
 }

@@ -4,21 +4,31 @@
 //! and store nothing; python-glanceclient works against it.
 
 mod common;
-#[path = "../image-registry/tests/corpus/mod.rs"]
-mod corpus;
+use common::corpus::{self, qemu_img};
 use common::glance::{import, Glance};
 use common::Cluster;
-use corpus::qemu_img;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// python-glanceclient against the registry, with a token.
+fn glance_cli(c: &Cluster, token: &str) -> Command {
+    let mut cmd = Command::new(common::venv_bin("glance"));
+    cmd.args([
+        "--os-image-url",
+        &c.registry_url(),
+        "--os-auth-token",
+        token,
+    ]);
+    cmd
+}
+
 fn qemu_virtual_size(path: &Path, fmt: &str) -> u64 {
-    let out = Command::new("qemu-img")
-        .args(["info", "-f", fmt, "--output=json"])
-        .arg(path)
-        .output()
-        .unwrap();
+    let out = common::run_ok(
+        Command::new("qemu-img")
+            .args(["info", "-f", fmt, "--output=json"])
+            .arg(path),
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["virtual-size"].as_u64().unwrap()
 }
@@ -389,21 +399,7 @@ fn python_glanceclient_creates_lists_and_downloads() {
         "64M",
     ]);
     let glance = |args: &[&str]| -> String {
-        let out = Command::new(common::venv_bin("glance"))
-            .args([
-                "--os-image-url",
-                &c.registry_url(),
-                "--os-auth-token",
-                &token,
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "glance {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::run_ok(glance_cli(&c, &token).args(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let created = glance(&[
@@ -456,13 +452,7 @@ fn python_glanceclient_creates_lists_and_downloads() {
         "qcow2",
         evil.to_str().unwrap(),
     ]);
-    let out = Command::new(common::venv_bin("glance"))
-        .args([
-            "--os-image-url",
-            &c.registry_url(),
-            "--os-auth-token",
-            &token,
-        ])
+    let out = glance_cli(&c, &token)
         .args([
             "image-create",
             "--name",

@@ -9,8 +9,7 @@
 //! registry's own limits.
 
 mod common;
-#[path = "../image-registry/tests/corpus/mod.rs"]
-mod corpus;
+use common::corpus;
 use common::glance::Glance;
 use common::Cluster;
 use serde_json::{json, Value};

@@ -483,6 +483,17 @@ fn static_and_dynamic_large_objects() {
         201
     );
     eventually(|| s.req("GET", "/big/dlo", &[], b"").body == whole);
+    // A copy of a large object is its content, not its manifest: both ways
+    // of copying, and it outlives the segments.
+    let copied = s.req("COPY", "/big/slo", &[("Destination", "/big/slo-copy")], b"");
+    assert_eq!(copied.status, 201, "{}", copied.text());
+    let put_copy = s.req("PUT", "/big/slo-copy2", &[("X-Copy-From", "/big/slo")], b"");
+    assert_eq!(put_copy.status, 201, "{}", put_copy.text());
+    for name in ["/big/slo-copy", "/big/slo-copy2"] {
+        let h = s.req("HEAD", name, &[], b"");
+        assert_eq!(h.header("x-static-large-object"), None, "{name}");
+        assert_eq!(h.header("etag"), Some(md5_hex(&whole).as_str()), "{name}");
+    }
     // Deleting the SLO with its segments.
     let d = s.req(
         "DELETE",
@@ -493,6 +504,7 @@ fn static_and_dynamic_large_objects() {
     let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
     assert_eq!(v["Number Deleted"], 4, "{v}");
     assert_eq!(s.req("GET", "/segs/part1", &[], b"").status, 404);
+    assert_eq!(s.req("GET", "/big/slo-copy", &[], b"").body, whole);
 }
 
 #[test]

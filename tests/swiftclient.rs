@@ -13,8 +13,8 @@ fn swift_bin() -> PathBuf {
 }
 
 fn swift(c: &Cluster, cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(swift_bin())
-        .current_dir(cwd)
+    let mut cmd = Command::new(swift_bin());
+    cmd.current_dir(cwd)
         .args([
             "-A",
             &format!("{}/auth/v1.0", c.url()),
@@ -23,16 +23,8 @@ fn swift(c: &Cluster, cwd: &Path, args: &[&str]) -> String {
             "-K",
             "testing",
         ])
-        .args(args)
-        .output()
-        .expect("swift runs");
-    assert!(
-        out.status.success(),
-        "swift {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .args(args);
+    String::from_utf8_lossy(&common::run_ok(&mut cmd).stdout).into_owned()
 }
 
 /// A file of pseudo-random bytes (so that a misplaced block cannot compare equal).

@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn kinds_are_prefixes_of_their_own() {
         let dir = tempfile::tempdir().unwrap();
-        let db = ComputeDb::open(dir.path()).unwrap();
+        let db = ComputeDb::open(&dir.path().join("compute")).unwrap();
         for f in classic_flavors() {
             db.put(Kind::Flavor, &f.id, &f).unwrap();
         }

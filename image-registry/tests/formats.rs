@@ -14,15 +14,10 @@ use std::process::Command;
 
 /// `qemu-img info -f FMT --output=json`: (format, virtual size).
 fn qemu_info(path: &Path, format: &str) -> (String, u64) {
-    let out = Command::new("qemu-img")
-        .args(["info", "-f", format, "--output=json"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = corpus::run_ok(
+        Command::new("qemu-img")
+            .args(["info", "-f", format, "--output=json"])
+            .arg(path),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     (

@@ -11,6 +11,7 @@
 //! - `GET /suffix/{device}/{partition}/{suffix}`: `{"<name hash hex>": [timestamp, "data"|"tombstone"]}`
 //! - the object verbs, with the original `X-Timestamp`.
 
+use crate::device_db::{ListingKind, Replica};
 use crate::object_server::now_secs;
 use crate::rate_limit::RateLimiter;
 use crate::records::{ObjectKind, ObjectRecord};
@@ -131,26 +132,19 @@ impl Listing {
         }
     }
 
-    fn partitions(self, db: &crate::device_db::DeviceDb) -> DbResult<Vec<u32>> {
+    fn kind(self) -> ListingKind {
         match self {
-            Listing::Containers => db.container_partitions(),
-            Listing::Accounts => db.account_partitions(),
+            Listing::Containers => ListingKind::Containers,
+            Listing::Accounts => ListingKind::Accounts,
         }
     }
 
+    fn partitions(self, db: &crate::device_db::DeviceDb) -> DbResult<Vec<u32>> {
+        db.listing_partitions(self.kind())
+    }
+
     fn names(self, db: &crate::device_db::DeviceDb, part: u32) -> DbResult<Vec<NameHash>> {
-        Ok(match self {
-            Listing::Containers => db
-                .containers_in_partition(part)?
-                .into_iter()
-                .map(|(h, _)| h)
-                .collect(),
-            Listing::Accounts => db
-                .accounts_in_partition(part)?
-                .into_iter()
-                .map(|(h, _)| h)
-                .collect(),
-        })
+        db.listing_names(self.kind(), part)
     }
 
     fn digest(
@@ -159,10 +153,7 @@ impl Listing {
         part: u32,
         hash: &NameHash,
     ) -> DbResult<Option<String>> {
-        match self {
-            Listing::Containers => db.container_digest(part, hash),
-            Listing::Accounts => db.account_digest(part, hash),
-        }
+        db.listing_digest(self.kind(), part, hash)
     }
 
     /// The serialized state to send, if the record exists.
@@ -172,26 +163,12 @@ impl Listing {
         part: u32,
         hash: &NameHash,
     ) -> DbResult<Option<Vec<u8>>> {
-        Ok(match self {
-            Listing::Containers => db
-                .container(part, hash)?
-                .map(|record| -> DbResult<Vec<u8>> {
-                    Ok(to_json(&ListingState {
-                        record,
-                        rows: db.container_rows(hash)?,
-                    }))
-                })
-                .transpose()?,
-            Listing::Accounts => db
-                .account(part, hash)?
-                .map(|record| -> DbResult<Vec<u8>> {
-                    Ok(to_json(&ListingState {
-                        record,
-                        rows: db.account_rows(hash)?,
-                    }))
-                })
-                .transpose()?,
-        })
+        match self {
+            Listing::Containers => {
+                state_json(db.container(part, hash)?, || db.container_rows(hash))
+            }
+            Listing::Accounts => state_json(db.account(part, hash)?, || db.account_rows(hash)),
+        }
     }
 
     /// Merges a peer's state; `false` if it does not parse.
@@ -202,34 +179,39 @@ impl Listing {
         hash: &NameHash,
         body: &[u8],
     ) -> DbResult<bool> {
-        match self {
-            Listing::Containers => match serde_json::from_slice::<
+        let replica = match self {
+            Listing::Containers => serde_json::from_slice::<
                 ListingState<crate::records::ContainerRecord, crate::records::ObjectRow>,
             >(body)
-            {
-                Ok(st) => db
-                    .merge_container(part, hash, &st.record, &st.rows)
-                    .map(|_| true),
-                Err(_) => Ok(false),
-            },
-            Listing::Accounts => match serde_json::from_slice::<
+            .map(|st| Replica::Container(st.record, st.rows)),
+            Listing::Accounts => serde_json::from_slice::<
                 ListingState<crate::records::AccountRecord, crate::records::ContainerRow>,
             >(body)
-            {
-                Ok(st) => db
-                    .merge_account(part, hash, &st.record, &st.rows)
-                    .map(|_| true),
-                Err(_) => Ok(false),
-            },
+            .map(|st| Replica::Account(st.record, st.rows)),
+        };
+        match replica {
+            Ok(r) => db.merge_replica(part, hash, &r).map(|()| true),
+            Err(_) => Ok(false),
         }
     }
 
     fn remove(self, db: &crate::device_db::DeviceDb, part: u32, hash: &NameHash) -> DbResult<()> {
-        match self {
-            Listing::Containers => db.remove_container(part, hash),
-            Listing::Accounts => db.remove_account(part, hash),
-        }
+        db.remove_replica(self.kind(), part, hash)
     }
+}
+
+/// A record with its rows, as JSON; `None` without a record.
+fn state_json<R: Serialize, W: Serialize>(
+    record: Option<R>,
+    rows: impl FnOnce() -> DbResult<Vec<(String, W)>>,
+) -> DbResult<Option<Vec<u8>>> {
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    Ok(Some(to_json(&ListingState {
+        record,
+        rows: rows()?,
+    })))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {

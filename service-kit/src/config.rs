@@ -12,11 +12,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    /// A TOML or type error, on one line: where and what.
+    #[error("invalid config {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
     #[error("invalid config {path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
@@ -33,15 +31,27 @@ pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigErro
         path: path.to_path_buf(),
         source,
     })?;
-    let config: T = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    let config: T = toml::from_str(&text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
-        source,
+        reason: one_line(&text, &e),
     })?;
     config.validate().map_err(|reason| ConfigError::Invalid {
         path: path.to_path_buf(),
         reason,
     })?;
     Ok(config)
+}
+
+/// A parse error as `line N: message` (toml's own text spans lines).
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
 }
 
 /// `Err(field: reason)` unless `ok`: the building block of `validate`.
@@ -97,7 +107,8 @@ mod tests {
     fn unknown_fields_and_bad_values_are_named() {
         assert_eq!(load_text("port = 8080").unwrap().port, 8080);
         let typo = load_text("port = 1\nprot = 2").unwrap_err().to_string();
-        assert!(typo.contains("unknown field `prot`"), "{typo}");
+        assert!(typo.contains("line 2: unknown field `prot`"), "{typo}");
+        assert!(!typo.contains('\n'), "one line: {typo}");
         let zero = load_text("port = 0").unwrap_err().to_string();
         assert!(zero.ends_with("port: must not be 0"), "{zero}");
     }

@@ -3,8 +3,13 @@
 //! exits (`nubo up` follows its parent).
 #![allow(dead_code)]
 
+#[path = "../../image-registry/tests/corpus/mod.rs"]
+pub mod corpus;
 pub mod glance;
 pub mod nova;
+
+#[allow(unused_imports)]
+pub use corpus::run_ok;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

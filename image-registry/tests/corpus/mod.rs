@@ -28,16 +28,20 @@ pub struct Good {
     pub virtual_size: u64,
 }
 
-pub fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
-        .output()
-        .expect("qemu-img runs");
+/// Runs a command to its end; panics with its stderr unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "qemu-img {args:?}: {}",
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+pub fn qemu_img(args: &[&str]) {
+    run_ok(Command::new("qemu-img").args(args));
 }
 
 pub const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -54,8 +58,6 @@ pub const OVF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </Envelope>
 "#;
 
-/// A tar made with Python's tarfile (USTAR): members (name in the archive,
-/// file under `dir`, or `None` for a symlink to /etc/passwd).
 /// Raw `src` as a streamOptimized VMDK (an OVA's disk) at `dst`.
 pub fn stream_optimized(src: &str, dst: &str) {
     qemu_img(&[
@@ -71,6 +73,8 @@ pub fn stream_optimized(src: &str, dst: &str) {
     ]);
 }
 
+/// A tar made with Python's tarfile (USTAR): members (name in the archive,
+/// file under `dir`, or `None` for a symlink to /etc/passwd).
 pub fn tar(dir: &Path, out: &str, members: &[(&str, Option<&str>)]) {
     let list: Vec<String> = members
         .iter()
@@ -654,22 +658,17 @@ fn seal_vhd_footer(footer: &mut [u8]) {
 pub fn expanding_qcow2(out: &Path) {
     let o = out.to_string_lossy();
     qemu_img(&["create", "-q", "-f", "qcow2", &o, "1G"]);
-    let io = Command::new("qemu-io")
-        .args([
-            "-f",
-            "qcow2",
-            "-c",
-            "write -P 0x5a 0 64k",
-            "-c",
-            "write -P 0x5a 512M 64k",
-        ])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        io.status.success(),
-        "{}",
-        String::from_utf8_lossy(&io.stderr)
+    run_ok(
+        Command::new("qemu-io")
+            .args([
+                "-f",
+                "qcow2",
+                "-c",
+                "write -P 0x5a 0 64k",
+                "-c",
+                "write -P 0x5a 512M 64k",
+            ])
+            .arg(out),
     );
     let mut img = std::fs::read(out).unwrap();
     let be64 = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());

@@ -50,6 +50,24 @@ pub enum Listed<R> {
     Subdir(String),
 }
 
+/// A page of a listing.
+pub type Page<R> = DbResult<Vec<Listed<R>>>;
+
+/// Which listings: containers (rows are objects) or accounts (rows are
+/// containers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ListingKind {
+    Containers,
+    Accounts,
+}
+
+/// Another replica's container or account: its record and every row.
+#[derive(Clone, Debug)]
+pub enum Replica {
+    Container(ContainerRecord, Vec<(String, ObjectRow)>),
+    Account(AccountRecord, Vec<(String, ContainerRow)>),
+}
+
 /// A change to a container record.
 pub enum ContainerChange {
     Put(Timestamp, MetaMap),
@@ -57,19 +75,19 @@ pub enum ContainerChange {
     Delete(Timestamp),
 }
 
-/// Records `tag | part | hash` of a partition, with their name hashes.
-fn records_in_partition<V: Serialize + DeserializeOwned>(
+/// The name hashes of the records `tag | part | hash` of a partition.
+fn names_in_partition<V: Serialize + DeserializeOwned>(
     db: &Db,
     space: &KeySpace<V>,
     part: u32,
-) -> DbResult<Vec<(NameHash, V)>> {
+) -> DbResult<Vec<NameHash>> {
     space
-        .scan(db, &space.key(&[&part.to_be_bytes()]))?
+        .keys(db, &space.key(&[&part.to_be_bytes()]))?
         .into_iter()
-        .map(|(k, v)| {
-            let hash =
-                <[u8; 16]>::try_from(&k[5..]).map_err(|_| DbError::Malformed(hex::encode(&k)))?;
-            Ok((NameHash(hash), v))
+        .map(|k| {
+            <[u8; 16]>::try_from(&k[5..])
+                .map(NameHash)
+                .map_err(|_| DbError::Malformed(hex::encode(&k)))
         })
         .collect()
 }
@@ -97,7 +115,7 @@ pub fn list<R: Serialize + DeserializeOwned>(
     parent: &NameHash,
     p: &ListParams,
     visible: impl Fn(&R) -> bool,
-) -> DbResult<Vec<Listed<R>>> {
+) -> Page<R> {
     let prefix_key = space.key(&[&parent.0]);
     let key_of = |name: &str| {
         let mut k = prefix_key.clone();
@@ -195,6 +213,22 @@ pub fn list<R: Serialize + DeserializeOwned>(
 }
 
 impl DeviceDb {
+    /// Partitions that hold listings of a kind on this device.
+    pub fn listing_partitions(&self, kind: ListingKind) -> DbResult<Vec<u32>> {
+        self.partitions_under(match kind {
+            ListingKind::Containers => CONTAINERS.tag(),
+            ListingKind::Accounts => ACCOUNTS.tag(),
+        })
+    }
+
+    /// The name hashes of a partition's containers or accounts.
+    pub fn listing_names(&self, kind: ListingKind, part: u32) -> DbResult<Vec<NameHash>> {
+        match kind {
+            ListingKind::Containers => names_in_partition(&self.db, &CONTAINERS, part),
+            ListingKind::Accounts => names_in_partition(&self.db, &ACCOUNTS, part),
+        }
+    }
+
     // ---- containers ----
 
     pub fn container(&self, part: u32, hash: &NameHash) -> DbResult<Option<ContainerRecord>> {
@@ -214,16 +248,6 @@ impl DeviceDb {
                 container: container.to_string(),
                 ..Default::default()
             }))
-    }
-
-    /// Partitions that hold container records on this device.
-    pub fn container_partitions(&self) -> DbResult<Vec<u32>> {
-        self.partitions_under(CONTAINERS.tag())
-    }
-
-    /// The container records of a partition, with their name hashes.
-    pub fn containers_in_partition(&self, part: u32) -> DbResult<Vec<(NameHash, ContainerRecord)>> {
-        records_in_partition(&self.db, &CONTAINERS, part)
     }
 
     /// Every listing row of a container, deleted ones included.
@@ -311,73 +335,96 @@ impl DeviceDb {
         Ok(Some(rec))
     }
 
-    pub fn list_objects(
-        &self,
-        container_hash: &NameHash,
-        params: &ListParams,
-    ) -> DbResult<Vec<Listed<ObjectRow>>> {
-        list(&self.db, &OBJECT_ROWS, container_hash, params, |r| {
-            !r.deleted
-        })
+    /// A page of a container's objects.
+    pub fn list_objects(&self, container: &NameHash, p: &ListParams) -> Page<ObjectRow> {
+        list(&self.db, &OBJECT_ROWS, container, p, |r| !r.deleted)
     }
 
-    /// A digest of a container's state (timestamps, metadata, rows): two
-    /// replicas with equal digests need no sync.
-    pub fn container_digest(
+    /// A digest of a container's or account's state (timestamps,
+    /// metadata, rows): two replicas with equal digests need no sync.
+    pub fn listing_digest(
         &self,
+        kind: ListingKind,
         part: u32,
-        container_hash: &NameHash,
+        hash: &NameHash,
     ) -> DbResult<Option<String>> {
-        let Some(rec) = self.container(part, container_hash)? else {
-            return Ok(None);
-        };
         let mut h = blake3::Hasher::new();
-        h.update(&rec.put_timestamp.0.to_le_bytes());
-        h.update(&rec.delete_timestamp.0.to_le_bytes());
-        h.update(&serde_json::to_vec(&rec.meta).expect("json"));
-        for (name, row) in self.container_rows(container_hash)? {
+        // (name, timestamp, deleted flag where rows have one)
+        let rows: Vec<(String, Timestamp, Option<bool>)> = match kind {
+            ListingKind::Containers => {
+                let Some(rec) = self.container(part, hash)? else {
+                    return Ok(None);
+                };
+                h.update(&rec.put_timestamp.0.to_le_bytes());
+                h.update(&rec.delete_timestamp.0.to_le_bytes());
+                h.update(&serde_json::to_vec(&rec.meta).expect("json"));
+                let rows = self.container_rows(hash)?.into_iter();
+                rows.map(|(n, r)| (n, r.timestamp, Some(r.deleted)))
+                    .collect()
+            }
+            ListingKind::Accounts => {
+                let Some(rec) = self.account(part, hash)? else {
+                    return Ok(None);
+                };
+                h.update(&rec.put_timestamp.0.to_le_bytes());
+                h.update(&serde_json::to_vec(&rec.meta).expect("json"));
+                let rows = self.account_rows(hash)?.into_iter();
+                rows.map(|(n, r)| (n, r.stats_timestamp, None)).collect()
+            }
+        };
+        for (name, ts, deleted) in rows {
             h.update(&(name.len() as u64).to_le_bytes());
             h.update(name.as_bytes());
-            h.update(&row.timestamp.0.to_le_bytes());
-            h.update(&[row.deleted as u8]);
+            h.update(&ts.0.to_le_bytes());
+            if let Some(d) = deleted {
+                h.update(&[d as u8]);
+            }
         }
         Ok(Some(h.finalize().to_hex().to_string()))
     }
 
-    /// Merges another replica's container: timestamps and metadata newest
-    /// wins, rows newest wins (counters follow the rows). One WAL sync.
-    pub fn merge_container(
-        &self,
-        part: u32,
-        container_hash: &NameHash,
-        theirs: &ContainerRecord,
-        rows: &[(String, ObjectRow)],
-    ) -> DbResult<()> {
-        for (name, row) in rows {
-            self.apply_object_row(
-                part,
-                container_hash,
-                &theirs.account,
-                &theirs.container,
-                name,
-                row,
-            )?;
+    /// Merges another replica's container or account. A container's
+    /// timestamps and metadata merge newest-wins, its rows newest-wins
+    /// (counters follow the rows), with one WAL sync; an account's metadata
+    /// merges per key and its container rows by newest stats (totals
+    /// follow the rows).
+    pub fn merge_replica(&self, part: u32, hash: &NameHash, theirs: &Replica) -> DbResult<()> {
+        match theirs {
+            Replica::Container(record, rows) => {
+                for (name, row) in rows {
+                    let (a, c) = (&record.account, &record.container);
+                    self.apply_object_row(part, hash, a, c, name, row)?;
+                }
+                let key = record_key(&CONTAINERS, part, hash);
+                {
+                    let _g = self.db.lock(&key);
+                    let mut rec =
+                        self.container_or_new(&key, &record.account, &record.container)?;
+                    rec.put_timestamp = rec.put_timestamp.max(record.put_timestamp);
+                    rec.delete_timestamp = rec.delete_timestamp.max(record.delete_timestamp);
+                    merge_meta(&mut rec.meta, &record.meta);
+                    CONTAINERS.store(&self.db, &key, &rec, Durability::Deferred)?;
+                }
+                self.sync()
+            }
+            Replica::Account(record, rows) => {
+                for (name, row) in rows {
+                    self.apply_container_row(part, hash, &record.account, name, row)?;
+                }
+                let put = (record.put_timestamp > Timestamp::ZERO).then_some(record.put_timestamp);
+                self.update_account(part, hash, &record.account, put, &record.meta)?;
+                Ok(())
+            }
         }
-        let key = record_key(&CONTAINERS, part, container_hash);
-        {
-            let _g = self.db.lock(&key);
-            let mut rec = self.container_or_new(&key, &theirs.account, &theirs.container)?;
-            rec.put_timestamp = rec.put_timestamp.max(theirs.put_timestamp);
-            rec.delete_timestamp = rec.delete_timestamp.max(theirs.delete_timestamp);
-            merge_meta(&mut rec.meta, &theirs.meta);
-            CONTAINERS.store(&self.db, &key, &rec, Durability::Deferred)?;
-        }
-        self.sync()
     }
 
-    /// Forgets a container replica (a handoff's, once the primaries have it).
-    pub fn remove_container(&self, part: u32, container_hash: &NameHash) -> DbResult<()> {
-        self.remove_listing(&CONTAINERS, &OBJECT_ROWS, part, container_hash)
+    /// Forgets a container or account replica (a handoff's, once the
+    /// primaries have it): the record and all its rows.
+    pub fn remove_replica(&self, kind: ListingKind, part: u32, hash: &NameHash) -> DbResult<()> {
+        match kind {
+            ListingKind::Containers => self.remove_listing(&CONTAINERS, &OBJECT_ROWS, part, hash),
+            ListingKind::Accounts => self.remove_listing(&ACCOUNTS, &CONTAINER_ROWS, part, hash),
+        }
     }
 
     /// Deletes a record and all its rows (a handoff's replica, once pushed).
@@ -546,67 +593,14 @@ impl DeviceDb {
         Ok(true)
     }
 
-    /// Partitions that hold account records on this device.
-    pub fn account_partitions(&self) -> DbResult<Vec<u32>> {
-        self.partitions_under(ACCOUNTS.tag())
-    }
-
-    /// The account records of a partition, with their name hashes.
-    pub fn accounts_in_partition(&self, part: u32) -> DbResult<Vec<(NameHash, AccountRecord)>> {
-        records_in_partition(&self.db, &ACCOUNTS, part)
-    }
-
     /// Every container row of an account, deleted ones included.
     pub fn account_rows(&self, account_hash: &NameHash) -> DbResult<Vec<(String, ContainerRow)>> {
         rows_of(&self.db, &CONTAINER_ROWS, account_hash)
     }
 
-    /// A digest of an account's state (timestamps, metadata, container rows).
-    pub fn account_digest(&self, part: u32, account_hash: &NameHash) -> DbResult<Option<String>> {
-        let Some(rec) = self.account(part, account_hash)? else {
-            return Ok(None);
-        };
-        let mut h = blake3::Hasher::new();
-        h.update(&rec.put_timestamp.0.to_le_bytes());
-        h.update(&serde_json::to_vec(&rec.meta).expect("json"));
-        for (name, row) in self.account_rows(account_hash)? {
-            h.update(&(name.len() as u64).to_le_bytes());
-            h.update(name.as_bytes());
-            h.update(&row.stats_timestamp.0.to_le_bytes());
-        }
-        Ok(Some(h.finalize().to_hex().to_string()))
-    }
-
-    /// Merges another replica's account: metadata newest-wins per key,
-    /// container rows newest stats win (totals follow the rows).
-    pub fn merge_account(
-        &self,
-        part: u32,
-        account_hash: &NameHash,
-        theirs: &AccountRecord,
-        rows: &[(String, ContainerRow)],
-    ) -> DbResult<()> {
-        for (name, row) in rows {
-            self.apply_container_row(part, account_hash, &theirs.account, name, row)?;
-        }
-        let put = (theirs.put_timestamp > Timestamp::ZERO).then_some(theirs.put_timestamp);
-        self.update_account(part, account_hash, &theirs.account, put, &theirs.meta)?;
-        Ok(())
-    }
-
-    /// Forgets an account replica (a handoff's, once the primaries have it).
-    pub fn remove_account(&self, part: u32, account_hash: &NameHash) -> DbResult<()> {
-        self.remove_listing(&ACCOUNTS, &CONTAINER_ROWS, part, account_hash)
-    }
-
-    pub fn list_containers(
-        &self,
-        account_hash: &NameHash,
-        params: &ListParams,
-    ) -> DbResult<Vec<Listed<ContainerRow>>> {
-        list(&self.db, &CONTAINER_ROWS, account_hash, params, |r| {
-            r.exists()
-        })
+    /// A page of an account's containers.
+    pub fn list_containers(&self, account: &NameHash, p: &ListParams) -> Page<ContainerRow> {
+        list(&self.db, &CONTAINER_ROWS, account, p, |r| r.exists())
     }
 }
 
@@ -689,45 +683,34 @@ mod tests {
     }
 
     #[test]
-    fn reverse_listings_include_an_object_named_like_a_subdir() {
+    fn reverse_listings_with_an_object_named_like_a_subdir() {
         let (_dir, db) = open();
-        // `a/` is an object and the subdir of `a/x`: in reverse order the
-        // subdir comes first and the object is still listed after it.
+        // `a/` is an object and also the subdir of `a/x`. With a delimiter
+        // it is part of that subdir whichever the order, as forward
+        // listings (and Swift) have it; without one it is a row of its own.
         let c = container_with(&db, &["a", "a/", "a/x", "b"]);
-        let rev = db
-            .list_objects(
-                &c,
-                &params(|p| {
-                    p.reverse = true;
-                    p.delimiter = Some('/');
-                }),
-            )
-            .unwrap();
-        assert_eq!(names(&rev), ["b", "a/*", "a"]);
-        let rev_all = db.list_objects(&c, &params(|p| p.reverse = true)).unwrap();
-        assert_eq!(names(&rev_all), ["b", "a/x", "a/", "a"]);
-        let rev_marker = db
-            .list_objects(
-                &c,
-                &params(|p| {
-                    p.reverse = true;
-                    p.marker = "a/x".into();
-                }),
-            )
-            .unwrap();
-        assert_eq!(names(&rev_marker), ["a/", "a"]);
-        // The previous page ended with the subdir: the next starts below it.
-        let rev_after_subdir = db
-            .list_objects(
-                &c,
-                &params(|p| {
-                    p.reverse = true;
-                    p.delimiter = Some('/');
-                    p.marker = "a/".into();
-                }),
-            )
-            .unwrap();
-        assert_eq!(names(&rev_after_subdir), ["a"]);
+        let cases: [(Option<char>, &str, &[&str]); 4] = [
+            (Some('/'), "", &["b", "a/*", "a"]),
+            (None, "", &["b", "a/x", "a/", "a"]),
+            (None, "a/x", &["a/", "a"]),
+            // The previous page ended with the subdir: the next starts below it.
+            (Some('/'), "a/", &["a"]),
+        ];
+        for (delimiter, marker, want) in cases {
+            let page = db
+                .list_objects(
+                    &c,
+                    &params(|p| {
+                        p.reverse = true;
+                        p.delimiter = delimiter;
+                        p.marker = marker.into();
+                    }),
+                )
+                .unwrap();
+            assert_eq!(names(&page), want, "{delimiter:?} after {marker:?}");
+        }
+        let forward = db.list_objects(&c, &params(|p| p.delimiter = Some('/')));
+        assert_eq!(names(&forward.unwrap()), ["a", "a/*", "b"]);
     }
 
     #[test]

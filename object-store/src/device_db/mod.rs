@@ -18,7 +18,7 @@ mod listings;
 mod objects;
 mod queue;
 
-pub use listings::{ContainerChange, ListParams, Listed};
+pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica};
 
 use keyspace::Db;
 use rocksdb::Options;
@@ -97,15 +97,15 @@ impl DeviceDb {
                 out.tombstones += 1;
             }
         }
-        for part in self.container_partitions()? {
-            for (hash, _) in self.containers_in_partition(part)? {
+        for part in self.listing_partitions(ListingKind::Containers)? {
+            for hash in self.listing_names(ListingKind::Containers, part)? {
                 let (rows, containers) = self.reclaim_container(part, &hash, cutoff)?;
                 out.rows += rows;
                 out.containers += containers;
             }
         }
-        for part in self.account_partitions()? {
-            for (hash, _) in self.accounts_in_partition(part)? {
+        for part in self.listing_partitions(ListingKind::Accounts)? {
+            for hash in self.listing_names(ListingKind::Accounts, part)? {
                 out.rows += self.reclaim_account(part, &hash, cutoff)?;
             }
         }

@@ -1,3 +1,6 @@
+//! The builder's tests: placement across tiers, weights, rebalancing limits
+//! and the builder file, with properties checked by proptest.
+
 use super::*;
 use crate::builder_file;
 use proptest::prelude::*;
