@@ -6,6 +6,7 @@ use crate::http_util::{full, set_header, Body};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 
+/// An API's error, as the client sees it.
 pub trait ApiError {
     /// The HTTP status the client sees.
     fn status(&self) -> StatusCode;

@@ -15,12 +15,14 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct AuthConfig {
     /// Signs tokens, so that any proxy of the cluster accepts any proxy's tokens.
     pub token_secret: String,
+    /// How long a token is valid.
     #[serde(default = "day")]
     pub token_ttl_secs: u64,
     /// The URL clients are told to use (`X-Storage-Url` prefix); defaults to
     /// the address the request came in on.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Who may log in.
     #[serde(default)]
     pub users: Vec<User>,
 }
@@ -50,12 +52,15 @@ impl AuthConfig {
     }
 }
 
+/// One user of an account.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// Swift account name without the reseller prefix (`test` for `AUTH_test`).
     pub account: String,
+    /// The user's name within the account.
     pub user: String,
+    /// The user's key (password).
     pub key: String,
     /// `.admin`: full control of the account.
     #[serde(default)]
@@ -67,20 +72,28 @@ pub struct User {
 pub struct Identity {
     /// The storage account, with its reseller prefix (`AUTH_test`).
     pub account: String,
+    /// The user's name within the account.
     pub user: String,
+    /// Whether the user controls the whole account.
     pub admin: bool,
 }
 
+/// Logs users in and checks tokens, from the users of a config.
 pub struct TempAuth {
     config: AuthConfig,
 }
 
+/// A token issued at login.
 pub struct Token {
+    /// What clients send as `X-Auth-Token`.
     pub token: String,
+    /// Seconds until it expires.
     pub expires_in: u64,
+    /// Whom it speaks for.
     pub identity: Identity,
 }
 
+/// The prefix of every storage account's name (Swift's reseller prefix).
 pub const RESELLER_PREFIX: &str = "AUTH_";
 
 fn unix_now() -> u64 {
@@ -91,10 +104,12 @@ fn unix_now() -> u64 {
 }
 
 impl TempAuth {
+    /// TempAuth over `config`'s users and secret.
     pub fn new(config: AuthConfig) -> TempAuth {
         TempAuth { config }
     }
 
+    /// The URL clients are told to use, if configured.
     pub fn public_url(&self) -> Option<&str> {
         self.config.public_url.as_deref()
     }
@@ -160,6 +175,7 @@ impl TempAuth {
     }
 }
 
+/// Compares secrets in time that does not depend on where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

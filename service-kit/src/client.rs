@@ -13,18 +13,25 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// Why a request got no response. Each names the address asked.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages say
 pub enum ClientError {
+    /// No connection within the connect timeout, or refused.
     #[error("connect to {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    /// No response head within the timeout.
     #[error("{addr} did not answer within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    /// The connection broke.
     #[error("request to {addr} failed: {source}")]
     Http { addr: String, source: hyper::Error },
 }
 
+/// How long to wait for a connection and for answers.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
+    /// For a new connection.
     pub connect: Duration,
     /// For the response head, and for each chunk of a body read from a node.
     pub node: Duration,
@@ -42,7 +49,9 @@ impl Default for Timeouts {
 /// Idle connections kept per node.
 const POOL_PER_NODE: usize = 64;
 
+/// A pooled HTTP/1.1 client.
 pub struct HttpClient {
+    /// The timeouts every request gets.
     pub timeouts: Timeouts,
     idle: Mutex<HashMap<String, Vec<SendRequest<Body>>>>,
 }
@@ -55,6 +64,7 @@ pub struct Conn<'c> {
 }
 
 impl HttpClient {
+    /// A client with an empty pool.
     pub fn new(timeouts: Timeouts) -> HttpClient {
         HttpClient {
             timeouts,

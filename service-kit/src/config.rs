@@ -5,16 +5,21 @@
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
+/// Why a config cannot be used; each names the file.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields are what the messages say
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// A TOML or type error, on one line: where and what.
+    /// A TOML or type error (unknown fields included), on one line:
+    /// where and what.
     #[error("invalid config {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
+    /// A value out of range (from [`Validate`]).
     #[error("invalid config {path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 /// Free (for unprivileged writers) and total bytes of a file system.
 #[derive(Clone, Copy, Debug)]
 pub struct Space {
+    /// Bytes an unprivileged writer may still use.
     pub free: u64,
+    /// The file system's size.
     pub total: u64,
 }
 

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 
+/// Any error a body or a handler may end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body: a fixed buffer or a stream, erased to one type.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -34,12 +35,14 @@ where
     Some(out.freeze())
 }
 
+/// A body of these bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
 }
 
+/// An empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
@@ -56,6 +59,7 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     r
 }
 
+/// An empty response with this status.
 pub fn status(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
@@ -88,6 +92,7 @@ pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
     .remove(b'.')
     .remove(b'~');
 
+/// Percent-encodes a path segment or query value.
 pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }

@@ -15,12 +15,16 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// RocksDB failed (I/O, corruption it detected).
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// A record under this key does not parse as its type.
     #[error("corrupt record {0}: {1}")]
     Corrupt(String, serde_json::Error),
+    /// The file system failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -37,6 +41,7 @@ pub enum Updated<T, E> {
     Missing,
 }
 
+/// One RocksDB database of JSON records.
 pub struct JsonStore {
     db: rocksdb::DB,
     writer: Mutex<()>,
@@ -59,6 +64,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl JsonStore {
+    /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<JsonStore, StoreError> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
@@ -74,6 +80,7 @@ impl JsonStore {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The record under `key`, if any.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         match blocking(|| self.db.get_pinned(key))? {
             None => Ok(None),

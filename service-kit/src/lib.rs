@@ -6,6 +6,8 @@
 //! Service crates (object-store, image-registry, compute) depend on this
 //! one and never on each other's internals.
 
+#![warn(missing_docs)]
+
 pub mod api_error;
 pub mod auth;
 pub mod client;

@@ -1,6 +1,7 @@
 //! HTTP Range for object GETs (RFC 9110 byte ranges), resolved against an
 //! object's size.
 
+/// What a Range header asks of an object of a given size.
 #[derive(Debug, PartialEq)]
 pub enum Ranges {
     /// No Range header, or one we ignore (bad syntax): the whole object.
@@ -14,6 +15,7 @@ pub enum Ranges {
 /// More ranges than this in one request are refused as abusive (Swift: 100).
 const MAX_RANGES: usize = 100;
 
+/// Resolves a Range header against an object of `size` bytes.
 pub fn resolve(header: Option<&str>, size: u64) -> Ranges {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return Ranges::Whole;

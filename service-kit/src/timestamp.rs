@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// A time in 10-microsecond ticks since the Unix epoch.
 #[derive(
     Clone,
     Copy,
@@ -28,6 +29,7 @@ pub struct Timestamp(pub u64);
 const TICKS_PER_SECOND: u64 = 100_000;
 
 impl Timestamp {
+    /// The epoch: older than every real version.
     pub const ZERO: Timestamp = Timestamp(0);
 
     /// The current time, strictly after every timestamp this process handed out
@@ -48,10 +50,12 @@ impl Timestamp {
         }
     }
 
+    /// The start of a Unix second.
     pub fn from_secs(secs: u64) -> Timestamp {
         Timestamp(secs.saturating_mul(TICKS_PER_SECOND))
     }
 
+    /// The Unix second it falls in.
     pub fn secs(self) -> u64 {
         self.0 / TICKS_PER_SECOND
     }
@@ -110,6 +114,7 @@ impl Timestamp {
         ))
     }
 
+    /// As a `SystemTime`.
     pub fn to_system_time(self) -> std::time::SystemTime {
         UNIX_EPOCH + std::time::Duration::from_micros(self.0 * 10)
     }
@@ -150,6 +155,7 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Text that is not a timestamp.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid timestamp {0:?}")]
 pub struct BadTimestamp(String);
