@@ -20,21 +20,38 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// A Nova fault: the body names the kind of fault.
+/// A Nova fault: every error of the compute API, written once.
+pub struct NovaFault {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl service_kit::api_error::ApiError for NovaFault {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// `{"<kind>": {"code", "message"}}`: the body names the kind of fault.
+    fn body(&self) -> (&'static str, bytes::Bytes) {
+        let kind = match self.status {
+            StatusCode::BAD_REQUEST => "badRequest",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "itemNotFound",
+            StatusCode::CONFLICT => "conflictingRequest",
+            StatusCode::SERVICE_UNAVAILABLE => "serviceUnavailable",
+            _ => "computeFault",
+        };
+        let body = json!({ kind: {"code": self.status.as_u16(), "message": self.message} });
+        let bytes = serde_json::to_vec(&body).expect("json");
+        ("application/json; charset=utf-8", bytes.into())
+    }
+}
+
+/// A Nova fault as the response.
 pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let kind = match status {
-        StatusCode::BAD_REQUEST => "badRequest",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "itemNotFound",
-        StatusCode::CONFLICT => "conflictingRequest",
-        StatusCode::SERVICE_UNAVAILABLE => "serviceUnavailable",
-        _ => "computeFault",
-    };
-    json_response(
-        status,
-        &json!({ kind: {"code": status.as_u16(), "message": message.into()} }),
-    )
+    let message = message.into();
+    service_kit::api_error::ApiError::response(&NovaFault { status, message })
 }
 
 fn accepted() -> Response<Body> {

@@ -45,16 +45,34 @@ pub struct Registry {
     pub delete_later: std::sync::Mutex<Vec<String>>,
 }
 
-/// A JSON fault, `{"error": {"code", "title", "message"}}`: the shape
-/// python-glanceclient and openstacksdk read the message from.
+/// A Glance fault: every error of the image API, written once.
+pub struct GlanceFault {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl service_kit::api_error::ApiError for GlanceFault {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// `{"error": {"code", "title", "message"}}`: the shape
+    /// python-glanceclient and openstacksdk read the message from.
+    fn body(&self) -> (&'static str, bytes::Bytes) {
+        let body = json!({"error": {
+            "code": self.status.as_u16(),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "message": self.message,
+        }});
+        let bytes = serde_json::to_vec(&body).expect("json");
+        ("application/json; charset=utf-8", bytes.into())
+    }
+}
+
+/// A Glance fault as the response.
 pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let body = json!({"error": {
-        "code": status.as_u16(),
-        "title": reason,
-        "message": message.into(),
-    }});
-    json_response(status, &body)
+    let message = message.into();
+    service_kit::api_error::ApiError::response(&GlanceFault { status, message })
 }
 
 fn no_content() -> Response<Body> {
