@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod conditions;
+pub mod containers;
 pub mod limits;
 pub mod objects;
 pub mod segments;

@@ -11,10 +11,11 @@
 //! are read only when asked for (`ReadObject::manifest`).
 
 use super::backend::Path;
+use super::containers::{ListQuery, ListTarget};
 use super::limits::{MAX_MANIFEST_SEGMENTS, MAX_OBJECT_SIZE};
 use super::objects::{
-    client_headers, guess_content_type, ListQuery, ListTarget, ObjectError, ObjectMeta, ObjectPath,
-    ObjectRead, ObjectResult, Objects, ReadObject, Written,
+    client_headers, guess_content_type, ObjectError, ObjectMeta, ObjectPath, ObjectRead,
+    ObjectResult, Objects, ReadObject, Written,
 };
 use crate::records::ListingEntry;
 use http::{HeaderMap, HeaderValue, Method};

@@ -1,6 +1,7 @@
 //! Buckets: containers of the key owner's account.
 
-use crate::proxy::objects::{ListQuery, ListTarget, ObjectError, Objects};
+use crate::proxy::containers::{ListQuery, ListTarget};
+use crate::proxy::objects::{ObjectError, Objects};
 use crate::records::ListingEntry;
 use http::HeaderMap;
 use s3s::dto::*;

@@ -6,9 +6,9 @@
 //! no data.
 
 use super::{bucket, object};
+use crate::proxy::containers::{ListQuery, ListTarget};
 use crate::proxy::objects::{
-    CopyObject, KeepFromSource, ListQuery, ListTarget, ObjectError, ObjectMeta, ObjectPath,
-    Objects, PutObject,
+    CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, Objects, PutObject,
 };
 use crate::proxy::segments::Segment;
 use crate::records::ListingEntry;

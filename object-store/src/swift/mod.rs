@@ -13,10 +13,10 @@ pub mod tempurl;
 
 use crate::container_server::CONTAINER_META;
 use crate::proxy::conditions::Conditions;
+use crate::proxy::containers::{ListQuery, ListTarget};
 use crate::proxy::limits::MAX_MANIFEST_BYTES;
 use crate::proxy::objects::{
-    unix_now, CopyObject, KeepFromSource, ListQuery, ListTarget, ObjectMeta, ObjectPath, PutObject,
-    ReadObject,
+    unix_now, CopyObject, KeepFromSource, ObjectMeta, ObjectPath, PutObject, ReadObject,
 };
 use crate::proxy::segments::SegmentRef;
 use crate::proxy::ProxyState;
