@@ -33,12 +33,18 @@ impl ListTarget {
 /// Which entries of a listing.
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
-    pub prefix: Option<String>,
-    pub marker: Option<String>,
-    pub end_marker: Option<String>,
-    pub delimiter: Option<char>,
-    pub limit: Option<usize>,
-    pub reverse: bool,
+    /// Newest name first.
+    pub(crate) reverse: bool,
+    /// At most this many entries (the nodes' page size when `None`).
+    pub(crate) limit: Option<usize>,
+    /// Names with this after the prefix are grouped into one `subdir`.
+    pub(crate) delimiter: Option<char>,
+    /// Names that start with this (empty: all).
+    pub(crate) prefix: String,
+    /// Names after this one (empty: from the first).
+    pub(crate) marker: String,
+    /// Names before this one (empty: to the last).
+    pub(crate) end_marker: String,
 }
 
 impl ListQuery {
@@ -49,7 +55,7 @@ impl ListQuery {
             ("marker", &self.marker),
             ("end_marker", &self.end_marker),
         ] {
-            if let Some(v) = v {
+            if !v.is_empty() {
                 q.push(format!("{k}={}", encode(v)));
             }
         }
@@ -297,7 +303,7 @@ impl Objects {
             let Some(last) = page.last() else {
                 return Ok(out);
             };
-            query.marker = Some(last.name().to_string());
+            query.marker = last.name().to_string();
             out.extend(page);
             if out.len() > cap {
                 return Err(ObjectError::InvalidArgument(format!(
@@ -328,7 +334,7 @@ mod tests {
     #[test]
     fn list_queries_are_encoded() {
         let q = ListQuery {
-            prefix: Some("a b/".into()),
+            prefix: "a b/".into(),
             delimiter: Some('/'),
             limit: Some(2),
             reverse: true,

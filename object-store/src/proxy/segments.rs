@@ -201,7 +201,7 @@ impl Objects {
             };
             let (sc, pfx) = (decode(sc), decode(pfx));
             let query = ListQuery {
-                prefix: Some(pfx),
+                prefix: pfx,
                 ..Default::default()
             };
             let target = ListTarget::Container(path.account.clone(), sc.clone());

@@ -167,8 +167,8 @@ pub async fn list_keys(
         }
     };
     let query = ListQuery {
-        prefix: Some(prefix.to_string()),
-        marker: Some(marker.to_string()),
+        prefix: prefix.to_string(),
+        marker: marker.to_string(),
         delimiter,
         limit: Some((max_keys + 1).min(crate::proxy::limits::MAX_LISTING)),
         ..Default::default()

@@ -250,7 +250,7 @@ struct StoredPart {
 async fn stored_parts(objects: &Objects, upload: &Upload<'_>) -> S3Result<Vec<StoredPart>> {
     let prefix = format!("{}/", marker_name(upload.key, upload.id));
     let query = ListQuery {
-        prefix: Some(prefix.clone()),
+        prefix: prefix.clone(),
         ..Default::default()
     };
     let target = ListTarget::Container(upload.account.into(), segments_container(upload.bucket));
@@ -424,8 +424,8 @@ pub async fn list_uploads(
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
     let mut uploads = Vec::new();
     let mut query = ListQuery {
-        prefix: input.prefix.clone(),
-        marker: input.key_marker.clone(),
+        prefix: input.prefix.clone().unwrap_or_default(),
+        marker: input.key_marker.clone().unwrap_or_default(),
         ..Default::default()
     };
     let target = ListTarget::Container(account.into(), segments_container(&input.bucket));
@@ -439,7 +439,7 @@ pub async fn list_uploads(
         let Some(last) = page.last() else {
             break;
         };
-        query.marker = Some(last.name().to_string());
+        query.marker = last.name().to_string();
         for e in &page {
             let ListingEntry::Object {
                 name,

@@ -211,9 +211,9 @@ fn list_query(req: &Request<Incoming>) -> Result<ListQuery, SwiftError> {
                     return Err(SwiftError::Precondition("Maximum limit is 10000".into()));
                 }
             },
-            "prefix" => q.prefix = Some(v),
-            "marker" => q.marker = Some(v),
-            "end_marker" => q.end_marker = Some(v),
+            "prefix" => q.prefix = v,
+            "marker" => q.marker = v,
+            "end_marker" => q.end_marker = v,
             "reverse" => {
                 q.reverse = matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
             }
