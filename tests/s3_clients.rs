@@ -53,6 +53,12 @@ fn what_one_api_writes_the_other_reads() {
 }
 
 #[test]
+fn boto3_lists_show_every_acknowledged_write() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_listings.py");
+}
+
+#[test]
 fn boto3_multipart_uploads() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_multipart.py");

@@ -198,13 +198,18 @@ fn listing_response(rec: &ContainerRecord, rows: &[Listed<ObjectRow>]) -> Respon
         .iter()
         .map(|l| match l {
             Listed::Subdir(s) => ListingEntry::Subdir { subdir: s.clone() },
-            Listed::Row(name, r) => ListingEntry::Object {
-                name: name.clone(),
-                hash: r.etag.clone(),
-                bytes: r.size,
-                content_type: r.content_type.clone(),
-                last_modified: r.timestamp.iso8601(),
-            },
+            Listed::Row(name, r) => {
+                let (hash, slo_etag, s3_etag) = crate::records::split_listing_etag(&r.etag);
+                ListingEntry::Object {
+                    name: name.clone(),
+                    hash,
+                    bytes: r.size,
+                    content_type: r.content_type.clone(),
+                    last_modified: r.timestamp.iso8601(),
+                    slo_etag,
+                    s3_etag,
+                }
+            }
         })
         .collect();
     let mut resp = Response::new(full(serde_json::to_vec(&entries).expect("json")));
@@ -244,6 +249,12 @@ pub async fn handle_rows(
         Ok(d) => d,
         Err(e) => return text(StatusCode::INSUFFICIENT_STORAGE, e.to_string()),
     };
+    // `durable=no`: rows a write delivers before it is acknowledged, to be
+    // listed at once; the sender keeps them queued and delivers them again
+    // durably (one sync for many writes) before it forgets them.
+    let durable = !query_pairs(req.uri().query())
+        .iter()
+        .any(|(k, v)| k == "durable" && v == "no");
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
@@ -271,7 +282,10 @@ pub async fn handle_rows(
         }
         // One WAL sync for the rows and the stats they make owed.
         dev.db.queue(&owed, false)?;
-        dev.db.sync()
+        if durable {
+            dev.db.sync()?;
+        }
+        Ok(())
     })
     .await
     .expect("row batch panicked");

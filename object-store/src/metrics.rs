@@ -19,6 +19,8 @@ pub struct NodeMetrics {
     pub auditor_bytes: AtomicU64,
     pub auditor_quarantined: AtomicU64,
     pub expired: AtomicU64,
+    /// Listing rows a write delivered before it was acknowledged.
+    pub rows_listed_at_once: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -95,6 +97,11 @@ pub async fn render(state: &NodeState) -> String {
             "nubo_expirer_expired_total",
             "Objects turned into tombstones by the expirer.",
             &m.expired,
+        ),
+        (
+            "nubo_rows_listed_at_once_total",
+            "Listing rows delivered before their write was acknowledged.",
+            &m.rows_listed_at_once,
         ),
     ];
     for (name, help, c) in counters {

@@ -99,6 +99,23 @@ fn io_error(e: std::io::Error) -> Response<Body> {
     text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// Delivers a committed write's listing rows before it is acknowledged
+/// (with the rows of concurrent writes), so that a listing right after the
+/// write shows it. The rows stay queued for the updater, which delivers
+/// them again durably and only then forgets them.
+async fn deliver_rows(t: &Target<'_>, hash: &NameHash, owed: Vec<PendingUpdate>) {
+    t.state.updates_queued.notify_one();
+    if owed.is_empty() {
+        return;
+    }
+    let keyed: Vec<(Vec<u8>, PendingUpdate)> = owed
+        .into_iter()
+        .map(|u| (crate::device_db::owed_row_key(hash, &u), u))
+        .collect();
+    let delivered = t.state.row_batches.deliver(t.state, keyed).await;
+    crate::metrics::NodeMetrics::add(&t.state.metrics.rows_listed_at_once, delivered.len() as u64);
+}
+
 /// The container servers this write owes a listing row (chosen by the proxy).
 fn owed_updates(
     headers: &HeaderMap,
@@ -221,14 +238,20 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         meta_timestamp: ts,
         delete_at,
     };
+    // A large object's manifest is listed as the whole object.
+    let listed_size = header_str(&headers, "x-object-sysmeta-container-update-override-size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(size);
+    let listed_etag = header_str(&headers, "x-object-sysmeta-container-update-override-etag")
+        .map_or_else(|| etag.clone(), |v| v.into_owned());
     let owed = match owed_updates(
         &headers,
         &t,
         ObjectRow {
             timestamp: ts,
             deleted: false,
-            size,
-            etag: etag.clone(),
+            size: listed_size,
+            etag: listed_etag,
             content_type,
         },
     ) {
@@ -244,6 +267,7 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     let dev = t.device.clone();
     let part = t.partition;
     let file = dest.clone();
+    let rows = owed.clone();
     let result = tokio::task::spawn_blocking(move || {
         if small {
             // File and record in one trip to the blocking pool.
@@ -264,7 +288,7 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     .expect("object write panicked");
     match result {
         Ok(old) => {
-            t.state.updates_queued.notify_one();
+            deliver_rows(&t, &hash, rows).await;
             if let Some(old) = old.filter(|o| o.kind == ObjectKind::Data) {
                 t.device.files.remove(part, &hash, old.timestamp).await;
             }
@@ -421,13 +445,14 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
     };
     let dev = t.device.clone();
     let part = t.partition;
+    let rows = owed.clone();
     let result =
         tokio::task::spawn_blocking(move || dev.db.put_object(part, &hash, &record, &owed))
             .await
             .expect("metadata write panicked");
     match result {
         Ok(old) => {
-            t.state.updates_queued.notify_one();
+            deliver_rows(&t, &hash, rows).await;
             let existed = match old {
                 Some(o) if o.kind == ObjectKind::Data => {
                     t.device.files.remove(part, &hash, o.timestamp).await;

@@ -184,13 +184,20 @@ impl Update {
 pub enum ListingEntry {
     /// Names grouped under a delimiter.
     Subdir { subdir: String },
-    /// An object of a container.
+    /// An object of a container. A large object is listed with its total
+    /// size, the manifest's MD5 as `hash`, and the ETags the APIs show for
+    /// it (as Swift lists SLO manifests: `slo_etag` quoted, S3's
+    /// `md5-of-md5s-N` for S3).
     Object {
         name: String,
         hash: String,
         bytes: u64,
         content_type: String,
         last_modified: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slo_etag: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        s3_etag: Option<String>,
     },
     /// A container of an account.
     Container {
@@ -199,6 +206,23 @@ pub enum ListingEntry {
         bytes: u64,
         last_modified: String,
     },
+}
+
+/// A listing row's ETag with the large-object ETags a write attached to
+/// it (`<md5>; s3_etag=<s3>; slo_etag=<slo>`, Swift's container update
+/// override): (hash, slo_etag quoted, s3_etag).
+pub fn split_listing_etag(etag: &str) -> (String, Option<String>, Option<String>) {
+    let mut parts = etag.split(';').map(str::trim);
+    let hash = parts.next().unwrap_or_default().to_string();
+    let (mut slo, mut s3) = (None, None);
+    for p in parts {
+        if let Some(v) = p.strip_prefix("slo_etag=") {
+            slo = Some(format!("\"{}\"", v.trim_matches('"')));
+        } else if let Some(v) = p.strip_prefix("s3_etag=") {
+            s3 = Some(v.to_string());
+        }
+    }
+    (hash, slo, s3)
 }
 
 impl ListingEntry {

@@ -3,6 +3,15 @@
 //! second per container (newer stats replace queued ones, so a busy
 //! container costs its account one update a second, not one per object).
 //! An update stays queued, on disk, until its target acknowledges it.
+//!
+//! An object write also delivers its own rows before it is acknowledged
+//! ([`RowBatches::deliver`], as Swift's object server updates containers
+//! during a PUT), so that a listing right after the write shows it. The
+//! rows of concurrent writes to one container device travel in one request,
+//! applied there without a WAL sync of their own: the rows stay queued here
+//! (durably, with the object) until the loop below has delivered them again
+//! with a sync, batched with many others. A container device that is down
+//! or stalled costs a write at most [`SYNC_DELIVERY`], not its success.
 
 use crate::container_server::BatchedRow;
 use crate::records::{PendingUpdate, Update};
@@ -10,13 +19,17 @@ use crate::storage_node::NodeState;
 use futures_util::StreamExt;
 use http::{Method, Request};
 use service_kit::http_util::{encode, full};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 const BATCH: usize = 512;
 
-/// Queued updates (with their queue keys) sent in one request.
-type Job = Vec<(Vec<u8>, PendingUpdate)>;
+/// A queued update with its queue key.
+type Queued = (Vec<u8>, PendingUpdate);
+/// Queued updates sent in one request.
+type Job = Vec<Queued>;
 const CONCURRENCY: usize = 16;
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -61,7 +74,7 @@ pub async fn run(state: Arc<NodeState>) {
                 .map(|job| {
                     let state = state.clone();
                     async move {
-                        let ok = deliver(&state, &job).await;
+                        let ok = deliver(&state, &job, true).await;
                         (job, ok)
                     }
                 })
@@ -91,7 +104,88 @@ pub async fn run(state: Arc<NodeState>) {
     }
 }
 
-async fn deliver(state: &NodeState, job: &[(Vec<u8>, PendingUpdate)]) -> bool {
+/// How long a write waits for its listing rows before it is acknowledged
+/// anyway (the rows stay queued): a container replica that is down or
+/// stalled costs writes this much, not their success.
+pub const SYNC_DELIVERY: Duration = Duration::from_secs(2);
+
+/// Rows waiting to travel to one container device, and whether a sender
+/// is on its way there.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<(Queued, oneshot::Sender<bool>)>,
+    sending: bool,
+}
+
+/// Group delivery of the listing rows of writes in flight.
+#[derive(Default)]
+pub struct RowBatches {
+    by_target: Mutex<HashMap<(String, String), Batch>>,
+}
+
+impl RowBatches {
+    /// Delivers `owed` (queue key and row) to their container devices with
+    /// the rows of concurrent writes, to be listed at once; which ones were
+    /// acknowledged in time.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        state: &Arc<NodeState>,
+        owed: Vec<Queued>,
+    ) -> Vec<Queued> {
+        let mut waits = Vec::with_capacity(owed.len());
+        for item in owed {
+            let (tx, rx) = oneshot::channel();
+            let target = (item.1.target.addr.clone(), item.1.target.device.clone());
+            let start = {
+                let mut all = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
+                let batch = all.entry(target.clone()).or_default();
+                batch.rows.push((item.clone(), tx));
+                !std::mem::replace(&mut batch.sending, true)
+            };
+            if start {
+                let (me, state) = (self.clone(), state.clone());
+                tokio::spawn(async move { me.send_all(&state, target).await });
+            }
+            waits.push((item, rx));
+        }
+        let mut delivered = Vec::new();
+        for (item, rx) in waits {
+            if let Ok(Ok(true)) = tokio::time::timeout(SYNC_DELIVERY, rx).await {
+                delivered.push(item);
+            }
+        }
+        delivered
+    }
+
+    /// Sends what is waiting for one device, batch after batch, until
+    /// nothing is.
+    async fn send_all(&self, state: &NodeState, target: (String, String)) {
+        loop {
+            let batch = {
+                let mut all = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(b) = all.get_mut(&target) else {
+                    return;
+                };
+                if b.rows.is_empty() {
+                    all.remove(&target);
+                    return;
+                }
+                std::mem::take(&mut b.rows)
+            };
+            let (job, waiters): (Job, Vec<oneshot::Sender<bool>>) = batch.into_iter().unzip();
+            let ok = tokio::time::timeout(SYNC_DELIVERY, deliver(state, &job, false))
+                .await
+                .unwrap_or(false);
+            for w in waiters {
+                let _ = w.send(ok);
+            }
+        }
+    }
+}
+
+/// Sends one job; `durable`: the target syncs before it answers (anything
+/// else stays queued here).
+async fn deliver(state: &NodeState, job: &[(Vec<u8>, PendingUpdate)], durable: bool) -> bool {
     let p = &job[0].1;
     let (path, body) = match &p.update {
         Update::ObjectRow { .. } => {
@@ -113,8 +207,9 @@ async fn deliver(state: &NodeState, job: &[(Vec<u8>, PendingUpdate)]) -> bool {
                     Update::ContainerRow { .. } => None,
                 })
                 .collect();
+            let visible_only = if durable { "" } else { "?durable=no" };
             (
-                format!("/rows/{}", encode(&p.target.device)),
+                format!("/rows/{}{visible_only}", encode(&p.target.device)),
                 serde_json::to_vec(&rows),
             )
         }

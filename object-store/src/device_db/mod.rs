@@ -19,6 +19,7 @@ mod objects;
 mod queue;
 
 pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica};
+pub use queue::owed_row_key;
 
 use keyspace::Db;
 use rocksdb::Options;

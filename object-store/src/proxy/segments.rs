@@ -166,8 +166,19 @@ impl Objects {
         let slo_etag = combined_etag(segments.iter().map(|s| s.hash.as_str()));
         let manifest = serde_json::to_vec(segments).expect("json");
         let mut meta = meta;
+        // The listing shows the whole object: its size, and the ETags each
+        // API gives it (Swift's container update override).
+        let mut listed = hex::encode(Md5::digest(&manifest));
+        if let Some(s3) = meta.system("s3-etag") {
+            listed.push_str(&format!("; s3_etag={s3}"));
+        }
+        listed.push_str(&format!("; slo_etag={slo_etag}"));
         meta.system.push(("slo-etag".into(), slo_etag.clone()));
         meta.system.push(("slo-size".into(), total.to_string()));
+        meta.system
+            .push(("container-update-override-etag".into(), listed));
+        meta.system
+            .push(("container-update-override-size".into(), total.to_string()));
         if meta.content_type.is_none() {
             meta.content_type = Some(guess_content_type(&path.object).to_string());
         }

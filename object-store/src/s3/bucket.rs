@@ -192,6 +192,7 @@ pub async fn list_keys(
             ListingEntry::Object {
                 name,
                 hash,
+                s3_etag,
                 bytes,
                 last_modified,
                 ..
@@ -200,7 +201,7 @@ pub async fn list_keys(
                 keys.objects.push(Object {
                     key: Some(name),
                     size: Some(bytes as i64),
-                    e_tag: Some(ETag::Strong(hash)),
+                    e_tag: Some(ETag::Strong(s3_etag.unwrap_or(hash))),
                     last_modified: modified(&last_modified),
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
