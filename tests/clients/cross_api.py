@@ -1,6 +1,9 @@
 """What one API writes, the other reads identically: content, ETag, user
 metadata, content type. boto3 and python-swiftclient against one proxy."""
+import hashlib
+import json
 import os
+
 import boto3
 from swiftclient.client import Connection
 
@@ -25,4 +28,26 @@ assert o["ETag"] == '"' + etag + '"'
 assert o["Metadata"] == {"origin": "swift"}
 assert o["ContentType"] == "application/x-swift"
 assert "cross" in [c["name"] for c in swift.get_account()[1]]
+
+# A Swift static large object, seen through S3: listed with the size and
+# ETag S3's HEAD gives it; a multipart upload, seen through Swift: listed
+# with its total size and the SLO ETag Swift's HEAD gives it.
+segs = [os.urandom(100_000), os.urandom(50_000)]
+for i, seg in enumerate(segs):
+    swift.put_object("cross", f"seg{i}", seg)
+manifest = [{"path": f"/cross/seg{i}", "etag": hashlib.md5(seg).hexdigest(), "size_bytes": len(seg)}
+            for i, seg in enumerate(segs)]
+swift.put_object("cross", "slo", json.dumps(manifest), query_string="multipart-manifest=put")
+head = s3.head_object(Bucket="cross", Key="slo")
+listed = s3.list_objects_v2(Bucket="cross", Prefix="slo")["Contents"][0]
+assert listed["Size"] == head["ContentLength"] == 150_000, (listed, head)
+assert listed["ETag"] == head["ETag"], (listed["ETag"], head["ETag"])
+up = s3.create_multipart_upload(Bucket="cross", Key="mpu")
+part = s3.upload_part(Bucket="cross", Key="mpu", UploadId=up["UploadId"], PartNumber=1, Body=b"m" * 1000)
+s3.complete_multipart_upload(Bucket="cross", Key="mpu", UploadId=up["UploadId"],
+                             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+row = [o for o in swift.get_container("cross", prefix="mpu")[1]][0]
+swift_head = swift.head_object("cross", "mpu")
+assert row["bytes"] == int(swift_head["content-length"]) == 1000, (row, swift_head)
+assert row["slo_etag"] == swift_head["etag"], (row, swift_head)
 print("cross api: ok")

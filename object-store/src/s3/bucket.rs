@@ -193,6 +193,7 @@ pub async fn list_keys(
                 name,
                 hash,
                 s3_etag,
+                slo_etag,
                 bytes,
                 last_modified,
                 ..
@@ -201,7 +202,13 @@ pub async fn list_keys(
                 keys.objects.push(Object {
                     key: Some(name),
                     size: Some(bytes as i64),
-                    e_tag: Some(ETag::Strong(s3_etag.unwrap_or(hash))),
+                    e_tag: Some(ETag::Strong(
+                        // As HEAD shows it: a multipart upload's ETag, a
+                        // static large object's, or the object's MD5.
+                        s3_etag
+                            .or_else(|| slo_etag.map(|e| e.trim_matches('"').to_string()))
+                            .unwrap_or(hash),
+                    )),
                     last_modified: modified(&last_modified),
                     storage_class: Some(ObjectStorageClass::from_static(
                         ObjectStorageClass::STANDARD,
