@@ -10,7 +10,7 @@ s3 = client(max_pool_connections=16)
 MiB = 1024 * 1024
 s3.create_bucket(Bucket="listed")
 
-WRITERS, EACH = 8, int(os.environ.get("NUBO_LISTING_OBJECTS", "400")) // 8
+WRITERS, EACH = 8, int(os.environ.get("NUBO_LISTING_OBJECTS", "2000")) // 8
 misses = []
 
 
