@@ -156,6 +156,8 @@ pub struct ProxyMetrics {
     pub handoff_writes: AtomicU64,
     /// GETs cut off because the data did not match its blake3.
     pub checksum_cutoffs: AtomicU64,
+    /// GETs continued from another replica after one failed mid-body.
+    pub reads_resumed: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -195,6 +197,11 @@ impl ProxyMetrics {
                 "nubo_proxy_checksum_cutoffs_total",
                 "Object reads cut off because the data did not match its checksum.",
                 &self.checksum_cutoffs,
+            ),
+            (
+                "nubo_proxy_reads_resumed_total",
+                "Object reads continued from another replica after one failed mid-body.",
+                &self.reads_resumed,
             ),
         ] {
             let _ = writeln!(

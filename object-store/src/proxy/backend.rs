@@ -442,7 +442,7 @@ impl Backend {
     /// GET or HEAD from the first replica that has the record, falling over on
     /// errors. A tombstone newer than a found version wins (404).
     pub async fn read(
-        &self,
+        self: &Arc<Self>,
         method: Method,
         path: &Path,
         headers: HeaderMap,
@@ -478,8 +478,28 @@ impl Backend {
                     .then(|| header_str(resp.headers(), "x-nubo-blake3").map(|v| v.into_owned()))
                     .flatten()
                     .filter(|v| v.len() == 64);
+                // An object's body that breaks off continues from the next
+                // replica at the same byte (as Swift's proxy resumes a GET).
+                let resume = (method == Method::GET && matches!(path, Path::Object(..)))
+                    .then(|| {
+                        let (first, last) = served_range(st, resp.headers())?;
+                        Some(Resume {
+                            backend: self.clone(),
+                            path: path.clone(),
+                            part,
+                            others: nodes[n + 1..].to_vec(),
+                            timestamp: backend_timestamp(resp.headers()),
+                            next: first,
+                            last,
+                        })
+                    })
+                    .flatten();
                 return resp.map(|b| {
                     let body = timed_body(b, timeout);
+                    let body = match resume {
+                        Some(r) => r.body(body),
+                        None => body,
+                    };
                     match expected {
                         Some(e) => verified_body(body, e, self.metrics.clone()),
                         None => body,
@@ -514,7 +534,7 @@ impl Backend {
     }
 
     /// HEAD every primary; the newest answer (found or deleted) wins.
-    pub async fn head_newest(&self, path: &Path, headers: HeaderMap) -> Response<Body> {
+    pub async fn head_newest(self: &Arc<Self>, path: &Path, headers: HeaderMap) -> Response<Body> {
         let ring = self.ring();
         let (part, nodes, replicas) = self.nodes(&ring, path);
         let asks = nodes[..replicas].iter().map(|dev| {
@@ -588,6 +608,108 @@ fn most_common(it: impl Iterator<Item = StatusCode>) -> StatusCode {
         .max_by_key(|(s, n)| (*n, std::cmp::Reverse(s.as_u16())))
         .map(|(s, _)| s)
         .unwrap_or(StatusCode::OK)
+}
+
+/// The inclusive byte range a successful GET's body covers.
+fn served_range(status: StatusCode, h: &HeaderMap) -> Option<(u64, u64)> {
+    if status == StatusCode::PARTIAL_CONTENT {
+        let spec = header_str(h, "content-range")?;
+        let (range, _) = spec.strip_prefix("bytes ")?.split_once('/')?;
+        let (a, b) = range.split_once('-')?;
+        return Some((a.parse().ok()?, b.parse().ok()?));
+    }
+    let len: u64 = header_str(h, "content-length")?.parse().ok()?;
+    (len > 0).then(|| (0, len - 1))
+}
+
+/// What a GET needs to go on from another replica: the version being
+/// served, the next byte, and the replicas not asked yet.
+struct Resume {
+    backend: Arc<Backend>,
+    path: Path,
+    part: u32,
+    others: Vec<Device>,
+    timestamp: Timestamp,
+    /// The next byte the client expects, and the last one it asked for.
+    next: u64,
+    last: u64,
+}
+
+impl Resume {
+    /// `body` (the first replica's), continued from the next replica that
+    /// holds the same version when it breaks off or ends short.
+    fn body(self, body: Body) -> Body {
+        let stream = futures_util::stream::unfold(Some((body, self)), |state| async move {
+            let (mut body, mut r) = state?;
+            loop {
+                match body.frame().await {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            r.next += d.len() as u64;
+                        }
+                        return Some((Ok(f), Some((body, r))));
+                    }
+                    None if r.next > r.last => return None,
+                    failed => {
+                        let why = match failed {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "ended short".to_string(),
+                        };
+                        match r.continue_elsewhere().await {
+                            Some(next) => {
+                                tracing::warn!(reason = %why, at = r.next, "object read resumed from another replica");
+                                crate::metrics::NodeMetrics::add(
+                                    &r.backend.metrics.reads_resumed,
+                                    1,
+                                );
+                                body = next;
+                            }
+                            None => {
+                                return Some((
+                                    Err(service_kit::http_util::box_error(
+                                        "object read failed on every replica",
+                                    )),
+                                    None,
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream)))
+    }
+
+    /// The rest of the range from the next replica with the same version.
+    async fn continue_elsewhere(&mut self) -> Option<Body> {
+        while !self.others.is_empty() {
+            let dev = self.others.remove(0);
+            let mut h = HeaderMap::new();
+            set_header(
+                &mut h,
+                "range",
+                &format!("bytes={}-{}", self.next, self.last),
+            );
+            let req =
+                self.backend
+                    .request(&Method::GET, &self.path, &dev, self.part, &h, None, empty());
+            let Ok(resp) = self.backend.client.send(&dev.node_addr(), req).await else {
+                continue;
+            };
+            let same_version = backend_timestamp(resp.headers()) == self.timestamp;
+            let expected = if self.next == 0 {
+                resp.status() == StatusCode::OK || resp.status() == StatusCode::PARTIAL_CONTENT
+            } else {
+                resp.status() == StatusCode::PARTIAL_CONTENT
+            };
+            if same_version && expected {
+                let timeout = self.backend.client.timeouts.node;
+                return Some(timed_body(resp.into_body(), timeout));
+            }
+            let _ = resp.into_body().collect().await;
+        }
+        None
+    }
 }
 
 /// A node's body with a timeout on each chunk: a stalled node ends the body
@@ -698,6 +820,19 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
+    }
+
+    #[test]
+    fn a_served_range_comes_from_the_status_and_headers() {
+        let mut h = HeaderMap::new();
+        set_header(&mut h, "content-length", "10");
+        assert_eq!(served_range(StatusCode::OK, &h), Some((0, 9)));
+        set_header(&mut h, "content-range", "bytes 5-9/10");
+        assert_eq!(served_range(StatusCode::PARTIAL_CONTENT, &h), Some((5, 9)));
+        set_header(&mut h, "content-length", "0");
+        assert_eq!(served_range(StatusCode::OK, &h), None, "nothing to resume");
+        set_header(&mut h, "content-range", "bytes */10");
+        assert_eq!(served_range(StatusCode::PARTIAL_CONTENT, &h), None);
     }
 
     #[test]
