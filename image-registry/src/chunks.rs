@@ -162,6 +162,11 @@ impl ChunkStore {
         });
         let mut chunks = Vec::new();
         let mut new_bytes = 0u64;
+        // A chunk the image repeats is stored once: the first occurrence
+        // stores it, later ones (maybe still in flight beside it) only
+        // refer to it; the manifest is written after every store ended.
+        let claimed = std::sync::Mutex::new(std::collections::HashSet::new());
+        let claimed = &claimed;
         // Pin each chunk, then store the new ones, a few at a time.
         let stored: Vec<Result<(ChunkRef, u64), StoreError>> = stream_of(chunk_rx)
             .map(|(id, data)| async move {
@@ -173,7 +178,11 @@ impl ChunkStore {
                     .db
                     .pin_chunk(name, &id)
                     .map_err(|e| unavailable(e.to_string()))?;
-                if store_it {
+                let first = claimed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.clone());
+                if store_it && first {
                     // The MD5 the store's ETag must match, on another core
                     // while the chunk travels.
                     let sent = data.clone();

@@ -133,9 +133,10 @@ impl ObjectStore {
         let etag = header_str(resp.headers(), "etag").map(|e| e.trim_matches('"').to_string());
         let _ = resp.into_body().collect().await;
         match (st, etag) {
-            // A newer write of the same name won (Swift's 202): chunk and
-            // manifest names are their content's hash, so what is stored is
-            // what was sent; its ETag is the stored one.
+            // A newer write of the same name won (Swift's 202): another
+            // image's upload stored the same chunk at the same moment. A
+            // chunk's name is its content's hash, so what is stored is what
+            // was sent; the caller checks the stored ETag.
             (StatusCode::ACCEPTED, None) => {
                 let h = self.head(name).await?;
                 header_str(&h, "etag")

@@ -124,13 +124,26 @@ pub fn timeouts(connect_ms: u64, node_ms: u64) -> service_kit::client::Timeouts 
     }
 }
 
+/// The fields the storage node and the proxy share: where they listen,
+/// how often they look at the ring, how long they wait for nodes.
+fn shared_fields(c: (u16, u64, u64, u64)) -> [(&'static str, u64); 4] {
+    [
+        ("port", c.0.into()),
+        ("ring_check_secs", c.1),
+        ("connect_timeout_ms", c.2),
+        ("node_timeout_ms", c.3),
+    ]
+}
+
 impl Validate for NodeConfig {
     fn validate(&self) -> Result<(), String> {
+        check_positive(&shared_fields((
+            self.port,
+            self.ring_check_secs,
+            self.connect_timeout_ms,
+            self.node_timeout_ms,
+        )))?;
         check_positive(&[
-            ("port", self.port.into()),
-            ("ring_check_secs", self.ring_check_secs),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("node_timeout_ms", self.node_timeout_ms),
             ("replicator_interval_secs", self.replicator_interval_secs),
             ("expirer_interval_secs", self.expirer_interval_secs),
             ("auditor_interval_secs", self.auditor_interval_secs),
@@ -141,13 +154,40 @@ impl Validate for NodeConfig {
 
 impl Validate for ProxyConfig {
     fn validate(&self) -> Result<(), String> {
-        check_positive(&[
-            ("port", self.port.into()),
-            ("ring_check_secs", self.ring_check_secs),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("node_timeout_ms", self.node_timeout_ms),
-        ])?;
+        check_positive(&shared_fields((
+            self.port,
+            self.ring_check_secs,
+            self.connect_timeout_ms,
+            self.node_timeout_ms,
+        )))?;
         check_set(&[("s3_domain", &self.s3_domain)])?;
         self.auth.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(extra: &str) -> Result<NodeConfig, String> {
+        let text = format!("port = 6200\ndevices_root = \"/d\"\nring = \"/r\"\n{extra}");
+        let c: NodeConfig = toml::from_str(&text).map_err(|e| e.message().to_string())?;
+        c.validate().map(|()| c)
+    }
+
+    #[test]
+    fn node_configs_refuse_typos_and_zero_intervals() {
+        assert!(node("").is_ok());
+        let zero = node("replicator_interval_secs = 0").unwrap_err();
+        assert_eq!(zero, "replicator_interval_secs: must be above 0");
+        let typo = node("replicator_intervall_secs = 5").unwrap_err();
+        assert!(
+            typo.contains("unknown field `replicator_intervall_secs`"),
+            "{typo}"
+        );
+        assert_eq!(
+            node("node_timeout_ms = 0").unwrap_err(),
+            "node_timeout_ms: must be above 0"
+        );
     }
 }

@@ -27,6 +27,15 @@ assert got["ETag"] == put["ETag"]
 assert s3.get_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=0-4")["Body"].read() == b"hello"
 assert s3.head_object(Bucket="boto-basic", Key="dir/a.txt")["ContentLength"] == len(body)
 assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfMatch='"nope"')) == "PreconditionFailed"
+# Dates and ETags as S3's preconditions (they reach the object layer as
+# Unix seconds and ETag lists).
+import datetime
+future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+past = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
+assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfModifiedSince=future)) == "304"
+assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfUnmodifiedSince=past)) == "PreconditionFailed"
+assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfNoneMatch=put["ETag"])) == "304"
+assert s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfModifiedSince=past, IfMatch=put["ETag"])["Body"].read() == body
 assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=999999-")) == "InvalidRange"
 over = s3.get_object(Bucket="boto-basic", Key="dir/a.txt", ResponseContentType="application/x-custom")
 assert over["ContentType"] == "application/x-custom"

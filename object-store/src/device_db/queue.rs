@@ -90,7 +90,14 @@ impl DeviceDb {
     }
 
     pub fn queue_depth(&self) -> DbResult<u64> {
-        Ok(QUEUE.keys(&self.db, &QUEUE.key(&[]))?.len() as u64)
+        let mut n = 0;
+        for item in self.db.rocks.prefix_iterator(QUEUE.key(&[])) {
+            if item?.0.first() != Some(&QUEUE.tag()) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Removes a delivered update unless a newer one replaced it meanwhile.

@@ -254,19 +254,6 @@ pub struct ReadObject {
     pub manifest: bool,
 }
 
-impl ReadObject {
-    /// The whole object, unconditionally.
-    pub fn whole(path: ObjectPath) -> ReadObject {
-        ReadObject {
-            path,
-            head: false,
-            range: None,
-            conditions: Conditions::default(),
-            manifest: false,
-        }
-    }
-}
-
 /// An object as read: the status is 200, or 206 when `partial`.
 pub struct ObjectRead {
     pub partial: bool,

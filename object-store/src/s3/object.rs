@@ -229,14 +229,7 @@ fn etag_condition(c: &ETagCondition) -> String {
 }
 
 fn unix_secs(t: &s3s::dto::Timestamp) -> Option<u64> {
-    let mut buf = Vec::new();
-    t.format(s3s::dto::TimestampFormat::HttpDate, &mut buf)
-        .ok()?;
-    httpdate::parse_http_date(std::str::from_utf8(&buf).ok()?)
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    u64::try_from(time::OffsetDateTime::from(t.clone()).unix_timestamp()).ok()
 }
 
 /// S3's preconditions as the object layer's.

@@ -1,5 +1,6 @@
 //! Listings in the three formats Swift clients ask for.
 
+use crate::records::ListingEntry;
 use http::HeaderMap;
 use serde_json::Value;
 
@@ -54,20 +55,15 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-/// Renders entries (`{"name",...}` or `{"subdir"}`) of a container
-/// (`root` = "container", `item` = "object") or an account.
-pub fn render(entries: &[Value], f: Format, root: &str, item: &str, name: &str) -> Vec<u8> {
+/// Renders the entries of a container (`root` = "container", `item` =
+/// "object") or an account.
+pub fn render(entries: &[ListingEntry], f: Format, root: &str, item: &str, name: &str) -> Vec<u8> {
     match f {
         Format::Json => serde_json::to_vec(entries).expect("json"),
         Format::Plain => {
             let mut out = String::new();
             for e in entries {
-                let n = e
-                    .get("name")
-                    .or_else(|| e.get("subdir"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                out.push_str(n);
+                out.push_str(e.name());
                 out.push('\n');
             }
             out.into_bytes()
@@ -78,6 +74,8 @@ pub fn render(entries: &[Value], f: Format, root: &str, item: &str, name: &str) 
                 xml_escape(name)
             );
             for e in entries {
+                // The fields in name order, as Swift writes them.
+                let e = serde_json::to_value(e).expect("json");
                 if let Some(s) = e.get("subdir").and_then(Value::as_str) {
                     let s = xml_escape(s);
                     out.push_str(&format!("<subdir name=\"{s}\"><name>{s}</name></subdir>"));
@@ -104,11 +102,23 @@ pub fn render(entries: &[Value], f: Format, root: &str, item: &str, name: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn renders_each_format() {
-        let entries = vec![json!({"name": "a<b", "bytes": 3}), json!({"subdir": "d/"})];
+        let entries = vec![
+            ListingEntry::Object {
+                name: "a<b".into(),
+                hash: "h".into(),
+                bytes: 3,
+                content_type: "t".into(),
+                last_modified: "x".into(),
+                slo_etag: None,
+                s3_etag: None,
+            },
+            ListingEntry::Subdir {
+                subdir: "d/".into(),
+            },
+        ];
         assert_eq!(
             render(&entries, Format::Plain, "container", "object", "c"),
             b"a<b\nd/\n"
@@ -116,11 +126,11 @@ mod tests {
         let xml =
             String::from_utf8(render(&entries, Format::Xml, "container", "object", "c")).unwrap();
         assert!(
-            xml.contains("<object><bytes>3</bytes><name>a&lt;b</name></object>"),
+            xml.contains("<object><bytes>3</bytes><content_type>t</content_type><hash>h</hash><last_modified>x</last_modified><name>a&lt;b</name></object>"),
             "{xml}"
         );
         assert!(xml.contains("<subdir name=\"d/\"><name>d/</name></subdir>"));
-        let js: Vec<Value> =
+        let js: Vec<ListingEntry> =
             serde_json::from_slice(&render(&entries, Format::Json, "", "", "")).unwrap();
         assert_eq!(js, entries);
     }

@@ -256,13 +256,8 @@ async fn listing(
         return Ok(r);
     }
     let page = state.objects.list(&target, &query).await?;
-    let entries: Vec<serde_json::Value> = page
-        .entries
-        .iter()
-        .map(|e| serde_json::to_value(e).expect("json"))
-        .collect();
-    let empty_plain = entries.is_empty() && fmt == listing::Format::Plain;
-    let body = listing::render(&entries, fmt, root, item, name);
+    let empty_plain = page.entries.is_empty() && fmt == listing::Format::Plain;
+    let body = listing::render(&page.entries, fmt, root, item, name);
     let len = if empty_plain { 0 } else { body.len() };
     let mut r = if empty_plain {
         status(StatusCode::NO_CONTENT)
