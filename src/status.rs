@@ -73,7 +73,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
             None => println!("{addr:<22} {:>5}", "DOWN"),
             Some(m) => {
                 up += 1;
-                let q = sum(&m, "nubo_auditor_quarantined_total");
+                let q = sum(&m, "nubo_objects_quarantined_total");
                 quarantined += q;
                 let used = sum(&m, "nubo_device_used_bytes");
                 let size = sum(&m, "nubo_device_size_bytes");

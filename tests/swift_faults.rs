@@ -200,15 +200,61 @@ fn get_complete(c: &Cluster, token: &str, path: &str) -> Option<Vec<u8>> {
     (r.body.len() == len).then_some(r.body)
 }
 
-/// Bit rot: 20 object files corrupted or truncated on disk. No GET returns
-/// corrupt bytes, the auditor quarantines all 20, the replicator restores
-/// them from the good replicas.
+/// A byte flipped in the third chunk of the replica the proxy reads first:
+/// that node sends two checked chunks, then ends its response and
+/// quarantines the file; the proxy goes on from the next replica at that
+/// byte, and the client receives one whole, correct 200.
+#[test]
+fn a_bad_chunk_mid_body_is_served_from_another_replica() {
+    let c = Cluster::start(3);
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/mid", &[], b"").status, 201);
+    let body: Vec<u8> = (0..(3u32 << 20) + 12345).map(|i| (i % 241) as u8).collect();
+    assert_eq!(s.req("PUT", "/mid/o", &[], &body).status, 201);
+    let (port, device, _) = c.placement("AUTH_test", "mid", "o").remove(0);
+    let mut files = Vec::new();
+    data_files(&c.device_dir(port - c.node_base_port, &device), &mut files);
+    assert_eq!(files.len(), 1);
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[(2 << 20) + 777] ^= 0x10;
+    std::fs::write(&files[0], bytes).unwrap();
+
+    let got = get_complete(&c, &s.token, "/mid/o").expect("a complete GET");
+    assert!(got == body, "the right bytes");
+    let metrics = ureq::get(&format!("{}/metrics", c.url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("nubo_proxy_reads_resumed_total 1"),
+        "the read went on from another replica:\n{metrics}"
+    );
+    assert_eq!(
+        c.node_metric(port - c.node_base_port, "nubo_objects_quarantined_total"),
+        1
+    );
+    assert!(!files[0].exists(), "the bad file is moved aside");
+    // The next GET is served whole by a good replica.
+    assert!(get_complete(&c, &s.token, "/mid/o").unwrap() == body);
+}
+
+/// Bit rot: 20 of 90 replica files get bytes flipped at random offsets or
+/// are truncated on disk. Before the auditor runs, every GET (whole and
+/// ranged) returns the right bytes as a complete 200/206: nodes check each
+/// 1 MiB chunk before sending it, quarantine a bad file at once, and the
+/// proxy goes on from another replica. The auditor quarantines the bad
+/// files no read touched, and the replicator restores all 20.
 #[test]
 fn bit_rot_is_caught_quarantined_and_repaired() {
     let c = Cluster::start(3);
     let s = Swift::new(&c);
     assert_eq!(s.req("PUT", "/rot", &[], b"").status, 201);
-    let body = |i: usize| format!("precious bytes {i} ").repeat(500 + i).into_bytes();
+    // Files, not inline records: 70 KiB to about 3 MiB (up to 4 chunks).
+    let body = |i: usize| -> Vec<u8> {
+        let len = (70 << 10) + i * (100 << 10);
+        (0..len).map(|b| ((b * 31 + i * 7) % 251) as u8).collect()
+    };
     for i in 0..30 {
         assert_eq!(
             s.req("PUT", &format!("/rot/o{i}"), &[], &body(i)).status,
@@ -218,7 +264,7 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
     let mut files = Vec::new();
     data_files(c.data_dir(), &mut files);
     files.sort();
-    assert!(files.len() >= 90, "{} data files", files.len());
+    assert_eq!(files.len(), 90, "one file per replica");
     // 20 of the 90 replicas, spread over the disks: every fourth file, but
     // never all three replicas of one object (that would be a real loss, not
     // bit rot the cluster can repair). Some objects lose two.
@@ -237,33 +283,75 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
         }
     }
     assert_eq!(victims.len(), 20);
+    // A fixed-seed xorshift: random offsets, the same on every run.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move |below: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as usize
+    };
     for (n, f) in victims.iter().enumerate() {
         let mut bytes = std::fs::read(f).unwrap();
-        if n % 2 == 0 {
-            let mid = bytes.len() / 2;
-            bytes[mid] ^= 0x55;
+        if n % 3 == 2 {
+            let keep = random(bytes.len());
+            bytes.truncate(keep);
         } else {
-            bytes.truncate(bytes.len() / 2);
+            for _ in 0..1 + random(3) {
+                let at = random(bytes.len());
+                bytes[at] ^= 1 << random(8);
+            }
         }
         std::fs::write(f, bytes).unwrap();
     }
-    let (mut served, mut cut) = (0, 0);
-    for _ in 0..3 {
+    let (mut attempted, mut served) = (0, 0);
+    for round in 0..3 {
         for i in 0..30 {
-            match get_complete(&c, &s.token, &format!("/rot/o{i}")) {
-                Some(got) => {
-                    assert_eq!(got, body(i), "o{i} served corrupt bytes");
-                    served += 1;
-                }
-                None => cut += 1,
-            }
+            attempted += 1;
+            let got = get_complete(&c, &s.token, &format!("/rot/o{i}"));
+            assert!(got.is_some(), "round {round}: GET o{i} was cut off");
+            assert!(got.unwrap() == body(i), "o{i} served wrong bytes");
+            served += 1;
         }
     }
-    eprintln!("before the auditor: {served} GETs complete and correct, {cut} cut off");
-    let quarantined: u64 = (0..3)
+    // Ranges across chunk boundaries: checked the same way.
+    for i in [10, 20, 29] {
+        let want = body(i);
+        let (first, last) = ((1 << 20) - 5, want.len() - 3);
+        let r = s.req(
+            "GET",
+            &format!("/rot/o{i}"),
+            &[("range", &format!("bytes={first}-{last}"))],
+            b"",
+        );
+        attempted += 1;
+        assert_eq!(r.status, 206);
+        assert!(r.body == want[first..=last], "range of o{i}");
+        served += 1;
+    }
+    let by_reads: u64 = (0..3)
+        .map(|n| c.node_metric(n, "nubo_objects_quarantined_total"))
+        .sum();
+    let metrics = ureq::get(&format!("{}/metrics", c.url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let resumed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nubo_proxy_reads_resumed_total ")?.parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "before the auditor: {attempted} GETs, {served} complete and correct, {} failed, {by_reads} replicas quarantined by reads, {resumed} reads resumed mid-body",
+        attempted - served
+    );
+    assert!(by_reads > 0, "reads found bad replicas");
+    let by_auditor: u64 = (0..3)
         .map(|n| c.audit(n)["quarantined"].as_u64().unwrap())
         .sum();
-    assert_eq!(quarantined, 20);
+    eprintln!("the auditor quarantined {by_auditor} more");
+    assert_eq!(by_reads + by_auditor, 20);
+
     let mut restored = 0;
     for pass in 1..=8 {
         let stats: Vec<_> = (0..3).map(|n| c.replicate(n)).collect();
@@ -280,7 +368,8 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
     }
     // Under load a write may have gone to a handoff, so count copies, not
     // pushes: every object must now be whole on each of its primaries.
-    assert!(restored > 0, "nothing was restored");
+    assert!(restored >= 20, "{restored} restored");
+    eprintln!("the replicator restored {restored} replicas");
     for i in 0..30 {
         let placement = c.placement("AUTH_test", "rot", &format!("o{i}"));
         // Where every device stands on this object, for the failure message.
@@ -555,24 +644,29 @@ fn torn_writes_leave_nothing_partial() {
     assert_eq!(tmp_files(&c), 0, "temp files left behind");
 }
 
-/// Node loss under load: 2000 objects written by 4 concurrent writers while
+/// Node loss under load: 2000 small objects (4 KiB, kept inline with their
+/// records) written by 16 concurrent writers, whose syncs are shared, while
 /// one of three nodes is SIGKILLed and later restarted. Every acknowledged
-/// object reads back with the right bytes; after replication every object
-/// has a copy on each of its primaries.
+/// object reads back with the right bytes; after replication every primary
+/// holds every object's exact bytes.
 #[test]
 fn node_loss_under_load_loses_nothing_acknowledged() {
     let mut c = Cluster::start(3);
     let s = Swift::new(&c);
     assert_eq!(s.req("PUT", "/load", &[], b"").status, 201);
-    let body = |i: usize| format!("load object {i} ").repeat(20 + i % 50).into_bytes();
+    let body = |i: usize| {
+        let mut b = format!("load object {i} ").repeat(300).into_bytes();
+        b.truncate(4096);
+        b
+    };
     let acked = std::sync::Mutex::new(Vec::new());
     let failed = std::sync::atomic::AtomicUsize::new(0);
     let started = std::time::Instant::now();
     std::thread::scope(|scope| {
-        for w in 0..4 {
+        for w in 0..16 {
             let (s, acked, failed) = (&s, &acked, &failed);
             scope.spawn(move || {
-                for i in (w..2000).step_by(4) {
+                for i in (w..2000).step_by(16) {
                     let st = s.req("PUT", &format!("/load/o{i}"), &[], &body(i)).status;
                     if st == 201 {
                         acked.lock().unwrap().push(i);
@@ -616,14 +710,16 @@ fn node_loss_under_load_loses_nothing_acknowledged() {
     for &i in &acked {
         for (port, device, holds) in c.placement("AUTH_test", "load", &format!("o{i}")) {
             if holds.is_primary
-                && c.internal_head(
+                && c.internal_get(
                     port,
                     &device,
                     holds.partition,
                     "AUTH_test",
                     "load",
                     &format!("o{i}"),
-                ) != 200
+                )
+                .as_deref()
+                    != Some(&body(i)[..])
             {
                 missing += 1;
             }

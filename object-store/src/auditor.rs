@@ -1,14 +1,15 @@
-//! The auditor: walks every object file of a node at a bounded rate and
-//! checks it against the blake3 recorded when it was written. A file that is
-//! missing, short or different is moved aside to `<device>/quarantined/`
-//! (never served again) and its record dropped, so that the replicator sees
-//! the object missing here and restores a good copy from another replica.
+//! The auditor: walks every object body of a node (files and inline) at a
+//! bounded rate and checks each chunk against the hashes recorded when it was
+//! written ([`crate::object_body`]). A body that is missing, short or
+//! different is moved aside to `<device>/quarantined/` (never served again)
+//! and its record dropped, so that the replicator sees the object missing
+//! here and restores a good copy from another replica.
 
 use crate::rate_limit::RateLimiter;
 use crate::records::ObjectKind;
+use crate::object_body::{StoredBody, Unreadable};
 use crate::storage_node::{Device, NodeState};
 use serde::Serialize;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,8 @@ pub struct AuditStats {
 pub async fn audit_once(state: &Arc<NodeState>, bytes_per_sec: u64) -> AuditStats {
     let mut total = AuditStats::default();
     for dev in state.devices() {
-        let d = dev.clone();
-        let s = tokio::task::spawn_blocking(move || audit_device(&d, bytes_per_sec))
+        let (st, d) = (state.clone(), dev.clone());
+        let s = tokio::task::spawn_blocking(move || audit_device(&st, &d, bytes_per_sec))
             .await
             .unwrap_or_default();
         total.objects_checked += s.objects_checked;
@@ -39,7 +40,7 @@ pub async fn audit_once(state: &Arc<NodeState>, bytes_per_sec: u64) -> AuditStat
     total
 }
 
-fn audit_device(dev: &Device, bytes_per_sec: u64) -> AuditStats {
+fn audit_device(state: &Arc<NodeState>, dev: &Arc<Device>, bytes_per_sec: u64) -> AuditStats {
     let mut stats = AuditStats::default();
     let mut limit = RateLimiter::new(bytes_per_sec);
     for item in dev.db.objects() {
@@ -55,63 +56,33 @@ fn audit_device(dev: &Device, bytes_per_sec: u64) -> AuditStats {
             continue;
         }
         stats.objects_checked += 1;
-        let path = dev.files.data_path(o.part, &o.hash, o.record.timestamp);
-        let (good, read) = check_file(&path, o.record.size, &o.record.blake3);
-        stats.bytes_read += read;
-        std::thread::sleep(limit.consume(read));
-        if !good {
-            tracing::warn!(path = %path.display(), "object file does not match its checksum; quarantined");
-            quarantine(dev, &path);
-            match dev.db.forget_object(o.part, &o.hash, o.record.timestamp) {
-                Ok(true) => stats.quarantined += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "auditor cannot drop a bad record");
-                    stats.errors += 1;
+        let body = StoredBody {
+            state: state.clone(),
+            device: dev.clone(),
+            part: o.part,
+            hash: o.hash,
+            record: o.record,
+        };
+        let checked = body.check_whole(|n| {
+            stats.bytes_read += n;
+            std::thread::sleep(limit.consume(n));
+        });
+        match checked {
+            Ok(_) => {}
+            Err(Unreadable::Corrupt) => stats.quarantined += 1,
+            // A record whose body is lost: dropped the same way.
+            Err(Unreadable::Missing) => {
+                if body.quarantine() {
+                    stats.quarantined += 1;
                 }
+            }
+            Err(Unreadable::Io(e)) => {
+                tracing::error!(error = %e, device = %dev.name, "auditor cannot read a body");
+                stats.errors += 1;
             }
         }
     }
     stats
-}
-
-/// (matches, bytes read). A missing or unreadable file does not match.
-fn check_file(path: &std::path::Path, size: u64, expected_hex: &str) -> (bool, u64) {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return (false, 0);
-    };
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut read = 0u64;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                h.update(&buf[..n]);
-                read += n as u64;
-            }
-            Err(_) => return (false, read),
-        }
-    }
-    (
-        read == size && h.finalize().to_hex().as_str() == expected_hex,
-        read,
-    )
-}
-
-fn quarantine(dev: &Device, path: &std::path::Path) {
-    let dir = dev.files.root().join("quarantined").join("objects");
-    let _ = std::fs::create_dir_all(&dir);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parent = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let _ = std::fs::rename(path, dir.join(format!("{parent}-{name}")));
 }
 
 /// Runs passes forever, `interval` apart.

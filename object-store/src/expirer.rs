@@ -53,18 +53,7 @@ fn expire_device(state: &NodeState, dev: &Device, now: u64) -> ExpireStats {
         // before the version it replaces.
         let at = Timestamp::from_secs(rec.delete_at.unwrap_or(now))
             .max(Timestamp(rec.meta_timestamp.max(rec.timestamp).0 + 1));
-        let tombstone = ObjectRecord {
-            kind: ObjectKind::Tombstone,
-            timestamp: at,
-            meta_timestamp: at,
-            size: 0,
-            etag: String::new(),
-            blake3: String::new(),
-            content_type: String::new(),
-            headers: Default::default(),
-            delete_at: None,
-            ..rec.clone()
-        };
+        let tombstone = ObjectRecord::tombstone(&rec.account, &rec.container, &rec.object, at);
         let (_, cpart) = ring.locate(&[&rec.account, &rec.container]);
         let owed: Vec<PendingUpdate> = ring
             .primaries(cpart)
@@ -91,7 +80,9 @@ fn expire_device(state: &NodeState, dev: &Device, now: u64) -> ExpireStats {
             .collect();
         match dev.db.put_object(part, &hash, &tombstone, &owed) {
             Ok(_) => {
-                let _ = std::fs::remove_file(dev.files.data_path(part, &hash, rec.timestamp));
+                if !rec.inline {
+                    let _ = std::fs::remove_file(dev.files.data_path(part, &hash, rec.timestamp));
+                }
                 stats.expired += 1;
             }
             // A newer version arrived meanwhile: nothing to expire.

@@ -14,12 +14,14 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod account_server;
+pub(crate) mod body_hashes;
 pub(crate) mod auditor;
 pub mod config;
 pub(crate) mod container_server;
 pub(crate) mod device_db;
 pub(crate) mod expirer;
 pub(crate) mod metrics;
+pub(crate) mod object_body;
 pub(crate) mod object_files;
 pub(crate) mod object_server;
 pub mod proxy;

@@ -18,6 +18,8 @@ pub struct NodeMetrics {
     pub files_reclaimed: AtomicU64,
     pub auditor_bytes: AtomicU64,
     pub auditor_quarantined: AtomicU64,
+    /// Object bodies quarantined, by reads or by the auditor.
+    pub quarantined: AtomicU64,
     pub expired: AtomicU64,
     /// Listing rows a write delivered before it was acknowledged.
     pub rows_listed_at_once: AtomicU64,
@@ -94,6 +96,11 @@ pub async fn render(state: &NodeState) -> String {
             &m.auditor_quarantined,
         ),
         (
+            "nubo_objects_quarantined_total",
+            "Object bodies that failed their hash and were quarantined, by reads or by the auditor.",
+            &m.quarantined,
+        ),
+        (
             "nubo_expirer_expired_total",
             "Objects turned into tombstones by the expirer.",
             &m.expired,
@@ -154,8 +161,6 @@ pub struct ProxyMetrics {
     /// Replicas written to a handoff because the primary was down, full
     /// (507) or failing.
     pub handoff_writes: AtomicU64,
-    /// GETs cut off because the data did not match its blake3.
-    pub checksum_cutoffs: AtomicU64,
     /// GETs continued from another replica after one failed mid-body.
     pub reads_resumed: AtomicU64,
 }
@@ -192,11 +197,6 @@ impl ProxyMetrics {
                 "nubo_proxy_handoff_writes_total",
                 "Replicas written to a handoff instead of their primary.",
                 &self.handoff_writes,
-            ),
-            (
-                "nubo_proxy_checksum_cutoffs_total",
-                "Object reads cut off because the data did not match its checksum.",
-                &self.checksum_cutoffs,
             ),
             (
                 "nubo_proxy_reads_resumed_total",

@@ -2,6 +2,7 @@
 //! the updates nodes send each other. Values are JSON in RocksDB: small,
 //! self-describing and easy to inspect with `ldb` when something goes wrong.
 
+use crate::body_hashes::{ChunkHashes, Expected};
 use serde::{Deserialize, Serialize};
 use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
@@ -19,9 +20,17 @@ pub struct ObjectRecord {
     /// Hex MD5 of the body (Swift's ETag).
     #[serde(default)]
     pub etag: String,
-    /// Hex blake3 of the body: what the auditor and the proxy verify against.
+    /// Hex blake3 of the body.
     #[serde(default)]
     pub blake3: String,
+    /// The blake3 chaining value of each 1 MiB chunk of a body larger than
+    /// one chunk: what a node checks each chunk against before sending it.
+    #[serde(default, skip_serializing_if = "ChunkHashes::is_empty")]
+    pub chunk_hashes: ChunkHashes,
+    /// The body is kept in the device's database with this record rather
+    /// than in a file (small objects: one synced write for both).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
     #[serde(default)]
     pub content_type: String,
     /// Metadata headers returned on GET/HEAD (`x-object-meta-*`, sysmeta,
@@ -44,6 +53,35 @@ pub enum ObjectKind {
 }
 
 impl ObjectRecord {
+    /// The tombstone of an object, deleted at `timestamp`.
+    pub fn tombstone(account: &str, container: &str, object: &str, timestamp: Timestamp) -> Self {
+        ObjectRecord {
+            account: account.to_string(),
+            container: container.to_string(),
+            object: object.to_string(),
+            timestamp,
+            kind: ObjectKind::Tombstone,
+            size: 0,
+            etag: String::new(),
+            blake3: String::new(),
+            chunk_hashes: ChunkHashes::default(),
+            inline: false,
+            content_type: String::new(),
+            headers: BTreeMap::new(),
+            meta_timestamp: timestamp,
+            delete_at: None,
+        }
+    }
+
+    /// What this record's body is checked against.
+    pub fn expected_body(&self) -> Expected {
+        Expected {
+            size: self.size,
+            blake3: self.blake3.clone(),
+            chunks: self.chunk_hashes.clone(),
+        }
+    }
+
     pub fn is_expired(&self, now_secs: u64) -> bool {
         self.delete_at.is_some_and(|at| at <= now_secs)
     }

@@ -12,6 +12,7 @@
 //! - the object verbs, with the original `X-Timestamp`.
 
 use crate::device_db::{ListingKind, Replica};
+use crate::object_body::StoredBody;
 use crate::object_server::now_secs;
 use crate::rate_limit::RateLimiter;
 use crate::records::{ObjectKind, ObjectRecord};
@@ -450,7 +451,7 @@ async fn replicate_partition(
             tokio::task::spawn_blocking(move || d.db.remove_object_partition(part)).await
         {
             for (hash, rec) in removed {
-                if rec.kind == ObjectKind::Data {
+                if rec.kind == ObjectKind::Data && !rec.inline {
                     dev.files.remove(part, &hash, rec.timestamp).await;
                 }
             }
@@ -462,7 +463,7 @@ async fn replicate_partition(
 /// Sends one version to a peer with its original timestamp. A peer that
 /// already holds it or something newer answers 409, which counts as done.
 async fn push(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     dev: &Arc<Device>,
     addr: &str,
     target_dev: &str,
@@ -486,11 +487,23 @@ async fn push(
                 // Expired data is not worth moving; the expirer reclaims it.
                 return true;
             }
-            let file =
-                match tokio::fs::File::open(dev.files.data_path(part, hash, rec.timestamp)).await {
-                    Ok(f) => f,
-                    Err(_) => return false,
+            // Sent checked, as a GET is: a bad body is quarantined here
+            // rather than copied.
+            let body = if rec.size == 0 {
+                empty()
+            } else {
+                let stored = StoredBody {
+                    state: state.clone(),
+                    device: dev.clone(),
+                    part,
+                    hash: *hash,
+                    record: rec.clone(),
                 };
+                match stored.read(0, rec.size - 1).await {
+                    Ok(b) => b,
+                    Err(_) => return false,
+                }
+            };
             set_header(&mut headers, "content-length", &rec.size.to_string());
             set_header(&mut headers, "content-type", &rec.content_type);
             set_header(&mut headers, "etag", &rec.etag);
@@ -500,10 +513,7 @@ async fn push(
             for (k, v) in &rec.headers {
                 set_header(&mut headers, k, v);
             }
-            (
-                Method::PUT,
-                service_kit::http_util::file_body(file, rec.size),
-            )
+            (Method::PUT, body)
         }
     };
     let mut b = Request::builder()

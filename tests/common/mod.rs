@@ -464,6 +464,17 @@ impl Cluster {
         self.post_node(n, "/expire")
     }
 
+    /// A counter from storage node `n`'s `/metrics` (0 when it is absent).
+    pub fn node_metric(&self, n: u16, name: &str) -> u64 {
+        let head = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let r = raw(self.node_base_port + n, head, b"");
+        assert_eq!(r.status, 200);
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Runs one auditor pass on storage node `n`; its statistics.
     pub fn audit(&self, n: u16) -> serde_json::Value {
         self.post_node(n, "/audit")

@@ -136,6 +136,8 @@ pub(crate) mod tests {
             size: 0,
             etag: String::new(),
             blake3: String::new(),
+            chunk_hashes: Default::default(),
+            inline: false,
             content_type: String::new(),
             headers: Default::default(),
             meta_timestamp: Timestamp(ts),

@@ -3,9 +3,12 @@
 //! - `o | part | suffix | hash` -> [`ObjectRecord`] (data or tombstone)
 //! - `s | part | suffix` -> blake3 of the suffix's (name, timestamp, kind)
 //!   entries, which the replicator compares between devices.
+//! - `b | part | suffix | hash` -> the raw body of an inline object (a
+//!   record with `inline` set).
 //!
-//! A record and its suffix hash change in one batch under the suffix's
-//! lock stripe. [`DeviceDb::objects`] walks every record of the device and
+//! A record, its inline body and its suffix hash change in one batch under
+//! the suffix's lock stripe: a body never outlives its record, and a
+//! record never points at a body that is not there. [`DeviceDb::objects`] walks every record of the device and
 //! yields errors rather than skipping them.
 
 use super::keyspace::{Durability, KeySpace};
@@ -19,6 +22,8 @@ use std::collections::BTreeMap;
 const OBJECTS: KeySpace<ObjectRecord> = KeySpace::new(b'o');
 /// Values are raw 32-byte hashes, read and written directly.
 const SUFFIX_HASHES: KeySpace<()> = KeySpace::new(b's');
+/// Values are raw bodies, read and written directly.
+const INLINE_BODIES: KeySpace<()> = KeySpace::new(b'b');
 
 /// The low 12 bits of a name hash: its suffix directory (`NameHash::suffix`).
 pub fn suffix_of(hash: &NameHash) -> u16 {
@@ -37,6 +42,10 @@ fn object_key(part: u32, hash: &NameHash) -> Vec<u8> {
     OBJECTS.key(&[&part.to_be_bytes(), &suffix_of(hash).to_be_bytes(), &hash.0])
 }
 
+fn body_key(part: u32, hash: &NameHash) -> Vec<u8> {
+    INLINE_BODIES.key(&[&part.to_be_bytes(), &suffix_of(hash).to_be_bytes(), &hash.0])
+}
+
 /// One object record of a device, with where it lives.
 #[derive(Clone, Debug)]
 pub struct StoredObject {
@@ -50,6 +59,11 @@ impl DeviceDb {
         OBJECTS.get(&self.db, &object_key(part, hash))
     }
 
+    /// The body of an inline object, if the device holds one.
+    pub fn inline_body(&self, part: u32, hash: &NameHash) -> DbResult<Option<Vec<u8>>> {
+        Ok(self.db.rocks.get(body_key(part, hash))?)
+    }
+
     /// Stores a newer object version (data or tombstone) with the updates it
     /// owes container servers, in one synced batch, and refreshes the suffix
     /// hash. Returns the version it replaced.
@@ -60,6 +74,21 @@ impl DeviceDb {
         record: &ObjectRecord,
         owed: &[PendingUpdate],
     ) -> DbResult<Option<ObjectRecord>> {
+        self.put_object_with_body(part, hash, record, None, owed)
+    }
+
+    /// [`Self::put_object`] with the body of an inline record in the same
+    /// batch. Concurrent writers' batches share their WAL syncs (RocksDB's
+    /// group commit), so small objects cost one shared sync per device.
+    pub fn put_object_with_body(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        record: &ObjectRecord,
+        body: Option<&[u8]>,
+        owed: &[PendingUpdate],
+    ) -> DbResult<Option<ObjectRecord>> {
+        debug_assert_eq!(record.inline, body.is_some());
         let key = object_key(part, hash);
         let suffix = suffix_of(hash);
         let _g = self.db.lock(&suffix_key(part, suffix));
@@ -71,6 +100,11 @@ impl DeviceDb {
         }
         let mut batch = WriteBatch::default();
         OBJECTS.put(&mut batch, &key, record);
+        match body {
+            Some(b) => batch.put(body_key(part, hash), b),
+            None if old.as_ref().is_some_and(|o| o.inline) => batch.delete(body_key(part, hash)),
+            None => {}
+        }
         for update in owed {
             self.queue_into(&mut batch, hash, update);
         }
@@ -230,6 +264,9 @@ impl DeviceDb {
             let _g = self.db.lock(&suffix_key(part, suffix));
             for (hash, rec) in self.objects_in_suffix(part, suffix)? {
                 batch.delete(object_key(part, &hash));
+                if rec.inline {
+                    batch.delete(body_key(part, &hash));
+                }
                 removed.push((hash, rec));
             }
             batch.delete(suffix_key(part, suffix));
@@ -250,6 +287,9 @@ impl DeviceDb {
             Some(rec) if rec.timestamp == seen => {
                 let mut batch = WriteBatch::default();
                 batch.delete(&key);
+                if rec.inline {
+                    batch.delete(body_key(part, hash));
+                }
                 match self.suffix_hash_after(part, suffix, &key, None)? {
                     Some(h) => batch.put(suffix_key(part, suffix), h),
                     None => batch.delete(suffix_key(part, suffix)),
@@ -366,6 +406,39 @@ mod tests {
         assert!(db.forget_object(3, &h, Timestamp(20)).unwrap());
         assert!(db.suffix_hashes(3).unwrap().is_empty());
         assert_eq!(db.object_partitions().unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn an_inline_body_lives_and_goes_with_its_record() {
+        let (_dir, db) = open();
+        let h = hash_of("small");
+        let mut rec = record("small", 10, ObjectKind::Data);
+        rec.inline = true;
+        db.put_object_with_body(2, &h, &rec, Some(b"tiny body"), &[])
+            .unwrap();
+        assert_eq!(db.inline_body(2, &h).unwrap().as_deref(), Some(&b"tiny body"[..]));
+        // An older inline write loses, and leaves the body alone.
+        let mut older = rec.clone();
+        older.timestamp = Timestamp(5);
+        assert!(db
+            .put_object_with_body(2, &h, &older, Some(b"old"), &[])
+            .is_err());
+        assert_eq!(db.inline_body(2, &h).unwrap().as_deref(), Some(&b"tiny body"[..]));
+        // Replaced by a file-backed version or a tombstone: the body goes.
+        db.put_object(2, &h, &record("small", 20, ObjectKind::Tombstone), &[])
+            .unwrap();
+        assert_eq!(db.inline_body(2, &h).unwrap(), None);
+        // Forgotten (quarantine) or moved off (handoff): the body goes too.
+        rec.timestamp = Timestamp(30);
+        db.put_object_with_body(2, &h, &rec, Some(b"again"), &[])
+            .unwrap();
+        assert!(db.forget_object(2, &h, Timestamp(30)).unwrap());
+        assert_eq!(db.inline_body(2, &h).unwrap(), None);
+        rec.timestamp = Timestamp(40);
+        db.put_object_with_body(2, &h, &rec, Some(b"moved"), &[])
+            .unwrap();
+        assert_eq!(db.remove_object_partition(2).unwrap().len(), 1);
+        assert_eq!(db.inline_body(2, &h).unwrap(), None);
     }
 
     #[test]

@@ -473,11 +473,6 @@ impl Backend {
                     continue;
                 }
                 let timeout = self.client.timeouts.node;
-                // A whole object is checked against its blake3 as it passes.
-                let expected = (st == StatusCode::OK && method == Method::GET)
-                    .then(|| header_str(resp.headers(), "x-nubo-blake3").map(|v| v.into_owned()))
-                    .flatten()
-                    .filter(|v| v.len() == 64);
                 // An object's body that breaks off continues from the next
                 // replica at the same byte (as Swift's proxy resumes a GET).
                 let resume = (method == Method::GET && matches!(path, Path::Object(..)))
@@ -494,14 +489,12 @@ impl Backend {
                         })
                     })
                     .flatten();
+                // Nodes check every chunk before they send it
+                // (`object_body`), so what arrives here is checked bytes.
                 return resp.map(|b| {
                     let body = timed_body(b, timeout);
-                    let body = match resume {
+                    match resume {
                         Some(r) => r.body(body),
-                        None => body,
-                    };
-                    match expected {
-                        Some(e) => verified_body(body, e, self.metrics.clone()),
                         None => body,
                     }
                 });
@@ -730,97 +723,9 @@ fn timed_body(body: Incoming, timeout: std::time::Duration) -> Body {
     BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream)))
 }
 
-/// Passes a body through while hashing it, always holding back the latest
-/// chunk: if the whole does not match `expected_hex`, the last chunk is
-/// replaced by an error, so a corrupt object never completes as a 200.
-pub fn verified_body(
-    body: Body,
-    expected_hex: String,
-    metrics: Arc<crate::metrics::ProxyMetrics>,
-) -> Body {
-    struct State {
-        body: Body,
-        hasher: blake3::Hasher,
-        held: Option<Bytes>,
-        expected: String,
-        done: bool,
-        metrics: Arc<crate::metrics::ProxyMetrics>,
-    }
-    let state = State {
-        metrics,
-        body,
-        hasher: blake3::Hasher::new(),
-        held: None,
-        expected: expected_hex,
-        done: false,
-    };
-    let stream = futures_util::stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        loop {
-            match st.body.frame().await {
-                Some(Ok(f)) => {
-                    let Ok(data) = f.into_data() else { continue };
-                    st.hasher.update(&data);
-                    if let Some(prev) = st.held.replace(data) {
-                        return Some((Ok(Frame::data(prev)), st));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    return Some((Err(e), st));
-                }
-                None => {
-                    st.done = true;
-                    if st.hasher.finalize().to_hex().as_str() != st.expected {
-                        crate::metrics::NodeMetrics::add(&st.metrics.checksum_cutoffs, 1);
-                        tracing::error!(
-                            "object data does not match its checksum; transfer cut off"
-                        );
-                        return Some((
-                            Err(service_kit::http_util::box_error(
-                                "object data does not match its checksum",
-                            )),
-                            st,
-                        ));
-                    }
-                    return st.held.take().map(|last| (Ok(Frame::data(last)), st));
-                }
-            }
-        }
-    });
-    BodyExt::boxed_unsync(StreamBody::new(Box::pin(stream)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn verified_bodies_pass_good_data_and_cut_bad_data() {
-        let data = Bytes::from_static(b"hello, checked world");
-        let good = blake3::hash(&data).to_hex().to_string();
-        let metrics = Arc::new(crate::metrics::ProxyMetrics::default());
-        let body = verified_body(
-            service_kit::http_util::full(data.clone()),
-            good,
-            metrics.clone(),
-        );
-        assert_eq!(body.collect().await.unwrap().to_bytes(), data);
-        let bad = verified_body(
-            service_kit::http_util::full(data),
-            blake3::hash(b"other").to_hex().to_string(),
-            metrics.clone(),
-        );
-        assert!(bad.collect().await.is_err());
-        assert_eq!(
-            metrics
-                .checksum_cutoffs
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
-    }
 
     #[test]
     fn a_served_range_comes_from_the_status_and_headers() {
