@@ -1,11 +1,14 @@
 //! Load generator for a local 3-node cluster, through the Swift API and
 //! through the S3 API (requests signed with `aws-sigv4`): PUT then GET at a
 //! fixed concurrency for 4 KiB and 16 MiB objects, plus one 1 GiB object
-//! (S3: a multipart upload), reporting ops/s, MB/s, p50/p99 latency and the
+//! (S3: a multipart upload), reporting ops/s, MB/s, p50/p99 latency, the
+//! CPU time the nodes and the proxy spent per operation and per MB, the
+//! nodes' WAL syncs per operation (`nubo_group_syncs_total`) and the
 //! services' peak RSS.
 //!
 //! Full run (figures in README): `cargo bench --bench cluster_load`
-//! (`-- --swift` or `-- --s3` for one API). Under `cargo test` it runs a few
+//! (`-- --swift` or `-- --s3` for one API, `-- --small` for the 4 KiB
+//! phases only). Under `cargo test` it runs a few
 //! operations of each kind as a smoke test. Bounded: a fixed count per
 //! phase and a time cap per phase.
 
@@ -281,18 +284,47 @@ fn percentile(l: &[Duration], p: f64) -> Duration {
     l[((l.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Peak resident set (VmHWM), in MiB, of the process started with `config`.
-fn peak_rss_of(config: &std::path::Path) -> Option<u64> {
+/// The pid of the process started with `config`.
+fn pid_of(config: &std::path::Path) -> Option<String> {
     let out = std::process::Command::new("pgrep")
         .arg("-f")
         .arg(config)
         .output()
         .ok()?;
-    let pid = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .trim()
-        .to_string();
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .to_string(),
+    )
+}
+
+/// CPU seconds (user and system) used so far by the process started with
+/// `config`.
+fn cpu_seconds_of(config: &std::path::Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid_of(config)?)).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// What the services spent so far: CPU seconds of the nodes and the proxy,
+/// and the nodes' WAL syncs for object writes.
+fn service_costs(cluster: &Cluster) -> (f64, u64) {
+    let mut configs: Vec<_> = (0..3).map(|n| cluster.node_config(n)).collect();
+    configs.push(cluster.data_dir().join("proxy.toml"));
+    let cpu = configs.iter().filter_map(|c| cpu_seconds_of(c)).sum();
+    let syncs = (0..3)
+        .map(|n| cluster.node_metric(n, "nubo_group_syncs_total"))
+        .sum();
+    (cpu, syncs)
+}
+
+/// Peak resident set (VmHWM), in MiB, of the process started with `config`.
+fn peak_rss_of(config: &std::path::Path) -> Option<u64> {
+    let pid = pid_of(config)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
         .lines()
@@ -410,6 +442,9 @@ fn main() {
                 count: 1,
             });
         }
+        if args.iter().any(|a| a == "--small") {
+            phases.retain(|p| p.size == 4096);
+        }
         for p in &phases {
             let container = format!("load-{}-{}", api.name(), p.size);
             let body = Bytes::from(vec![0x5au8; p.size]);
@@ -418,6 +453,7 @@ fn main() {
                 &addr,
                 api.request(&addr, Method::PUT, &container, Bytes::new()),
             ));
+            let before = service_costs(&cluster);
             let o = rt.block_on(run_phase(
                 client.clone(),
                 addr.clone(),
@@ -428,6 +464,7 @@ fn main() {
                 concurrency,
                 cap,
             ));
+            let after = service_costs(&cluster);
             row(
                 &format!("{} {}", api.name(), p.name),
                 o.ops,
@@ -435,6 +472,15 @@ fn main() {
                 o.elapsed,
                 &o.latencies,
                 o.errors,
+            );
+            let ops = o.ops.max(1) as f64;
+            let cpu = after.0 - before.0;
+            println!(
+                "{:<16} services' CPU {:.3} ms/op, {:.2} ms/MB; WAL syncs {:.2}/op",
+                "",
+                cpu * 1e3 / ops,
+                cpu * 1e3 / (ops * p.size as f64 / 1e6),
+                (after.1 - before.1) as f64 / ops
             );
             total_errors += o.errors;
         }

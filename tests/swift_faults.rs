@@ -339,7 +339,11 @@ fn bit_rot_is_caught_quarantined_and_repaired() {
         .unwrap();
     let resumed: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("nubo_proxy_reads_resumed_total ")?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("nubo_proxy_reads_resumed_total ")?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0);
     eprintln!(
         "before the auditor: {attempted} GETs, {served} complete and correct, {} failed, {by_reads} replicas quarantined by reads, {resumed} reads resumed mid-body",

@@ -5,9 +5,9 @@
 //! and its record dropped, so that the replicator sees the object missing
 //! here and restores a good copy from another replica.
 
+use crate::object_body::{StoredBody, Unreadable};
 use crate::rate_limit::RateLimiter;
 use crate::records::ObjectKind;
-use crate::object_body::{StoredBody, Unreadable};
 use crate::storage_node::{Device, NodeState};
 use serde::Serialize;
 use std::sync::Arc;

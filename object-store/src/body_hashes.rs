@@ -207,7 +207,10 @@ mod tests {
                 };
                 assert!(expected.is_consistent(), "len {len}");
                 for (i, chunk) in data.chunks(c).enumerate() {
-                    assert!(expected.chunk_matches(i as u64, chunk), "len {len} chunk {i}");
+                    assert!(
+                        expected.chunk_matches(i as u64, chunk),
+                        "len {len} chunk {i}"
+                    );
                     let mut bad = chunk.to_vec();
                     bad[chunk.len() / 2] ^= 1;
                     assert!(!expected.chunk_matches(i as u64, &bad));
@@ -234,7 +237,10 @@ mod tests {
         assert!(!e.chunk_matches(3, &[]));
         assert!(!e.chunk_matches(u64::MAX, &data[..c]));
         let text = serde_json::to_string(&e.chunks).unwrap();
-        assert_eq!(serde_json::from_str::<ChunkHashes>(&text).unwrap(), e.chunks);
+        assert_eq!(
+            serde_json::from_str::<ChunkHashes>(&text).unwrap(),
+            e.chunks
+        );
         assert!(serde_json::from_str::<ChunkHashes>("\"abcd\"").is_err());
     }
 }

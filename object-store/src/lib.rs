@@ -14,8 +14,8 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod account_server;
-pub(crate) mod body_hashes;
 pub(crate) mod auditor;
+pub(crate) mod body_hashes;
 pub mod config;
 pub(crate) mod container_server;
 pub(crate) mod device_db;

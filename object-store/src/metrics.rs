@@ -129,6 +129,7 @@ pub async fn render(state: &NodeState) -> String {
     let _ = writeln!(out, "# HELP nubo_ring_generation Generation of the ring this node serves.\n# TYPE nubo_ring_generation gauge\nnubo_ring_generation {}", ring.generation());
     let _ = writeln!(out, "# HELP nubo_updates_queued Listing updates waiting to be delivered, per device.\n# TYPE nubo_updates_queued gauge");
     let mut disk = String::new();
+    let mut commits = String::new();
     for dev in state.devices() {
         let d = dev.clone();
         let depth = tokio::task::spawn_blocking(move || d.db.queue_depth())
@@ -141,12 +142,19 @@ pub async fn render(state: &NodeState) -> String {
             "nubo_updates_queued{{device=\"{}\"}} {depth}",
             dev.name
         );
+        let (syncs, writes) = dev.db.group_counts();
+        let _ = writeln!(
+            commits,
+            "nubo_group_syncs_total{{device=\"{0}\"}} {syncs}\nnubo_grouped_writes_total{{device=\"{0}\"}} {writes}",
+            dev.name
+        );
         if let Some(space) = dev.files.space() {
             let (used, total) = (space.total.saturating_sub(space.free), space.total);
             let _ = writeln!(disk, "nubo_device_used_bytes{{device=\"{}\"}} {used}\nnubo_device_size_bytes{{device=\"{}\"}} {total}", dev.name, dev.name);
         }
     }
     let _ = write!(out, "# HELP nubo_device_used_bytes Bytes used on the file system of each device.\n# TYPE nubo_device_used_bytes gauge\n# HELP nubo_device_size_bytes Size of the file system of each device.\n# TYPE nubo_device_size_bytes gauge\n{disk}");
+    let _ = write!(out, "# HELP nubo_group_syncs_total WAL syncs made for object writes and durable listing rows, per device.\n# TYPE nubo_group_syncs_total counter\n# HELP nubo_grouped_writes_total Object writes made durable by a shared WAL sync, per device.\n# TYPE nubo_grouped_writes_total counter\n{commits}");
     out
 }
 

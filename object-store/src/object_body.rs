@@ -109,7 +109,11 @@ impl StoredBody {
     /// a newer version replaced this one meanwhile (nothing to quarantine).
     pub fn quarantine(&self) -> bool {
         let inline_body = if self.record.inline {
-            self.device.db.inline_body(self.part, &self.hash).ok().flatten()
+            self.device
+                .db
+                .inline_body(self.part, &self.hash)
+                .ok()
+                .flatten()
         } else {
             None
         };
@@ -133,10 +137,10 @@ impl StoredBody {
                 let _ = std::fs::write(dir.join(format!("{name}.inline")), body);
             }
             None => {
-                let path = self
-                    .device
-                    .files
-                    .data_path(self.part, &self.hash, self.record.timestamp);
+                let path =
+                    self.device
+                        .files
+                        .data_path(self.part, &self.hash, self.record.timestamp);
                 let _ = std::fs::rename(path, dir.join(format!("{name}.data")));
             }
         }
@@ -221,6 +225,8 @@ impl StoredBody {
         });
         let head = futures_util::stream::once(async move { Ok(Frame::data(head)) });
         use futures_util::StreamExt;
-        Ok(BodyExt::boxed_unsync(StreamBody::new(Box::pin(head.chain(rest)))))
+        Ok(BodyExt::boxed_unsync(StreamBody::new(Box::pin(
+            head.chain(rest),
+        ))))
     }
 }

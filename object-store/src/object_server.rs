@@ -105,17 +105,13 @@ fn io_error(e: std::io::Error) -> Response<Body> {
 /// (with the rows of concurrent writes), so that a listing right after the
 /// write shows it. The rows stay queued for the updater, which delivers
 /// them again durably and only then forgets them.
-async fn deliver_rows(t: &Target<'_>, hash: &NameHash, owed: Vec<PendingUpdate>) {
+async fn deliver_rows(t: &Target<'_>, owed: Vec<PendingUpdate>) {
     t.state.updates_queued.notify_one();
     if owed.is_empty() {
         return;
     }
-    let keyed: Vec<(Vec<u8>, PendingUpdate)> = owed
-        .into_iter()
-        .map(|u| (crate::device_db::owed_row_key(hash, &u), u))
-        .collect();
-    let delivered = t.state.row_batches.deliver(t.state, keyed).await;
-    crate::metrics::NodeMetrics::add(&t.state.metrics.rows_listed_at_once, delivered.len() as u64);
+    let delivered = t.state.row_batches.deliver(t.state, owed).await;
+    crate::metrics::NodeMetrics::add(&t.state.metrics.rows_listed_at_once, delivered as u64);
 }
 
 /// The container servers this write owes a listing row (chosen by the proxy).
@@ -302,7 +298,7 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     .expect("object write panicked");
     match result {
         Ok(old) => {
-            deliver_rows(&t, &hash, rows).await;
+            deliver_rows(&t, rows).await;
             if let Some(old) = old.filter(|o| o.kind == ObjectKind::Data && !o.inline) {
                 t.device.files.remove(part, &hash, old.timestamp).await;
             }
@@ -313,7 +309,8 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         Err(e) => {
             // A file this write installed goes; a conflict found before a
             // small file was written leaves the newer version's alone.
-            let wrote_file = !inline && (!small || !matches!(e, PutError::Db(DbError::Conflict(_))));
+            let wrote_file =
+                !inline && (!small || !matches!(e, PutError::Db(DbError::Conflict(_))));
             if wrote_file {
                 let _ = tokio::fs::remove_file(&dest).await;
             }
@@ -412,9 +409,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             Ok(b) => Response::new(b),
             // Lost or bad here (and now quarantined): the proxy asks
             // another replica.
-            Err(Unreadable::Missing | Unreadable::Corrupt) => {
-                return status(StatusCode::NOT_FOUND)
-            }
+            Err(Unreadable::Missing | Unreadable::Corrupt) => return status(StatusCode::NOT_FOUND),
             Err(Unreadable::Io(e)) => return io_error(e),
         }
     };
@@ -461,7 +456,7 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
             .expect("metadata write panicked");
     match result {
         Ok(old) => {
-            deliver_rows(&t, &hash, rows).await;
+            deliver_rows(&t, rows).await;
             let existed = match old {
                 Some(o) if o.kind == ObjectKind::Data => {
                     if !o.inline {

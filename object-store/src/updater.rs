@@ -14,6 +14,7 @@
 //! or stalled costs a write at most [`SYNC_DELIVERY`], not its success.
 
 use crate::container_server::BatchedRow;
+use crate::device_db::DeviceDb;
 use crate::records::{PendingUpdate, Update};
 use crate::storage_node::NodeState;
 use futures_util::StreamExt;
@@ -35,6 +36,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(state: Arc<NodeState>) {
     let mut last_stats = Instant::now() - STATS_INTERVAL;
+    // Per device, where the owed rows still to deliver begin.
+    let mut rows_from: HashMap<String, Vec<u8>> = HashMap::new();
     loop {
         let send_stats = last_stats.elapsed() >= STATS_INTERVAL;
         if send_stats {
@@ -44,11 +47,27 @@ pub async fn run(state: Arc<NodeState>) {
         let mut more = false;
         for device in state.devices() {
             let dev = device.clone();
-            let queued = match tokio::task::spawn_blocking(move || dev.db.queued(BATCH)).await {
+            let from = rows_from
+                .get(&device.name)
+                .cloned()
+                .unwrap_or_else(DeviceDb::rows_start);
+            let start = from.clone();
+            let looked = tokio::task::spawn_blocking(move || {
+                let floor = dev.db.rows_floor();
+                dev.db.queued(&start, BATCH).map(|q| (floor, q))
+            })
+            .await;
+            let (floor, queued) = match looked {
                 Ok(Ok(q)) => q,
                 _ => continue,
             };
             more |= queued.len() == BATCH;
+            // Rows not delivered below are found again from here next time.
+            let read_to = queued
+                .iter()
+                .rev()
+                .find(|(k, _)| DeviceDb::is_owed_row(k))
+                .map_or(from, |(k, _)| DeviceDb::after(k));
             let due: Vec<_> = queued
                 .into_iter()
                 .filter(|(_, u)| send_stats || u.immediate)
@@ -74,7 +93,9 @@ pub async fn run(state: Arc<NodeState>) {
                 .map(|job| {
                     let state = state.clone();
                     async move {
-                        let ok = deliver(&state, &job, true).await;
+                        let updates: Vec<PendingUpdate> =
+                            job.iter().map(|(_, u)| u.clone()).collect();
+                        let ok = deliver(&state, &updates, true).await;
                         (job, ok)
                     }
                 })
@@ -82,12 +103,16 @@ pub async fn run(state: Arc<NodeState>) {
                 .collect()
                 .await;
             let mut delivered = Vec::new();
+            let mut next_from = floor.min(read_to);
             for (job, ok) in results {
                 failed |= !ok;
                 if ok {
                     delivered.extend(job);
+                } else if let Some((k, _)) = job.iter().find(|(k, _)| DeviceDb::is_owed_row(k)) {
+                    next_from = next_from.min(k.clone());
                 }
             }
+            rows_from.insert(device.name.clone(), next_from);
             let dev = device.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 for (k, u) in delivered {
@@ -113,7 +138,7 @@ pub const SYNC_DELIVERY: Duration = Duration::from_secs(2);
 /// is on its way there.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<(Queued, oneshot::Sender<bool>)>,
+    rows: Vec<(PendingUpdate, oneshot::Sender<bool>)>,
     sending: bool,
 }
 
@@ -124,34 +149,34 @@ pub struct RowBatches {
 }
 
 impl RowBatches {
-    /// Delivers `owed` (queue key and row) to their container devices with
-    /// the rows of concurrent writes, to be listed at once; which ones were
-    /// acknowledged in time.
+    /// Delivers `owed` rows to their container devices with the rows of
+    /// concurrent writes, to be listed at once; how many were acknowledged
+    /// in time.
     pub async fn deliver(
         self: &Arc<Self>,
         state: &Arc<NodeState>,
-        owed: Vec<Queued>,
-    ) -> Vec<Queued> {
+        owed: Vec<PendingUpdate>,
+    ) -> usize {
         let mut waits = Vec::with_capacity(owed.len());
         for item in owed {
             let (tx, rx) = oneshot::channel();
-            let target = (item.1.target.addr.clone(), item.1.target.device.clone());
+            let target = (item.target.addr.clone(), item.target.device.clone());
             let start = {
                 let mut all = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
                 let batch = all.entry(target.clone()).or_default();
-                batch.rows.push((item.clone(), tx));
+                batch.rows.push((item, tx));
                 !std::mem::replace(&mut batch.sending, true)
             };
             if start {
                 let (me, state) = (self.clone(), state.clone());
                 tokio::spawn(async move { me.send_all(&state, target).await });
             }
-            waits.push((item, rx));
+            waits.push(rx);
         }
-        let mut delivered = Vec::new();
-        for (item, rx) in waits {
+        let mut delivered = 0;
+        for rx in waits {
             if let Ok(Ok(true)) = tokio::time::timeout(SYNC_DELIVERY, rx).await {
-                delivered.push(item);
+                delivered += 1;
             }
         }
         delivered
@@ -172,8 +197,9 @@ impl RowBatches {
                 }
                 std::mem::take(&mut b.rows)
             };
-            let (job, waiters): (Job, Vec<oneshot::Sender<bool>>) = batch.into_iter().unzip();
-            let ok = tokio::time::timeout(SYNC_DELIVERY, deliver(state, &job, false))
+            let (rows, waiters): (Vec<PendingUpdate>, Vec<oneshot::Sender<bool>>) =
+                batch.into_iter().unzip();
+            let ok = tokio::time::timeout(SYNC_DELIVERY, deliver(state, &rows, false))
                 .await
                 .unwrap_or(false);
             for w in waiters {
@@ -185,13 +211,13 @@ impl RowBatches {
 
 /// Sends one job; `durable`: the target syncs before it answers (anything
 /// else stays queued here).
-async fn deliver(state: &NodeState, job: &[(Vec<u8>, PendingUpdate)], durable: bool) -> bool {
-    let p = &job[0].1;
+async fn deliver(state: &NodeState, job: &[PendingUpdate], durable: bool) -> bool {
+    let p = &job[0];
     let (path, body) = match &p.update {
         Update::ObjectRow { .. } => {
             let rows: Vec<BatchedRow> = job
                 .iter()
-                .filter_map(|(_, u)| match &u.update {
+                .filter_map(|u| match &u.update {
                     Update::ObjectRow {
                         account,
                         container,

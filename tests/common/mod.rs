@@ -464,15 +464,23 @@ impl Cluster {
         self.post_node(n, "/expire")
     }
 
-    /// A counter from storage node `n`'s `/metrics` (0 when it is absent).
+    /// A counter from storage node `n`'s `/metrics`, summed over its
+    /// labels (0 when it is absent).
     pub fn node_metric(&self, n: u16, name: &str) -> u64 {
         let head = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         let r = raw(self.node_base_port + n, head, b"");
         assert_eq!(r.status, 200);
         r.text()
             .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0)
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let value = match rest.strip_prefix('{') {
+                    Some(labelled) => labelled.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.trim().parse::<u64>().ok()
+            })
+            .sum()
     }
 
     /// Runs one auditor pass on storage node `n`; its statistics.

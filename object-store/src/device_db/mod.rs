@@ -19,7 +19,6 @@ mod objects;
 mod queue;
 
 pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica};
-pub use queue::owed_row_key;
 
 use keyspace::Db;
 use rocksdb::Options;
@@ -62,6 +61,7 @@ pub struct Reclaimed {
 
 pub struct DeviceDb {
     db: Db,
+    rows: queue::RowSequence,
 }
 
 impl DeviceDb {
@@ -74,14 +74,22 @@ impl DeviceDb {
         opts.set_max_open_files(256);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(2);
+        let db = Db::new(rocksdb::DB::open(&opts, path)?);
         Ok(DeviceDb {
-            db: Db::new(rocksdb::DB::open(&opts, path)?),
+            rows: queue::RowSequence::open(&db)?,
+            db,
         })
     }
 
-    /// Makes every write so far durable (after a series of deferred writes).
+    /// Makes every write so far durable (after a series of deferred
+    /// writes), with a WAL sync shared with concurrent writers.
     pub fn sync(&self) -> DbResult<()> {
         self.db.sync()
+    }
+
+    /// (WAL syncs made for grouped writes and syncs, writes they covered).
+    pub fn group_counts(&self) -> (u64, u64) {
+        self.db.group_counts()
     }
 
     /// Removes what is kept only to win over older copies for a while:

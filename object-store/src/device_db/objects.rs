@@ -105,14 +105,12 @@ impl DeviceDb {
             None if old.as_ref().is_some_and(|o| o.inline) => batch.delete(body_key(part, hash)),
             None => {}
         }
-        for update in owed {
-            self.queue_into(&mut batch, hash, update);
-        }
+        let _rows = self.queue_rows_into(&mut batch, owed);
         let suffix_hash = self
             .suffix_hash_after(part, suffix, &key, Some(record))?
             .expect("holds the new record");
         batch.put(suffix_key(part, suffix), suffix_hash);
-        self.db.write(batch, Durability::Synced)?;
+        self.db.write(batch, Durability::Grouped)?;
         Ok(old)
     }
 
@@ -148,7 +146,7 @@ impl DeviceDb {
         rec.headers = kept;
         rec.delete_at = delete_at;
         rec.meta_timestamp = timestamp;
-        OBJECTS.store(&self.db, &key, &rec, Durability::Synced)?;
+        OBJECTS.store(&self.db, &key, &rec, Durability::Grouped)?;
         Ok(rec)
     }
 
@@ -416,14 +414,20 @@ mod tests {
         rec.inline = true;
         db.put_object_with_body(2, &h, &rec, Some(b"tiny body"), &[])
             .unwrap();
-        assert_eq!(db.inline_body(2, &h).unwrap().as_deref(), Some(&b"tiny body"[..]));
+        assert_eq!(
+            db.inline_body(2, &h).unwrap().as_deref(),
+            Some(&b"tiny body"[..])
+        );
         // An older inline write loses, and leaves the body alone.
         let mut older = rec.clone();
         older.timestamp = Timestamp(5);
         assert!(db
             .put_object_with_body(2, &h, &older, Some(b"old"), &[])
             .is_err());
-        assert_eq!(db.inline_body(2, &h).unwrap().as_deref(), Some(&b"tiny body"[..]));
+        assert_eq!(
+            db.inline_body(2, &h).unwrap().as_deref(),
+            Some(&b"tiny body"[..])
+        );
         // Replaced by a file-backed version or a tombstone: the body goes.
         db.put_object(2, &h, &record("small", 20, ObjectKind::Tombstone), &[])
             .unwrap();

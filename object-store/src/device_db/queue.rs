@@ -1,19 +1,91 @@
-//! The queue of updates a device owes other nodes (listing rows for
-//! container servers, container stats for account servers):
-//! `q | about hash | target | [timestamp]` -> [`PendingUpdate`].
+//! The queue of updates a device owes other nodes:
 //!
-//! An object write queues its rows in the same batch as the object record,
-//! so a crash cannot keep one without the other. The updater delivers
-//! entries and removes each unless a newer one replaced it meanwhile.
+//! - `q | about hash | target` -> [`PendingUpdate`]: container stats owed to
+//!   account servers; a newer update replaces an older one in place.
+//! - `p | sequence` -> [`PendingUpdate`]: listing rows owed by object
+//!   writes, queued in the same batch as the object record (a crash cannot
+//!   keep one without the other), in the order they were queued.
+//!
+//! The updater delivers entries and removes them. Rows are ordered so that
+//! it can read on from where it stopped ([`DeviceDb::rows_floor`]) instead
+//! of stepping again over the deletions of every row already delivered,
+//! which RocksDB keeps until compaction and which a busy node makes by the
+//! hundred thousand.
 
 use super::keyspace::{Db, Durability, KeySpace};
 use super::{DbResult, DeviceDb};
 use crate::records::{PendingUpdate, Target};
 use ring_tools::NameHash;
-use rocksdb::WriteBatch;
-use std::sync::MutexGuard;
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
 
 const QUEUE: KeySpace<PendingUpdate> = KeySpace::new(b'q');
+const OWED_ROWS: KeySpace<PendingUpdate> = KeySpace::new(b'p');
+
+fn row_key(seq: u64) -> Vec<u8> {
+    OWED_ROWS.key(&[&seq.to_be_bytes()])
+}
+
+/// Sequence numbers of owed rows: the next one, and those handed out to
+/// writes not yet committed (which may still appear below rows already
+/// visible).
+pub(super) struct RowSequence {
+    state: Mutex<(u64, BTreeSet<u64>)>,
+}
+
+impl RowSequence {
+    /// Continues after the last row a device holds.
+    pub(super) fn open(db: &Db) -> DbResult<RowSequence> {
+        let end = [
+            OWED_ROWS.tag(),
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+        ];
+        let mut next = 0;
+        if let Some(item) = db
+            .rocks
+            .iterator(IteratorMode::From(&end, Direction::Reverse))
+            .next()
+        {
+            let (k, _) = item?;
+            if k.first() == Some(&OWED_ROWS.tag()) {
+                let seq = <[u8; 8]>::try_from(&k[1..])
+                    .map_err(|_| super::DbError::Malformed(hex::encode(&k)))?;
+                next = u64::from_be_bytes(seq) + 1;
+            }
+        }
+        Ok(RowSequence {
+            state: Mutex::new((next, BTreeSet::new())),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (u64, BTreeSet<u64>)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Row sequence numbers held by a write until it has committed or failed.
+pub(super) struct RowReservation<'a> {
+    sequence: &'a RowSequence,
+    seqs: Vec<u64>,
+}
+
+impl Drop for RowReservation<'_> {
+    fn drop(&mut self) {
+        let mut st = self.sequence.lock();
+        for s in &self.seqs {
+            st.1.remove(s);
+        }
+    }
+}
 
 fn queue_key(about: &NameHash, target: &Target) -> Vec<u8> {
     let t =
@@ -21,25 +93,56 @@ fn queue_key(about: &NameHash, target: &Target) -> Vec<u8> {
     QUEUE.key(&[&about.0, &t.as_bytes()[..8]])
 }
 
-/// The queue key of a listing row owed by an object write.
-pub fn owed_row_key(about: &NameHash, update: &PendingUpdate) -> Vec<u8> {
-    let mut key = queue_key(about, &update.target);
-    key.extend_from_slice(&update.update.timestamp().0.to_be_bytes());
-    key
-}
-
 impl DeviceDb {
-    /// Queues a listing row with the object write that owes it. Each write's
-    /// row has its own key (the row's timestamp is part of it): this path
-    /// does not hold the queue key's lock, so it must never overwrite an
-    /// entry that the updater may be removing.
-    pub(super) fn queue_into(
+    /// Queues the listing rows an object write owes into its batch, each
+    /// under a key of its own. The reservation must live until the batch
+    /// is written (or has failed).
+    pub(super) fn queue_rows_into(
         &self,
         batch: &mut WriteBatch,
-        about: &NameHash,
-        update: &PendingUpdate,
-    ) {
-        QUEUE.put(batch, &owed_row_key(about, update), update);
+        owed: &[PendingUpdate],
+    ) -> RowReservation<'_> {
+        let seqs: Vec<u64> = {
+            let mut st = self.rows.lock();
+            let first = st.0;
+            st.0 += owed.len() as u64;
+            let seqs: Vec<u64> = (first..st.0).collect();
+            st.1.extend(&seqs);
+            seqs
+        };
+        for (seq, update) in seqs.iter().zip(owed) {
+            OWED_ROWS.put(batch, &row_key(*seq), update);
+        }
+        RowReservation {
+            sequence: &self.rows,
+            seqs,
+        }
+    }
+
+    /// Where the updater's next look at the rows may start: every row
+    /// queued from here on, or still being committed, is at or after it.
+    /// Taken before a look, the start of the next is the lowest of this,
+    /// the first row that look left behind, and the end of what it read.
+    pub fn rows_floor(&self) -> Vec<u8> {
+        let st = self.rows.lock();
+        row_key(st.1.first().copied().unwrap_or(st.0))
+    }
+
+    /// The start of the rows (after a restart, or for a full look).
+    pub fn rows_start() -> Vec<u8> {
+        row_key(0)
+    }
+
+    /// Whether a queue key is an owed row's (not container stats').
+    pub fn is_owed_row(key: &[u8]) -> bool {
+        key.first() == Some(&OWED_ROWS.tag())
+    }
+
+    /// The key just after `key`.
+    pub fn after(key: &[u8]) -> Vec<u8> {
+        let mut k = key.to_vec();
+        k.push(0);
+        k
     }
 
     /// Queues updates on their own (container stats owed to accounts), in
@@ -76,33 +179,48 @@ impl DeviceDb {
         self.db.write(batch, durability)
     }
 
-    /// Up to `max` queued updates, with their keys.
-    pub fn queued(&self, max: usize) -> DbResult<Vec<(Vec<u8>, PendingUpdate)>> {
+    /// Up to `max` queued updates with their keys: container stats, then
+    /// owed rows from `rows_from` on, in the order they were queued.
+    pub fn queued(&self, rows_from: &[u8], max: usize) -> DbResult<Vec<(Vec<u8>, PendingUpdate)>> {
         let mut out = Vec::new();
-        for item in self.db.rocks.prefix_iterator(QUEUE.key(&[])) {
-            let (k, v) = item?;
-            if k.first() != Some(&QUEUE.tag()) || out.len() >= max {
-                break;
+        for (space, from) in [(&QUEUE, QUEUE.key(&[])), (&OWED_ROWS, rows_from.to_vec())] {
+            let iter = self
+                .db
+                .rocks
+                .iterator(IteratorMode::From(&from, Direction::Forward));
+            for item in iter {
+                let (k, v) = item?;
+                if k.first() != Some(&space.tag()) || out.len() >= max {
+                    break;
+                }
+                out.push((k.to_vec(), space.decode(&k, &v)?));
             }
-            out.push((k.to_vec(), QUEUE.decode(&k, &v)?));
         }
         Ok(out)
     }
 
     pub fn queue_depth(&self) -> DbResult<u64> {
         let mut n = 0;
-        for item in self.db.rocks.prefix_iterator(QUEUE.key(&[])) {
-            if item?.0.first() != Some(&QUEUE.tag()) {
-                break;
+        for space in [&QUEUE, &OWED_ROWS] {
+            for item in self.db.rocks.prefix_iterator(space.key(&[])) {
+                if item?.0.first() != Some(&space.tag()) {
+                    break;
+                }
+                n += 1;
             }
-            n += 1;
         }
         Ok(n)
     }
 
-    /// Removes a delivered update unless a newer one replaced it meanwhile.
+    /// Removes a delivered update unless a newer one replaced it meanwhile
+    /// (an owed row, whose key is its own, is simply removed).
     /// Deferred: losing a removal only means sending the update again.
     pub fn dequeue(&self, key: &[u8], delivered: &PendingUpdate) -> DbResult<()> {
+        if key.first() == Some(&OWED_ROWS.tag()) {
+            let mut batch = WriteBatch::default();
+            batch.delete(key);
+            return self.db.write(batch, Durability::Deferred);
+        }
         let _g = self.db.lock(key);
         if QUEUE.get(&self.db, key)?.as_ref() == Some(delivered) {
             let mut batch = WriteBatch::default();
@@ -149,7 +267,7 @@ mod tests {
         let about = hash_of("a/c");
         db.queue(&[(about, stats(20))], true).unwrap();
         db.queue(&[(about, stats(10))], true).unwrap();
-        let q = db.queued(10).unwrap();
+        let q = db.queued(&DeviceDb::rows_start(), 10).unwrap();
         assert_eq!(q.len(), 1);
         assert_eq!(
             q[0].1,
@@ -161,7 +279,7 @@ mod tests {
         db.queue(&[(about, stats(30))], true).unwrap();
         db.dequeue(&q[0].0, &q[0].1).unwrap();
         assert_eq!(db.queue_depth().unwrap(), 1);
-        let q = db.queued(10).unwrap();
+        let q = db.queued(&DeviceDb::rows_start(), 10).unwrap();
         db.dequeue(&q[0].0, &q[0].1).unwrap();
         assert_eq!(db.queue_depth().unwrap(), 0);
     }
@@ -179,8 +297,50 @@ mod tests {
         }
         let db = DeviceDb::open(&path).unwrap();
         assert!(db.object(2, &hash_of("o")).unwrap().is_some());
-        let q = db.queued(10).unwrap();
+        let q = db.queued(&DeviceDb::rows_start(), 10).unwrap();
         assert_eq!(q.len(), 1);
-        assert_eq!(q[0].0, owed_row_key(&hash_of("o"), &stats(7)));
+        assert_eq!(q[0].1, stats(7));
+        // New rows go after it, never under its key.
+        db.put_object(
+            2,
+            &hash_of("p"),
+            &record("p", 8, ObjectKind::Data),
+            &[stats(8)],
+        )
+        .unwrap();
+        let q = db.queued(&DeviceDb::rows_start(), 10).unwrap();
+        assert_eq!(
+            q.iter().map(|e| e.1.clone()).collect::<Vec<_>>(),
+            [stats(7), stats(8)]
+        );
+        assert!(q[0].0 < q[1].0);
+    }
+
+    #[test]
+    fn the_rows_floor_stays_below_rows_not_yet_committed() {
+        let (_dir, db) = open();
+        let start = db.rows_floor();
+        let mut batch = WriteBatch::default();
+        let held = db.queue_rows_into(&mut batch, &[stats(1)]);
+        // A later write commits first: a look now must not move past the
+        // row still being written.
+        db.put_object(
+            2,
+            &hash_of("x"),
+            &record("x", 5, ObjectKind::Data),
+            &[stats(5)],
+        )
+        .unwrap();
+        assert_eq!(db.rows_floor(), start);
+        let seen = db.queued(&start, 10).unwrap();
+        assert_eq!(seen.len(), 1);
+        db.db.write(batch, Durability::Synced).unwrap();
+        drop(held);
+        assert!(db.rows_floor() > DeviceDb::after(&seen[0].0));
+        // Read on from the lowest of the floor taken before and the end of
+        // what was read: the late row is found.
+        let from = std::cmp::min(start, DeviceDb::after(&seen[0].0));
+        let again = db.queued(&from, 10).unwrap();
+        assert!(again.iter().any(|e| e.1 == stats(1)));
     }
 }
