@@ -6,8 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// The checkout, read when the test runs (the build directory is shared
+/// by every clone, so a path baked in at build time may be another's).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test"))
 }
 
 /// Every `.rs` file under `dir`, with its text.

@@ -11,9 +11,7 @@ fn venv_python() -> PathBuf {
 }
 
 fn run_script(c: &Cluster, script: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(script);
+    let path = common::checkout().join("tests/clients").join(script);
     let python = venv_python();
     let mut cmd = if script.ends_with(".sh") {
         Command::new("bash")

@@ -295,7 +295,11 @@ fn real_images_pass_the_full_verdict() {
 /// each format, so that fuzzing starts deep inside every parser.
 #[test]
 fn fuzz_seeds_are_valid_images() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/inspect");
+    // Read when the test runs, not baked in when it is built: the build
+    // directory is shared by every clone on the machine, and a binary built
+    // in another clone is reused while the sources are the same.
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test"))
+        .join("fuzz/corpus/inspect");
     let mut seen = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

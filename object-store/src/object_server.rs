@@ -150,8 +150,16 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         Err(r) => return r,
     };
     let headers = req.headers().clone();
-    let expected_len: Option<u64> =
-        header_str(&headers, "content-length").and_then(|v| v.parse().ok());
+    // The proxy streams bodies chunked, their length in its own header.
+    let expected_len: Option<u64> = header_str(&headers, "content-length")
+        .or_else(|| header_str(&headers, "x-nubo-content-length"))
+        .and_then(|v| v.parse().ok());
+    // The ETag comes from the sender when it says so (the proxy's trailer,
+    // the replicator's header): MD5 is then computed once per object, by
+    // the proxy, not once per replica.
+    let etag_sent = headers.contains_key("x-nubo-etag")
+        || header_str(&headers, "trailer")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("x-nubo-etag"));
     let delete_at: Option<u64> = header_str(&headers, "x-delete-at").and_then(|v| v.parse().ok());
     let content_type = header_str(&headers, "content-type")
         .map(|v| v.into_owned())
@@ -177,8 +185,9 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             _ => {}
         }
     }
-    let mut md5 = Md5::new();
+    let mut md5 = (!etag_sent).then(Md5::new);
     let mut b3 = BodyHasher::default();
+    let mut trailers = HeaderMap::new();
     let mut size = 0u64;
     let mut in_memory = Vec::new();
     let mut temp = None;
@@ -195,8 +204,19 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             // The sender went away mid-body: nothing is stored.
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("body aborted: {e}")),
         };
-        if let Ok(data) = frame.into_data() {
-            md5.update(&data);
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers.extend(t);
+                }
+                continue;
+            }
+        };
+        {
+            if let Some(m) = md5.as_mut() {
+                m.update(&data);
+            }
             b3.update(&data);
             size += data.len() as u64;
             match temp.as_mut() {
@@ -213,8 +233,32 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     if expected_len.is_some_and(|n| n != size) {
         return text(StatusCode::BAD_REQUEST, "body shorter than Content-Length");
     }
-    let etag = hex::encode(md5.finalize());
+    let sent = |name: &str| {
+        header_str(&trailers, name)
+            .or_else(|| header_str(&headers, name))
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let etag = match md5 {
+        Some(m) => hex::encode(m.finalize()),
+        None => match sent("x-nubo-etag") {
+            Some(e)
+                if !e.is_empty()
+                    && e.len() <= 64
+                    && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                e
+            }
+            _ => return text(StatusCode::BAD_REQUEST, "the body's x-nubo-etag is missing"),
+        },
+    };
     let (blake3, chunk_hashes) = b3.finish();
+    // What the sender hashed is what arrived here.
+    if sent("x-nubo-blake3").is_some_and(|b| b != blake3.to_hex().as_str()) {
+        return text(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body does not match the sender's blake3",
+        );
+    }
     let inline = small && size <= INLINE_OBJECT;
     if let Some(client_etag) = header_str(&headers, "etag") {
         if client_etag.trim_matches('"').to_ascii_lowercase() != etag {

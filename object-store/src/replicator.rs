@@ -507,6 +507,10 @@ async fn push(
             set_header(&mut headers, "content-length", &rec.size.to_string());
             set_header(&mut headers, "content-type", &rec.content_type);
             set_header(&mut headers, "etag", &rec.etag);
+            // The receiver takes the ETag as recorded and checks the body
+            // against the blake3 recorded here.
+            set_header(&mut headers, "x-nubo-etag", &rec.etag);
+            set_header(&mut headers, "x-nubo-blake3", &rec.blake3);
             if let Some(at) = rec.delete_at {
                 set_header(&mut headers, "x-delete-at", &at.to_string());
             }

@@ -19,6 +19,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+/// The checkout, read when the test runs: the build directory is shared by
+/// every clone on the machine, and a test binary built in another clone is
+/// reused while the sources are the same, so a path baked in at build time
+/// may be another clone's.
+pub fn checkout() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test"))
+}
+
 pub fn nubo() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nubo"))
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
+use md5::{Digest, Md5};
 use ring_tools::{Device, LiveRing, Ring};
 use service_kit::client::HttpClient;
 use service_kit::http_util::{empty, header_str, set_header, Body, BoxError};
@@ -303,6 +304,16 @@ impl Backend {
         let ring = self.ring();
         let (part, nodes, replicas) = self.nodes(&ring, path);
         let need = quorum(replicas);
+        // The body's ETag (MD5) and blake3 are computed here, once, as it
+        // passes, and follow it to every node as trailers: nodes hash with
+        // blake3 only (their chunk hashes) and check it against the
+        // proxy's, so each byte is MD5-hashed once rather than per replica.
+        let mut headers = headers;
+        if let Some(len) = headers.remove(http::header::CONTENT_LENGTH) {
+            headers.insert("x-nubo-content-length", len);
+        }
+        set_header(&mut headers, "transfer-encoding", "chunked");
+        set_header(&mut headers, "trailer", "x-nubo-etag, x-nubo-blake3");
         let replica_headers: Vec<HeaderMap> = (0..replicas)
             .map(|i| {
                 let mut h = headers.clone();
@@ -379,6 +390,8 @@ impl Backend {
         let feed = async move {
             let mut total = 0u64;
             let mut failure: Option<StatusCode> = None;
+            let mut md5 = Md5::new();
+            let mut b3 = blake3::Hasher::new();
             while let Some(frame) = body.frame().await {
                 let data = match frame {
                     Ok(f) => match f.into_data() {
@@ -391,6 +404,8 @@ impl Backend {
                     }
                 };
                 total += data.len() as u64;
+                md5.update(&data);
+                b3.update(&data);
                 if total > MAX_OBJECT_SIZE {
                     failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
                     break;
@@ -410,6 +425,22 @@ impl Backend {
                 if senders.iter().filter(|s| s.is_some()).count() < need {
                     failure = Some(StatusCode::SERVICE_UNAVAILABLE);
                     break;
+                }
+            }
+            if failure.is_none() {
+                let mut hashes = HeaderMap::new();
+                set_header(&mut hashes, "x-nubo-etag", &hex::encode(md5.finalize()));
+                set_header(
+                    &mut hashes,
+                    "x-nubo-blake3",
+                    b3.finalize().to_hex().as_str(),
+                );
+                for tx in senders.iter().flatten() {
+                    let _ = tokio::time::timeout(
+                        node_timeout,
+                        tx.send(Ok(Frame::trailers(hashes.clone()))),
+                    )
+                    .await;
                 }
             }
             if failure.is_some() {
