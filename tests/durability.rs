@@ -403,7 +403,10 @@ fn tombstones_deleted_rows_and_quarantined_files_are_reclaimed() {
     }
 
     // A quarantined file is removed at the next pass (age 0 here), and the
-    // replicator has put a good copy back.
+    // replicator has put a good copy back. (Bodies up to 64 KiB are kept
+    // inline with their records, so this one is larger, to have a file.)
+    let big: Vec<u8> = b"/reclaim/o7".iter().copied().cycle().take(100 << 10).collect();
+    assert_eq!(s.req("PUT", "/reclaim/o7", &[], &big).status, 201);
     let (port, device, holds) = c
         .placement("AUTH_test", "reclaim", "o7")
         .into_iter()
@@ -418,9 +421,11 @@ fn tombstones_deleted_rows_and_quarantined_files_are_reclaimed() {
     );
     let victim = files
         .iter()
-        .find(|f| std::fs::read(f).unwrap() == b"/reclaim/o7")
+        .find(|f| std::fs::read(f).unwrap() == big)
         .expect("o7's file on its primary");
-    std::fs::write(victim, b"/reclaim/oX").unwrap();
+    let mut bad = big.clone();
+    bad[5000] ^= 1;
+    std::fs::write(victim, bad).unwrap();
     assert_eq!(c.audit(n)["quarantined"], 1);
     let quarantine = dev.join("quarantined").join("objects");
     assert_eq!(files_in(&quarantine), 1);
@@ -432,7 +437,7 @@ fn tombstones_deleted_rows_and_quarantined_files_are_reclaimed() {
     assert_eq!(
         c.internal_get(port, &device, holds.partition, "AUTH_test", "reclaim", "o7")
             .as_deref(),
-        Some(&b"/reclaim/o7"[..])
+        Some(&big[..])
     );
 }
 
