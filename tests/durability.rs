@@ -405,7 +405,12 @@ fn tombstones_deleted_rows_and_quarantined_files_are_reclaimed() {
     // A quarantined file is removed at the next pass (age 0 here), and the
     // replicator has put a good copy back. (Bodies up to 64 KiB are kept
     // inline with their records, so this one is larger, to have a file.)
-    let big: Vec<u8> = b"/reclaim/o7".iter().copied().cycle().take(100 << 10).collect();
+    let big: Vec<u8> = b"/reclaim/o7"
+        .iter()
+        .copied()
+        .cycle()
+        .take(100 << 10)
+        .collect();
     assert_eq!(s.req("PUT", "/reclaim/o7", &[], &big).status, 201);
     let (port, device, holds) = c
         .placement("AUTH_test", "reclaim", "o7")
