@@ -452,7 +452,12 @@ fn draining_a_device_moves_its_data_off() {
     let c = Cluster::start_with(3, &["--min-part-hours", "0"]);
     let s = Swift::new(&c);
     assert_eq!(s.req("PUT", "/drain", &[], b"").status, 201);
-    let body = |i: usize| format!("drain me {i} ").repeat(50 + i).into_bytes();
+    // Even objects are kept inline with their records, odd ones in files
+    // (over 64 KiB): both kinds move.
+    let body = |i: usize| {
+        let repeat = if i % 2 == 0 { 50 + i } else { 6000 + i };
+        format!("drain me {i} ").repeat(repeat).into_bytes()
+    };
     for i in 0..100 {
         assert_eq!(
             s.req("PUT", &format!("/drain/o{i}"), &[], &body(i)).status,
@@ -525,7 +530,20 @@ fn draining_a_device_moves_its_data_off() {
             body(i),
             "o{i} after the move"
         );
-        for (port, device, holds) in c.placement("AUTH_test", "drain", &format!("o{i}")) {
+        let placement = c.placement("AUTH_test", "drain", &format!("o{i}"));
+        assert_eq!(
+            c.internal_head(
+                c.node_base_port,
+                "d1",
+                placement[0].2.partition,
+                "AUTH_test",
+                "drain",
+                &format!("o{i}")
+            ),
+            404,
+            "o{i} (inline or not) is gone from the drained device"
+        );
+        for (port, device, holds) in placement {
             if holds.is_primary {
                 assert_eq!(
                     c.internal_head(

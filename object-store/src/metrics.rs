@@ -21,8 +21,6 @@ pub struct NodeMetrics {
     /// Object bodies quarantined, by reads or by the auditor.
     pub quarantined: AtomicU64,
     pub expired: AtomicU64,
-    /// Listing rows a write delivered before it was acknowledged.
-    pub rows_listed_at_once: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -105,11 +103,6 @@ pub async fn render(state: &NodeState) -> String {
             "Objects turned into tombstones by the expirer.",
             &m.expired,
         ),
-        (
-            "nubo_rows_listed_at_once_total",
-            "Listing rows delivered before their write was acknowledged.",
-            &m.rows_listed_at_once,
-        ),
     ];
     for (name, help, c) in counters {
         let _ = writeln!(
@@ -171,6 +164,9 @@ pub struct ProxyMetrics {
     pub handoff_writes: AtomicU64,
     /// GETs continued from another replica after one failed mid-body.
     pub reads_resumed: AtomicU64,
+    /// Listing rows made visible on a container replica before their
+    /// write was acknowledged.
+    pub rows_listed_at_once: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -210,6 +206,11 @@ impl ProxyMetrics {
                 "nubo_proxy_reads_resumed_total",
                 "Object reads continued from another replica after one failed mid-body.",
                 &self.reads_resumed,
+            ),
+            (
+                "nubo_proxy_rows_listed_at_once_total",
+                "Listing rows made visible on a container replica before their write was acknowledged.",
+                &self.rows_listed_at_once,
             ),
         ] {
             let _ = writeln!(

@@ -101,17 +101,24 @@ fn io_error(e: std::io::Error) -> Response<Body> {
     text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// Delivers a committed write's listing rows before it is acknowledged
-/// (with the rows of concurrent writes), so that a listing right after the
-/// write shows it. The rows stay queued for the updater, which delivers
-/// them again durably and only then forgets them.
-async fn deliver_rows(t: &Target<'_>, owed: Vec<PendingUpdate>) {
+/// After a write has committed with the listing rows it owes: wakes the
+/// updater (which delivers them durably) and returns the row, which the
+/// node's answer carries (`x-nubo-listing-row`) so that the proxy can make
+/// it visible on every container replica before it acknowledges the write.
+fn rows_queued(t: &Target<'_>, owed: &[PendingUpdate]) -> Option<String> {
     t.state.updates_queued.notify_one();
-    if owed.is_empty() {
-        return;
+    match &owed.first()?.update {
+        Update::ObjectRow { row, .. } => serde_json::to_string(row).ok(),
+        Update::ContainerRow { .. } => None,
     }
-    let delivered = t.state.row_batches.deliver(t.state, owed).await;
-    crate::metrics::NodeMetrics::add(&t.state.metrics.rows_listed_at_once, delivered as u64);
+}
+
+/// Sets the listing row on a write's answer.
+fn with_row(mut r: Response<Body>, row: Option<String>) -> Response<Body> {
+    if let Some(row) = row {
+        set_header(r.headers_mut(), "x-nubo-listing-row", &row);
+    }
+    r
 }
 
 /// The container servers this write owes a listing row (chosen by the proxy).
@@ -342,13 +349,13 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     .expect("object write panicked");
     match result {
         Ok(old) => {
-            deliver_rows(&t, rows).await;
+            let row = rows_queued(&t, &rows);
             if let Some(old) = old.filter(|o| o.kind == ObjectKind::Data && !o.inline) {
                 t.device.files.remove(part, &hash, old.timestamp).await;
             }
             let mut r = status(StatusCode::CREATED);
             set_header(r.headers_mut(), "etag", &etag);
-            r
+            with_row(r, row)
         }
         Err(e) => {
             // A file this write installed goes; a conflict found before a
@@ -500,7 +507,7 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
             .expect("metadata write panicked");
     match result {
         Ok(old) => {
-            deliver_rows(&t, rows).await;
+            let row = rows_queued(&t, &rows);
             let existed = match old {
                 Some(o) if o.kind == ObjectKind::Data => {
                     if !o.inline {
@@ -510,11 +517,14 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
                 }
                 _ => false,
             };
-            status(if existed {
-                StatusCode::NO_CONTENT
-            } else {
-                StatusCode::NOT_FOUND
-            })
+            with_row(
+                status(if existed {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::NOT_FOUND
+                }),
+                row,
+            )
         }
         Err(e) => db_error(e),
     }

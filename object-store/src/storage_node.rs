@@ -38,8 +38,6 @@ pub struct NodeState {
     devices: RwLock<HashMap<String, Arc<Device>>>,
     /// Wakes the updater when an update is queued.
     pub updates_queued: tokio::sync::Notify,
-    /// Listing rows delivered while their writes wait.
-    pub row_batches: Arc<crate::updater::RowBatches>,
     /// When the last replication pass ended, and what it did.
     pub last_replication:
         std::sync::Mutex<Option<(std::time::Instant, crate::replicator::PassStats)>>,
@@ -65,7 +63,6 @@ impl NodeState {
             ring,
             devices: RwLock::new(HashMap::new()),
             updates_queued: tokio::sync::Notify::new(),
-            row_batches: Default::default(),
             last_replication: std::sync::Mutex::new(None),
             metrics: Default::default(),
             replicating: tokio::sync::Mutex::new(()),

@@ -4,26 +4,23 @@
 //! container costs its account one update a second, not one per object).
 //! An update stays queued, on disk, until its target acknowledges it.
 //!
-//! An object write also delivers its own rows before it is acknowledged
-//! ([`RowBatches::deliver`], as Swift's object server updates containers
-//! during a PUT), so that a listing right after the write shows it. The
-//! rows of concurrent writes to one container device travel in one request,
-//! applied there without a WAL sync of their own: the rows stay queued here
+//! The proxy delivers a write's rows before it acknowledges the write, so
+//! that a listing right after it shows it, but without a WAL sync on the
+//! container device ([`crate::listing_rows`]): the rows stay queued here
 //! (durably, with the object) until the loop below has delivered them again
-//! with a sync, batched with many others. A container device that is down
-//! or stalled costs a write at most [`SYNC_DELIVERY`], not its success.
+//! with a sync, batched with many others.
 
 use crate::container_server::BatchedRow;
 use crate::device_db::DeviceDb;
+use crate::listing_rows::send_rows;
 use crate::records::{PendingUpdate, Update};
 use crate::storage_node::NodeState;
 use futures_util::StreamExt;
 use http::{Method, Request};
 use service_kit::http_util::{encode, full};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 const BATCH: usize = 512;
 
@@ -95,7 +92,7 @@ pub async fn run(state: Arc<NodeState>) {
                     async move {
                         let updates: Vec<PendingUpdate> =
                             job.iter().map(|(_, u)| u.clone()).collect();
-                        let ok = deliver(&state, &updates, true).await;
+                        let ok = deliver(&state, &updates).await;
                         (job, ok)
                     }
                 })
@@ -129,89 +126,9 @@ pub async fn run(state: Arc<NodeState>) {
     }
 }
 
-/// How long a write waits for its listing rows before it is acknowledged
-/// anyway (the rows stay queued): a container replica that is down or
-/// stalled costs writes this much, not their success.
-pub const SYNC_DELIVERY: Duration = Duration::from_secs(2);
-
-/// Rows waiting to travel to one container device, and whether a sender
-/// is on its way there.
-#[derive(Default)]
-struct Batch {
-    rows: Vec<(PendingUpdate, oneshot::Sender<bool>)>,
-    sending: bool,
-}
-
-/// Group delivery of the listing rows of writes in flight.
-#[derive(Default)]
-pub struct RowBatches {
-    by_target: Mutex<HashMap<(String, String), Batch>>,
-}
-
-impl RowBatches {
-    /// Delivers `owed` rows to their container devices with the rows of
-    /// concurrent writes, to be listed at once; how many were acknowledged
-    /// in time.
-    pub async fn deliver(
-        self: &Arc<Self>,
-        state: &Arc<NodeState>,
-        owed: Vec<PendingUpdate>,
-    ) -> usize {
-        let mut waits = Vec::with_capacity(owed.len());
-        for item in owed {
-            let (tx, rx) = oneshot::channel();
-            let target = (item.target.addr.clone(), item.target.device.clone());
-            let start = {
-                let mut all = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
-                let batch = all.entry(target.clone()).or_default();
-                batch.rows.push((item, tx));
-                !std::mem::replace(&mut batch.sending, true)
-            };
-            if start {
-                let (me, state) = (self.clone(), state.clone());
-                tokio::spawn(async move { me.send_all(&state, target).await });
-            }
-            waits.push(rx);
-        }
-        let mut delivered = 0;
-        for rx in waits {
-            if let Ok(Ok(true)) = tokio::time::timeout(SYNC_DELIVERY, rx).await {
-                delivered += 1;
-            }
-        }
-        delivered
-    }
-
-    /// Sends what is waiting for one device, batch after batch, until
-    /// nothing is.
-    async fn send_all(&self, state: &NodeState, target: (String, String)) {
-        loop {
-            let batch = {
-                let mut all = self.by_target.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(b) = all.get_mut(&target) else {
-                    return;
-                };
-                if b.rows.is_empty() {
-                    all.remove(&target);
-                    return;
-                }
-                std::mem::take(&mut b.rows)
-            };
-            let (rows, waiters): (Vec<PendingUpdate>, Vec<oneshot::Sender<bool>>) =
-                batch.into_iter().unzip();
-            let ok = tokio::time::timeout(SYNC_DELIVERY, deliver(state, &rows, false))
-                .await
-                .unwrap_or(false);
-            for w in waiters {
-                let _ = w.send(ok);
-            }
-        }
-    }
-}
-
-/// Sends one job; `durable`: the target syncs before it answers (anything
-/// else stays queued here).
-async fn deliver(state: &NodeState, job: &[PendingUpdate], durable: bool) -> bool {
+/// Sends one job: listing rows for one container device, durably, or one
+/// container's stats to an account server.
+async fn deliver(state: &NodeState, job: &[PendingUpdate]) -> bool {
     let p = &job[0];
     let (path, body) = match &p.update {
         Update::ObjectRow { .. } => {
@@ -233,11 +150,7 @@ async fn deliver(state: &NodeState, job: &[PendingUpdate], durable: bool) -> boo
                     Update::ContainerRow { .. } => None,
                 })
                 .collect();
-            let visible_only = if durable { "" } else { "?durable=no" };
-            (
-                format!("/rows/{}{visible_only}", encode(&p.target.device)),
-                serde_json::to_vec(&rows),
-            )
+            return send_rows(&state.client, &p.target.addr, &p.target.device, &rows, true).await;
         }
         Update::ContainerRow {
             account,

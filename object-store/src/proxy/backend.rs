@@ -23,9 +23,27 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// A node's answer to an upload: its status and ETag, `None` if it failed.
-type AnswerFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Option<(StatusCode, Option<String>)>> + Send + 'a>,
->;
+type AnswerFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<NodeAnswer>> + Send + 'a>>;
+
+/// What one node answered to a write.
+#[derive(Clone, Debug)]
+struct NodeAnswer {
+    status: StatusCode,
+    etag: Option<String>,
+    /// The listing row the write queued (`x-nubo-listing-row`).
+    row: Option<String>,
+}
+
+impl NodeAnswer {
+    fn of(resp: &Response<Incoming>) -> NodeAnswer {
+        NodeAnswer {
+            status: resp.status(),
+            etag: header_str(resp.headers(), "etag").map(|e| e.into_owned()),
+            row: header_str(resp.headers(), "x-nubo-listing-row").map(|e| e.into_owned()),
+        }
+    }
+}
 
 /// Replica `i`'s upload once a node has been asked.
 enum Upload<'a> {
@@ -35,7 +53,7 @@ enum Upload<'a> {
         answer: AnswerFuture<'a>,
     },
     /// The node answered before the body (409: it holds a newer version).
-    Answered((StatusCode, Option<String>)),
+    Answered(NodeAnswer),
     /// No primary or handoff would take it.
     Failed,
 }
@@ -94,6 +112,9 @@ pub struct WriteOutcome {
     pub status: StatusCode,
     pub etag: Option<String>,
     pub statuses: Vec<StatusCode>,
+    /// The listing row the nodes queued for the write, to be delivered to
+    /// the container's replicas before the write is acknowledged.
+    pub row: Option<crate::records::ObjectRow>,
 }
 
 pub fn quorum(replicas: usize) -> usize {
@@ -195,10 +216,9 @@ impl Backend {
             let mut answer: AnswerFuture<'a> = Box::pin(async move {
                 match conn.send_streaming(req).await {
                     Ok(resp) => {
-                        let st = resp.status();
-                        let etag = header_str(resp.headers(), "etag").map(|e| e.into_owned());
+                        let answer = NodeAnswer::of(&resp);
                         let _ = resp.into_body().collect().await;
-                        Some((st, etag))
+                        Some(answer)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "object PUT to node failed");
@@ -225,8 +245,8 @@ impl Backend {
                 early = &mut answer => early,
             };
             match early {
-                Some((st, _)) if st.is_server_error() => {
-                    tracing::warn!(node = %dev.node_addr(), device = %dev.device, status = %st, "node refused the upload, trying a handoff");
+                Some(a) if a.status.is_server_error() => {
+                    tracing::warn!(node = %dev.node_addr(), device = %dev.device, status = %a.status, "node refused the upload, trying a handoff");
                 }
                 Some(a) => return (Upload::Answered(a), Some(dev.id)),
                 None => {}
@@ -266,16 +286,15 @@ impl Backend {
                     );
                     match self.client.send(&dev.node_addr(), req).await {
                         Ok(resp) => {
-                            let st = resp.status();
-                            let etag = header_str(resp.headers(), "etag").map(|e| e.into_owned());
+                            let answer = NodeAnswer::of(&resp);
                             let _ = resp.into_body().collect().await;
-                            if st.is_server_error() {
+                            if answer.status.is_server_error() {
                                 continue;
                             }
                             if attempt > 0 {
                                 crate::metrics::NodeMetrics::add(&self.metrics.handoff_writes, 1);
                             }
-                            return Some((st, etag));
+                            return Some(answer);
                         }
                         Err(e) => tracing::warn!(error = %e, "write to node failed"),
                     }
@@ -283,7 +302,7 @@ impl Backend {
                 None
             }
         });
-        let answers: Vec<(StatusCode, Option<String>)> = futures_util::future::join_all(sends)
+        let answers: Vec<NodeAnswer> = futures_util::future::join_all(sends)
             .await
             .into_iter()
             .flatten()
@@ -381,6 +400,7 @@ impl Backend {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     etag: None,
                     statuses: vec![],
+                    row: None,
                 };
             }
             return summarize(early, replicas);
@@ -463,6 +483,7 @@ impl Backend {
                 status,
                 etag: None,
                 statuses: vec![],
+                row: None,
             };
         }
         let mut answers: Vec<_> = answers.into_iter().flatten().collect();
@@ -589,14 +610,18 @@ impl Backend {
     }
 }
 
-fn summarize(answers: Vec<(StatusCode, Option<String>)>, replicas: usize) -> WriteOutcome {
+fn summarize(answers: Vec<NodeAnswer>, replicas: usize) -> WriteOutcome {
     let need = quorum(replicas);
-    let statuses: Vec<StatusCode> = answers.iter().map(|a| a.0).collect();
+    let statuses: Vec<StatusCode> = answers.iter().map(|a| a.status).collect();
     let count = |f: &dyn Fn(StatusCode) -> bool| statuses.iter().filter(|s| f(**s)).count();
     let etag = answers
         .iter()
-        .find(|a| a.0.is_success())
-        .and_then(|a| a.1.clone());
+        .find(|a| a.status.is_success())
+        .and_then(|a| a.etag.clone());
+    let row = answers
+        .iter()
+        .find_map(|a| a.row.as_deref())
+        .and_then(|r| serde_json::from_str(r).ok());
     let status = if count(&|s| s == StatusCode::UNPROCESSABLE_ENTITY) > 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else if count(&|s| s.is_success()) >= need {
@@ -616,6 +641,7 @@ fn summarize(answers: Vec<(StatusCode, Option<String>)>, replicas: usize) -> Wri
         status,
         etag,
         statuses,
+        row,
     }
 }
 
@@ -781,7 +807,12 @@ mod tests {
 
     #[test]
     fn summary_needs_a_quorum_of_successes() {
-        let ok = (StatusCode::CREATED, Some("e".to_string()));
+        let answer = |status, etag: Option<&str>| NodeAnswer {
+            status,
+            etag: etag.map(str::to_string),
+            row: None,
+        };
+        let ok = answer(StatusCode::CREATED, Some("e"));
         assert_eq!(
             summarize(vec![ok.clone(), ok.clone()], 3).status,
             StatusCode::CREATED
@@ -792,13 +823,13 @@ mod tests {
         );
         assert_eq!(
             summarize(
-                vec![ok.clone(), (StatusCode::UNPROCESSABLE_ENTITY, None)],
+                vec![ok.clone(), answer(StatusCode::UNPROCESSABLE_ENTITY, None)],
                 3
             )
             .status,
             StatusCode::UNPROCESSABLE_ENTITY
         );
-        let nf = (StatusCode::NOT_FOUND, None);
+        let nf = answer(StatusCode::NOT_FOUND, None);
         assert_eq!(
             summarize(vec![nf.clone(), nf.clone(), ok], 3).status,
             StatusCode::NOT_FOUND

@@ -13,6 +13,8 @@ use super::backend::{Backend, Path, WriteOutcome};
 use super::conditions::{Conditions, Failed};
 use super::limits::{check_metadata, MAX_OBJECT_SIZE};
 use super::segments;
+use crate::container_server::BatchedRow;
+use crate::listing_rows::RowBatches;
 use crate::records::Target as UpdateTarget;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -321,6 +323,8 @@ pub struct CopyObject {
 pub struct Objects {
     pub(super) backend: Arc<Backend>,
     pub(super) known_containers: Mutex<HashMap<(String, String), Instant>>,
+    /// Listing rows on their way to container replicas.
+    rows: Arc<RowBatches>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -395,6 +399,7 @@ pub(super) fn write_error(out: &WriteOutcome, missing: ObjectError) -> ObjectErr
 impl Objects {
     pub fn new(backend: Arc<Backend>) -> Objects {
         Objects {
+            rows: Arc::new(RowBatches::new(backend.client.timeouts)),
             backend,
             known_containers: Mutex::new(HashMap::new()),
         }
@@ -414,16 +419,7 @@ impl Objects {
     /// replicator; rows are batched per target, so the second target is
     /// cheap.)
     fn container_update_targets(&self, account: &str, container: &str) -> Vec<Vec<UpdateTarget>> {
-        let ring = self.backend.ring();
-        let (_, part) = ring.locate(&[account, container]);
-        let targets: Vec<UpdateTarget> = ring
-            .primaries(part)
-            .map(|d| UpdateTarget {
-                addr: d.node_addr(),
-                device: d.device.clone(),
-                partition: part,
-            })
-            .collect();
+        let targets = self.container_replicas(account, container);
         let n = targets.len();
         (0..n)
             .map(|i| {
@@ -434,6 +430,43 @@ impl Objects {
                 owed
             })
             .collect()
+    }
+
+    /// The container's primaries, as listing-row targets.
+    fn container_replicas(&self, account: &str, container: &str) -> Vec<UpdateTarget> {
+        let ring = self.backend.ring();
+        let (_, part) = ring.locate(&[account, container]);
+        ring.primaries(part)
+            .map(|d| UpdateTarget {
+                addr: d.node_addr(),
+                device: d.device.clone(),
+                partition: part,
+            })
+            .collect()
+    }
+
+    /// Makes a write's listing row visible on every replica of its
+    /// container before the write is acknowledged, so that a listing right
+    /// after it shows it (the nodes keep the row queued and deliver it
+    /// again durably). Waits at most `SYNC_DELIVERY` per replica.
+    async fn list_at_once(&self, path: &ObjectPath, out: &WriteOutcome) {
+        let Some(row) = &out.row else { return };
+        let rows: Vec<(UpdateTarget, BatchedRow)> = self
+            .container_replicas(&path.account, &path.container)
+            .into_iter()
+            .map(|t| {
+                let batched = BatchedRow {
+                    partition: t.partition,
+                    account: path.account.clone(),
+                    container: path.container.clone(),
+                    object: path.object.clone(),
+                    row: row.clone(),
+                };
+                (t, batched)
+            })
+            .collect();
+        let listed = self.rows.deliver(rows).await;
+        crate::metrics::NodeMetrics::add(&self.backend.metrics.rows_listed_at_once, listed as u64);
     }
 
     /// Stores an object.
@@ -486,6 +519,7 @@ impl Objects {
             .backend
             .put_object(&path.node(), with_timestamp(h), body, targets)
             .await;
+        self.list_at_once(path, &out).await;
         if !out.status.is_success() {
             return Err(write_error(&out, ObjectError::NoSuchContainer));
         }
@@ -568,6 +602,7 @@ impl Objects {
                 },
             )
             .await;
+        self.list_at_once(path, &out).await;
         if !out.status.is_success() {
             return Err(write_error(&out, ObjectError::NoSuchObject));
         }
