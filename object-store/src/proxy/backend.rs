@@ -26,6 +26,33 @@ use tokio::sync::mpsc;
 type AnswerFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Option<NodeAnswer>> + Send + 'a>>;
 
+/// A body's ETag (MD5) and blake3, computed once, in the proxy, as the
+/// body passes; the nodes record the first and check the second.
+#[derive(Default)]
+pub struct BodyDigests {
+    md5: Md5,
+    blake3: blake3::Hasher,
+}
+
+impl BodyDigests {
+    pub fn update(&mut self, data: &[u8]) {
+        self.md5.update(data);
+        self.blake3.update(data);
+    }
+
+    /// The `x-nubo-etag` and `x-nubo-blake3` headers (or trailers).
+    pub fn finish(self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        set_header(&mut h, "x-nubo-etag", &hex::encode(self.md5.finalize()));
+        set_header(
+            &mut h,
+            "x-nubo-blake3",
+            self.blake3.finalize().to_hex().as_str(),
+        );
+        h
+    }
+}
+
 /// What one node answered to a write.
 #[derive(Clone, Debug)]
 struct NodeAnswer {
@@ -410,8 +437,7 @@ impl Backend {
         let feed = async move {
             let mut total = 0u64;
             let mut failure: Option<StatusCode> = None;
-            let mut md5 = Md5::new();
-            let mut b3 = blake3::Hasher::new();
+            let mut digests = BodyDigests::default();
             while let Some(frame) = body.frame().await {
                 let data = match frame {
                     Ok(f) => match f.into_data() {
@@ -424,8 +450,7 @@ impl Backend {
                     }
                 };
                 total += data.len() as u64;
-                md5.update(&data);
-                b3.update(&data);
+                digests.update(&data);
                 if total > MAX_OBJECT_SIZE {
                     failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
                     break;
@@ -448,13 +473,7 @@ impl Backend {
                 }
             }
             if failure.is_none() {
-                let mut hashes = HeaderMap::new();
-                set_header(&mut hashes, "x-nubo-etag", &hex::encode(md5.finalize()));
-                set_header(
-                    &mut hashes,
-                    "x-nubo-blake3",
-                    b3.finalize().to_hex().as_str(),
-                );
+                let hashes = digests.finish();
                 for tx in senders.iter().flatten() {
                     let _ = tokio::time::timeout(
                         node_timeout,
