@@ -664,3 +664,78 @@ fn bad_input_is_refused_and_stores_nothing() {
     eventually(|| s.req("GET", "/bad", &[], b"").text() == "chunked\n");
     assert!(!c.data_dir().parent().unwrap().join("etc").exists());
 }
+
+/// The digests a proxy sends nodes (`x-nubo-etag`, `x-nubo-blake3`) are not
+/// the client's to set: a client that sends them gets the body's real
+/// ETag, through the small (buffered) and the streaming (trailers) path.
+/// A node refuses a body that does not match the blake3 it was sent, and
+/// one whose promised ETag never came, storing nothing.
+#[test]
+fn internal_digests_cannot_be_forged() {
+    let s = swift();
+    assert_eq!(s.req("PUT", "/forge", &[], b"").status, 201);
+    let forged_etag = "0".repeat(32);
+    let forged_b3 = "0".repeat(64);
+    for (name, len) in [("small", 1000usize), ("streamed", 200 << 10)] {
+        let body: Vec<u8> = (0..len).map(|i| (i % 199) as u8).collect();
+        let put = s.req(
+            "PUT",
+            &format!("/forge/{name}"),
+            &[
+                ("x-nubo-etag", &forged_etag),
+                ("x-nubo-blake3", &forged_b3),
+                ("trailer", "x-nubo-etag"),
+            ],
+            &body,
+        );
+        assert_eq!(put.status, 201, "{name}: {}", put.text());
+        assert_eq!(
+            put.header("etag").unwrap().trim_matches('"'),
+            md5_hex(&body)
+        );
+        let got = s.req("GET", &format!("/forge/{name}"), &[], b"");
+        assert_eq!(got.status, 200);
+        assert!(got.body == body, "{name}");
+        assert_eq!(
+            got.header("etag").unwrap().trim_matches('"'),
+            md5_hex(&body)
+        );
+    }
+
+    // Straight to a node, as the proxy or the replicator would talk to it.
+    let c = cluster();
+    let (port, device, holds) = c.placement("AUTH_test", "forge", "direct").remove(0);
+    let put = |extra: &str, body: &[u8]| {
+        let head = format!(
+            "PUT /obj/{device}/{}/AUTH_test/forge/direct HTTP/1.1\r\nHost: x\r\nX-Timestamp: 1700000000.00000\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+            holds.partition,
+            body.len()
+        );
+        raw(port, &head, body).status
+    };
+    let body = b"bytes the sender hashed differently";
+    assert_eq!(
+        put(
+            &format!(
+                "X-Nubo-Etag: {}\r\nX-Nubo-Blake3: {forged_b3}\r\n",
+                md5_hex(body)
+            ),
+            body
+        ),
+        422
+    );
+    assert_eq!(
+        put("Trailer: x-nubo-etag\r\n", body),
+        400,
+        "the ETag never came"
+    );
+    let stored = c.internal_head(
+        port,
+        &device,
+        holds.partition,
+        "AUTH_test",
+        "forge",
+        "direct",
+    );
+    assert_eq!(stored, 404, "nothing was stored");
+}
