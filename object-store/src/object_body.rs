@@ -205,12 +205,13 @@ impl StoredBody {
             data.slice(from..to)
         };
         let head = slice(first_chunk, head);
-        let rest = futures_util::stream::unfold(first_chunk + 1, move |index| {
-            let (me, expected, source) = (me.clone(), expected.clone(), source.clone());
-            async move {
-                if index > last_chunk {
-                    return None;
-                }
+        // The next chunk is read and checked while this one is sent (one
+        // chunk ahead, so a GET holds at most two in memory); a client
+        // that goes away drops the receiver and ends the reading.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        tokio::spawn(async move {
+            for index in first_chunk + 1..=last_chunk {
+                let (me, expected, source) = (me.clone(), expected.clone(), source.clone());
                 let read =
                     tokio::task::spawn_blocking(move || me.chunk(&source, &expected, index)).await;
                 let item = match read {
@@ -219,10 +220,17 @@ impl StoredBody {
                     Ok(Err(e)) => Err(BoxError::from(e)),
                     Err(e) => Err(BoxError::from(e)),
                 };
-                let next = if item.is_ok() { index + 1 } else { u64::MAX };
-                Some((item, next))
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
             }
         });
+        let rest =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
         let head = futures_util::stream::once(async move { Ok(Frame::data(head)) });
         use futures_util::StreamExt;
         Ok(BodyExt::boxed_unsync(StreamBody::new(Box::pin(
