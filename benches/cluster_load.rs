@@ -8,7 +8,7 @@
 //!
 //! Full run (figures in README): `cargo bench --bench cluster_load`
 //! (`-- --swift` or `-- --s3` for one API, `-- --small` for the 4 KiB
-//! phases only). Under `cargo test` it runs a few
+//! phases only, `-- --size N` for N-byte objects only). Under `cargo test` it runs a few
 //! operations of each kind as a smoke test. Bounded: a fixed count per
 //! phase and a time cap per phase.
 
@@ -444,6 +444,28 @@ fn main() {
         }
         if args.iter().any(|a| a == "--small") {
             phases.retain(|p| p.size == 4096);
+        }
+        // `--size N`: PUT then GET objects of N bytes only.
+        if let Some(size) = args
+            .iter()
+            .position(|a| a == "--size")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            phases = vec![
+                Phase {
+                    name: "PUT sized",
+                    method: Method::PUT,
+                    size,
+                    count: small / 4,
+                },
+                Phase {
+                    name: "GET sized",
+                    method: Method::GET,
+                    size,
+                    count: small / 4,
+                },
+            ];
         }
         for p in &phases {
             let container = format!("load-{}-{}", api.name(), p.size);
