@@ -104,38 +104,40 @@ impl BodyHasher {
 
 /// The blake3 of a body of `len` bytes (more than one chunk) from its chunk values.
 fn root_of(chunks: &[ChainingValue], len: u64) -> blake3::Hash {
-    let left = left_subtree_len(len);
-    let n = (left / CHUNK) as usize;
-    merge_subtrees_root(
-        &subtree(&chunks[..n], left),
-        &subtree(&chunks[n..], len - left),
-        Mode::Hash,
-    )
+    let (left, right) = halves(chunks, len);
+    merge_subtrees_root(&left, &right, Mode::Hash)
 }
 
+/// The chaining value of the subtree over `chunks` (`len` bytes).
 fn subtree(chunks: &[ChainingValue], len: u64) -> ChainingValue {
     if chunks.len() == 1 {
         return chunks[0];
     }
+    let (left, right) = halves(chunks, len);
+    merge_subtrees_non_root(&left, &right, Mode::Hash)
+}
+
+/// The two subtrees BLAKE3 splits `len` bytes into (the left one the
+/// largest power of two of chunks that leaves some on the right).
+fn halves(chunks: &[ChainingValue], len: u64) -> (ChainingValue, ChainingValue) {
     let left = left_subtree_len(len);
     let n = (left / CHUNK) as usize;
-    merge_subtrees_non_root(
-        &subtree(&chunks[..n], left),
-        &subtree(&chunks[n..], len - left),
-        Mode::Hash,
+    (
+        subtree(&chunks[..n], left),
+        subtree(&chunks[n..], len - left),
     )
 }
 
-/// What a stored body is checked against.
-#[derive(Clone, Debug)]
-pub struct Expected {
+/// What a stored body is checked against (borrowed from its record).
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
     pub size: u64,
     /// Hex blake3 of the whole body.
-    pub blake3: String,
-    pub chunks: ChunkHashes,
+    pub blake3: &'a str,
+    pub chunks: &'a [ChainingValue],
 }
 
-impl Expected {
+impl Expected<'_> {
     /// Whether the chunk numbered `index` (all `CHUNK` bytes of it, or the
     /// rest of the body for the last one) is what was stored.
     pub fn chunk_matches(&self, index: u64, data: &[u8]) -> bool {
@@ -146,7 +148,7 @@ impl Expected {
         if self.chunks.is_empty() {
             return index == 0 && blake3::hash(data).to_hex().as_str() == self.blake3;
         }
-        let Some(expected) = self.chunks.0.get(index as usize) else {
+        let Some(expected) = self.chunks.get(index as usize) else {
             return false;
         };
         let mut h = blake3::Hasher::new();
@@ -154,22 +156,21 @@ impl Expected {
         h.update(data);
         h.finalize_non_root() == *expected
     }
-
-    /// Whether the chunk values are those of a body with this blake3 and
-    /// size (a record written before chunk values were kept has none).
-    pub fn is_consistent(&self) -> bool {
-        let count = self.size.div_ceil(CHUNK);
-        if count <= 1 {
-            return self.chunks.is_empty();
-        }
-        self.chunks.0.len() as u64 == count
-            && root_of(&self.chunks.0, self.size).to_hex().as_str() == self.blake3
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the chunk values are those of a body with this blake3 and
+    /// size: one per chunk (none for a single chunk), merging to the root.
+    fn is_consistent(e: &Expected) -> bool {
+        let count = e.size.div_ceil(CHUNK);
+        if count <= 1 {
+            return e.chunks.is_empty();
+        }
+        e.chunks.len() as u64 == count && root_of(e.chunks, e.size).to_hex().as_str() == e.blake3
+    }
 
     fn body(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 253) as u8).collect()
@@ -200,12 +201,13 @@ mod tests {
                 }
                 let (root, chunks) = h.finish();
                 assert_eq!(root, blake3::hash(&data), "len {len}, pieces of {piece}");
+                let hex = root.to_hex();
                 let expected = Expected {
                     size: len as u64,
-                    blake3: root.to_hex().to_string(),
-                    chunks,
+                    blake3: hex.as_str(),
+                    chunks: &chunks.0,
                 };
-                assert!(expected.is_consistent(), "len {len}");
+                assert!(is_consistent(&expected), "len {len}");
                 for (i, chunk) in data.chunks(c).enumerate() {
                     assert!(
                         expected.chunk_matches(i as u64, chunk),
@@ -226,21 +228,19 @@ mod tests {
         let mut h = BodyHasher::default();
         h.update(&data);
         let (root, chunks) = h.finish();
+        let hex = root.to_hex();
         let e = Expected {
             size: data.len() as u64,
-            blake3: root.to_hex().to_string(),
-            chunks,
+            blake3: hex.as_str(),
+            chunks: &chunks.0,
         };
         let c = CHUNK as usize;
         // The right bytes at the wrong place, and places past the end.
         assert!(!e.chunk_matches(1, &data[..c]));
         assert!(!e.chunk_matches(3, &[]));
         assert!(!e.chunk_matches(u64::MAX, &data[..c]));
-        let text = serde_json::to_string(&e.chunks).unwrap();
-        assert_eq!(
-            serde_json::from_str::<ChunkHashes>(&text).unwrap(),
-            e.chunks
-        );
+        let text = serde_json::to_string(&chunks).unwrap();
+        assert_eq!(serde_json::from_str::<ChunkHashes>(&text).unwrap(), chunks);
         assert!(serde_json::from_str::<ChunkHashes>("\"abcd\"").is_err());
     }
 }

@@ -7,7 +7,7 @@ use crate::body_hashes::BodyHasher;
 use crate::device_db::DbError;
 use crate::object_body::{StoredBody, Unreadable};
 use crate::records::{
-    ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget, Update,
+    ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget, Update, INLINE_MAX,
 };
 use crate::storage_node::Target;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -101,12 +101,11 @@ fn io_error(e: std::io::Error) -> Response<Body> {
     text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// After a write has committed with the listing rows it owes: wakes the
-/// updater (which delivers them durably) and returns the row, which the
-/// node's answer carries (`x-nubo-listing-row`) so that the proxy can make
-/// it visible on every container replica before it acknowledges the write.
-fn rows_queued(t: &Target<'_>, owed: &[PendingUpdate]) -> Option<String> {
-    t.state.updates_queued.notify_one();
+/// The listing row a write owes (the same for every target), as the
+/// node's answer carries it (`x-nubo-listing-row`) so that the proxy can
+/// make it visible on every container replica before it acknowledges the
+/// write; the updater delivers it durably.
+fn listing_row(owed: &[PendingUpdate]) -> Option<String> {
     match &owed.first()?.update {
         Update::ObjectRow { row, .. } => serde_json::to_string(row).ok(),
         Update::ContainerRow { .. } => None,
@@ -266,7 +265,7 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             "the body does not match the sender's blake3",
         );
     }
-    let inline = small && size <= INLINE_OBJECT;
+    let inline = small && size <= INLINE_MAX;
     if let Some(client_etag) = header_str(&headers, "etag") {
         if client_etag.trim_matches('"').to_ascii_lowercase() != etag {
             return text(
@@ -320,7 +319,7 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     let dev = t.device.clone();
     let part = t.partition;
     let file = dest.clone();
-    let rows = owed.clone();
+    let row = listing_row(&owed);
     let result = tokio::task::spawn_blocking(move || {
         if inline {
             // Body and record in one synced batch, its sync shared with
@@ -349,7 +348,7 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     .expect("object write panicked");
     match result {
         Ok(old) => {
-            let row = rows_queued(&t, &rows);
+            t.state.updates_queued.notify_one();
             if let Some(old) = old.filter(|o| o.kind == ObjectKind::Data && !o.inline) {
                 t.device.files.remove(part, &hash, old.timestamp).await;
             }
@@ -376,11 +375,6 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
 /// Bodies up to this size are received in memory and written in one go.
 const SMALL_OBJECT: u64 = 1 << 20;
 
-/// Bodies up to this size are kept in the database with their record
-/// (one shared WAL sync) rather than in a file of their own (a data sync
-/// and directory syncs each). See the README's figures for the choice.
-const INLINE_OBJECT: u64 = 64 << 10;
-
 enum PutError {
     Db(DbError),
     Io(std::io::Error),
@@ -403,7 +397,6 @@ pub fn describe(rec: &ObjectRecord, headers: &mut HeaderMap) {
         "last-modified",
         &rec.meta_timestamp.max(rec.timestamp).http_date(),
     );
-    set_header(headers, "x-nubo-blake3", &rec.blake3);
     set_header(headers, "x-nubo-size", &rec.size.to_string());
     if let Some(at) = rec.delete_at {
         set_header(headers, "x-delete-at", &at.to_string());
@@ -500,14 +493,14 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
     };
     let dev = t.device.clone();
     let part = t.partition;
-    let rows = owed.clone();
+    let row = listing_row(&owed);
     let result =
         tokio::task::spawn_blocking(move || dev.db.put_object(part, &hash, &record, &owed))
             .await
             .expect("metadata write panicked");
     match result {
         Ok(old) => {
-            let row = rows_queued(&t, &rows);
+            t.state.updates_queued.notify_one();
             let existed = match old {
                 Some(o) if o.kind == ObjectKind::Data => {
                     if !o.inline {

@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
+/// Bodies up to this size are kept inline, in the device's database with
+/// their record (one shared WAL sync), rather than in a file of their own
+/// (a data sync and directory syncs each); the proxy also reads bodies up
+/// to this size whole before sending them. See the README's figures.
+pub const INLINE_MAX: u64 = 64 << 10;
+
 /// The newest state of one object on one device: data or a tombstone.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ObjectRecord {
@@ -74,11 +80,11 @@ impl ObjectRecord {
     }
 
     /// What this record's body is checked against.
-    pub fn expected_body(&self) -> Expected {
+    pub fn expected_body(&self) -> Expected<'_> {
         Expected {
             size: self.size,
-            blake3: self.blake3.clone(),
-            chunks: self.chunk_hashes.clone(),
+            blake3: &self.blake3,
+            chunks: &self.chunk_hashes.0,
         }
     }
 

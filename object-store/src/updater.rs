@@ -90,9 +90,7 @@ pub async fn run(state: Arc<NodeState>) {
                 .map(|job| {
                     let state = state.clone();
                     async move {
-                        let updates: Vec<PendingUpdate> =
-                            job.iter().map(|(_, u)| u.clone()).collect();
-                        let ok = deliver(&state, &updates).await;
+                        let ok = deliver(&state, &job).await;
                         (job, ok)
                     }
                 })
@@ -128,13 +126,13 @@ pub async fn run(state: Arc<NodeState>) {
 
 /// Sends one job: listing rows for one container device, durably, or one
 /// container's stats to an account server.
-async fn deliver(state: &NodeState, job: &[PendingUpdate]) -> bool {
-    let p = &job[0];
+async fn deliver(state: &NodeState, job: &[Queued]) -> bool {
+    let p = &job[0].1;
     let (path, body) = match &p.update {
         Update::ObjectRow { .. } => {
             let rows: Vec<BatchedRow> = job
                 .iter()
-                .filter_map(|u| match &u.update {
+                .filter_map(|(_, u)| match &u.update {
                     Update::ObjectRow {
                         account,
                         container,

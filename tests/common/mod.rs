@@ -475,22 +475,35 @@ impl Cluster {
     /// A counter from storage node `n`'s `/metrics`, summed over its
     /// labels (0 when it is absent).
     pub fn node_metric(&self, n: u16, name: &str) -> u64 {
-        let head = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        let r = raw(self.node_base_port + n, head, b"");
-        assert_eq!(r.status, 200);
-        r.text()
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                let value = match rest.strip_prefix('{') {
-                    Some(labelled) => labelled.split_once("} ")?.1,
-                    None => rest.strip_prefix(' ')?,
-                };
-                value.trim().parse::<u64>().ok()
-            })
-            .sum()
+        metric_at(self.node_base_port + n, name)
     }
 
+    /// A counter from the proxy's `/metrics`, summed over its labels.
+    pub fn proxy_metric(&self, name: &str) -> u64 {
+        metric_at(self.proxy_port, name)
+    }
+}
+
+/// A counter from the `/metrics` served at `port`, summed over its labels
+/// (0 when it is absent).
+fn metric_at(port: u16, name: &str) -> u64 {
+    let head = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let r = raw(port, head, b"");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<u64>().ok()
+        })
+        .sum()
+}
+
+impl Cluster {
     /// Runs one auditor pass on storage node `n`; its statistics.
     pub fn audit(&self, n: u16) -> serde_json::Value {
         self.post_node(n, "/audit")

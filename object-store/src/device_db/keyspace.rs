@@ -300,8 +300,9 @@ mod tests {
         });
         let (syncs, writes) = db.group_counts();
         assert_eq!(writes, threads * each);
+        // Eight writers at once: some must have shared a sync.
         assert!(
-            syncs >= 1 && syncs <= writes,
+            syncs >= 1 && syncs < writes,
             "{syncs} syncs for {writes} writes"
         );
         for t in 0..threads {

@@ -26,6 +26,18 @@ use tokio::sync::mpsc;
 type AnswerFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Option<NodeAnswer>> + Send + 'a>>;
 
+/// Tells replica `i`'s node which container servers its write owes a
+/// listing row (`x-nubo-container-update`), from the targets per replica.
+pub fn owe_rows(targets: &[Vec<UpdateTarget>], i: usize, h: &mut HeaderMap) {
+    if let Some(t) = targets.get(i) {
+        set_header(
+            h,
+            "x-nubo-container-update",
+            &serde_json::to_string(t).expect("json"),
+        );
+    }
+}
+
 /// A body's ETag (MD5) and blake3, computed once, in the proxy, as the
 /// body passes; the nodes record the first and check the second.
 #[derive(Default)]
@@ -363,13 +375,7 @@ impl Backend {
         let replica_headers: Vec<HeaderMap> = (0..replicas)
             .map(|i| {
                 let mut h = headers.clone();
-                if let Some(targets) = container_updates.get(i) {
-                    set_header(
-                        &mut h,
-                        "x-nubo-container-update",
-                        &serde_json::to_string(targets).expect("json"),
-                    );
-                }
+                owe_rows(&container_updates, i, &mut h);
                 h
             })
             .collect();

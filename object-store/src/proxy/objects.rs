@@ -9,13 +9,13 @@
 //! parses its protocol into these requests, and maps [`ObjectError`] to its
 //! own errors in one place (`swift/error.rs`, `s3/error.rs`).
 
-use super::backend::{Backend, BodyDigests, Path, WriteOutcome};
+use super::backend::{owe_rows, Backend, BodyDigests, Path, WriteOutcome};
 use super::conditions::{Conditions, Failed};
 use super::limits::{check_metadata, MAX_OBJECT_SIZE};
 use super::segments;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
-use crate::records::Target as UpdateTarget;
+use crate::records::{Target as UpdateTarget, INLINE_MAX};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -396,10 +396,6 @@ pub(super) fn write_error(out: &WriteOutcome, missing: ObjectError) -> ObjectErr
     }
 }
 
-/// Bodies up to this size are read whole by the proxy before they are
-/// sent (the size nodes keep inline).
-const SMALL_PUT: u64 = 64 << 10;
-
 impl Objects {
     pub fn new(backend: Arc<Backend>) -> Objects {
         Objects {
@@ -521,7 +517,7 @@ impl Objects {
         let targets = self.container_update_targets(&path.account, &path.container);
         let small = header_str(&h, "content-length")
             .and_then(|v| v.parse::<u64>().ok())
-            .filter(|n| *n <= SMALL_PUT);
+            .filter(|n| *n <= INLINE_MAX);
         let out = match small {
             // Read whole, then sent to each node with its length, digests
             // and body at once: no `Expect: 100-continue` round trip, and a
@@ -544,15 +540,7 @@ impl Objects {
                         &path.node(),
                         with_timestamp(h),
                         bytes,
-                        |i, h| {
-                            if let Some(t) = targets.get(i) {
-                                set_header(
-                                    h,
-                                    "x-nubo-container-update",
-                                    &serde_json::to_string(t).expect("json"),
-                                );
-                            }
-                        },
+                        |i, h| owe_rows(&targets, i, h),
                     )
                     .await
             }
@@ -634,15 +622,7 @@ impl Objects {
                 &path.node(),
                 with_timestamp(HeaderMap::new()),
                 Bytes::new(),
-                |i, h| {
-                    if let Some(t) = targets.get(i) {
-                        set_header(
-                            h,
-                            "x-nubo-container-update",
-                            &serde_json::to_string(t).expect("json"),
-                        );
-                    }
-                },
+                |i, h| owe_rows(&targets, i, h),
             )
             .await;
         self.list_at_once(path, &out).await;
