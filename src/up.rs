@@ -163,6 +163,14 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
                     key: "testing3".into(),
                     admin: false,
                 },
+                // A second account (Swift's dev test2:tester2), for what
+                // one account must not reach of another's.
+                User {
+                    account: "test2".into(),
+                    user: "tester2".into(),
+                    key: "testing2".into(),
+                    admin: true,
+                },
                 User {
                     account: "glance".into(),
                     user: "glance".into(),

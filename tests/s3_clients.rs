@@ -57,6 +57,24 @@ fn boto3_lists_show_every_acknowledged_write() {
 }
 
 #[test]
+fn checksums_are_verified_in_headers_and_trailers_and_races_succeed() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_checksums.py");
+}
+
+#[test]
+fn conditional_writes_have_exactly_one_winner() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_conditional.py");
+}
+
+#[test]
+fn the_edges_clients_hit() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_edges.py");
+}
+
+#[test]
 fn boto3_multipart_uploads() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_multipart.py");

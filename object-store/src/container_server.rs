@@ -263,6 +263,7 @@ pub async fn handle_rows(
         Ok(r) => r,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad rows: {e}")),
     };
+    let d = dev.clone();
     let st = state.clone();
     let result = tokio::task::spawn_blocking(move || {
         let ring = st.ring();
@@ -280,15 +281,18 @@ pub async fn handle_rows(
                 owed.extend(account_updates(&ring, &rec, false));
             }
         }
-        // One WAL sync for the rows and the stats they make owed.
+        // One WAL sync for the rows and the stats they make owed, shared
+        // with concurrent writers and waited for below without a thread.
         dev.db.queue(&owed, false)?;
-        if durable {
-            dev.db.sync()?;
-        }
-        Ok(())
+        Ok(durable.then(|| dev.db.sync_point()))
     })
     .await
     .expect("row batch panicked");
+    let result = match result {
+        Ok(Some(ticket)) => d.db.durable(ticket).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(()) => {
             state.updates_queued.notify_one();

@@ -4,7 +4,8 @@
 //! Storage node: [`storage_node`] routes the internal API to
 //! [`object_server`], [`container_server`] and [`account_server`]; bodies
 //! live in [`object_files`], records in [`device_db`] (RocksDB); the
-//! [`updater`] delivers listing updates owed to other nodes.
+//! [`updater`] delivers listing updates owed to other nodes; [`write_locks`]
+//! serializes conditional writes of one name.
 //!
 //! Proxy: [`proxy`] (quorum reads and writes in [`proxy::backend`]) and the
 //! [`swift`] API on top of it.
@@ -34,3 +35,4 @@ pub(crate) mod s3;
 pub mod storage_node;
 pub(crate) mod swift;
 pub(crate) mod updater;
+pub(crate) mod write_locks;

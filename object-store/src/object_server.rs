@@ -4,12 +4,13 @@
 //! [`crate::object_body`], which checks every byte before it is sent.
 
 use crate::body_hashes::BodyHasher;
-use crate::device_db::DbError;
+use crate::device_db::{DbError, DbResult, MetaChange, SyncTicket};
 use crate::object_body::{StoredBody, Unreadable};
 use crate::records::{
     ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget, Update, INLINE_MAX,
 };
-use crate::storage_node::Target;
+use crate::storage_node::{Device, Target};
+use crate::write_locks;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -19,6 +20,7 @@ use service_kit::http_util::{empty, header_str, set_header, status, text, Body};
 use service_kit::range::Ranges;
 use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Headers stored with an object and returned on GET/HEAD.
 pub fn stored_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
@@ -72,6 +74,9 @@ pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
         Method::GET | Method::HEAD => get(t, hash, req).await,
         Method::DELETE => delete(t, hash, req).await,
         Method::POST => post(t, hash, req).await,
+        ref m if *m == write_locks::lock_method() || *m == write_locks::unlock_method() => {
+            write_locks::handle(&t.state.write_locks, &t.names.join("/"), &req)
+        }
         _ => status(StatusCode::METHOD_NOT_ALLOWED),
     }
 }
@@ -286,7 +291,17 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
         chunk_hashes,
         inline,
         content_type: content_type.clone(),
-        headers: stored_headers(&headers),
+        headers: {
+            // System metadata known only once the body has passed (the
+            // S3 checksum the proxy checked) comes as trailers.
+            let mut kept = stored_headers(&headers);
+            kept.extend(
+                stored_headers(&trailers)
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("x-object-sysmeta-")),
+            );
+            kept
+        },
         meta_timestamp: ts,
         delete_at,
     };
@@ -316,36 +331,44 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             return io_error(e);
         }
     }
-    let dev = t.device.clone();
     let part = t.partition;
-    let file = dest.clone();
     let row = listing_row(&owed);
-    let result = tokio::task::spawn_blocking(move || {
-        if inline {
-            // Body and record in one synced batch, its sync shared with
-            // concurrent writers'.
-            return dev
-                .db
-                .put_object_with_body(part, &hash, &record, Some(&in_memory), &owed)
-                .map_err(PutError::Db);
-        }
-        if small {
-            // File and record in one trip to the blocking pool.
-            if let Some(old) = dev.db.object(part, &hash).map_err(PutError::Db)? {
+    let dev = t.device.clone();
+    let mut body = None;
+    if inline {
+        // Body and record in one batch.
+        body = Some(in_memory);
+    } else if small {
+        // The file first, unless a newer version is already here.
+        let (d, file) = (dev.clone(), dest.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            if let Some(old) = d.db.object(part, &hash).map_err(PutError::Db)? {
                 if old.timestamp >= ts {
                     return Err(PutError::Db(DbError::Conflict(old.timestamp)));
                 }
             }
-            dev.files
-                .write_whole(&file, &in_memory)
-                .map_err(PutError::Io)?;
+            d.files.write_whole(&file, &in_memory).map_err(PutError::Io)
+        })
+        .await
+        .expect("object write panicked");
+        match written {
+            Ok(()) => {}
+            Err(PutError::Db(e @ DbError::Conflict(_))) => {
+                // The newer version may still wait for its sync.
+                let synced = dev.db.durable(dev.db.sync_point()).await;
+                return db_error(synced.err().unwrap_or(e));
+            }
+            Err(PutError::Db(e)) => return db_error(e),
+            Err(PutError::Io(e)) => {
+                let _ = tokio::fs::remove_file(&dest).await;
+                return io_error(e);
+            }
         }
-        dev.db
-            .put_object(part, &hash, &record, &owed)
-            .map_err(PutError::Db)
+    }
+    let result = commit(&dev, move |d| {
+        d.db.write_object(part, &hash, &record, body.as_deref(), &owed)
     })
-    .await
-    .expect("object write panicked");
+    .await;
     match result {
         Ok(old) => {
             t.state.updates_queued.notify_one();
@@ -357,19 +380,39 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
             with_row(r, row)
         }
         Err(e) => {
-            // A file this write installed goes; a conflict found before a
-            // small file was written leaves the newer version's alone.
-            let wrote_file =
-                !inline && (!small || !matches!(e, PutError::Db(DbError::Conflict(_))));
-            if wrote_file {
+            // The file this write installed goes; after a conflict with a
+            // version of the same timestamp, a small file's path may be
+            // that version's, so it stays (as when found before writing).
+            if !inline && (!small || !matches!(e, DbError::Conflict(_))) {
                 let _ = tokio::fs::remove_file(&dest).await;
             }
-            match e {
-                PutError::Db(e) => db_error(e),
-                PutError::Io(e) => io_error(e),
-            }
+            db_error(e)
         }
     }
+}
+
+/// Runs an object write on the blocking pool, then waits for its WAL sync
+/// (shared with concurrent writers) without holding a thread. Returns the
+/// version replaced, whose file may go now. A conflict is answered only
+/// once the newer version it lost to is durable too.
+async fn commit(
+    dev: &Arc<Device>,
+    write: impl FnOnce(&Device) -> DbResult<(Option<ObjectRecord>, SyncTicket)> + Send + 'static,
+) -> DbResult<Option<ObjectRecord>> {
+    let d = dev.clone();
+    let written = tokio::task::spawn_blocking(move || write(&d))
+        .await
+        .expect("object write panicked");
+    let (old, ticket) = match written {
+        Ok(w) => w,
+        Err(DbError::Conflict(ts)) => {
+            dev.db.durable(dev.db.sync_point()).await?;
+            return Err(DbError::Conflict(ts));
+        }
+        Err(e) => return Err(e),
+    };
+    dev.db.durable(ticket).await?;
+    Ok(old)
 }
 
 /// Bodies up to this size are received in memory and written in one go.
@@ -494,10 +537,10 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
     let dev = t.device.clone();
     let part = t.partition;
     let row = listing_row(&owed);
-    let result =
-        tokio::task::spawn_blocking(move || dev.db.put_object(part, &hash, &record, &owed))
-            .await
-            .expect("metadata write panicked");
+    let result = commit(&dev, move |d| {
+        d.db.write_object(part, &hash, &record, None, &owed)
+    })
+    .await;
     match result {
         Ok(old) => {
             t.state.updates_queued.notify_one();
@@ -528,16 +571,20 @@ async fn post(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response
         Ok(ts) => ts,
         Err(r) => return r,
     };
-    let headers = stored_headers(req.headers());
-    let delete_at: Option<u64> =
-        header_str(req.headers(), "x-delete-at").and_then(|v| v.parse().ok());
+    // `x-nubo-post: system`: the proxy sets system metadata items only.
+    let change = if header_str(req.headers(), "x-nubo-post").as_deref() == Some("system") {
+        MetaChange::System(stored_headers(req.headers()))
+    } else {
+        MetaChange::Replace {
+            headers: stored_headers(req.headers()),
+            delete_at: header_str(req.headers(), "x-delete-at").and_then(|v| v.parse().ok()),
+        }
+    };
     let dev = t.device.clone();
     let part = t.partition;
-    let result = tokio::task::spawn_blocking(move || {
-        dev.db.post_object(part, &hash, ts, headers, delete_at)
-    })
-    .await
-    .expect("metadata write panicked");
+    let result = tokio::task::spawn_blocking(move || dev.db.post_object(part, &hash, ts, change))
+        .await
+        .expect("metadata write panicked");
     match result {
         Ok(rec) if rec.is_expired(now_secs()) => not_found_at(rec.timestamp),
         Ok(_) => status(StatusCode::ACCEPTED),

@@ -44,6 +44,8 @@ pub struct NodeState {
     pub metrics: crate::metrics::NodeMetrics,
     /// One replication pass at a time (timer or `POST /replicate`).
     pub replicating: tokio::sync::Mutex<()>,
+    /// Leases of conditional writers, by object name.
+    pub write_locks: crate::write_locks::WriteLocks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,7 @@ impl NodeState {
             last_replication: std::sync::Mutex::new(None),
             metrics: Default::default(),
             replicating: tokio::sync::Mutex::new(()),
+            write_locks: Default::default(),
         });
         for name in state.my_device_names(&state.ring.current()) {
             if let Err(e) = state.device(&name) {

@@ -3,14 +3,13 @@
 //! (big-endian integers, then names), JSON values, and the lock stripes and
 //! batches that writes go through, written once.
 
+use super::group_sync::{GroupSync, SyncTicket};
 use super::{DbError, DbResult};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One key space: keys `tag | ...` holding values of type `V`.
 pub struct KeySpace<V> {
@@ -101,44 +100,11 @@ impl<V: Serialize + DeserializeOwned> KeySpace<V> {
 
 const STRIPES: usize = 256;
 
-/// How long the leader of a group sync waits for writers already inside
-/// RocksDB to finish, so their writes share its sync.
-const GROUP_WINDOW: Duration = Duration::from_micros(500);
-
-/// Group commit for [`Durability::Grouped`] writes: each writer writes
-/// without a sync, then waits until a WAL sync that started after its write
-/// has finished; one of the waiters leads it. Concurrent writers (and the
-/// listing rows queued with them) so share one sync per device.
-#[derive(Default)]
-struct GroupSync {
-    state: Mutex<GroupState>,
-    changed: Condvar,
-    syncs: AtomicU64,
-    writes: AtomicU64,
-}
-
-#[derive(Default)]
-struct GroupState {
-    /// Syncs started; the last one is in flight while `running`.
-    started: u64,
-    /// Every write made before sync number `finished` started is durable.
-    finished: u64,
-    running: bool,
-    /// Writers between the start and the end of their unsynced write.
-    writing: usize,
-}
-
-impl GroupSync {
-    fn lock(&self) -> MutexGuard<'_, GroupState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// The RocksDB instance with its lock stripes: writers that
 /// read-modify-write take the stripe of what they modify, so unrelated
 /// writes still commit in parallel and RocksDB can group their WAL syncs.
 pub struct Db {
-    pub rocks: DB,
+    pub rocks: Arc<DB>,
     stripes: Vec<Mutex<()>>,
     group: GroupSync,
 }
@@ -154,7 +120,7 @@ fn synced() -> WriteOptions {
 pub enum Durability {
     Synced,
     /// Durable before the call returns, through a WAL sync shared with
-    /// concurrent writers ([`GroupSync`]): for the busiest writes.
+    /// concurrent writers ([`GroupSync`]).
     Grouped,
     /// A later [`Db::sync`] (or synced write) makes it durable.
     Deferred,
@@ -162,20 +128,18 @@ pub enum Durability {
 
 impl Db {
     pub fn new(rocks: DB) -> Db {
+        let rocks = Arc::new(rocks);
         Db {
+            group: GroupSync::start(rocks.clone()),
             rocks,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            group: GroupSync::default(),
         }
     }
 
     /// WAL syncs made for grouped writes, and grouped writes: their ratio
     /// is how many writes share a sync.
     pub fn group_counts(&self) -> (u64, u64) {
-        (
-            self.group.syncs.load(Ordering::Relaxed),
-            self.group.writes.load(Ordering::Relaxed),
-        )
+        self.group.counts()
     }
 
     pub fn stripe(key: &[u8]) -> usize {
@@ -203,69 +167,39 @@ impl Db {
         Ok(())
     }
 
-    /// Writes without a sync of its own, then waits for a WAL sync that
-    /// started after the write (leading one if none is running).
+    /// Writes without a sync of its own; durable once the returned ticket
+    /// is ([`Self::durable`]).
+    pub fn write_unsynced(&self, batch: WriteBatch) -> DbResult<SyncTicket> {
+        let ((), ticket) = self.group.write(|| Ok(self.rocks.write(batch)?))?;
+        Ok(ticket)
+    }
+
+    /// Writes without a sync of its own, then waits for a sync that
+    /// started after the write.
     fn write_grouped(&self, batch: WriteBatch) -> DbResult<()> {
-        let g = &self.group;
-        g.writes.fetch_add(1, Ordering::Relaxed);
-        g.lock().writing += 1;
-        let written = self.rocks.write(batch);
-        let mut st = g.lock();
-        st.writing -= 1;
-        g.changed.notify_all();
-        written?;
-        self.group_sync(st)
+        let ticket = self.write_unsynced(batch)?;
+        self.group.wait(ticket)
     }
 
-    /// Makes every write so far durable, with a WAL sync shared with
-    /// concurrent callers (after a series of deferred writes).
+    /// The ticket of a WAL sync that covers every write made so far.
+    pub fn sync_point(&self) -> SyncTicket {
+        self.group.sync_point()
+    }
+
+    /// Makes every write so far durable (after a series of deferred
+    /// writes), with a WAL sync shared with concurrent callers.
     pub fn sync(&self) -> DbResult<()> {
-        self.group_sync(self.group.lock())
+        self.group.wait(self.group.sync_point())
     }
 
-    /// Waits for a sync that starts after this call, leading it if none is
-    /// running.
-    fn group_sync<'a>(&'a self, mut st: MutexGuard<'a, GroupState>) -> DbResult<()> {
-        let g = &self.group;
-        // Any sync that starts from now on covers what was written before.
-        let need = st.started + 1;
-        loop {
-            if st.finished >= need {
-                return Ok(());
-            }
-            if st.running {
-                st = g.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            // Lead the next sync: first let writers already inside RocksDB
-            // finish, so that their writes share it.
-            st.running = true;
-            let deadline = Instant::now() + GROUP_WINDOW;
-            while st.writing > 0 {
-                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                    break;
-                };
-                st = g
-                    .changed
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            st.started += 1;
-            let mine = st.started;
-            drop(st);
-            let synced = self.rocks.flush_wal(true);
-            g.syncs.fetch_add(1, Ordering::Relaxed);
-            st = g.lock();
-            st.running = false;
-            if synced.is_ok() {
-                // A failed sync leaves `finished` behind: its waiters lead
-                // or wait for another.
-                st.finished = st.finished.max(mine);
-            }
-            g.changed.notify_all();
-            synced?;
-        }
+    /// Blocks until `ticket`'s sync has finished.
+    pub fn wait(&self, ticket: SyncTicket) -> DbResult<()> {
+        self.group.wait(ticket)
+    }
+
+    /// Waits, without holding a thread, until `ticket`'s sync has finished.
+    pub async fn durable(&self, ticket: SyncTicket) -> DbResult<()> {
+        self.group.durable(ticket).await
     }
 }
 
@@ -291,9 +225,6 @@ mod tests {
                         let mut batch = WriteBatch::default();
                         batch.put(format!("k{t}-{i}"), b"v");
                         db.write(batch, Durability::Grouped).unwrap();
-                        // Its sync has finished: the group state says so.
-                        let st = db.group.lock();
-                        assert!(st.finished >= 1);
                     }
                 });
             }

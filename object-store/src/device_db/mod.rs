@@ -13,12 +13,15 @@
 //! chosen by what they modify, so unrelated writes still commit in parallel
 //! and RocksDB can group their WAL syncs.
 
+mod group_sync;
 mod keyspace;
 mod listings;
 mod objects;
 mod queue;
 
+pub use group_sync::SyncTicket;
 pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica};
+pub use objects::MetaChange;
 
 use keyspace::Db;
 use rocksdb::Options;
@@ -47,6 +50,10 @@ pub enum DbError {
     Deleted(Timestamp),
     #[error("container is not empty")]
     NotEmpty,
+    /// The WAL sync meant to make a write durable failed (or its syncer
+    /// stopped): the write may be lost.
+    #[error("WAL sync failed: {0}")]
+    SyncFailed(String),
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -85,6 +92,19 @@ impl DeviceDb {
     /// writes), with a WAL sync shared with concurrent writers.
     pub fn sync(&self) -> DbResult<()> {
         self.db.sync()
+    }
+
+    /// The ticket of a WAL sync that covers every write made so far: for
+    /// an answer that rests on what others wrote (a conflict, a batch of
+    /// deferred writes), awaited with [`Self::durable`].
+    pub fn sync_point(&self) -> SyncTicket {
+        self.db.sync_point()
+    }
+
+    /// Waits, without holding a thread, until `ticket`'s WAL sync (shared
+    /// with concurrent writers) has finished.
+    pub async fn durable(&self, ticket: SyncTicket) -> DbResult<()> {
+        self.db.durable(ticket).await
     }
 
     /// (WAL syncs made for grouped writes and syncs, writes they covered).

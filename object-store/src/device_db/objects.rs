@@ -12,7 +12,7 @@
 //! yields errors rather than skipping them.
 
 use super::keyspace::{Durability, KeySpace};
-use super::{DbError, DbResult, DeviceDb};
+use super::{DbError, DbResult, DeviceDb, SyncTicket};
 use crate::records::{ObjectKind, ObjectRecord, PendingUpdate};
 use ring_tools::NameHash;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
@@ -20,6 +20,19 @@ use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
 const OBJECTS: KeySpace<ObjectRecord> = KeySpace::new(b'o');
+
+/// What a POST changes of an object's metadata.
+pub enum MetaChange {
+    /// Swift's POST: user metadata and stored headers replaced as a whole,
+    /// the expiry set; system metadata stays.
+    Replace {
+        headers: BTreeMap<String, String>,
+        delete_at: Option<u64>,
+    },
+    /// System metadata items (`x-object-sysmeta-*`) set, an empty value
+    /// removing one; everything else stays (S3's object tagging).
+    System(BTreeMap<String, String>),
+}
 /// Values are raw 32-byte hashes, read and written directly.
 const SUFFIX_HASHES: KeySpace<()> = KeySpace::new(b's');
 /// Values are raw bodies, read and written directly.
@@ -78,8 +91,7 @@ impl DeviceDb {
     }
 
     /// [`Self::put_object`] with the body of an inline record in the same
-    /// batch. Concurrent writers' batches share their WAL syncs (RocksDB's
-    /// group commit), so small objects cost one shared sync per device.
+    /// batch.
     pub fn put_object_with_body(
         &self,
         part: u32,
@@ -88,6 +100,25 @@ impl DeviceDb {
         body: Option<&[u8]>,
         owed: &[PendingUpdate],
     ) -> DbResult<Option<ObjectRecord>> {
+        let (old, ticket) = self.write_object(part, hash, record, body, owed)?;
+        self.db.wait(ticket)?;
+        Ok(old)
+    }
+
+    /// Writes a newer object version (with its inline body, if any) and the
+    /// updates it owes, without waiting for their WAL sync: they are durable
+    /// once the returned ticket is ([`DeviceDb::durable`]). Concurrent
+    /// writers share that sync, so small objects cost one shared sync per
+    /// device. The version it replaced may only be acted on (its file
+    /// removed) once the ticket is durable.
+    pub fn write_object(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        record: &ObjectRecord,
+        body: Option<&[u8]>,
+        owed: &[PendingUpdate],
+    ) -> DbResult<(Option<ObjectRecord>, SyncTicket)> {
         debug_assert_eq!(record.inline, body.is_some());
         let key = object_key(part, hash);
         let suffix = suffix_of(hash);
@@ -110,19 +141,18 @@ impl DeviceDb {
             .suffix_hash_after(part, suffix, &key, Some(record))?
             .expect("holds the new record");
         batch.put(suffix_key(part, suffix), suffix_hash);
-        self.db.write(batch, Durability::Grouped)?;
-        Ok(old)
+        let ticket = self.db.write_unsynced(batch)?;
+        Ok((old, ticket))
     }
 
-    /// Replaces an object's metadata (Swift's POST) if `timestamp` is newer
-    /// than its last metadata change.
+    /// Changes an object's metadata (a POST) if `timestamp` is newer than
+    /// its last metadata change.
     pub fn post_object(
         &self,
         part: u32,
         hash: &NameHash,
         timestamp: Timestamp,
-        headers: BTreeMap<String, String>,
-        delete_at: Option<u64>,
+        change: MetaChange,
     ) -> DbResult<ObjectRecord> {
         let key = object_key(part, hash);
         let _g = self.db.lock(&suffix_key(part, suffix_of(hash)));
@@ -133,18 +163,35 @@ impl DeviceDb {
         if rec.meta_timestamp.max(rec.timestamp) >= timestamp {
             return Err(DbError::Conflict(rec.meta_timestamp.max(rec.timestamp)));
         }
-        // System metadata (large-object flags, S3 state) is not the client's to
-        // change with a POST; user metadata is replaced as a whole.
         let system = |k: &str| k.starts_with("x-object-sysmeta-") || k == "x-static-large-object";
-        let mut kept: BTreeMap<String, String> = rec
-            .headers
-            .iter()
-            .filter(|(k, _)| system(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        kept.extend(headers.into_iter().filter(|(k, _)| !system(k)));
-        rec.headers = kept;
-        rec.delete_at = delete_at;
+        match change {
+            MetaChange::Replace { headers, delete_at } => {
+                // System metadata (large-object flags, S3 state) is not the
+                // client's to change with a POST; user metadata is replaced
+                // as a whole.
+                let mut kept: BTreeMap<String, String> = rec
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| system(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                kept.extend(headers.into_iter().filter(|(k, _)| !system(k)));
+                rec.headers = kept;
+                rec.delete_at = delete_at;
+            }
+            MetaChange::System(items) => {
+                for (k, v) in items {
+                    if !k.starts_with("x-object-sysmeta-") {
+                        continue;
+                    }
+                    if v.is_empty() {
+                        rec.headers.remove(&k);
+                    } else {
+                        rec.headers.insert(k, v);
+                    }
+                }
+            }
+        }
         rec.meta_timestamp = timestamp;
         OBJECTS.store(&self.db, &key, &rec, Durability::Grouped)?;
         Ok(rec)
@@ -461,13 +508,29 @@ mod tests {
             "forged".to_string(),
         );
         let after = db
-            .post_object(1, &h, Timestamp(11), new.clone(), None)
+            .post_object(
+                1,
+                &h,
+                Timestamp(11),
+                MetaChange::Replace {
+                    headers: new.clone(),
+                    delete_at: None,
+                },
+            )
             .unwrap();
         assert_eq!(after.headers["x-object-sysmeta-slo-etag"], "e");
         assert_eq!(after.headers["x-object-meta-b"], "2");
         assert!(!after.headers.contains_key("x-object-meta-a"));
         assert!(matches!(
-            db.post_object(1, &h, Timestamp(11), new, None),
+            db.post_object(
+                1,
+                &h,
+                Timestamp(11),
+                MetaChange::Replace {
+                    headers: new,
+                    delete_at: None,
+                }
+            ),
             Err(DbError::Conflict(_))
         ));
     }

@@ -8,6 +8,7 @@
 //! - Reads try replicas in ring order and fall over on errors and timeouts;
 //!   HEAD asks all primaries and the newest timestamp wins.
 
+use super::checksums::{Algorithm, ChecksumCheck, Hasher, Mismatch};
 use super::limits::MAX_OBJECT_SIZE;
 use crate::records::Target as UpdateTarget;
 use bytes::Bytes;
@@ -38,30 +39,83 @@ pub fn owe_rows(targets: &[Vec<UpdateTarget>], i: usize, h: &mut HeaderMap) {
     }
 }
 
-/// A body's ETag (MD5) and blake3, computed once, in the proxy, as the
-/// body passes; the nodes record the first and check the second.
+/// A body's ETag (MD5), blake3 and S3 checksum, computed once, in the
+/// proxy, as the body passes; the nodes record the first, check the second
+/// and keep the third (checked here against what the client sent).
 #[derive(Default)]
 pub struct BodyDigests {
     md5: Md5,
     blake3: blake3::Hasher,
+    checksum: Option<(ChecksumCheck, Hasher)>,
+}
+
+/// What [`BodyDigests::finish`] found.
+pub struct Digests {
+    /// `x-nubo-etag`, `x-nubo-blake3` and the checksum's system metadata:
+    /// headers, or trailers after a streamed body.
+    pub headers: HeaderMap,
+    pub etag: String,
+    /// The S3 checksum kept, checked.
+    pub checksum: Option<(Algorithm, String)>,
 }
 
 impl BodyDigests {
+    pub fn new(checksum: Option<ChecksumCheck>) -> BodyDigests {
+        BodyDigests {
+            checksum: checksum.map(|c| {
+                let h = Hasher::new(c.algorithm);
+                (c, h)
+            }),
+            ..Default::default()
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         self.md5.update(data);
         self.blake3.update(data);
+        if let Some((_, h)) = &mut self.checksum {
+            h.update(data);
+        }
     }
 
-    /// The `x-nubo-etag` and `x-nubo-blake3` headers (or trailers).
-    pub fn finish(self) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        set_header(&mut h, "x-nubo-etag", &hex::encode(self.md5.finalize()));
+    /// The trailers [`Self::finish`] gives, for a `Trailer` header.
+    pub fn trailer_names(&self) -> String {
+        let mut names = "x-nubo-etag, x-nubo-blake3".to_string();
+        if let Some((check, _)) = &self.checksum {
+            names.push_str(&format!(
+                ", x-object-sysmeta-{}",
+                check.algorithm.sysmeta_key()
+            ));
+        }
+        names
+    }
+
+    /// The digests, or the checksum the body failed.
+    pub fn finish(self) -> Result<Digests, Mismatch> {
+        let etag = hex::encode(self.md5.finalize());
+        let mut headers = HeaderMap::new();
+        set_header(&mut headers, "x-nubo-etag", &etag);
         set_header(
-            &mut h,
+            &mut headers,
             "x-nubo-blake3",
             self.blake3.finalize().to_hex().as_str(),
         );
-        h
+        let mut checksum = None;
+        if let Some((check, hasher)) = self.checksum {
+            let algorithm = check.algorithm;
+            let value = check.verify(hasher.finish())?;
+            set_header(
+                &mut headers,
+                &format!("x-object-sysmeta-{}", algorithm.sysmeta_key()),
+                &value,
+            );
+            checksum = Some((algorithm, value));
+        }
+        Ok(Digests {
+            headers,
+            etag,
+            checksum,
+        })
     }
 }
 
@@ -154,6 +208,8 @@ pub struct WriteOutcome {
     /// The listing row the nodes queued for the write, to be delivered to
     /// the container's replicas before the write is acknowledged.
     pub row: Option<crate::records::ObjectRow>,
+    /// The S3 checksum the proxy computed and checked for the body.
+    pub checksum: Option<(Algorithm, String)>,
 }
 
 pub fn quorum(replicas: usize) -> usize {
@@ -357,6 +413,7 @@ impl Backend {
         path: &Path,
         headers: HeaderMap,
         mut body: Body,
+        mut digests: BodyDigests,
         container_updates: Vec<Vec<UpdateTarget>>,
     ) -> WriteOutcome {
         let ring = self.ring();
@@ -371,7 +428,8 @@ impl Backend {
             headers.insert("x-nubo-content-length", len);
         }
         set_header(&mut headers, "transfer-encoding", "chunked");
-        set_header(&mut headers, "trailer", "x-nubo-etag, x-nubo-blake3");
+        // hyper sends only the trailers declared here.
+        set_header(&mut headers, "trailer", &digests.trailer_names());
         let replica_headers: Vec<HeaderMap> = (0..replicas)
             .map(|i| {
                 let mut h = headers.clone();
@@ -434,16 +492,22 @@ impl Backend {
                     etag: None,
                     statuses: vec![],
                     row: None,
+                    checksum: None,
                 };
             }
-            return summarize(early, replicas);
+            let mut out = summarize(early, replicas);
+            if out.status == StatusCode::CONFLICT {
+                // A newer version is already stored; the client still
+                // sends its body, whose ETag a superseded write reports.
+                out.etag = etag_of_rest(body).await;
+            }
+            return out;
         }
         let node_timeout = self.client.timeouts.node;
         // Feed the nodes while their responses are awaited alongside.
         let feed = async move {
             let mut total = 0u64;
             let mut failure: Option<StatusCode> = None;
-            let mut digests = BodyDigests::default();
             while let Some(frame) = body.frame().await {
                 let data = match frame {
                     Ok(f) => match f.into_data() {
@@ -478,14 +542,21 @@ impl Backend {
                     break;
                 }
             }
+            let mut found = None;
             if failure.is_none() {
-                let hashes = digests.finish();
-                for tx in senders.iter().flatten() {
-                    let _ = tokio::time::timeout(
-                        node_timeout,
-                        tx.send(Ok(Frame::trailers(hashes.clone()))),
-                    )
-                    .await;
+                match digests.finish() {
+                    Ok(d) => {
+                        for tx in senders.iter().flatten() {
+                            let _ = tokio::time::timeout(
+                                node_timeout,
+                                tx.send(Ok(Frame::trailers(d.headers.clone()))),
+                            )
+                            .await;
+                        }
+                        found = Some(d);
+                    }
+                    // Not the checksum the client sent: nothing is stored.
+                    Err(_) => failure = Some(StatusCode::UNPROCESSABLE_ENTITY),
                 }
             }
             if failure.is_some() {
@@ -499,9 +570,9 @@ impl Backend {
                 }
             }
             drop(senders);
-            failure
+            (failure, found)
         };
-        let (failure, answers) =
+        let ((failure, found), answers) =
             futures_util::future::join(feed, futures_util::future::join_all(responses)).await;
         if let Some(status) = failure {
             return WriteOutcome {
@@ -509,11 +580,19 @@ impl Backend {
                 etag: None,
                 statuses: vec![],
                 row: None,
+                checksum: None,
             };
         }
         let mut answers: Vec<_> = answers.into_iter().flatten().collect();
         answers.extend(early);
-        summarize(answers, replicas)
+        let mut out = summarize(answers, replicas);
+        if let Some(d) = found {
+            if out.status == StatusCode::CONFLICT {
+                out.etag = Some(d.etag);
+            }
+            out.checksum = d.checksum;
+        }
+        out
     }
 
     /// GET or HEAD from the first replica that has the record, falling over on
@@ -605,10 +684,34 @@ impl Backend {
 
     /// HEAD every primary; the newest answer (found or deleted) wins.
     pub async fn head_newest(self: &Arc<Self>, path: &Path, headers: HeaderMap) -> Response<Body> {
+        match self.head_primaries(path, &headers, 1).await {
+            Some(r) => r,
+            // Every primary failed: fall back to the read path, which tries handoffs.
+            None => self.read(Method::HEAD, path, headers, None).await,
+        }
+    }
+
+    /// HEAD as a quorum of primaries sees it (the newest of their
+    /// answers), so that it sees every acknowledged write; `None` if fewer
+    /// than a quorum answered.
+    pub async fn head_quorum(self: &Arc<Self>, path: &Path) -> Option<Response<Body>> {
+        let replicas = self.ring().replicas();
+        self.head_primaries(path, &HeaderMap::new(), quorum(replicas))
+            .await
+    }
+
+    /// The newest answer of the primaries, if at least `need` answered
+    /// (found or not found).
+    async fn head_primaries(
+        self: &Arc<Self>,
+        path: &Path,
+        headers: &HeaderMap,
+        need: usize,
+    ) -> Option<Response<Body>> {
         let ring = self.ring();
         let (part, nodes, replicas) = self.nodes(&ring, path);
         let asks = nodes[..replicas].iter().map(|dev| {
-            let req = self.request(&Method::HEAD, path, dev, part, &headers, None, empty());
+            let req = self.request(&Method::HEAD, path, dev, part, headers, None, empty());
             async move { self.client.send(&dev.node_addr(), req).await.ok() }
         });
         let answers: Vec<Response<Incoming>> = futures_util::future::join_all(asks)
@@ -620,9 +723,8 @@ impl Backend {
             .iter()
             .filter(|r| r.status().is_success() || r.status() == StatusCode::NOT_FOUND)
             .collect();
-        if usable.is_empty() {
-            // Every primary failed: fall back to the read path, which tries handoffs.
-            return self.read(Method::HEAD, path, headers, None).await;
+        if usable.len() < need.max(1) {
+            return None;
         }
         let best = usable
             .iter()
@@ -631,8 +733,70 @@ impl Backend {
         let mut out = Response::new(empty());
         *out.status_mut() = best.status();
         *out.headers_mut() = best.headers().clone();
-        out
+        Some(out)
     }
+
+    /// Takes (or renews) the write lease on `path` ([`crate::write_locks`])
+    /// at its first primary that answers.
+    pub async fn lease(&self, path: &Path, token: &str, ttl: std::time::Duration) -> Lease {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let mut h = HeaderMap::new();
+        set_header(&mut h, "x-nubo-lock-token", token);
+        set_header(&mut h, "x-nubo-lock-ttl-ms", &ttl.as_millis().to_string());
+        let method = crate::write_locks::lock_method();
+        for dev in &nodes[..replicas] {
+            let req = self.request(&method, path, dev, part, &h, None, empty());
+            match self.client.send(&dev.node_addr(), req).await {
+                Ok(r) if r.status() == StatusCode::OK => return Lease::Held,
+                Ok(r) if r.status() == StatusCode::CONFLICT => return Lease::Busy,
+                // A primary that is down (or failing) passes the lease on.
+                _ => continue,
+            }
+        }
+        Lease::Unavailable
+    }
+
+    /// Gives the lease back wherever it may be held.
+    pub async fn release(&self, path: &Path, token: &str) {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let mut h = HeaderMap::new();
+        set_header(&mut h, "x-nubo-lock-token", token);
+        let method = crate::write_locks::unlock_method();
+        let asks = nodes[..replicas].iter().map(|dev| {
+            let req = self.request(&method, path, dev, part, &h, None, empty());
+            async move { self.client.send(&dev.node_addr(), req).await.ok() }
+        });
+        futures_util::future::join_all(asks).await;
+    }
+}
+
+/// What asking for a write lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    Held,
+    /// Another writer holds it.
+    Busy,
+    /// No primary answered.
+    Unavailable,
+}
+
+/// The ETag (MD5) of what is left of a body, read to its end (at most
+/// [`MAX_OBJECT_SIZE`]); `None` if it breaks off.
+async fn etag_of_rest(mut body: Body) -> Option<String> {
+    let mut md5 = Md5::new();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            total += data.len() as u64;
+            if total > MAX_OBJECT_SIZE {
+                return None;
+            }
+            md5.update(&data);
+        }
+    }
+    Some(hex::encode(md5.finalize()))
 }
 
 fn summarize(answers: Vec<NodeAnswer>, replicas: usize) -> WriteOutcome {
@@ -654,7 +818,9 @@ fn summarize(answers: Vec<NodeAnswer>, replicas: usize) -> WriteOutcome {
         most_common(statuses.iter().copied().filter(|s| s.is_success()))
     } else if count(&|s| s == StatusCode::NOT_FOUND) >= need {
         StatusCode::NOT_FOUND
-    } else if count(&|s| s == StatusCode::CONFLICT) >= need {
+    } else if count(&|s| s == StatusCode::CONFLICT || s.is_success()) >= need {
+        // Each of a quorum holds this write or a newer one: superseded
+        // (two writers raced; the later timestamp won).
         StatusCode::CONFLICT
     } else if count(&|s| s.is_success() || s == StatusCode::NOT_FOUND) >= need {
         // A delete where some replicas had the record and some did not.
@@ -667,6 +833,7 @@ fn summarize(answers: Vec<NodeAnswer>, replicas: usize) -> WriteOutcome {
         etag,
         statuses,
         row,
+        checksum: None,
     }
 }
 
@@ -838,6 +1005,16 @@ mod tests {
             row: None,
         };
         let ok = answer(StatusCode::CREATED, Some("e"));
+        // Two writers raced: each replica holds this write or the newer.
+        let newer = answer(StatusCode::CONFLICT, None);
+        assert_eq!(
+            summarize(vec![ok.clone(), newer.clone()], 3).status,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            summarize(vec![newer.clone(), newer], 3).status,
+            StatusCode::CONFLICT
+        );
         assert_eq!(
             summarize(vec![ok.clone(), ok.clone()], 3).status,
             StatusCode::CREATED

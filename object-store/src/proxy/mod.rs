@@ -3,6 +3,7 @@
 //! API under `/v1/`, TempAuth under `/auth/v1.0`, and S3 everywhere else.
 
 pub mod backend;
+pub mod checksums;
 pub mod conditions;
 pub mod containers;
 pub mod limits;

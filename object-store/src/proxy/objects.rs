@@ -9,7 +9,8 @@
 //! parses its protocol into these requests, and maps [`ObjectError`] to its
 //! own errors in one place (`swift/error.rs`, `s3/error.rs`).
 
-use super::backend::{owe_rows, Backend, BodyDigests, Path, WriteOutcome};
+use super::backend::{owe_rows, Backend, BodyDigests, Lease, Path, WriteOutcome};
+use super::checksums::{Algorithm, ChecksumCheck, Expected};
 use super::conditions::{Conditions, Failed};
 use super::limits::{check_metadata, MAX_OBJECT_SIZE};
 use super::segments;
@@ -25,7 +26,7 @@ use service_kit::range::{self, Ranges};
 use service_kit::timestamp::Timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Why an operation failed, whatever the protocol.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +54,14 @@ pub enum ObjectError {
     ManifestInvalid(String),
     #[error("There was a conflict when trying to complete your request.")]
     ContainerNotEmpty,
-    /// A write with a newer timestamp is already stored (Swift answers 202).
+    /// Another conditional write of the name is in progress.
+    #[error("A conflicting conditional operation is currently in progress against this resource. Please try again.")]
+    ConditionalConflict,
+    /// A write with a newer timestamp is already stored (Swift answers
+    /// 202; S3 answers 200, as for the last writer): the superseded body's
+    /// ETag, when it was read to its end.
     #[error("a newer write exists")]
-    Superseded,
+    Superseded { etag: Option<String> },
     /// The storage nodes could not answer (no quorum, timeouts, full disks).
     #[error("the storage nodes answered {0}")]
     Unavailable(StatusCode),
@@ -228,13 +234,39 @@ pub struct PutObject {
     /// `None`: the length is not known before the body ends (chunked).
     pub length: Option<u64>,
     pub meta: ObjectMeta,
-    /// Checksums the client computed, `(algorithm, value)`, kept and returned.
-    pub checksums: Vec<(String, String)>,
+    /// The S3 checksum computed as the body passes, checked against the
+    /// client's value (a mismatch stores nothing) and kept.
+    pub checksum: Option<ChecksumCheck>,
     /// Hex MD5 the body must have; the nodes refuse a body that differs.
     pub expected_md5: Option<String>,
-    /// Only if no object has the name (`If-None-Match: *`).
-    pub if_none_match: bool,
+    /// A condition checked atomically with the write (S3's conditional
+    /// writes).
+    pub condition: Option<WriteCondition>,
     pub body: Body,
+}
+
+/// A condition a write needs, checked against a quorum of replicas while
+/// the writer holds the name's lease ([`crate::write_locks`]), so that of
+/// racing conditional writers exactly one succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: no object has the name.
+    IfNoneMatch,
+    /// `If-Match: <etag>` (`*`: any object).
+    IfMatch(String),
+}
+
+/// How long a conditional writer's lease lasts without renewal.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Aborts a task when dropped (a lease's renewal, when its write ends or
+/// is abandoned).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A stored object's ETag and time.
@@ -242,6 +274,8 @@ pub struct PutObject {
 pub struct Written {
     pub etag: String,
     pub last_modified: Timestamp,
+    /// Its S3 checksum, checked and kept.
+    pub checksum: Option<(Algorithm, String)>,
 }
 
 /// Read (or HEAD) an object.
@@ -317,6 +351,10 @@ pub struct CopyObject {
     pub range: Option<String>,
     pub meta: ObjectMeta,
     pub keep: KeepFromSource,
+    /// The S3 checksum to compute for the copy, if any.
+    pub checksum: Option<Algorithm>,
+    /// System metadata items copied from the source (the rest is not).
+    pub carry_system: Vec<&'static str>,
 }
 
 /// The object layer of one proxy.
@@ -390,7 +428,9 @@ pub(super) fn write_error(out: &WriteOutcome, missing: ObjectError) -> ObjectErr
     match out.status {
         StatusCode::NOT_FOUND => missing,
         StatusCode::UNPROCESSABLE_ENTITY => ObjectError::BadDigest,
-        StatusCode::CONFLICT => ObjectError::Superseded,
+        StatusCode::CONFLICT => ObjectError::Superseded {
+            etag: out.etag.clone(),
+        },
         StatusCode::PRECONDITION_FAILED => ObjectError::PreconditionFailed { etag: None },
         s => ObjectError::Unavailable(s),
     }
@@ -479,21 +519,9 @@ impl Objects {
         if !self.container_exists(&path.account, &path.container).await {
             return Err(ObjectError::NoSuchContainer);
         }
-        if req.if_none_match {
-            let existing = self
-                .backend
-                .head_newest(&path.node(), HeaderMap::new())
-                .await;
-            if existing.status().is_success() {
-                return Err(ObjectError::PreconditionFailed { etag: None });
-            }
-        }
         let mut meta = req.meta;
         if meta.content_type.is_none() {
             meta.content_type = Some(guess_content_type(&path.object).to_string());
-        }
-        for (alg, value) in req.checksums {
-            meta.system.push((format!("s3-checksum-{alg}"), value));
         }
         let mut h = meta.node_headers();
         if let Some(md5) = &req.expected_md5 {
@@ -503,7 +531,76 @@ impl Objects {
             Some(n) => set_header(&mut h, "content-length", &n.to_string()),
             None => set_header(&mut h, "transfer-encoding", "chunked"),
         }
-        self.store(&path, h, req.body).await
+        let write = self.store(&path, h, req.body, BodyDigests::new(req.checksum));
+        match &req.condition {
+            None => write.await,
+            Some(c) => self.write_if(&path, c, write).await,
+        }
+    }
+
+    /// Runs `write` if `condition` holds, atomically with respect to other
+    /// conditional writers of the name: they wait for nothing but hear
+    /// [`ObjectError::ConditionalConflict`] while the lease is held.
+    pub async fn write_if<T>(
+        &self,
+        path: &ObjectPath,
+        condition: &WriteCondition,
+        write: impl std::future::Future<Output = ObjectResult<T>>,
+    ) -> ObjectResult<T> {
+        let node_path = path.node();
+        let token = hex::encode(service_kit::ids::rand_bytes::<16>());
+        match self.backend.lease(&node_path, &token, LEASE_TTL).await {
+            Lease::Held => {}
+            Lease::Busy => return Err(ObjectError::ConditionalConflict),
+            Lease::Unavailable => {
+                return Err(ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE))
+            }
+        }
+        let result = async {
+            self.check_condition(&node_path, condition).await?;
+            // A long upload keeps its lease.
+            let (backend, p, t) = (self.backend.clone(), node_path.clone(), token.clone());
+            let _renewal = AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    backend.lease(&p, &t, LEASE_TTL).await;
+                }
+            }));
+            write.await
+        }
+        .await;
+        self.backend.release(&node_path, &token).await;
+        result
+    }
+
+    /// Whether `condition` holds for what a quorum of replicas has.
+    async fn check_condition(&self, path: &Path, condition: &WriteCondition) -> ObjectResult<()> {
+        let Some(found) = self.backend.head_quorum(path).await else {
+            return Err(ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE));
+        };
+        let exists = found.status().is_success();
+        match condition {
+            WriteCondition::IfNoneMatch if exists => {
+                Err(ObjectError::PreconditionFailed { etag: None })
+            }
+            WriteCondition::IfNoneMatch => Ok(()),
+            WriteCondition::IfMatch(_) if !exists => Err(ObjectError::NoSuchObject),
+            WriteCondition::IfMatch(want) => {
+                let want = want.trim().trim_matches('"');
+                // The ETag each API shows: S3's multipart one, or the body's.
+                let h = found.headers();
+                let matches = want == "*"
+                    || ["x-object-sysmeta-s3-etag", "etag"]
+                        .iter()
+                        .filter_map(|n| header_str(h, n))
+                        .any(|e| e.trim_matches('"') == want);
+                if matches {
+                    Ok(())
+                } else {
+                    Err(ObjectError::PreconditionFailed { etag: None })
+                }
+            }
+        }
     }
 
     /// Writes an object with node headers as given (timestamp added) and
@@ -513,6 +610,7 @@ impl Objects {
         path: &ObjectPath,
         h: HeaderMap,
         body: Body,
+        mut digests: BodyDigests,
     ) -> ObjectResult<Written> {
         let targets = self.container_update_targets(&path.account, &path.container);
         let small = header_str(&h, "content-length")
@@ -530,11 +628,12 @@ impl Objects {
                         "the body broke off or is longer than its Content-Length".into(),
                     ));
                 };
-                let mut digests = BodyDigests::default();
                 digests.update(&bytes);
+                let found = digests.finish().map_err(|_| ObjectError::BadDigest)?;
                 let mut h = h;
-                h.extend(digests.finish());
-                self.backend
+                h.extend(found.headers);
+                let mut out = self
+                    .backend
                     .write(
                         Method::PUT,
                         &path.node(),
@@ -542,11 +641,16 @@ impl Objects {
                         bytes,
                         |i, h| owe_rows(&targets, i, h),
                     )
-                    .await
+                    .await;
+                if out.status == StatusCode::CONFLICT {
+                    out.etag = Some(found.etag);
+                }
+                out.checksum = found.checksum;
+                out
             }
             None => {
                 self.backend
-                    .put_object(&path.node(), with_timestamp(h), body, targets)
+                    .put_object(&path.node(), with_timestamp(h), body, digests, targets)
                     .await
             }
         };
@@ -557,6 +661,7 @@ impl Objects {
         Ok(Written {
             etag: out.etag.unwrap_or_default().trim_matches('"').to_string(),
             last_modified: Timestamp::now(),
+            checksum: out.checksum,
         })
     }
 
@@ -577,16 +682,26 @@ impl Objects {
         }
         let mut meta = req.meta.merged_over(&info.meta, req.keep);
         // The source's system metadata (multipart ETags, checksums) does not
-        // describe the copy.
-        meta.system.clear();
+        // describe the copy, but for what the caller carries over (S3's
+        // tags); the caller's own is kept.
+        for key in &req.carry_system {
+            if let Some(v) = info.meta.system(key) {
+                if meta.system(key).is_none() {
+                    meta.system.push((key.to_string(), v.to_string()));
+                }
+            }
+        }
         meta.dlo_manifest = None;
         self.put(PutObject {
             path: req.to,
             length: Some(info.length),
             meta,
-            checksums: Vec::new(),
+            checksum: req.checksum.map(|algorithm| ChecksumCheck {
+                algorithm,
+                expected: Expected::Nothing,
+            }),
             expected_md5: None,
-            if_none_match: false,
+            condition: None,
             body: source.body,
         })
         .await
@@ -596,12 +711,17 @@ impl Objects {
     /// expiry); the content type and system metadata stay.
     pub async fn update_meta(&self, path: &ObjectPath, meta: ObjectMeta) -> ObjectResult<()> {
         meta.check()?;
+        self.post(path, meta.node_headers()).await
+    }
+
+    /// A metadata POST with these node headers, at a quorum.
+    async fn post(&self, path: &ObjectPath, h: HeaderMap) -> ObjectResult<()> {
         let out = self
             .backend
             .write(
                 Method::POST,
                 &path.node(),
-                with_timestamp(meta.node_headers()),
+                with_timestamp(h),
                 Bytes::new(),
                 |_, _| {},
             )
@@ -610,6 +730,22 @@ impl Objects {
             return Err(write_error(&out, ObjectError::NoSuchObject));
         }
         Ok(())
+    }
+
+    /// Sets system metadata items of an object (names without
+    /// `x-object-sysmeta-`; an empty value removes one), keeping the rest of
+    /// its metadata (S3's object tagging).
+    pub async fn update_system_meta(
+        &self,
+        path: &ObjectPath,
+        items: &[(String, String)],
+    ) -> ObjectResult<()> {
+        let mut h = HeaderMap::new();
+        set_header(&mut h, "x-nubo-post", "system");
+        for (k, v) in items {
+            set_header(&mut h, &format!("x-object-sysmeta-{k}"), v);
+        }
+        self.post(path, h).await
     }
 
     /// Deletes one object (tombstones at quorum, listing rows queued).

@@ -1,11 +1,14 @@
 //! Buckets: containers of the key owner's account.
 
 use crate::proxy::containers::{ListQuery, ListTarget};
-use crate::proxy::objects::{ObjectError, Objects};
+use crate::proxy::objects::{
+    ObjectError, ObjectMeta, ObjectPath, Objects, PutObject, ReadObject, WriteCondition,
+};
 use crate::records::ListingEntry;
 use http::HeaderMap;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
+use service_kit::http_util::{collect_limited, full};
 use service_kit::timestamp::Timestamp;
 
 /// S3's bucket naming rules (the strict, current ones).
@@ -42,12 +45,69 @@ pub async fn require(objects: &Objects, account: &str, bucket: &str) -> S3Result
     }
 }
 
+/// Bucket names are global, as in S3: each name has a registry object
+/// (`<REGISTRY_ACCOUNT>/<REGISTRY>/<name>`, its body the owning account),
+/// created with a conditional write, so of accounts racing for a name one
+/// wins and the others hear `BucketAlreadyExists`.
+const REGISTRY_ACCOUNT: &str = "AUTH_.s3";
+const REGISTRY: &str = "buckets";
+
+fn registry_entry(bucket: &str) -> ObjectPath {
+    ObjectPath::new(REGISTRY_ACCOUNT, REGISTRY, bucket)
+}
+
+/// The account a bucket name is registered to, if any.
+async fn registered_owner(objects: &Objects, bucket: &str) -> S3Result<Option<String>> {
+    let read = objects
+        .get(ReadObject {
+            path: registry_entry(bucket),
+            head: false,
+            range: None,
+            conditions: Default::default(),
+            manifest: false,
+        })
+        .await;
+    match read {
+        Ok(r) => {
+            let body = collect_limited(r.body, 1024)
+                .await
+                .ok_or_else(|| s3_error!(InternalError))?;
+            Ok(Some(String::from_utf8_lossy(&body).into_owned()))
+        }
+        Err(ObjectError::NoSuchObject) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn create(objects: &Objects, account: &str, bucket: &str) -> S3Result<()> {
     if !valid_bucket_name(bucket) {
         return Err(s3_error!(InvalidBucketName));
     }
     if exists(objects, account, bucket).await? {
         return Err(s3_error!(BucketAlreadyOwnedByYou));
+    }
+    ensure_container(objects, REGISTRY_ACCOUNT, REGISTRY).await?;
+    let claimed = objects
+        .put(PutObject {
+            path: registry_entry(bucket),
+            length: Some(account.len() as u64),
+            meta: ObjectMeta::default(),
+            checksum: None,
+            expected_md5: None,
+            condition: Some(WriteCondition::IfNoneMatch),
+            body: full(account.to_string()),
+        })
+        .await;
+    match claimed {
+        Ok(_) => {}
+        Err(ObjectError::PreconditionFailed { .. } | ObjectError::ConditionalConflict) => {
+            // Registered already: to this account (a create that stopped
+            // before its container) goes on; to another is theirs.
+            if registered_owner(objects, bucket).await?.as_deref() != Some(account) {
+                return Err(s3_error!(BucketAlreadyExists));
+            }
+        }
+        Err(e) => return Err(e.into()),
     }
     objects
         .put_container(account, bucket, HeaderMap::new())
@@ -66,7 +126,15 @@ pub async fn ensure_container(objects: &Objects, account: &str, name: &str) -> S
 }
 
 pub async fn delete(objects: &Objects, account: &str, bucket: &str) -> S3Result<()> {
-    Ok(objects.delete_container(account, bucket).await?)
+    objects.delete_container(account, bucket).await?;
+    // The name is free again (if it was this account's).
+    if registered_owner(objects, bucket).await?.as_deref() == Some(account) {
+        match objects.delete(&registry_entry(bucket)).await {
+            Ok(()) | Err(ObjectError::NoSuchObject) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn modified(iso: &str) -> Option<s3s::dto::Timestamp> {

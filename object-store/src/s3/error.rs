@@ -18,7 +18,8 @@ impl From<ObjectError> for S3Error {
             ObjectError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
             ObjectError::ManifestInvalid(m) => s3_error!(InvalidPart, "{m}"),
             ObjectError::ContainerNotEmpty => s3_error!(BucketNotEmpty),
-            ObjectError::Superseded | ObjectError::Unavailable(_) => {
+            ObjectError::ConditionalConflict => s3_error!(ConditionalRequestConflict, "{e}"),
+            ObjectError::Superseded { .. } | ObjectError::Unavailable(_) => {
                 s3_error!(ServiceUnavailable)
             }
         }
@@ -37,6 +38,10 @@ mod tests {
             (ObjectError::NoSuchObject, S3ErrorCode::NoSuchKey),
             (ObjectError::BadDigest, S3ErrorCode::BadDigest),
             (ObjectError::ContainerNotEmpty, S3ErrorCode::BucketNotEmpty),
+            (
+                ObjectError::ConditionalConflict,
+                S3ErrorCode::ConditionalRequestConflict,
+            ),
             (
                 ObjectError::RangeNotSatisfiable { size: None },
                 S3ErrorCode::InvalidRange,

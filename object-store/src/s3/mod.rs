@@ -8,11 +8,13 @@
 
 mod auth;
 mod bucket;
+mod checksum;
 mod error;
 mod multipart;
 mod object;
+mod tagging;
 
-use crate::proxy::objects::Objects;
+use crate::proxy::objects::{ObjectError, ObjectMeta, ObjectPath, Objects};
 use base64::Engine;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -37,8 +39,8 @@ fn account_of<T>(req: &S3Request<T>) -> S3Result<String> {
         .credentials
         .as_ref()
         .ok_or_else(|| s3_error!(AccessDenied))?;
-    let (account, _) = creds
-        .access_key
+    let key = auth::access_key_of(&creds.access_key);
+    let (account, _) = key
         .split_once(':')
         .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
     Ok(format!("{}{account}", service_kit::auth::RESELLER_PREFIX))
@@ -57,6 +59,20 @@ pub async fn handle(service: &S3Service, req: Request<Incoming>) -> Response<Bod
         "{:016X}",
         u64::from_be_bytes(service_kit::ids::rand_bytes::<8>())
     );
+    let resource = req.uri().path().to_string();
+    let mut req = req;
+    if let Err((code, message)) = auth::settle(&mut req) {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
+            service_kit::http_util::xml_escape(&message),
+            service_kit::http_util::xml_escape(&resource)
+        );
+        let mut resp = Response::new(service_kit::http_util::full(body));
+        *resp.status_mut() = http::StatusCode::FORBIDDEN;
+        service_kit::http_util::set_header(resp.headers_mut(), "content-type", "application/xml");
+        service_kit::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
+        return resp;
+    }
     let req = req.map(s3s::Body::from);
     let mut resp = match service.call(req).await {
         Ok(r) => r.map(|b| {
@@ -68,8 +84,36 @@ pub async fn handle(service: &S3Service, req: Request<Incoming>) -> Response<Bod
             service_kit::http_util::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     };
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        resp = with_error_ids(resp, &resource, &request_id).await;
+    }
     service_kit::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
     resp
+}
+
+/// Every S3 error body names its resource and request, as S3's do (s3s
+/// writes neither for the errors it raises itself).
+async fn with_error_ids(resp: Response<Body>, resource: &str, request_id: &str) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let Some(bytes) = service_kit::http_util::collect_limited(body, 64 << 10).await else {
+        return Response::from_parts(parts, service_kit::http_util::empty());
+    };
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if let Some(end) = text.rfind("</Error>") {
+        let mut ids = String::new();
+        if !text.contains("<Resource>") {
+            ids.push_str(&format!(
+                "<Resource>{}</Resource>",
+                service_kit::http_util::xml_escape(resource)
+            ));
+        }
+        if !text.contains("<RequestId>") {
+            ids.push_str(&format!("<RequestId>{request_id}</RequestId>"));
+        }
+        text.insert_str(end, &ids);
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    }
+    Response::from_parts(parts, service_kit::http_util::full(text))
 }
 
 fn ok<T>(output: T) -> S3Result<s3s::S3Response<T>> {
@@ -141,7 +185,7 @@ impl s3s::S3 for NuboS3 {
             &i.bucket,
             bucket::KeyQuery {
                 prefix: &prefix,
-                delimiter: i.delimiter.as_deref(),
+                delimiter: i.delimiter.as_deref().filter(|d| !d.is_empty()),
                 marker: &marker,
                 max_keys: max,
                 fetch_owner: true,
@@ -155,7 +199,8 @@ impl s3s::S3 for NuboS3 {
             marker: Some(url.apply(&marker)),
             max_keys: Some(max as i32),
             is_truncated: Some(keys.truncated),
-            next_marker: if keys.truncated && i.delimiter.is_some() {
+            next_marker: if keys.truncated && i.delimiter.as_deref().is_some_and(|d| !d.is_empty())
+            {
                 keys.last.as_deref().map(|l| url.apply(l))
             } else {
                 None
@@ -192,7 +237,7 @@ impl s3s::S3 for NuboS3 {
             &i.bucket,
             bucket::KeyQuery {
                 prefix: &prefix,
-                delimiter: i.delimiter.as_deref(),
+                delimiter: i.delimiter.as_deref().filter(|d| !d.is_empty()),
                 marker: &after,
                 max_keys: max,
                 fetch_owner: i.fetch_owner.unwrap_or(false),
@@ -241,7 +286,7 @@ impl s3s::S3 for NuboS3 {
             &i.bucket,
             bucket::KeyQuery {
                 prefix: &prefix,
-                delimiter: i.delimiter.as_deref(),
+                delimiter: i.delimiter.as_deref().filter(|d| !d.is_empty()),
                 marker: &marker,
                 max_keys: max,
                 fetch_owner: true,
@@ -291,7 +336,8 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<s3s::S3Response<PutObjectOutput>> {
         let account = account_of(&req)?;
-        ok(object::put(&self.objects, &account, req.input, &req.headers).await?)
+        let trailers = req.trailing_headers.as_ref();
+        ok(object::put(&self.objects, &account, req.input, &req.headers, trailers).await?)
     }
 
     async fn get_object(
@@ -348,7 +394,11 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<s3s::S3Response<UploadPartOutput>> {
         let account = account_of(&req)?;
-        ok(multipart::upload_part(&self.objects, &account, req.input, &req.headers).await?)
+        let trailers = req.trailing_headers.as_ref();
+        ok(
+            multipart::upload_part(&self.objects, &account, req.input, &req.headers, trailers)
+                .await?,
+        )
     }
 
     async fn upload_part_copy(
@@ -392,6 +442,115 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<ListMultipartUploadsOutput>> {
         let account = account_of(&req)?;
         ok(multipart::list_uploads(&self.objects, &account, req.input).await?)
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<s3s::S3Response<PutObjectTaggingOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let tags = tagging::from_tag_set(&i.tagging.tag_set);
+        tagging::set(
+            &self.objects,
+            &ObjectPath::new(account, &i.bucket, &i.key),
+            &tags,
+        )
+        .await?;
+        ok(PutObjectTaggingOutput::default())
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectTaggingOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let path = ObjectPath::new(account, &i.bucket, &i.key);
+        let meta = match self.objects.head_newest(&path).await {
+            Ok(h) => ObjectMeta::from_stored(&h),
+            Err(ObjectError::NoSuchObject) => return Err(s3_error!(NoSuchKey)),
+            Err(e) => return Err(e.into()),
+        };
+        ok(GetObjectTaggingOutput {
+            tag_set: tagging::tag_set(tagging::of(&meta)),
+            version_id: None,
+        })
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<s3s::S3Response<DeleteObjectTaggingOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        tagging::set(
+            &self.objects,
+            &ObjectPath::new(account, &i.bucket, &i.key),
+            &[],
+        )
+        .await?;
+        let mut resp = s3s::S3Response::new(DeleteObjectTaggingOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<s3s::S3Response<PutBucketTaggingOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let tags = tagging::from_tag_set(&i.tagging.tag_set);
+        let kept = tagging::encode_limited(&tags, tagging::MAX_BUCKET_TAGS)?;
+        let mut h = http::HeaderMap::new();
+        service_kit::http_util::set_header(&mut h, tagging::BUCKET_HEADER, &kept);
+        self.objects.post_container(&account, &i.bucket, h).await?;
+        let mut resp = s3s::S3Response::new(PutBucketTaggingOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketTaggingOutput>> {
+        let account = account_of(&req)?;
+        let h = match self
+            .objects
+            .head_container(&account, &req.input.bucket)
+            .await
+        {
+            Ok(h) => h,
+            Err(ObjectError::NoSuchContainer) => return Err(s3_error!(NoSuchBucket)),
+            Err(e) => return Err(e.into()),
+        };
+        match service_kit::http_util::header_str(&h, tagging::BUCKET_HEADER) {
+            Some(t) if !t.is_empty() => ok(GetBucketTaggingOutput {
+                tag_set: tagging::tag_set(tagging::parse(&t)),
+            }),
+            _ => Err(s3_error!(NoSuchTagSet, "The TagSet does not exist")),
+        }
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<s3s::S3Response<DeleteBucketTaggingOutput>> {
+        let account = account_of(&req)?;
+        bucket::require(&self.objects, &account, &req.input.bucket).await?;
+        let mut h = http::HeaderMap::new();
+        service_kit::http_util::set_header(&mut h, tagging::BUCKET_HEADER, "");
+        self.objects
+            .post_container(&account, &req.input.bucket, h)
+            .await?;
+        let mut resp = s3s::S3Response::new(DeleteBucketTaggingOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
     }
 
     async fn copy_object(

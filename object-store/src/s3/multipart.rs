@@ -5,16 +5,17 @@
 //! static large object over the parts ([`Objects::put_segments`]), copying
 //! no data.
 
-use super::{bucket, object};
+use super::{bucket, checksum, object, tagging};
+use crate::proxy::checksums::{self, Algorithm, MultipartKind};
 use crate::proxy::containers::{ListQuery, ListTarget};
 use crate::proxy::objects::{
-    CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, Objects, PutObject,
+    CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, Objects, PutObject, ReadObject,
 };
 use crate::proxy::segments::Segment;
 use crate::records::ListingEntry;
 use md5::{Digest, Md5};
 use s3s::dto::*;
-use s3s::{s3_error, S3Result};
+use s3s::{s3_error, S3Result, TrailingHeaders};
 use service_kit::http_util::{empty, header_str};
 use service_kit::timestamp::Timestamp;
 
@@ -105,11 +106,49 @@ pub async fn create(
     bucket::require(objects, account, &input.bucket).await?;
     bucket::ensure_container(objects, account, &segments_container(&input.bucket)).await?;
     let upload_id = hex::encode(service_kit::ids::rand_bytes::<16>());
-    let meta = object::write_meta(
+    let mut meta = object::write_meta(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
         request,
     );
+    if let Some(t) = header_str(request, "x-amz-tagging") {
+        let kept = tagging::encode_tags(&tagging::parse(&t))?;
+        meta.system.push((tagging::KEY.into(), kept));
+    }
+    // The parts' checksum algorithm and how the object's covers them.
+    let algorithm = checksum::named_algorithm(request)?;
+    let kind = match header_str(request, "x-amz-checksum-type") {
+        Some(t) => Some(MultipartKind::parse(&t).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                "Value for x-amz-checksum-type header is invalid."
+            )
+        })?),
+        None => None,
+    };
+    if kind.is_some() && algorithm.is_none() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+        ));
+    }
+    // Named, the parts must use it; unnamed, each part is checked with
+    // what its client sends (CRC64NVME computed if nothing).
+    if let Some(algorithm) = algorithm {
+        let kind = kind.unwrap_or_else(|| MultipartKind::default_for(algorithm));
+        if !kind.allowed(algorithm) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The {} checksum type is not supported for {}",
+                kind.name(),
+                algorithm.name().to_uppercase()
+            ));
+        }
+        meta.system
+            .push((checksum::ALGORITHM_KEY.into(), algorithm.name().into()));
+        meta.system
+            .push((checksum::TYPE_KEY.into(), kind.name().into()));
+    }
     object::store(
         objects,
         PutObject {
@@ -122,9 +161,9 @@ pub async fn create(
             .marker(),
             length: Some(0),
             meta,
-            checksums: object::header_checksums(request),
+            checksum: None,
             expected_md5: None,
-            if_none_match: false,
+            condition: None,
             body: empty(),
         },
         None,
@@ -134,6 +173,14 @@ pub async fn create(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
+        checksum_algorithm: algorithm.map(|a| ChecksumAlgorithm::from(a.name().to_uppercase())),
+        checksum_type: algorithm.map(|a| {
+            ChecksumType::from(
+                kind.unwrap_or_else(|| MultipartKind::default_for(a))
+                    .name()
+                    .to_string(),
+            )
+        }),
         ..Default::default()
     })
 }
@@ -149,6 +196,13 @@ fn check_part_number(n: i32) -> S3Result<()> {
     }
 }
 
+/// The parts' checksum algorithm an upload's creator named, if any.
+fn upload_algorithm(marker: &ObjectMeta) -> Option<Algorithm> {
+    marker
+        .system(checksum::ALGORITHM_KEY)
+        .and_then(Algorithm::parse)
+}
+
 /// A part's metadata: the final object's comes from the marker.
 fn part_meta() -> ObjectMeta {
     ObjectMeta {
@@ -162,9 +216,20 @@ pub async fn upload_part(
     account: &str,
     input: UploadPartInput,
     request: &http::HeaderMap,
+    trailers: Option<&TrailingHeaders>,
 ) -> S3Result<UploadPartOutput> {
     check_part_number(input.part_number)?;
-    upload!(account, input).meta(objects).await?;
+    let marker = upload!(account, input).meta(objects).await?;
+    let named = upload_algorithm(&marker);
+    let check = checksum::requested(request, trailers, named.unwrap_or(Algorithm::Crc64Nvme))?;
+    if let Some(algorithm) = named.filter(|a| *a != check.algorithm) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+            algorithm.name(),
+            check.algorithm.name()
+        ));
+    }
     let (body, broke) = object::blob_body(input.body);
     let written = object::store(
         objects,
@@ -172,16 +237,22 @@ pub async fn upload_part(
             path: upload!(account, input).part(input.part_number),
             length: input.content_length.map(|n| n.max(0) as u64),
             meta: part_meta(),
-            checksums: object::header_checksums(request),
+            checksum: Some(check),
             expected_md5: object::content_md5(request)?,
-            if_none_match: false,
+            condition: None,
             body,
         },
         Some(&broke),
     )
     .await?;
+    let sums = object::written_checksum(&written);
     Ok(UploadPartOutput {
         e_tag: Some(ETag::Strong(written.etag)),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
         ..Default::default()
     })
 }
@@ -192,7 +263,10 @@ pub async fn upload_part_copy(
     input: UploadPartCopyInput,
 ) -> S3Result<UploadPartCopyOutput> {
     check_part_number(input.part_number)?;
-    upload!(account, input).meta(objects).await?;
+    let marker = upload!(account, input).meta(objects).await?;
+    if let Some(range) = &input.copy_source_range {
+        check_copy_range(objects, account, &input.copy_source, range).await?;
+    }
     let written = object::copy_object(
         objects,
         CopyObject {
@@ -207,21 +281,74 @@ pub async fn upload_part_copy(
             range: input.copy_source_range.clone(),
             meta: part_meta(),
             keep: KeepFromSource::Nothing,
+            checksum: Some(upload_algorithm(&marker).unwrap_or(Algorithm::Crc64Nvme)),
+            carry_system: Vec::new(),
         },
     )
     .await?;
+    let sums = object::written_checksum(&written);
     Ok(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(written.etag)),
             last_modified: Some(written.last_modified.to_system_time().into()),
-            ..Default::default()
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
         }),
         ..Default::default()
     })
 }
 
-/// One part's (etag, size), asked of its replicas.
-async fn head_part(objects: &Objects, path: &ObjectPath) -> S3Result<Option<(String, u64)>> {
+/// `x-amz-copy-source-range` must be `bytes=first-last` inside the source
+/// (a read would clamp a range that runs past the end; S3 refuses it).
+async fn check_copy_range(
+    objects: &Objects,
+    account: &str,
+    source: &CopySource,
+    range: &str,
+) -> S3Result<()> {
+    let invalid = || s3_error!(InvalidRange, "The requested range is not satisfiable");
+    let (first, last) = range
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+            )
+        })?;
+    let from = object::copy_source(account, source)?;
+    let size = objects
+        .get(ReadObject {
+            path: from,
+            head: true,
+            range: None,
+            conditions: Default::default(),
+            manifest: false,
+        })
+        .await?
+        .info()
+        .length;
+    if first >= size || last >= size {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+/// One part as its replicas describe it.
+struct HeadedPart {
+    etag: String,
+    size: u64,
+    meta: ObjectMeta,
+}
+
+/// One part, asked of its replicas.
+async fn head_part(objects: &Objects, path: &ObjectPath) -> S3Result<Option<HeadedPart>> {
     match objects.head_newest(path).await {
         Ok(h) => {
             let etag = header_str(&h, "etag")
@@ -231,7 +358,11 @@ async fn head_part(objects: &Objects, path: &ObjectPath) -> S3Result<Option<(Str
             let size = header_str(&h, "content-length")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            Ok(Some((etag, size)))
+            Ok(Some(HeadedPart {
+                etag,
+                size,
+                meta: ObjectMeta::from_stored(&h),
+            }))
         }
         Err(ObjectError::NoSuchObject) => Ok(None),
         Err(e) => Err(e.into()),
@@ -326,6 +457,7 @@ pub async fn complete(
     account: &str,
     input: CompleteMultipartUploadInput,
 ) -> S3Result<CompleteMultipartUploadOutput> {
+    let condition = object::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let marker = upload!(account, input).meta(objects).await?;
     let requested = input
         .multipart_upload
@@ -335,6 +467,9 @@ pub async fn complete(
         return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
     }
     let stored = stored_parts(objects, &upload!(account, input)).await?;
+    let named = upload_algorithm(&marker);
+    let mut part_sums: Vec<(Option<(Algorithm, String)>, u64)> =
+        Vec::with_capacity(requested.len());
     let mut segments = Vec::with_capacity(requested.len());
     let mut md5_of_md5s = Md5::new();
     let mut previous = 0;
@@ -347,9 +482,23 @@ pub async fn complete(
         // Each named part is read back from its replicas rather than from
         // the listing, which may lag behind the uploads.
         let path = upload!(account, input).part(n);
-        let (etag, size) = head_part(objects, &path)
+        let HeadedPart { etag, size, meta } = head_part(objects, &path)
             .await?
             .ok_or_else(|| s3_error!(InvalidPart))?;
+        // A part's checksum as stored; one the client names must match.
+        let sum = checksum::stored(&meta).map(|(a, v, _)| (a, v));
+        for a in Algorithm::ALL {
+            if let Some(given) = checksum::Fields::of_part(p, a) {
+                if sum.as_ref().map(|(sa, v)| (*sa, v.as_str())) != Some((a, given.trim())) {
+                    return Err(s3_error!(
+                        InvalidPart,
+                        "The {} of part {n} does not match the uploaded part's",
+                        a.header()
+                    ));
+                }
+            }
+        }
+        part_sums.push((sum, size));
         if p.e_tag
             .as_ref()
             .is_some_and(|e| e.value().trim_matches('"') != etag)
@@ -373,28 +522,69 @@ pub async fn complete(
         hex::encode(md5_of_md5s.finalize()),
         requested.len()
     );
+    // The object's checksum from the parts'.
+    let kind_named = marker
+        .system(checksum::TYPE_KEY)
+        .and_then(MultipartKind::parse);
+    let object_sum = checksum_of_parts(named, kind_named, &part_sums);
     let mut meta = marker;
-    meta.system.retain(|(k, _)| k.starts_with("s3-checksum"));
+    meta.system.retain(|(k, _)| !k.starts_with("s3-checksum"));
+    if let Some((algorithm, kind, v)) = &object_sum {
+        meta.system.push((algorithm.sysmeta_key(), v.clone()));
+        meta.system
+            .push((checksum::TYPE_KEY.into(), kind.name().into()));
+    }
     meta.system.push(("s3-etag".into(), s3_etag.clone()));
-    objects
-        .put_segments(
-            &ObjectPath::new(account, &input.bucket, &input.key),
-            meta,
-            &segments,
-        )
-        .await?;
+    let path = ObjectPath::new(account, &input.bucket, &input.key);
+    let write = objects.put_segments(&path, meta, &segments);
+    match &condition {
+        None => write.await?,
+        Some(c) => objects.write_if(&path, c, write).await?,
+    };
     // The upload is over; parts not named in the manifest are garbage.
     let used: std::collections::HashSet<i32> =
         requested.iter().filter_map(|p| p.part_number).collect();
     let unused = stored.into_iter().filter(|p| !used.contains(&p.number));
     upload!(account, input).end(objects, unused).await;
+    let sums = checksum::Fields::of(object_sum.map(|(a, k, v)| (a, v, k)));
     Ok(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(ETag::Strong(s3_etag)),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type: sums.kind,
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         ..Default::default()
     })
+}
+
+/// The object's checksum from its parts' `(checksum, size)`: with the
+/// upload's named algorithm and kind, or, where none was named, with the
+/// one algorithm every part used (in its default kind). `None` when a part
+/// has none (stored before checksums were kept) or parts differ.
+fn checksum_of_parts(
+    named: Option<Algorithm>,
+    kind: Option<MultipartKind>,
+    parts: &[(Option<(Algorithm, String)>, u64)],
+) -> Option<(Algorithm, MultipartKind, String)> {
+    let algorithm = match named {
+        Some(a) => a,
+        None => parts.first()?.0.as_ref()?.0,
+    };
+    let values: Vec<(String, u64)> = parts
+        .iter()
+        .map(|(sum, size)| match sum {
+            Some((a, v)) if *a == algorithm => Some((v.clone(), *size)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let kind = kind.unwrap_or_else(|| MultipartKind::default_for(algorithm));
+    let value = checksums::multipart(algorithm, kind, &values)?;
+    Some((algorithm, kind, value))
 }
 
 pub async fn abort(

@@ -1,10 +1,11 @@
 //! Objects through S3: each typed input becomes one object-layer request.
 
-use super::bucket;
+use super::{bucket, checksum, tagging};
+use crate::proxy::checksums::{Algorithm, MultipartKind};
 use crate::proxy::conditions::Conditions;
 use crate::proxy::objects::{
     CopyObject, KeepFromSource, ObjectError, ObjectInfo, ObjectMeta, ObjectPath, ObjectRead,
-    Objects, PutObject, ReadObject, Written, STORED_HEADERS,
+    Objects, PutObject, ReadObject, WriteCondition, Written, STORED_HEADERS,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -13,15 +14,12 @@ use http::HeaderMap;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use s3s::dto::*;
-use s3s::{s3_error, S3Result};
+use s3s::{s3_error, S3Result, TrailingHeaders};
 use service_kit::http_util::{header_str, Body};
 use std::collections::HashMap;
 
 /// S3's default content type when the client sends none.
 const DEFAULT_TYPE: &str = "binary/octet-stream";
-
-/// The checksum algorithms S3 clients send (`x-amz-checksum-*`).
-const CHECKSUMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
 
 /// What an object write stores: type, user metadata, stored headers.
 pub fn write_meta(
@@ -42,17 +40,6 @@ pub fn write_meta(
         }
     }
     meta
-}
-
-/// The checksums a client sent in headers, `(algorithm, value)`.
-pub fn header_checksums(request: &HeaderMap) -> Vec<(String, String)> {
-    CHECKSUMS
-        .iter()
-        .filter_map(|alg| {
-            header_str(request, &format!("x-amz-checksum-{alg}"))
-                .map(|v| (alg.to_string(), v.into_owned()))
-        })
-        .collect()
 }
 
 /// Content-MD5 as the hex MD5 the nodes check the body against.
@@ -158,18 +145,26 @@ fn check_key(key: &str) -> S3Result<()> {
 }
 
 /// Stores a body; a body that broke off reports why (a signature or a
-/// payload hash that does not match) rather than the store's error.
+/// payload hash that does not match) rather than the store's error. A
+/// write that lost a race to a newer one succeeds, as in S3, where the
+/// last writer wins and every writer hears 200.
 pub async fn store(
     objects: &Objects,
     req: PutObject,
     broke: Option<&BodyError>,
 ) -> S3Result<Written> {
     check_key(&req.path.object)?;
-    objects.put(req).await.map_err(|e| {
-        broke
+    match objects.put(req).await {
+        Ok(w) => Ok(w),
+        Err(ObjectError::Superseded { etag: Some(etag) }) => Ok(Written {
+            etag,
+            last_modified: service_kit::timestamp::Timestamp::now(),
+            checksum: None,
+        }),
+        Err(e) => Err(broke
             .and_then(body_error)
-            .unwrap_or_else(|| s3s::S3Error::from(e))
-    })
+            .unwrap_or_else(|| s3s::S3Error::from(e))),
+    }
 }
 
 pub async fn put(
@@ -177,25 +172,18 @@ pub async fn put(
     account: &str,
     input: PutObjectInput,
     request: &HeaderMap,
+    trailers: Option<&TrailingHeaders>,
 ) -> S3Result<PutObjectOutput> {
-    let meta = write_meta(
+    let mut meta = write_meta(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
         request,
     );
-    let mut checksums = header_checksums(request);
-    // s3s gathers checksums from headers or from the aws-chunked trailer.
-    for (alg, value) in [
-        ("crc32", &input.checksum_crc32),
-        ("crc32c", &input.checksum_crc32c),
-        ("sha1", &input.checksum_sha1),
-        ("sha256", &input.checksum_sha256),
-    ] {
-        if let Some(v) = value {
-            checksums.retain(|(a, _)| a != alg);
-            checksums.push((alg.to_string(), v.clone()));
-        }
+    if let Some(t) = &input.tagging {
+        let kept = tagging::encode_tags(&tagging::parse(t))?;
+        meta.system.push((tagging::KEY.into(), kept));
     }
+    let check = checksum::requested(request, trailers, Algorithm::Crc64Nvme)?;
     let (body, broke) = blob_body(input.body);
     let written = store(
         objects,
@@ -203,22 +191,55 @@ pub async fn put(
             path: ObjectPath::new(account, &input.bucket, &input.key),
             length: input.content_length.map(|n| n.max(0) as u64),
             meta,
-            checksums,
+            checksum: Some(check),
             expected_md5: content_md5(request)?,
-            if_none_match: matches!(input.if_none_match, Some(ETagCondition::Any)),
+            condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
             body,
         },
         Some(&broke),
     )
     .await?;
+    let sums = written_checksum(&written);
     Ok(PutObjectOutput {
         e_tag: Some(ETag::Strong(written.etag)),
-        checksum_crc32: input.checksum_crc32,
-        checksum_crc32c: input.checksum_crc32c,
-        checksum_sha1: input.checksum_sha1,
-        checksum_sha256: input.checksum_sha256,
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type: sums.kind,
         ..Default::default()
     })
+}
+
+/// A single write's checksum as output fields (a whole-body checksum).
+pub fn written_checksum(w: &Written) -> checksum::Fields {
+    checksum::Fields::of(
+        w.checksum
+            .clone()
+            .map(|(a, v)| (a, v, MultipartKind::FullObject)),
+    )
+}
+
+/// S3's conditional-write headers (PutObject, CompleteMultipartUpload):
+/// `If-None-Match` takes only `*`.
+pub fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            NotImplemented,
+            "If-Match and If-None-Match together are not supported on writes"
+        )),
+        (Some(m), None) => Ok(Some(WriteCondition::IfMatch(etag_condition(m)))),
+        (None, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::IfNoneMatch)),
+        (None, Some(_)) => Err(s3_error!(
+            NotImplemented,
+            "If-None-Match on a write takes only *"
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 fn etag_condition(c: &ETagCondition) -> String {
@@ -308,13 +329,20 @@ macro_rules! read_request {
     };
 }
 
-/// The checksums stored with the object, in s3s's order.
-fn checksums(info: &ObjectInfo) -> [Option<String>; 4] {
-    ["crc32", "crc32c", "sha1", "sha256"].map(|a| {
-        info.meta
-            .system(&format!("s3-checksum-{a}"))
-            .map(str::to_string)
-    })
+/// The `Expires` stored with the object (an HTTP date).
+fn stored_expires(info: &ObjectInfo) -> Option<s3s::dto::Timestamp> {
+    let v = info.meta.header("expires")?;
+    s3s::dto::Timestamp::parse(s3s::dto::TimestampFormat::HttpDate, v.trim()).ok()
+}
+
+/// The stored checksum as output fields, when the client asks for it
+/// (`x-amz-checksum-mode: ENABLED`) and reads the whole object.
+fn checksum_fields(info: &ObjectInfo, mode: Option<&ChecksumMode>) -> checksum::Fields {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    if !enabled || info.content_range.is_some() {
+        return checksum::Fields::default();
+    }
+    checksum::Fields::of(checksum::stored(&info.meta))
 }
 
 pub async fn get(
@@ -325,10 +353,11 @@ pub async fn get(
     let req = read_request!(account, input, false);
     let r = read(objects, account, &input.bucket, req).await?;
     let info = r.info();
-    let [crc32, crc32c, sha1, sha256] = checksums(&info);
-    let ranged = info.content_range.is_some();
+    let sums = checksum_fields(&info, input.checksum_mode.as_ref());
     let stored = |name: &str| info.meta.header(name).map(str::to_string);
+    let tags = tagging::of(&info.meta).len();
     Ok(GetObjectOutput {
+        tag_count: (tags > 0).then_some(tags as i32),
         body: Some(body_blob(r.body)),
         content_length: Some(info.length as i64),
         content_type: input
@@ -351,11 +380,13 @@ pub async fn get(
         content_language: input
             .response_content_language
             .or_else(|| stored("content-language")),
-        expires: input.response_expires,
-        checksum_crc32: crc32.filter(|_| !ranged),
-        checksum_crc32c: crc32c.filter(|_| !ranged),
-        checksum_sha1: sha1.filter(|_| !ranged),
-        checksum_sha256: sha256.filter(|_| !ranged),
+        expires: input.response_expires.or_else(|| stored_expires(&info)),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type: sums.kind,
         ..Default::default()
     })
 }
@@ -367,18 +398,26 @@ pub async fn head_object(
 ) -> S3Result<HeadObjectOutput> {
     let req = read_request!(account, input, true);
     let info = read(objects, account, &input.bucket, req).await?.info();
-    let [crc32, crc32c, sha1, sha256] = checksums(&info);
+    let sums = checksum_fields(&info, input.checksum_mode.as_ref());
+    let stored = |name: &str| info.meta.header(name).map(str::to_string);
     Ok(HeadObjectOutput {
+        cache_control: stored("cache-control"),
+        content_disposition: stored("content-disposition"),
+        content_encoding: stored("content-encoding"),
+        content_language: stored("content-language"),
+        expires: stored_expires(&info),
         content_length: Some(info.length as i64),
         content_type: info.meta.content_type.clone(),
         e_tag: Some(ETag::Strong(s3_etag(&info))),
         last_modified: info.last_modified.map(Into::into),
         metadata: Some(user_metadata(&info)),
         accept_ranges: Some("bytes".into()),
-        checksum_crc32: crc32,
-        checksum_crc32c: crc32c,
-        checksum_sha1: sha1,
-        checksum_sha256: sha256,
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type: sums.kind,
         ..Default::default()
     })
 }
@@ -397,6 +436,13 @@ pub async fn delete_many(
     account: &str,
     input: DeleteObjectsInput,
 ) -> S3Result<DeleteObjectsOutput> {
+    // S3 takes at most 1000 keys per request.
+    if input.delete.objects.len() > 1000 {
+        return Err(s3_error!(
+            MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema"
+        ));
+    }
     bucket::require(objects, account, &input.bucket).await?;
     let quiet = input.delete.quiet.unwrap_or(false);
     let mut deleted = Vec::new();
@@ -470,7 +516,7 @@ pub async fn copy(
     }
     check_key(&input.key)?;
     bucket::require(objects, account, &input.bucket).await?;
-    let (meta, keep) = if replace {
+    let (mut meta, keep) = if replace {
         let meta = write_meta(
             input.content_type.as_deref(),
             input.metadata.as_ref(),
@@ -480,6 +526,15 @@ pub async fn copy(
     } else {
         (ObjectMeta::default(), KeepFromSource::Everything)
     };
+    // Tags are copied unless `x-amz-tagging-directive: REPLACE`.
+    let replace_tags = input
+        .tagging_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str().eq_ignore_ascii_case("REPLACE"));
+    if replace_tags {
+        let kept = tagging::encode_tags(&tagging::parse(input.tagging.as_deref().unwrap_or("")))?;
+        meta.system.push((tagging::KEY.into(), kept));
+    }
     let written = copy_object(
         objects,
         CopyObject {
@@ -494,14 +549,26 @@ pub async fn copy(
             range: None,
             meta,
             keep,
+            checksum: Some(checksum::named_algorithm(request)?.unwrap_or(Algorithm::Crc64Nvme)),
+            carry_system: if replace_tags {
+                Vec::new()
+            } else {
+                vec![tagging::KEY]
+            },
         },
     )
     .await?;
+    let sums = written_checksum(&written);
     Ok(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(written.etag)),
             last_modified: Some(written.last_modified.to_system_time().into()),
-            ..Default::default()
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_type: sums.kind,
         }),
         ..Default::default()
     })

@@ -41,10 +41,12 @@ impl ApiError for SwiftError {
                 ObjectError::MetadataInvalid(_)
                 | ObjectError::InvalidArgument(_)
                 | ObjectError::ManifestInvalid(_) => StatusCode::BAD_REQUEST,
-                ObjectError::ContainerNotEmpty => StatusCode::CONFLICT,
+                ObjectError::ContainerNotEmpty | ObjectError::ConditionalConflict => {
+                    StatusCode::CONFLICT
+                }
                 // Swift accepts a write older than what is stored, and
                 // keeps the newer one.
-                ObjectError::Superseded => StatusCode::ACCEPTED,
+                ObjectError::Superseded { .. } => StatusCode::ACCEPTED,
                 ObjectError::Unavailable(s) => *s,
             },
         }
@@ -76,7 +78,7 @@ impl ApiError for SwiftError {
                 | ObjectError::NotModified { .. }
                 | ObjectError::PreconditionFailed { .. }
                 | ObjectError::RangeNotSatisfiable { .. }
-                | ObjectError::Superseded
+                | ObjectError::Superseded { .. }
                 | ObjectError::Unavailable(_),
             ) => return ("", Bytes::new()),
             e => e.to_string(),
@@ -96,7 +98,7 @@ mod tests {
             (ObjectError::TooLarge, 413),
             (ObjectError::BadDigest, 422),
             (ObjectError::ContainerNotEmpty, 409),
-            (ObjectError::Superseded, 202),
+            (ObjectError::Superseded { etag: None }, 202),
             (ObjectError::MetadataInvalid("x".into()), 400),
             (
                 ObjectError::Unavailable(StatusCode::INSUFFICIENT_STORAGE),

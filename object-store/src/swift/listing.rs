@@ -3,6 +3,7 @@
 use crate::records::ListingEntry;
 use http::HeaderMap;
 use serde_json::Value;
+use service_kit::http_util::xml_escape;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Format {
@@ -38,21 +39,6 @@ pub fn content_type(f: Format) -> &'static str {
         Format::Json => "application/json; charset=utf-8",
         Format::Xml => "application/xml; charset=utf-8",
     }
-}
-
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Renders the entries of a container (`root` = "container", `item` =

@@ -17,6 +17,7 @@ use crate::proxy::containers::{ListQuery, ListTarget};
 use crate::proxy::limits::MAX_MANIFEST_BYTES;
 use crate::proxy::objects::{
     unix_now, CopyObject, KeepFromSource, ObjectMeta, ObjectPath, PutObject, ReadObject,
+    WriteCondition,
 };
 use crate::proxy::segments::SegmentRef;
 use crate::proxy::ProxyState;
@@ -434,6 +435,8 @@ async fn copy(
             } else {
                 KeepFromSource::Everything
             },
+            checksum: None,
+            carry_system: Vec::new(),
         })
         .await?;
     Ok(created(&written.etag, written.last_modified))
@@ -502,9 +505,9 @@ async fn put_object(
             path,
             length,
             meta,
-            checksums: Vec::new(),
+            checksum: None,
             expected_md5: header_str(headers, "etag").map(|e| e.trim_matches('"').to_string()),
-            if_none_match,
+            condition: if_none_match.then_some(WriteCondition::IfNoneMatch),
             body,
         })
         .await?;
