@@ -452,18 +452,21 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .and_then(|v| v.parse::<usize>().ok())
         {
+            // At most 2 GiB written (6 GiB with replicas), so large sizes
+            // stay within the disk: 128 objects of 16 MiB.
+            let count = (small / 4).min(((2usize << 30) / size.max(1)).max(2));
             phases = vec![
                 Phase {
                     name: "PUT sized",
                     method: Method::PUT,
                     size,
-                    count: small / 4,
+                    count,
                 },
                 Phase {
                     name: "GET sized",
                     method: Method::GET,
                     size,
-                    count: small / 4,
+                    count,
                 },
             ];
         }

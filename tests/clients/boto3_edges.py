@@ -1,5 +1,5 @@
 """The S3 edges clients hit: an empty delimiter, the stored content headers,
-object tags,
+object and bucket tags, CORS,
 presigned URL limits and expiry (SigV4 and SigV2), SigV4 with Date instead of
 X-Amz-Date, DeleteObjects limits, error bodies that name their request, and
 UploadPartCopy ranges outside the source."""
@@ -160,4 +160,44 @@ assert code(lambda: s3.put_bucket_tagging(Bucket="edges", Tagging=fifty_one)) ==
 s3.delete_bucket_tagging(Bucket="edges")
 assert code(lambda: s3.get_bucket_tagging(Bucket="edges")) == "NoSuchTagSet"
 assert code(lambda: s3.get_bucket_tagging(Bucket="no-such-bucket")) == "NoSuchBucket"
+
+
+# CORS: rules, preflights answered without credentials, headers on answers.
+def preflight(origin, method, headers=None, key="edges/b"):
+    h = {"Access-Control-Request-Method": method}
+    if origin:
+        h["Origin"] = origin
+    if headers:
+        h["Access-Control-Request-Headers"] = headers
+    return http.request("OPTIONS", f"{ENDPOINT}/{key}", headers=h)
+
+
+assert code(lambda: s3.get_bucket_cors(Bucket="edges")) == "NoSuchCORSConfiguration"
+assert preflight("https://app.example.com", "GET").status == 403
+s3.put_bucket_cors(Bucket="edges", CORSConfiguration={"CORSRules": [{
+    "AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["GET", "PUT"],
+    "AllowedHeaders": ["x-amz-*", "content-type"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600}]})
+rules = s3.get_bucket_cors(Bucket="edges")["CORSRules"]
+assert rules[0]["AllowedOrigins"] == ["https://*.example.com"] and rules[0]["MaxAgeSeconds"] == 600, rules
+r = preflight("https://app.example.com", "PUT", "Content-Type, X-Amz-Date")
+assert r.status == 200, (r.status, r.data)
+assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+assert "PUT" in r.headers["Access-Control-Allow-Methods"] and r.headers["Access-Control-Max-Age"] == "600"
+assert r.headers["Access-Control-Allow-Headers"] == "content-type, x-amz-date"
+assert preflight("https://evil.test", "GET").status == 403
+assert preflight("https://app.example.com", "DELETE").status == 403
+assert preflight("https://app.example.com", "GET", "authorization").status == 403
+assert preflight(None, "GET").status == 400
+# An answer to a request with an allowed Origin carries the CORS headers.
+url = v4.generate_presigned_url("get_object", Params={"Bucket": "edges", "Key": "b"})
+r = http.request("GET", url, headers={"Origin": "https://app.example.com"})
+assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example.com", r.headers
+assert r.headers["Access-Control-Expose-Headers"] == "ETag"
+r = http.request("GET", url, headers={"Origin": "https://evil.test"})
+assert "Access-Control-Allow-Origin" not in r.headers
+bad = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]}
+assert code(lambda: s3.put_bucket_cors(Bucket="edges", CORSConfiguration=bad)) == "InvalidRequest"
+s3.delete_bucket_cors(Bucket="edges")
+assert code(lambda: s3.get_bucket_cors(Bucket="edges")) == "NoSuchCORSConfiguration"
+assert preflight("https://app.example.com", "GET").status == 403
 print("edges: ok")

@@ -30,7 +30,7 @@ pub struct ProxyState {
     pub config: ProxyConfig,
     pub objects: Arc<Objects>,
     pub auth: TempAuth,
-    s3: s3s::service::S3Service,
+    s3: crate::s3::S3Front,
 }
 
 impl ProxyState {

@@ -57,7 +57,7 @@ fn registry_entry(bucket: &str) -> ObjectPath {
 }
 
 /// The account a bucket name is registered to, if any.
-async fn registered_owner(objects: &Objects, bucket: &str) -> S3Result<Option<String>> {
+pub(super) async fn registered_owner(objects: &Objects, bucket: &str) -> S3Result<Option<String>> {
     let read = objects
         .get(ReadObject {
             path: registry_entry(bucket),

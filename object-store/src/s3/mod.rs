@@ -9,6 +9,7 @@
 mod auth;
 mod bucket;
 mod checksum;
+mod cors;
 mod error;
 mod multipart;
 mod object;
@@ -46,35 +47,85 @@ fn account_of<T>(req: &S3Request<T>) -> S3Result<String> {
     Ok(format!("{}{account}", service_kit::auth::RESELLER_PREFIX))
 }
 
-pub fn service(objects: Arc<Objects>, config: &crate::config::ProxyConfig) -> S3Service {
-    let mut b = S3ServiceBuilder::new(NuboS3 { objects });
+/// The S3 front end: s3s's service over [`NuboS3`], and what answers the
+/// requests s3s does not see (CORS preflights) or that need more than its
+/// answer (CORS headers, error ids).
+pub struct S3Front {
+    service: S3Service,
+    objects: Arc<Objects>,
+    domain: String,
+}
+
+pub fn service(objects: Arc<Objects>, config: &crate::config::ProxyConfig) -> S3Front {
+    let mut b = S3ServiceBuilder::new(NuboS3 {
+        objects: objects.clone(),
+    });
     b.set_auth(auth::Keys::from_config(&config.auth));
     b.set_host(VirtualHosts::new(&config.s3_domain));
-    b.build()
+    S3Front {
+        service: b.build(),
+        objects,
+        domain: config.s3_domain.to_ascii_lowercase(),
+    }
+}
+
+/// An S3 error answer written here rather than by s3s.
+pub(crate) fn error_response(
+    status: http::StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message></Error>",
+        service_kit::http_util::xml_escape(message),
+    );
+    let mut resp = Response::new(service_kit::http_util::full(body));
+    *resp.status_mut() = status;
+    service_kit::http_util::set_header(resp.headers_mut(), "content-type", "application/xml");
+    resp
 }
 
 /// Serves one S3 request.
-pub async fn handle(service: &S3Service, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(front: &S3Front, req: Request<Incoming>) -> Response<Body> {
     let request_id = format!(
         "{:016X}",
         u64::from_be_bytes(service_kit::ids::rand_bytes::<8>())
     );
     let resource = req.uri().path().to_string();
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let bucket = cors::bucket_of(host.as_deref(), &resource, &front.domain);
+    let origin =
+        service_kit::http_util::header_str(req.headers(), "origin").map(|o| o.into_owned());
+    let method = req.method().clone();
     let mut req = req;
-    if let Err((code, message)) = auth::settle(&mut req) {
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{request_id}</RequestId></Error>",
-            service_kit::http_util::xml_escape(&message),
-            service_kit::http_util::xml_escape(&resource)
-        );
-        let mut resp = Response::new(service_kit::http_util::full(body));
-        *resp.status_mut() = http::StatusCode::FORBIDDEN;
-        service_kit::http_util::set_header(resp.headers_mut(), "content-type", "application/xml");
-        service_kit::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
-        return resp;
+    let mut resp = if method == http::Method::OPTIONS {
+        cors::preflight(&front.objects, bucket.clone(), req.headers()).await
+    } else if let Err((code, message)) = auth::settle(&mut req) {
+        error_response(http::StatusCode::FORBIDDEN, code, &message)
+    } else {
+        call(&front.service, req).await
+    };
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        resp = with_error_ids(resp, &resource, &request_id).await;
     }
+    if let (Some(origin), Some(bucket), false) = (&origin, &bucket, method == http::Method::OPTIONS)
+    {
+        if let Some(h) = cors::for_answer(&front.objects, bucket, origin, &method).await {
+            resp.headers_mut().extend(h);
+        }
+    }
+    service_kit::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
+    resp
+}
+
+/// s3s's answer to a request.
+async fn call(service: &S3Service, req: Request<Incoming>) -> Response<Body> {
     let req = req.map(s3s::Body::from);
-    let mut resp = match service.call(req).await {
+    match service.call(req).await {
         Ok(r) => r.map(|b| {
             b.map_err(|e| -> service_kit::http_util::BoxError { e.to_string().into() })
                 .boxed_unsync()
@@ -83,12 +134,7 @@ pub async fn handle(service: &S3Service, req: Request<Incoming>) -> Response<Bod
             tracing::error!(error = ?e, "S3 request failed");
             service_kit::http_util::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
-    };
-    if resp.status().is_client_error() || resp.status().is_server_error() {
-        resp = with_error_ids(resp, &resource, &request_id).await;
     }
-    service_kit::http_util::set_header(resp.headers_mut(), "x-amz-request-id", &request_id);
-    resp
 }
 
 /// Every S3 error body names its resource and request, as S3's do (s3s
@@ -549,6 +595,56 @@ impl s3s::S3 for NuboS3 {
             .post_container(&account, &req.input.bucket, h)
             .await?;
         let mut resp = s3s::S3Response::new(DeleteBucketTaggingOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<s3s::S3Response<PutBucketCorsOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let rules = cors::from_config(&i.cors_configuration)?;
+        let mut h = http::HeaderMap::new();
+        service_kit::http_util::set_header(
+            &mut h,
+            cors::HEADER,
+            &serde_json::to_string(&rules).map_err(|_| s3_error!(InternalError))?,
+        );
+        self.objects.post_container(&account, &i.bucket, h).await?;
+        ok(PutBucketCorsOutput::default())
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketCorsOutput>> {
+        let account = account_of(&req)?;
+        match cors::rules(&self.objects, &account, &req.input.bucket).await? {
+            Some(rules) => ok(GetBucketCorsOutput {
+                cors_rules: Some(cors::to_config(rules)),
+            }),
+            None => Err(s3_error!(
+                NoSuchCORSConfiguration,
+                "The CORS configuration does not exist"
+            )),
+        }
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<s3s::S3Response<DeleteBucketCorsOutput>> {
+        let account = account_of(&req)?;
+        bucket::require(&self.objects, &account, &req.input.bucket).await?;
+        let mut h = http::HeaderMap::new();
+        service_kit::http_util::set_header(&mut h, cors::HEADER, "");
+        self.objects
+            .post_container(&account, &req.input.bucket, h)
+            .await?;
+        let mut resp = s3s::S3Response::new(DeleteBucketCorsOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
     }
