@@ -75,6 +75,18 @@ fn the_edges_clients_hit() {
 }
 
 #[test]
+fn browser_post_uploads_follow_their_policy() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_post.py");
+}
+
+#[test]
+fn swift_clients_cannot_touch_what_s3_keeps_on_a_bucket() {
+    let c = Cluster::start(3);
+    run_script(&c, "cross_api_sysmeta.py");
+}
+
+#[test]
 fn boto3_multipart_uploads() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_multipart.py");

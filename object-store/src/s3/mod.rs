@@ -13,6 +13,7 @@ mod cors;
 mod error;
 mod multipart;
 mod object;
+mod post_form;
 mod tagging;
 
 use crate::proxy::objects::{ObjectError, ObjectMeta, ObjectPath, Objects};
@@ -124,7 +125,7 @@ pub async fn handle(front: &S3Front, req: Request<Incoming>) -> Response<Body> {
 
 /// s3s's answer to a request.
 async fn call(service: &S3Service, req: Request<Incoming>) -> Response<Body> {
-    let req = req.map(s3s::Body::from);
+    let req = post_form::substituted(req).await;
     match service.call(req).await {
         Ok(r) => r.map(|b| {
             b.map_err(|e| -> service_kit::http_util::BoxError { e.to_string().into() })
@@ -145,6 +146,26 @@ async fn with_error_ids(resp: Response<Body>, resource: &str, request_id: &str) 
         return Response::from_parts(parts, service_kit::http_util::empty());
     };
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    // A POST form that breaks its policy's conditions: S3 answers 403
+    // AccessDenied ("Invalid according to Policy"), s3s 400.
+    if text.contains("<Code>InvalidPolicyDocument</Code>") && text.contains("Policy condition") {
+        text = text
+            .replace(
+                "<Code>InvalidPolicyDocument</Code>",
+                "<Code>AccessDenied</Code>",
+            )
+            .replace("<Message>", "<Message>Invalid according to Policy: ");
+        parts.status = http::StatusCode::FORBIDDEN;
+    }
+    // An unreadable policy: S3's code for it.
+    if text.contains("<Message>invalid field: policy</Message>") {
+        text = text
+            .replace(
+                "<Code>InvalidRequest</Code>",
+                "<Code>InvalidPolicyDocument</Code>",
+            )
+            .replace("invalid field: policy", "Invalid Policy: Invalid JSON.");
+    }
     if let Some(end) = text.rfind("</Error>") {
         let mut ids = String::new();
         if !text.contains("<Resource>") {

@@ -139,9 +139,14 @@ fn metadata_headers(h: &HeaderMap, kinds: &[&str], kind: &str) -> HeaderMap {
     let remove = format!("x-remove-{kind}-");
     for (name, value) in h {
         let n = name.as_str();
+        // System metadata is the proxy's: a client neither sets nor
+        // removes it (as Swift's gatekeeper strips it).
+        if n.contains("sysmeta") {
+            continue;
+        }
         if let Some(rest) = n.strip_prefix(&remove) {
             set_header(&mut out, &format!("x-{kind}-{rest}"), "");
-        } else if kinds.iter().any(|p| n.starts_with(p)) && !n.contains("sysmeta") {
+        } else if kinds.iter().any(|p| n.starts_with(p)) {
             out.insert(name.clone(), value.clone());
         }
     }
