@@ -569,6 +569,85 @@ fn temp_urls() {
     assert_eq!(s.send("GET", &tampered, &[], b"", false).status, 401);
 }
 
+/// A temporary URL reaches its container only: a PUT through it cannot
+/// name another container's data as a DLO manifest, SLO segments or a copy
+/// source (each 400, nothing stored), so a GET through it cannot read
+/// another container. The same writes with a token are the account's.
+#[test]
+fn temp_url_writes_stay_in_their_container() {
+    use hmac::Mac;
+    let s = swift();
+    s.req(
+        "PUT",
+        "/scoped",
+        &[("X-Container-Meta-Temp-URL-Key", "sc0pe")],
+        b"",
+    );
+    s.req("PUT", "/private", &[], b"");
+    s.req("PUT", "/private/secret", &[], b"not for temp URLs");
+    s.req("PUT", "/scoped/seg-1", &[], b"own data");
+    let account_path = s
+        .url
+        .split_once("/v1/")
+        .map(|(_, a)| format!("/v1/{a}"))
+        .unwrap();
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let signed = |method: &str, object: &str| {
+        let path = format!("{account_path}/scoped/{object}");
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(b"sc0pe").unwrap();
+        mac.update(format!("{method}\n{expires}\n{path}").as_bytes());
+        let sig = hex::encode(mac.finalize().into_bytes());
+        format!(
+            "{}/scoped/{object}?temp_url_sig={sig}&temp_url_expires={expires}",
+            s.url
+        )
+    };
+    let put = signed("PUT", "evil");
+    for (headers, query, body) in [
+        (vec![("X-Object-Manifest", "private/sec")], "", &b""[..]),
+        (vec![("X-Object-Manifest", "%70rivate/sec")], "", &b""[..]),
+        (vec![("X-Copy-From", "private/secret")], "", &b""[..]),
+        (
+            vec![],
+            "&multipart-manifest=put",
+            &br#"[{"path": "/private/secret"}]"#[..],
+        ),
+    ] {
+        let r = s.send("PUT", &format!("{put}{query}"), &headers, body, false);
+        assert_eq!(r.status, 400, "{headers:?} {query}");
+        assert_eq!(s.req("HEAD", "/scoped/evil", &[], b"").status, 404);
+    }
+    let get = signed("GET", "evil");
+    assert_eq!(s.send("GET", &get, &[], b"", false).status, 404);
+    // Within the container, a temporary URL may write a manifest.
+    let r = s.send(
+        "PUT",
+        &put,
+        &[("X-Object-Manifest", "scoped/seg-")],
+        b"",
+        false,
+    );
+    assert_eq!(r.status, 201);
+    let g = s.send("GET", &get, &[], b"", false);
+    assert_eq!((g.status, g.body.as_slice()), (200, &b"own data"[..]));
+    // With a token, the account's containers are all in reach.
+    let r = s.req(
+        "PUT",
+        "/scoped/mine",
+        &[("X-Object-Manifest", "private/sec")],
+        b"",
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        s.req("GET", "/scoped/mine", &[], b"").body,
+        b"not for temp URLs"
+    );
+}
+
 #[test]
 fn info_lists_capabilities() {
     let c = cluster();

@@ -74,6 +74,8 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
     };
     let token = header_str(req.headers(), "x-auth-token")
         .or_else(|| header_str(req.headers(), "x-storage-token"));
+    // A temporary URL reaches one container only (see `Scope`).
+    let mut scope = Scope::Account;
     match token.and_then(|t| state.auth.check(&t)) {
         Some(id) if id.account == path.account && id.admin => {}
         Some(Identity { .. }) => return text(StatusCode::FORBIDDEN, "Forbidden"),
@@ -93,6 +95,9 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
             if !granted {
                 return text(StatusCode::UNAUTHORIZED, "Unauthorized");
             }
+            if let Some(c) = &path.container {
+                scope = Scope::Container(c.clone());
+            }
         }
     }
     let a = path.account.clone();
@@ -102,7 +107,28 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
         }
         (None, _) => account(state, req, a).await,
         (Some(c), None) => container(state, req, a, c).await,
-        (Some(c), Some(o)) => object(state, req, a, c, o).await,
+        (Some(c), Some(o)) => object(state, req, a, c, o, &scope).await,
+    }
+}
+
+/// What a request may reach: its account (a token), or the one container
+/// of the temporary URL that granted it. A write through a temporary URL
+/// may not name data elsewhere (a DLO's `X-Object-Manifest`, an SLO's
+/// segments, `X-Copy-From`): a GET of it through the URL would then read
+/// another container (CVE-2015-5223 in Swift). Such a write is 400.
+enum Scope {
+    Account,
+    Container(String),
+}
+
+impl Scope {
+    fn allows(&self, container: &str) -> Result<(), SwiftError> {
+        match self {
+            Scope::Container(c) if c != container => Err(SwiftError::BadRequest(format!(
+                "A temporary URL for container {c} cannot reach container {container}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -361,6 +387,7 @@ async fn object(
     a: String,
     c: String,
     o: String,
+    scope: &Scope,
 ) -> Response<Body> {
     let path = ObjectPath::new(&a, &c, &o);
     respond(match req.method().as_str() {
@@ -368,9 +395,14 @@ async fn object(
         "PUT" => {
             let (parts, body) = req.into_parts();
             let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-            put_object(state, &parts.headers, body, path, parts.uri.query()).await
+            put_object(state, &parts.headers, body, path, parts.uri.query(), scope).await
         }
-        "COPY" => copy_object(state, req.headers(), path).await,
+        "COPY" => match scope {
+            Scope::Account => copy_object(state, req.headers(), path).await,
+            Scope::Container(_) => Err(SwiftError::BadRequest(
+                "COPY is not allowed with a temporary URL".into(),
+            )),
+        },
         "POST" => {
             async {
                 let meta = object_meta(req.headers())?;
@@ -461,6 +493,7 @@ async fn put_object(
     body: Body,
     path: ObjectPath,
     query: Option<&str>,
+    scope: &Scope,
 ) -> Result<Response<Body>, SwiftError> {
     let chunked = header_str(headers, "transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
@@ -477,10 +510,16 @@ async fn put_object(
     }
     if let Some(source) = header_str(headers, "x-copy-from") {
         let (sc, so) = copy_path(&source, "X-Copy-From")?;
+        scope.allows(&sc)?;
         let from = ObjectPath::new(&path.account, sc, so);
         return copy(state, headers, from, path).await;
     }
     let meta = object_meta(headers)?;
+    if let Some(m) = &meta.dlo_manifest {
+        // Read as the object layer reads it: split, then decoded.
+        let raw = m.split('/').next().unwrap_or_default();
+        scope.allows(&percent_encoding::percent_decode_str(raw).decode_utf8_lossy())?;
+    }
     if query_pairs(query)
         .iter()
         .any(|(k, v)| k == "multipart-manifest" && v == "put")
@@ -490,6 +529,10 @@ async fn put_object(
             .ok_or(SwiftError::ManifestTooLarge)?;
         let refs: Vec<SegmentRef> = serde_json::from_slice(&raw)
             .map_err(|e| SwiftError::BadRequest(format!("Manifest must be valid JSON: {e}")))?;
+        for r in &refs {
+            let container = r.path.trim_start_matches('/').split('/').next();
+            scope.allows(container.unwrap_or_default())?;
+        }
         let written = state.objects.put_static_large(&path, meta, &refs).await?;
         let mut r = created(&format!("\"{}\"", written.etag), written.last_modified);
         r.headers_mut().remove("last-modified");
