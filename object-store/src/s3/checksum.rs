@@ -162,3 +162,23 @@ impl Fields {
         }
     }
 }
+
+/// Sets an S3 output's checksum fields from [`Fields`] (`typed`: its
+/// `checksum_type` too, for the outputs that have one), so each output is
+/// filled the same way.
+macro_rules! fill_checksums {
+    (typed $out:expr, $sums:expr) => {{
+        let sums: $crate::s3::checksum::Fields = $sums;
+        $out.checksum_type = sums.kind.clone();
+        $crate::s3::checksum::fill_checksums!($out, sums);
+    }};
+    ($out:expr, $sums:expr) => {{
+        let sums: $crate::s3::checksum::Fields = $sums;
+        $out.checksum_crc32 = sums.crc32;
+        $out.checksum_crc32c = sums.crc32c;
+        $out.checksum_crc64nvme = sums.crc64nvme;
+        $out.checksum_sha1 = sums.sha1;
+        $out.checksum_sha256 = sums.sha256;
+    }};
+}
+pub(crate) use fill_checksums;

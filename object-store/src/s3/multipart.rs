@@ -246,15 +246,12 @@ pub async fn upload_part(
     )
     .await?;
     let sums = object::written_checksum(&written);
-    Ok(UploadPartOutput {
+    let mut out = UploadPartOutput {
         e_tag: Some(ETag::Strong(written.etag)),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
         ..Default::default()
-    })
+    };
+    checksum::fill_checksums!(out, sums);
+    Ok(out)
 }
 
 pub async fn upload_part_copy(
@@ -287,16 +284,14 @@ pub async fn upload_part_copy(
     )
     .await?;
     let sums = object::written_checksum(&written);
+    let mut result = CopyPartResult {
+        e_tag: Some(ETag::Strong(written.etag)),
+        last_modified: Some(written.last_modified.to_system_time().into()),
+        ..Default::default()
+    };
+    checksum::fill_checksums!(result, sums);
     Ok(UploadPartCopyOutput {
-        copy_part_result: Some(CopyPartResult {
-            e_tag: Some(ETag::Strong(written.etag)),
-            last_modified: Some(written.last_modified.to_system_time().into()),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-        }),
+        copy_part_result: Some(result),
         ..Default::default()
     })
 }
@@ -546,20 +541,16 @@ pub async fn complete(
         requested.iter().filter_map(|p| p.part_number).collect();
     let unused = stored.into_iter().filter(|p| !used.contains(&p.number));
     upload!(account, input).end(objects, unused).await;
-    let sums = checksum::Fields::of(object_sum.map(|(a, k, v)| (a, v, k)));
-    Ok(CompleteMultipartUploadOutput {
+    let mut out = CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: Some(ETag::Strong(s3_etag)),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        checksum_type: sums.kind,
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         ..Default::default()
-    })
+    };
+    let sums = checksum::Fields::of(object_sum.map(|(a, k, v)| (a, v, k)));
+    checksum::fill_checksums!(typed out, sums);
+    Ok(out)
 }
 
 /// The object's checksum from its parts' `(checksum, size)`: with the

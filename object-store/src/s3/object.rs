@@ -200,16 +200,12 @@ pub async fn put(
     )
     .await?;
     let sums = written_checksum(&written);
-    Ok(PutObjectOutput {
+    let mut out = PutObjectOutput {
         e_tag: Some(ETag::Strong(written.etag)),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        checksum_type: sums.kind,
         ..Default::default()
-    })
+    };
+    checksum::fill_checksums!(typed out, sums);
+    Ok(out)
 }
 
 /// A single write's checksum as output fields (a whole-body checksum).
@@ -356,7 +352,7 @@ pub async fn get(
     let sums = checksum_fields(&info, input.checksum_mode.as_ref());
     let stored = |name: &str| info.meta.header(name).map(str::to_string);
     let tags = tagging::of(&info.meta).len();
-    Ok(GetObjectOutput {
+    let mut out = GetObjectOutput {
         tag_count: (tags > 0).then_some(tags as i32),
         body: Some(body_blob(r.body)),
         content_length: Some(info.length as i64),
@@ -381,14 +377,10 @@ pub async fn get(
             .response_content_language
             .or_else(|| stored("content-language")),
         expires: input.response_expires.or_else(|| stored_expires(&info)),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        checksum_type: sums.kind,
         ..Default::default()
-    })
+    };
+    checksum::fill_checksums!(typed out, sums);
+    Ok(out)
 }
 
 pub async fn head_object(
@@ -400,7 +392,7 @@ pub async fn head_object(
     let info = read(objects, account, &input.bucket, req).await?.info();
     let sums = checksum_fields(&info, input.checksum_mode.as_ref());
     let stored = |name: &str| info.meta.header(name).map(str::to_string);
-    Ok(HeadObjectOutput {
+    let mut out = HeadObjectOutput {
         cache_control: stored("cache-control"),
         content_disposition: stored("content-disposition"),
         content_encoding: stored("content-encoding"),
@@ -412,14 +404,10 @@ pub async fn head_object(
         last_modified: info.last_modified.map(Into::into),
         metadata: Some(user_metadata(&info)),
         accept_ranges: Some("bytes".into()),
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        checksum_type: sums.kind,
         ..Default::default()
-    })
+    };
+    checksum::fill_checksums!(typed out, sums);
+    Ok(out)
 }
 
 pub async fn delete(objects: &Objects, account: &str, bucket: &str, key: &str) -> S3Result<()> {
@@ -559,17 +547,14 @@ pub async fn copy(
     )
     .await?;
     let sums = written_checksum(&written);
+    let mut result = CopyObjectResult {
+        e_tag: Some(ETag::Strong(written.etag)),
+        last_modified: Some(written.last_modified.to_system_time().into()),
+        ..Default::default()
+    };
+    checksum::fill_checksums!(typed result, sums);
     Ok(CopyObjectOutput {
-        copy_object_result: Some(CopyObjectResult {
-            e_tag: Some(ETag::Strong(written.etag)),
-            last_modified: Some(written.last_modified.to_system_time().into()),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_type: sums.kind,
-        }),
+        copy_object_result: Some(result),
         ..Default::default()
     })
 }
