@@ -3,39 +3,9 @@
 
 mod common;
 use common::Cluster;
-use std::path::PathBuf;
-use std::process::Command;
-
-fn venv_python() -> PathBuf {
-    common::venv_bin("python")
-}
 
 fn run_script(c: &Cluster, script: &str) {
-    let path = common::checkout().join("tests/clients").join(script);
-    let python = venv_python();
-    let mut cmd = if script.ends_with(".sh") {
-        Command::new("bash")
-    } else {
-        Command::new(&python)
-    };
-    // The venv's tools (aws, rclone) come first on PATH.
-    let path_var = format!(
-        "{}:{}",
-        python.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = cmd
-        .arg(&path)
-        .env("NUBO_S3_ENDPOINT", c.url())
-        .env("PATH", path_var)
-        .output()
-        .expect("the client runs");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_client_script(c, script);
 }
 
 #[test]
@@ -78,6 +48,14 @@ fn the_edges_clients_hit() {
 fn browser_post_uploads_follow_their_policy() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_post.py");
+}
+
+/// Versioning through boto3 (and the same versions through Swift):
+/// `tests/clients/boto3_versioning.py`.
+#[test]
+fn versioned_buckets_keep_every_version() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_versioning.py");
 }
 
 #[test]

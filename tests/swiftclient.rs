@@ -110,3 +110,13 @@ fn swift_command_line_client() {
     swift(&c, w, &["delete", "--all"]);
     assert_eq!(swift(&c, w, &["list"]).trim(), "");
 }
+
+/// Symlinks, container quotas, FormPost, CORS, public reads, static
+/// websites, TempURLs from swiftclient's `generate_temp_url`, and nested
+/// SLOs, through python-swiftclient and plain HTTP
+/// (`tests/clients/swift_middleware.py`).
+#[test]
+fn swift_middleware_through_swiftclient() {
+    let c = Cluster::start(3);
+    common::run_client_script(&c, "swift_middleware.py");
+}

@@ -33,12 +33,13 @@ pub fn meta_from_headers(headers: &HeaderMap, prefixes: &[&str], ts: Timestamp) 
         .collect()
 }
 
-pub const CONTAINER_META: [&str; 5] = [
+pub const CONTAINER_META: [&str; 6] = [
     "x-container-meta-",
     "x-container-sysmeta-",
     "x-container-read",
     "x-container-write",
     "x-versions-location",
+    "x-history-location",
 ];
 
 /// Listing parameters from the query string (validated by the proxy).
@@ -50,7 +51,8 @@ pub fn list_params(query: Option<&str>) -> ListParams {
     for (k, v) in query_pairs(query) {
         match k.as_str() {
             "prefix" => p.prefix = v,
-            "delimiter" => p.delimiter = v.chars().next(),
+            "delimiter" => p.delimiter = Some(v).filter(|d| !d.is_empty()),
+            "path_only" => p.path_only = v == "true",
             "marker" => p.marker = v,
             "end_marker" => p.end_marker = v,
             "limit" => p.limit = v.parse().unwrap_or(10_000).min(10_000),
@@ -199,15 +201,16 @@ fn listing_response(rec: &ContainerRecord, rows: &[Listed<ObjectRow>]) -> Respon
         .map(|l| match l {
             Listed::Subdir(s) => ListingEntry::Subdir { subdir: s.clone() },
             Listed::Row(name, r) => {
-                let (hash, slo_etag, s3_etag) = crate::records::split_listing_etag(&r.etag);
+                let listed = crate::records::split_listing_etag(&r.etag);
                 ListingEntry::Object {
                     name: name.clone(),
-                    hash,
+                    hash: listed.hash,
                     bytes: r.size,
                     content_type: r.content_type.clone(),
                     last_modified: r.timestamp.iso8601(),
-                    slo_etag,
-                    s3_etag,
+                    slo_etag: listed.slo_etag,
+                    s3_etag: listed.s3_etag,
+                    version_id: listed.version_id,
                 }
             }
         })

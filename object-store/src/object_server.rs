@@ -464,8 +464,12 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     // One range is served here; the proxy splits multi-range requests.
     // A large-object manifest is assembled by the proxy, which applies the
     // client's range to the whole; the manifest itself is always sent whole.
+    // So is a symlink, whose range applies to its target.
     let manifest = rec.headers.contains_key("x-static-large-object")
-        || rec.headers.contains_key("x-object-manifest");
+        || rec.headers.contains_key("x-object-manifest")
+        || rec
+            .headers
+            .contains_key(crate::proxy::symlinks::TARGET_HEADER);
     let range_header = header_str(req.headers(), "range").filter(|_| !manifest);
     let range = service_kit::range::resolve(range_header.as_deref(), rec.size);
     let (first, last, partial) = match range {
@@ -578,13 +582,16 @@ async fn post(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response
         MetaChange::Replace {
             headers: stored_headers(req.headers()),
             delete_at: header_str(req.headers(), "x-delete-at").and_then(|v| v.parse().ok()),
+            content_type: header_str(req.headers(), "content-type").map(|t| t.into_owned()),
         }
     };
     let dev = t.device.clone();
     let part = t.partition;
-    let result = tokio::task::spawn_blocking(move || dev.db.post_object(part, &hash, ts, change))
-        .await
-        .expect("metadata write panicked");
+    let now = now_secs();
+    let result =
+        tokio::task::spawn_blocking(move || dev.db.post_object(part, &hash, ts, change, now))
+            .await
+            .expect("metadata write panicked");
     match result {
         Ok(rec) if rec.is_expired(now_secs()) => not_found_at(rec.timestamp),
         Ok(_) => status(StatusCode::ACCEPTED),

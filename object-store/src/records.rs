@@ -242,6 +242,9 @@ pub enum ListingEntry {
         slo_etag: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         s3_etag: Option<String>,
+        /// The version a versioned container's current object is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version_id: Option<String>,
     },
     /// A container of an account.
     Container {
@@ -252,21 +255,34 @@ pub enum ListingEntry {
     },
 }
 
-/// A listing row's ETag with the large-object ETags a write attached to
-/// it (`<md5>; s3_etag=<s3>; slo_etag=<slo>`, Swift's container update
-/// override): (hash, slo_etag quoted, s3_etag).
-pub fn split_listing_etag(etag: &str) -> (String, Option<String>, Option<String>) {
+/// A listing row's ETag with what a write attached to it (Swift's
+/// container update override): `<md5>; s3_etag=<s3>; slo_etag=<slo>;
+/// version_id=<id>`.
+#[derive(Debug, Default, PartialEq)]
+pub struct ListedEtag {
+    pub hash: String,
+    /// Quoted, as Swift lists it.
+    pub slo_etag: Option<String>,
+    pub s3_etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+pub fn split_listing_etag(etag: &str) -> ListedEtag {
     let mut parts = etag.split(';').map(str::trim);
-    let hash = parts.next().unwrap_or_default().to_string();
-    let (mut slo, mut s3) = (None, None);
+    let mut out = ListedEtag {
+        hash: parts.next().unwrap_or_default().to_string(),
+        ..Default::default()
+    };
     for p in parts {
         if let Some(v) = p.strip_prefix("slo_etag=") {
-            slo = Some(format!("\"{}\"", v.trim_matches('"')));
+            out.slo_etag = Some(format!("\"{}\"", v.trim_matches('"')));
         } else if let Some(v) = p.strip_prefix("s3_etag=") {
-            s3 = Some(v.to_string());
+            out.s3_etag = Some(v.to_string());
+        } else if let Some(v) = p.strip_prefix("version_id=") {
+            out.version_id = Some(v.to_string());
         }
     }
-    (hash, slo, s3)
+    out
 }
 
 impl ListingEntry {

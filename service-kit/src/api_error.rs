@@ -22,9 +22,14 @@ pub trait ApiError {
     /// The whole response.
     fn response(&self) -> Response<Body> {
         let (content_type, body) = self.body();
+        let len = body.len();
         let mut r = Response::new(full(body));
         *r.status_mut() = self.status();
         *r.headers_mut() = self.headers();
+        // Said even where no body follows (a HEAD), as Swift does.
+        if !r.headers().contains_key("content-length") {
+            set_header(r.headers_mut(), "content-length", &len.to_string());
+        }
         if !content_type.is_empty() {
             set_header(r.headers_mut(), "content-type", content_type);
         }

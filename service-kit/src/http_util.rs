@@ -63,6 +63,11 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
 pub fn status(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
+    // Said even where no body follows (a HEAD); HTTP drops it from 204s.
+    r.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from_static("0"),
+    );
     r
 }
 
@@ -91,6 +96,10 @@ pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// Percent-encoding for a path with its slashes (Python's `quote`, which
+/// Swift uses for names; AWS leaves the same characters unencoded in keys).
+pub const PATH: &percent_encoding::AsciiSet = &PATH_SEGMENT.remove(b'/');
 
 /// Percent-encodes a path segment or query value.
 pub fn encode(s: &str) -> String {

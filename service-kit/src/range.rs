@@ -17,7 +17,13 @@ const MAX_RANGES: usize = 100;
 
 /// Resolves a Range header against an object of `size` bytes.
 pub fn resolve(header: Option<&str>, size: u64) -> Ranges {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    // The unit is case-insensitive and may have spaces around it
+    // (`BYTES=0-9`, `bytes = 0-9`), as Swift's parser takes it.
+    let Some(spec) = header
+        .and_then(|h| h.split_once('='))
+        .filter(|(unit, _)| unit.trim().eq_ignore_ascii_case("bytes"))
+        .map(|(_, spec)| spec)
+    else {
         return Ranges::Whole;
     };
     let mut parts = Vec::new();
@@ -70,6 +76,12 @@ mod tests {
         assert_eq!(resolve(None, 10), Ranges::Whole);
         assert_eq!(resolve(Some("bytes=0-4"), 10), Ranges::Parts(vec![(0, 4)]));
         assert_eq!(resolve(Some("bytes=5-"), 10), Ranges::Parts(vec![(5, 9)]));
+        assert_eq!(resolve(Some("BYTES=0-4"), 10), Ranges::Parts(vec![(0, 4)]));
+        assert_eq!(
+            resolve(Some(" bytes = 0-4"), 10),
+            Ranges::Parts(vec![(0, 4)])
+        );
+        assert_eq!(resolve(Some("items=0-4"), 10), Ranges::Whole);
         assert_eq!(resolve(Some("bytes=-3"), 10), Ranges::Parts(vec![(7, 9)]));
         assert_eq!(resolve(Some("bytes=-30"), 10), Ranges::Parts(vec![(0, 9)]));
         assert_eq!(

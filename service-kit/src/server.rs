@@ -7,8 +7,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// The client's address, in every request's extensions (TempURL address
+/// ranges are checked against it).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Serves HTTP/1.1 with keep-alive until `shutdown` resolves.
 pub async fn serve<S, F, Fut>(
@@ -23,7 +29,7 @@ pub async fn serve<S, F, Fut>(
 {
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -37,7 +43,8 @@ pub async fn serve<S, F, Fut>(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handler(state, req).await) }
             });

@@ -96,6 +96,36 @@ pub fn login_as(url: &str, user: &str, key: &str) -> (String, String) {
     )
 }
 
+/// Runs a client script of `tests/clients` (Python from the client venv,
+/// or bash with the venv's tools first on PATH) against `c`, which it
+/// finds in `NUBO_S3_ENDPOINT`; panics with its output if it fails.
+pub fn run_client_script(c: &Cluster, script: &str) {
+    let path = checkout().join("tests/clients").join(script);
+    let python = venv_bin("python");
+    let mut cmd = if script.ends_with(".sh") {
+        Command::new("bash")
+    } else {
+        Command::new(&python)
+    };
+    let path_var = format!(
+        "{}:{}",
+        python.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = cmd
+        .arg(&path)
+        .env("NUBO_S3_ENDPOINT", c.url())
+        .env("PATH", path_var)
+        .output()
+        .expect("the client runs");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A program of the client venv `scripts/setup.sh` installs (`$NUBO_VENV`,
 /// default `~/.cache/nubo-venv`): `python`, `swift`, `glance`, `aws`...
 pub fn venv_bin(name: &str) -> PathBuf {

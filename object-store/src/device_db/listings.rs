@@ -36,7 +36,13 @@ fn row_key<V>(space: &KeySpace<V>, parent: &NameHash, name: &str) -> Vec<u8> {
 #[derive(Clone, Debug, Default)]
 pub struct ListParams {
     pub prefix: String,
-    pub delimiter: Option<char>,
+    /// Names with this after the prefix are grouped into one `subdir`
+    /// (any length, as Swift and S3 allow).
+    pub delimiter: Option<String>,
+    /// Swift's `path=`: names one level under the prefix only; deeper
+    /// names are skipped rather than grouped, and the prefix's own name
+    /// is left out.
+    pub path_only: bool,
     pub marker: String,
     pub end_marker: String,
     pub limit: usize,
@@ -175,27 +181,33 @@ pub fn list<R: Serialize + DeserializeOwned>(
                     return Ok(out);
                 }
             }
-            if let Some(d) = p.delimiter {
+            if p.path_only && name == p.prefix {
+                continue;
+            }
+            if let Some(d) = p.delimiter.as_deref().filter(|d| !d.is_empty()) {
                 if let Some(i) = name[p.prefix.len()..].find(d) {
-                    let subdir = name[..p.prefix.len() + i + d.len_utf8()].to_string();
+                    let subdir = name[..p.prefix.len() + i + d.len()].to_string();
+                    let is_marker_row = p.path_only && subdir == name;
                     // As Swift: a subdir equal to the marker was the
                     // last entry of the previous page.
-                    if p.marker != subdir {
-                        out.push(Listed::Subdir(subdir.clone()));
-                        if out.len() >= p.limit {
-                            return Ok(out);
+                    if !is_marker_row {
+                        if !p.path_only && p.marker != subdir {
+                            out.push(Listed::Subdir(subdir.clone()));
+                            if out.len() >= p.limit {
+                                return Ok(out);
+                            }
                         }
+                        // Jump over everything under the subdir.
+                        start = if p.reverse {
+                            key_of(&subdir)
+                        } else {
+                            let mut s = key_of(&subdir);
+                            s.extend_from_slice(&[0xff; 8]);
+                            s
+                        };
+                        jumped = true;
+                        break;
                     }
-                    // Jump over everything under the subdir.
-                    start = if p.reverse {
-                        key_of(&subdir)
-                    } else {
-                        let mut s = key_of(&subdir);
-                        s.extend_from_slice(&[0xff; 8]);
-                        s
-                    };
-                    jumped = true;
-                    break;
                 }
             }
             let row = space.decode(&k, &v)?;
@@ -665,7 +677,7 @@ mod tests {
             .unwrap();
         assert_eq!(names(&paged), ["a/2", "b"]);
         let grouped = db
-            .list_objects(&c, &params(|p| p.delimiter = Some('/')))
+            .list_objects(&c, &params(|p| p.delimiter = Some("/".into())))
             .unwrap();
         assert_eq!(names(&grouped), ["a", "a/*", "b", "c/*", "d"]);
         let under = db
@@ -673,7 +685,7 @@ mod tests {
                 &c,
                 &params(|p| {
                     p.prefix = "c/".into();
-                    p.delimiter = Some('/');
+                    p.delimiter = Some("/".into());
                 }),
             )
             .unwrap();
@@ -683,18 +695,59 @@ mod tests {
     }
 
     #[test]
+    fn long_delimiters_and_path_listings() {
+        let (_dir, db) = open();
+        let c = container_with(
+            &db,
+            &[
+                "d/", "d/a", "d/b/", "d/b/c", "d/e/f", "x--1--a", "x--1--b", "x--2", "x-3",
+            ],
+        );
+        let long = db
+            .list_objects(&c, &params(|p| p.delimiter = Some("--".into())))
+            .unwrap();
+        assert_eq!(
+            names(&long),
+            ["d/", "d/a", "d/b/", "d/b/c", "d/e/f", "x--*", "x-3"]
+        );
+        let deeper = db
+            .list_objects(
+                &c,
+                &params(|p| {
+                    p.prefix = "x--".into();
+                    p.delimiter = Some("--".into());
+                }),
+            )
+            .unwrap();
+        assert_eq!(names(&deeper), ["x--1--*", "x--2"]);
+        // Swift's `path=d`: what is directly in `d/`, a `d/b/` marker
+        // object included, nothing deeper, no subdirs, not `d/` itself.
+        let path = db
+            .list_objects(
+                &c,
+                &params(|p| {
+                    p.prefix = "d/".into();
+                    p.delimiter = Some("/".into());
+                    p.path_only = true;
+                }),
+            )
+            .unwrap();
+        assert_eq!(names(&path), ["d/a", "d/b/"]);
+    }
+
+    #[test]
     fn reverse_listings_with_an_object_named_like_a_subdir() {
         let (_dir, db) = open();
         // `a/` is an object and also the subdir of `a/x`. With a delimiter
         // it is part of that subdir whichever the order, as forward
         // listings (and Swift) have it; without one it is a row of its own.
         let c = container_with(&db, &["a", "a/", "a/x", "b"]);
-        let cases: [(Option<char>, &str, &[&str]); 4] = [
-            (Some('/'), "", &["b", "a/*", "a"]),
+        let cases: [(Option<&str>, &str, &[&str]); 4] = [
+            (Some("/"), "", &["b", "a/*", "a"]),
             (None, "", &["b", "a/x", "a/", "a"]),
             (None, "a/x", &["a/", "a"]),
             // The previous page ended with the subdir: the next starts below it.
-            (Some('/'), "a/", &["a"]),
+            (Some("/"), "a/", &["a"]),
         ];
         for (delimiter, marker, want) in cases {
             let page = db
@@ -702,14 +755,14 @@ mod tests {
                     &c,
                     &params(|p| {
                         p.reverse = true;
-                        p.delimiter = delimiter;
+                        p.delimiter = delimiter.map(String::from);
                         p.marker = marker.into();
                     }),
                 )
                 .unwrap();
             assert_eq!(names(&page), want, "{delimiter:?} after {marker:?}");
         }
-        let forward = db.list_objects(&c, &params(|p| p.delimiter = Some('/')));
+        let forward = db.list_objects(&c, &params(|p| p.delimiter = Some("/".into())));
         assert_eq!(names(&forward.unwrap()), ["a", "a/*", "b"]);
     }
 

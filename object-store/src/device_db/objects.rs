@@ -24,10 +24,12 @@ const OBJECTS: KeySpace<ObjectRecord> = KeySpace::new(b'o');
 /// What a POST changes of an object's metadata.
 pub enum MetaChange {
     /// Swift's POST: user metadata and stored headers replaced as a whole,
-    /// the expiry set; system metadata stays.
+    /// the expiry set, the content type changed when given; system
+    /// metadata stays.
     Replace {
         headers: BTreeMap<String, String>,
         delete_at: Option<u64>,
+        content_type: Option<String>,
     },
     /// System metadata items (`x-object-sysmeta-*`) set, an empty value
     /// removing one; everything else stays (S3's object tagging).
@@ -153,11 +155,14 @@ impl DeviceDb {
         hash: &NameHash,
         timestamp: Timestamp,
         change: MetaChange,
+        now_secs: u64,
     ) -> DbResult<ObjectRecord> {
         let key = object_key(part, hash);
         let _g = self.db.lock(&suffix_key(part, suffix_of(hash)));
         let mut rec = OBJECTS.get(&self.db, &key)?.ok_or(DbError::NotFound)?;
-        if rec.kind == ObjectKind::Tombstone {
+        // An expired object is gone for a POST too: changing its expiry
+        // must not bring it back.
+        if rec.kind == ObjectKind::Tombstone || rec.is_expired(now_secs) {
             return Err(DbError::NotFound);
         }
         if rec.meta_timestamp.max(rec.timestamp) >= timestamp {
@@ -165,7 +170,11 @@ impl DeviceDb {
         }
         let system = |k: &str| k.starts_with("x-object-sysmeta-") || k == "x-static-large-object";
         match change {
-            MetaChange::Replace { headers, delete_at } => {
+            MetaChange::Replace {
+                headers,
+                delete_at,
+                content_type,
+            } => {
                 // System metadata (large-object flags, S3 state) is not the
                 // client's to change with a POST; user metadata is replaced
                 // as a whole.
@@ -178,6 +187,9 @@ impl DeviceDb {
                 kept.extend(headers.into_iter().filter(|(k, _)| !system(k)));
                 rec.headers = kept;
                 rec.delete_at = delete_at;
+                if let Some(t) = content_type {
+                    rec.content_type = t;
+                }
             }
             MetaChange::System(items) => {
                 for (k, v) in items {
@@ -515,9 +527,12 @@ mod tests {
                 MetaChange::Replace {
                     headers: new.clone(),
                     delete_at: None,
+                    content_type: Some("text/new".into()),
                 },
+                0,
             )
             .unwrap();
+        assert_eq!(after.content_type, "text/new");
         assert_eq!(after.headers["x-object-sysmeta-slo-etag"], "e");
         assert_eq!(after.headers["x-object-meta-b"], "2");
         assert!(!after.headers.contains_key("x-object-meta-a"));
@@ -527,11 +542,29 @@ mod tests {
                 &h,
                 Timestamp(11),
                 MetaChange::Replace {
-                    headers: new,
+                    headers: new.clone(),
                     delete_at: None,
-                }
+                    content_type: None,
+                },
+                0,
             ),
             Err(DbError::Conflict(_))
+        ));
+        // Once expired, a POST finds nothing and changes nothing.
+        let expiring = MetaChange::Replace {
+            headers: new.clone(),
+            delete_at: Some(100),
+            content_type: None,
+        };
+        db.post_object(1, &h, Timestamp(12), expiring, 0).unwrap();
+        let revive = MetaChange::Replace {
+            headers: new,
+            delete_at: None,
+            content_type: None,
+        };
+        assert!(matches!(
+            db.post_object(1, &h, Timestamp(13), revive, 101),
+            Err(DbError::NotFound)
         ));
     }
 

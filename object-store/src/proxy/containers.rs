@@ -4,6 +4,7 @@
 //! out) for both front ends.
 
 use super::backend::Path;
+use super::object_versions::{is_hidden, versions_container};
 use super::objects::{
     client_headers, with_timestamp, write_error, ObjectError, ObjectResult, Objects,
 };
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use service_kit::http_util::{encode, set_header};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Whose listing.
@@ -38,7 +40,9 @@ pub struct ListQuery {
     /// At most this many entries (the nodes' page size when `None`).
     pub(crate) limit: Option<usize>,
     /// Names with this after the prefix are grouped into one `subdir`.
-    pub(crate) delimiter: Option<char>,
+    pub(crate) delimiter: Option<String>,
+    /// Swift's `path=`: one level under the prefix, no subdirs.
+    pub(crate) path_only: bool,
     /// Names that start with this (empty: all).
     pub(crate) prefix: String,
     /// Names after this one (empty: from the first).
@@ -59,8 +63,11 @@ impl ListQuery {
                 q.push(format!("{k}={}", encode(v)));
             }
         }
-        if let Some(d) = self.delimiter {
-            q.push(format!("delimiter={}", encode(&d.to_string())));
+        if let Some(d) = &self.delimiter {
+            q.push(format!("delimiter={}", encode(d)));
+        }
+        if self.path_only {
+            q.push("path_only=true".into());
         }
         if let Some(n) = self.limit {
             q.push(format!("limit={n}"));
@@ -83,18 +90,32 @@ pub struct Listing {
 /// memcache).
 const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// What a proxy remembers of a container it saw: when, and its headers
+/// if it read them (a write through this proxy forgets them).
+pub(crate) struct KnownContainer {
+    seen: Instant,
+    headers: Option<Arc<HeaderMap>>,
+}
+
 impl Objects {
-    fn container_known(&self, account: &str, container: &str) -> bool {
+    fn known(&self, account: &str, container: &str) -> Option<Option<Arc<HeaderMap>>> {
         let cache = self
             .known_containers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         cache
             .get(&(account.to_string(), container.to_string()))
-            .is_some_and(|t| t.elapsed() < CONTAINER_CACHE_TTL)
+            .filter(|k| k.seen.elapsed() < CONTAINER_CACHE_TTL)
+            .map(|k| k.headers.clone())
     }
 
-    fn remember_container(&self, account: &str, container: &str, exists: bool) {
+    fn remember_container(
+        &self,
+        account: &str,
+        container: &str,
+        exists: bool,
+        headers: Option<Arc<HeaderMap>>,
+    ) {
         let mut cache = self
             .known_containers
             .lock()
@@ -104,7 +125,8 @@ impl Objects {
             if cache.len() > 100_000 {
                 cache.clear();
             }
-            cache.insert(key, Instant::now());
+            let seen = Instant::now();
+            cache.insert(key, KnownContainer { seen, headers });
         } else {
             cache.remove(&key);
         }
@@ -112,8 +134,21 @@ impl Objects {
 
     /// Whether a container exists (a recent positive answer is trusted).
     pub async fn container_exists(&self, account: &str, container: &str) -> bool {
-        self.container_known(account, container)
+        self.known(account, container).is_some()
             || self.head_container(account, container).await.is_ok()
+    }
+
+    /// A container's headers as recently seen (at most
+    /// [`CONTAINER_CACHE_TTL`] old), or as read now.
+    pub async fn container_meta(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> ObjectResult<Arc<HeaderMap>> {
+        if let Some(Some(h)) = self.known(account, container) {
+            return Ok(h);
+        }
+        self.head_container(account, container).await.map(Arc::new)
     }
 
     /// A container's headers (counts, metadata), the newest replica's.
@@ -126,9 +161,11 @@ impl Objects {
             )
             .await;
         let exists = r.status().is_success();
-        self.remember_container(account, container, exists);
+        let headers = client_headers(r.headers());
+        let known = exists.then(|| Arc::new(headers.clone()));
+        self.remember_container(account, container, exists, known);
         match r.status() {
-            s if s.is_success() => Ok(client_headers(r.headers())),
+            s if s.is_success() => Ok(headers),
             StatusCode::NOT_FOUND => Err(ObjectError::NoSuchContainer),
             s => Err(ObjectError::Unavailable(s)),
         }
@@ -179,7 +216,7 @@ impl Objects {
         let status = self
             .write_record(Method::PUT, path, meta, ObjectError::NoSuchContainer)
             .await?;
-        self.remember_container(account, container, true);
+        self.remember_container(account, container, true, None);
         Ok(status == StatusCode::CREATED)
     }
 
@@ -192,8 +229,10 @@ impl Objects {
     ) -> ObjectResult<()> {
         let path = Path::Container(account.into(), container.into());
         self.write_record(Method::POST, path, meta, ObjectError::NoSuchContainer)
-            .await
-            .map(drop)
+            .await?;
+        // Its metadata (quotas) is read afresh next time.
+        self.remember_container(account, container, true, None);
+        Ok(())
     }
 
     /// Updates an account's metadata.
@@ -211,6 +250,26 @@ impl Objects {
     /// shows nothing, the delete is retried for up to 3 s so that
     /// delete-all-then-remove works.
     pub async fn delete_container(&self, account: &str, container: &str) -> ObjectResult<()> {
+        // A container whose versions are kept is empty only without them.
+        let versions = ListTarget::Container(account.into(), versions_container(container));
+        let one = ListQuery {
+            limit: Some(1),
+            ..Default::default()
+        };
+        match self.list(&versions, &one).await {
+            Ok(page) if !page.entries.is_empty() => return Err(ObjectError::ContainerNotEmpty),
+            _ => {}
+        }
+        self.delete_empty_container(account, container).await?;
+        if !is_hidden(container) {
+            let _ = self
+                .delete_empty_container(account, &versions_container(container))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn delete_empty_container(&self, account: &str, container: &str) -> ObjectResult<()> {
         let path = Path::Container(account.into(), container.into());
         for _ in 0..30 {
             let out = self
@@ -224,7 +283,7 @@ impl Objects {
                 )
                 .await;
             if out.status.is_success() {
-                self.remember_container(account, container, false);
+                self.remember_container(account, container, false, None);
                 return Ok(());
             }
             if out.status != StatusCode::CONFLICT {
@@ -269,10 +328,15 @@ impl Objects {
                     .await
                     .map_err(|_| ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE))?
                     .to_bytes();
-                let entries = serde_json::from_slice(&bytes).map_err(|e| {
-                    tracing::error!(error = %e, "a node sent a listing that does not parse");
-                    ObjectError::Unavailable(StatusCode::BAD_GATEWAY)
-                })?;
+                let mut entries: Vec<ListingEntry> =
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        tracing::error!(error = %e, "a node sent a listing that does not parse");
+                        ObjectError::Unavailable(StatusCode::BAD_GATEWAY)
+                    })?;
+                if let ListTarget::Account(_) = target {
+                    // Versions containers are the proxy's, not the client's.
+                    entries.retain(|e| !is_hidden(e.name()));
+                }
                 Ok(Listing {
                     headers: client_headers(&parts.headers),
                     entries,
@@ -335,7 +399,7 @@ mod tests {
     fn list_queries_are_encoded() {
         let q = ListQuery {
             prefix: "a b/".into(),
-            delimiter: Some('/'),
+            delimiter: Some("/".into()),
             limit: Some(2),
             reverse: true,
             ..Default::default()

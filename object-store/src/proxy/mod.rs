@@ -7,8 +7,13 @@ pub mod checksums;
 pub mod conditions;
 pub mod containers;
 pub mod limits;
+pub mod manifest;
+pub mod object_versions;
 pub mod objects;
+pub mod quotas;
 pub mod segments;
+pub mod symlinks;
+pub mod versions;
 
 use crate::config::{timeouts, ProxyConfig};
 use crate::swift;

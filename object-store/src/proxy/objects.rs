@@ -12,8 +12,12 @@
 use super::backend::{owe_rows, Backend, BodyDigests, Lease, Path, WriteOutcome};
 use super::checksums::{Algorithm, ChecksumCheck, Expected};
 use super::conditions::{Conditions, Failed};
-use super::limits::{check_metadata, MAX_OBJECT_SIZE};
+use super::containers::KnownContainer;
+use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
+use super::manifest::StoredSegment;
+use super::object_versions::{Deleted, Prepared};
 use super::segments;
+use super::symlinks::Link;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
 use crate::records::{Target as UpdateTarget, INLINE_MAX};
@@ -21,12 +25,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use service_kit::http_util::{channel_body, empty, header_str, set_header, Body};
+use service_kit::http_util::{channel_body, collect_limited, empty, header_str, set_header, Body};
 use service_kit::range::{self, Ranges};
 use service_kit::timestamp::Timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Why an operation failed, whatever the protocol.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,24 @@ pub enum ObjectError {
     /// A large object's manifest names segments that are missing or differ.
     #[error("{0}")]
     ManifestInvalid(String),
+    /// No version with that id.
+    #[error("The specified version does not exist.")]
+    NoSuchVersion,
+    /// The version asked for is a delete marker.
+    #[error("The specified method is not allowed against this resource.")]
+    DeleteMarker { version_id: String },
+    /// The write would pass the container's quota.
+    #[error("Upload exceeds quota.")]
+    QuotaExceeded,
+    /// A stored large object or symlink cannot be followed (a nested
+    /// manifest is gone, links or manifests nest too deep, a static link's
+    /// target changed): Swift answers 409.
+    #[error("{0}")]
+    Broken(String),
+    /// A large object's segments lie outside what the request may reach
+    /// (a temporary URL's container).
+    #[error("{0}")]
+    OutOfScope(String),
     #[error("There was a conflict when trying to complete your request.")]
     ContainerNotEmpty,
     /// Another conditional write of the name is in progress.
@@ -212,6 +234,9 @@ impl ObjectMeta {
         if self.content_type.is_none() {
             self.content_type = source.content_type.clone();
         }
+        if keep == KeepFromSource::ContentType {
+            return self;
+        }
         for (k, v) in &source.headers {
             if self.header(k).is_none() {
                 self.headers.push((k.clone(), v.clone()));
@@ -245,6 +270,21 @@ pub struct PutObject {
     pub body: Body,
 }
 
+impl PutObject {
+    /// An empty object with this metadata (a symlink, an upload's marker).
+    pub fn empty(path: ObjectPath, meta: ObjectMeta) -> PutObject {
+        PutObject {
+            path,
+            length: Some(0),
+            meta,
+            checksum: None,
+            expected_md5: None,
+            condition: None,
+            body: empty(),
+        }
+    }
+}
+
 /// A condition a write needs, checked against a quorum of replicas while
 /// the writer holds the name's lease ([`crate::write_locks`]), so that of
 /// racing conditional writers exactly one succeeds.
@@ -276,6 +316,9 @@ pub struct Written {
     pub last_modified: Timestamp,
     /// Its S3 checksum, checked and kept.
     pub checksum: Option<(Algorithm, String)>,
+    /// Its version, in a container that keeps versions
+    /// ([`super::object_versions`]).
+    pub version_id: Option<String>,
 }
 
 /// Read (or HEAD) an object.
@@ -288,6 +331,14 @@ pub struct ReadObject {
     pub conditions: Conditions,
     /// A large object's manifest rather than its content.
     pub manifest: bool,
+    /// The container a large object's segments, and a symlink's target,
+    /// must be in (a temporary URL's reach); `None`: anywhere in the
+    /// account.
+    pub segments_within: Option<String>,
+    /// A symlink itself rather than its target (Swift's `symlink=get`).
+    pub symlink: bool,
+    /// One version of the object (`null` included), not the current one.
+    pub version: Option<String>,
 }
 
 /// An object as read: the status is 200, or 206 when `partial`.
@@ -335,8 +386,8 @@ pub enum KeepFromSource {
     /// Content type, stored headers and user metadata (Swift's copy, S3's
     /// `COPY` directive).
     Everything,
-    /// Content type and stored headers (Swift's `X-Fresh-Metadata`).
-    HeadersOnly,
+    /// The content type only (Swift's `X-Fresh-Metadata`).
+    ContentType,
     /// Nothing (S3's `REPLACE` directive).
     Nothing,
 }
@@ -355,12 +406,21 @@ pub struct CopyObject {
     pub checksum: Option<Algorithm>,
     /// System metadata items copied from the source (the rest is not).
     pub carry_system: Vec<&'static str>,
+    /// A large source is copied as its manifest (Swift's
+    /// `multipart-manifest=get`): the copy is a large object over the same
+    /// segments.
+    pub manifest: bool,
+    /// The container a large source's segments must be in (as
+    /// [`ReadObject::segments_within`]).
+    pub segments_within: Option<String>,
+    /// A symlink source is copied as a link, not as its target's content.
+    pub symlink: bool,
 }
 
 /// The object layer of one proxy.
 pub struct Objects {
     pub(super) backend: Arc<Backend>,
-    pub(super) known_containers: Mutex<HashMap<(String, String), Instant>>,
+    pub(super) known_containers: Mutex<HashMap<(String, String), KnownContainer>>,
     /// Listing rows on their way to container replicas.
     rows: Arc<RowBatches>,
 }
@@ -509,30 +569,68 @@ impl Objects {
         crate::metrics::NodeMetrics::add(&self.backend.metrics.rows_listed_at_once, listed as u64);
     }
 
-    /// Stores an object.
+    /// Stores an object (as a new version where the container keeps
+    /// them).
     pub async fn put(&self, req: PutObject) -> ObjectResult<Written> {
+        self.put_as(req, true).await
+    }
+
+    /// Stores an object where it is named, whatever the container's
+    /// versioning (a version's link, a delete marker).
+    /// (Boxed: a versioned write ends with one of these.)
+    pub(super) fn write_plain(
+        &self,
+        req: PutObject,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ObjectResult<Written>> + Send + '_>>
+    {
+        Box::pin(self.put_as(req, false))
+    }
+
+    async fn put_as(&self, req: PutObject, versioned: bool) -> ObjectResult<Written> {
         if req.length.is_some_and(|n| n > MAX_OBJECT_SIZE) {
             return Err(ObjectError::TooLarge);
         }
         req.meta.check()?;
         let path = req.path;
-        if !self.container_exists(&path.account, &path.container).await {
-            return Err(ObjectError::NoSuchContainer);
-        }
+        let container = self
+            .container_meta(&path.account, &path.container)
+            .await
+            .map_err(|_| ObjectError::NoSuchContainer)?;
+        self.check_quota(&path.account, &path.container, &container, req.length)
+            .await?;
+        self.archive_current(&path, &container).await?;
         let mut meta = req.meta;
         if meta.content_type.is_none() {
             meta.content_type = Some(guess_content_type(&path.object).to_string());
         }
-        let mut h = meta.node_headers();
-        if let Some(md5) = &req.expected_md5 {
-            set_header(&mut h, "etag", md5);
-        }
-        match req.length {
-            Some(n) => set_header(&mut h, "content-length", &n.to_string()),
-            None => set_header(&mut h, "transfer-encoding", "chunked"),
-        }
-        let write = self.store(&path, h, req.body, BodyDigests::new(req.checksum));
-        match &req.condition {
+        let content_type = meta.content_type.clone().unwrap_or_default();
+        let (condition, length, body) = (req.condition, req.length, req.body);
+        let (expected_md5, checksum) = (req.expected_md5, req.checksum);
+        let write = async {
+            let prepared = if versioned {
+                self.prepare_write(&path, &container).await?
+            } else {
+                Prepared::Plain {
+                    null_version: false,
+                }
+            };
+            meta.system.extend(prepared.system());
+            let mut h = meta.node_headers();
+            if let Some(md5) = &expected_md5 {
+                set_header(&mut h, "etag", md5);
+            }
+            match length {
+                Some(n) => set_header(&mut h, "content-length", &n.to_string()),
+                None => set_header(&mut h, "transfer-encoding", "chunked"),
+            }
+            let target = prepared.target(&path);
+            let written = self
+                .store(&target, h, body, BodyDigests::new(checksum))
+                .await?;
+            self.finish_write(&path, prepared, written, &content_type, None)
+                .await
+        };
+        match &condition {
             None => write.await,
             Some(c) => self.write_if(&path, c, write).await,
         }
@@ -662,10 +760,12 @@ impl Objects {
             etag: out.etag.unwrap_or_default().trim_matches('"').to_string(),
             last_modified: Timestamp::now(),
             checksum: out.checksum,
+            version_id: None,
         })
     }
 
-    /// Copies an object; a large source is copied as its content.
+    /// Copies an object; a large source is copied as its content, or as
+    /// its manifest when asked.
     pub async fn copy(&self, req: CopyObject) -> ObjectResult<Written> {
         let source = self
             .get(ReadObject {
@@ -673,9 +773,18 @@ impl Objects {
                 head: false,
                 range: req.range,
                 conditions: req.conditions,
-                manifest: false,
+                manifest: req.manifest,
+                segments_within: req.segments_within,
+                symlink: req.symlink,
+                version: None,
             })
             .await?;
+        if req.symlink {
+            if let Some(link) = Link::of(&source.headers) {
+                let meta = req.meta.merged_over(&source.info().meta, req.keep);
+                return self.put_symlink(req.to, meta, link).await;
+            }
+        }
         let info = source.info();
         if info.length > MAX_OBJECT_SIZE {
             return Err(ObjectError::TooLarge);
@@ -691,7 +800,20 @@ impl Objects {
                 }
             }
         }
-        meta.dlo_manifest = None;
+        if req.manifest && segments::is_static(&source.headers) {
+            let raw = collect_limited(source.body, MAX_MANIFEST_BYTES)
+                .await
+                .ok_or(ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE))?;
+            let stored: Vec<StoredSegment> = serde_json::from_slice(&raw)
+                .map_err(|e| ObjectError::Broken(format!("stored manifest: {e}")))?;
+            return self.store_manifest(&req.to, meta, stored).await;
+        }
+        meta.dlo_manifest = match (req.manifest, meta.dlo_manifest) {
+            // A dynamic manifest copied as itself keeps its prefix.
+            (true, None) => info.meta.dlo_manifest.clone(),
+            (true, own) => own,
+            (false, _) => None,
+        };
         self.put(PutObject {
             path: req.to,
             length: Some(info.length),
@@ -748,8 +870,28 @@ impl Objects {
         self.post(path, h).await
     }
 
-    /// Deletes one object (tombstones at quorum, listing rows queued).
+    /// Deletes one object as a client asks: in a container that keeps
+    /// versions, as it keeps them ([`super::object_versions`], or the older
+    /// modes of [`super::versions`]).
     pub async fn delete(&self, path: &ObjectPath) -> ObjectResult<()> {
+        self.delete_object(path).await.map(drop)
+    }
+
+    /// [`Objects::delete`], saying what it did to the object's versions.
+    pub async fn delete_object(&self, path: &ObjectPath) -> ObjectResult<Deleted> {
+        if let Ok(container) = self.container_meta(&path.account, &path.container).await {
+            if let Some(done) = self.delete_current(path, &container).await {
+                return done;
+            }
+            if let Some(done) = self.delete_versioned(path, &container).await {
+                return done.map(|()| Deleted::default());
+            }
+        }
+        self.remove(path).await.map(|()| Deleted::default())
+    }
+
+    /// Deletes one object (tombstones at quorum, listing rows queued).
+    pub async fn remove(&self, path: &ObjectPath) -> ObjectResult<()> {
         let targets = self.container_update_targets(&path.account, &path.container);
         let out = self
             .backend
@@ -781,8 +923,28 @@ impl Objects {
     }
 
     /// GET or HEAD of an object as a client asked for it (range,
-    /// conditions), large objects assembled unless `manifest`.
-    pub async fn get(&self, req: ReadObject) -> ObjectResult<ObjectRead> {
+    /// conditions), large objects assembled unless `manifest`, symlinks
+    /// followed unless `symlink` ([`super::symlinks`]).
+    pub async fn get(&self, mut req: ReadObject) -> ObjectResult<ObjectRead> {
+        if let Some(id) = req.version.take() {
+            let (path, marker) = self.find_version(&req.path, &id).await?;
+            if marker {
+                return Err(ObjectError::DeleteMarker { version_id: id });
+            }
+            req.path = path;
+            req.symlink = true;
+            return self.read_one(req).await;
+        }
+        if req.symlink {
+            self.read_one(req).await
+        } else {
+            self.read_through_links(req).await
+        }
+    }
+
+    /// GET or HEAD of one object; a symlink is answered as itself, with no
+    /// body, its range and conditions left for its target.
+    pub(super) async fn read_one(&self, req: ReadObject) -> ObjectResult<ObjectRead> {
         let path = req.path.node();
         let multi = req.range.as_deref().is_some_and(|r| r.contains(','));
         let resp = if req.head || multi {
@@ -797,6 +959,13 @@ impl Objects {
         let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
             return Err(read_error(parts.status, &parts.headers));
+        }
+        if !req.symlink && Link::of(&parts.headers).is_some() {
+            return Ok(ObjectRead {
+                partial: false,
+                headers: client_headers(&parts.headers),
+                body: empty(),
+            });
         }
         if !req.manifest && segments::is_large(&parts.headers) {
             return self.get_large(&req, parts.headers).await;
@@ -988,9 +1157,10 @@ mod tests {
         assert_eq!(all.header("content-disposition"), Some("inline"));
         let fresh = request
             .clone()
-            .merged_over(&source, KeepFromSource::HeadersOnly);
+            .merged_over(&source, KeepFromSource::ContentType);
         assert_eq!(fresh.user, [("b".to_string(), "new".to_string())]);
-        assert_eq!(fresh.header("content-disposition"), Some("inline"));
+        assert_eq!(fresh.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(fresh.header("content-disposition"), None);
         let replaced = request
             .clone()
             .merged_over(&source, KeepFromSource::Nothing);

@@ -14,6 +14,10 @@ use super::backend::BodyDigests;
 use super::backend::Path;
 use super::containers::{ListQuery, ListTarget};
 use super::limits::{MAX_MANIFEST_SEGMENTS, MAX_OBJECT_SIZE};
+use super::manifest::{
+    self, leaf_piece, slice, slo_etag, split_segment_path, sub_range, Piece, Segment, SegmentRef,
+    StoredSegment, MAX_DEPTH,
+};
 use super::objects::{
     client_headers, guess_content_type, ObjectError, ObjectMeta, ObjectPath, ObjectRead,
     ObjectResult, Objects, ReadObject, Written,
@@ -21,39 +25,22 @@ use super::objects::{
 use crate::records::ListingEntry;
 use http::{HeaderMap, HeaderValue, Method};
 use http_body_util::BodyExt;
+use hyper::body::Frame;
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
 use service_kit::http_util::{channel_body, empty, full, header_str, set_header, Body};
 use service_kit::range::{self, Ranges};
 use service_kit::timestamp::Timestamp;
+use std::future::Future;
+use std::pin::Pin;
 
 /// Whether stored headers make an object a large one.
 pub fn is_large(h: &HeaderMap) -> bool {
+    is_static(h) || h.contains_key("x-object-manifest")
+}
+
+/// Whether stored headers make an object a static large one.
+pub fn is_static(h: &HeaderMap) -> bool {
     header_str(h, "x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        || h.contains_key("x-object-manifest")
-}
-
-/// One segment as a manifest stores it (Swift's format).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Segment {
-    /// `/container/object`
-    pub name: String,
-    pub hash: String,
-    pub bytes: u64,
-    #[serde(default)]
-    pub content_type: String,
-    #[serde(default)]
-    pub last_modified: String,
-}
-
-/// A segment as a client names it in a manifest: checked before storing.
-#[derive(Clone, Debug, Deserialize)]
-pub struct SegmentRef {
-    pub path: String,
-    #[serde(default)]
-    pub etag: Option<String>,
-    #[serde(default)]
-    pub size_bytes: Option<u64>,
 }
 
 /// What deleting a large object with its segments did.
@@ -65,15 +52,7 @@ pub struct DeleteReport {
     pub errors: Vec<(String, String)>,
 }
 
-fn split_segment_path(p: &str) -> Option<(String, String)> {
-    let (c, o) = p.trim_start_matches('/').split_once('/')?;
-    if c.is_empty() || o.is_empty() {
-        return None;
-    }
-    Some((c.to_string(), o.to_string()))
-}
-
-/// The ETag of a large object: MD5 of its segments' ETags (Swift).
+/// The ETag of a dynamic large object: MD5 of its segments' ETags (Swift).
 fn combined_etag<'a>(etags: impl Iterator<Item = &'a str>) -> String {
     let mut md5 = Md5::new();
     for e in etags {
@@ -82,9 +61,12 @@ fn combined_etag<'a>(etags: impl Iterator<Item = &'a str>) -> String {
     hex::encode(md5.finalize())
 }
 
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 impl Objects {
     /// Stores a static large object over segments a client named, each
-    /// checked against what is stored (ETag, size).
+    /// checked against what is stored (ETag, size; a segment that is a
+    /// static large object is taken as its content, as its HEAD shows it).
     pub async fn put_static_large(
         &self,
         path: &ObjectPath,
@@ -96,51 +78,16 @@ impl Objects {
                 "Manifest must list 1 to {MAX_MANIFEST_SEGMENTS} segments"
             )));
         }
-        let mut segments = Vec::with_capacity(refs.len());
+        let mut stored = Vec::with_capacity(refs.len());
         let mut problems = Vec::new();
-        for r in refs {
-            let Some((sc, so)) = split_segment_path(&r.path) else {
-                problems.push(format!("{}: invalid path", r.path));
-                continue;
-            };
-            let head = match self
-                .head_newest(&ObjectPath::new(&path.account, &sc, &so))
-                .await
-            {
-                Ok(h) => h,
-                Err(ObjectError::NoSuchObject) => {
-                    problems.push(format!("{}: 404 Not Found", r.path));
-                    continue;
-                }
-                Err(e) => {
-                    problems.push(format!("{}: {e}", r.path));
-                    continue;
-                }
-            };
-            let etag = header_str(&head, "etag").unwrap_or_default().into_owned();
-            let size: u64 = header_str(&head, "content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if r.etag
-                .as_deref()
-                .is_some_and(|want| want.trim_matches('"') != etag)
-            {
-                problems.push(format!("{}: Etag Mismatch", r.path));
+        for (i, r) in refs.iter().enumerate() {
+            match self.check_segment(&path.account, r).await {
+                Ok(s) if s.is_empty() && i + 1 < refs.len() => problems.push(format!(
+                    "Index {i}: too small; each segment must be at least 1 byte."
+                )),
+                Ok(s) => stored.push(s),
+                Err(why) => problems.push(format!("Index {i}: {why}")),
             }
-            if r.size_bytes.is_some_and(|want| want != size) {
-                problems.push(format!("{}: Size Mismatch", r.path));
-            }
-            segments.push(Segment {
-                name: format!("/{sc}/{so}"),
-                hash: etag,
-                bytes: size,
-                content_type: header_str(&head, "content-type")
-                    .unwrap_or_default()
-                    .into_owned(),
-                last_modified: header_str(&head, "last-modified")
-                    .unwrap_or_default()
-                    .into_owned(),
-            });
         }
         if !problems.is_empty() {
             return Err(ObjectError::ManifestInvalid(format!(
@@ -148,7 +95,68 @@ impl Objects {
                 problems.join("\n")
             )));
         }
-        self.put_segments(path, meta, &segments).await
+        self.store_manifest(path, meta, stored).await
+    }
+
+    /// One entry of a client's manifest, checked against the segment it
+    /// names: the entry to store, or why not.
+    async fn check_segment(&self, account: &str, r: &SegmentRef) -> Result<StoredSegment, String> {
+        let (p, want_etag, want_size, range) = match r {
+            SegmentRef::Data(bytes) => return Ok(manifest::data_segment(bytes)),
+            SegmentRef::Object {
+                path,
+                etag,
+                size_bytes,
+                range,
+            } => (path, etag, size_bytes, range),
+        };
+        let (sc, so) = split_segment_path(p).ok_or("invalid path")?;
+        let head = match self.head_newest(&ObjectPath::new(account, &sc, &so)).await {
+            Ok(h) => h,
+            Err(ObjectError::NoSuchObject) => return Err(format!("{p}: 404 Not Found")),
+            Err(e) => return Err(format!("{p}: {e}")),
+        };
+        let sub_slo = is_static(&head);
+        // A nested static large object counts as its content.
+        let (etag_header, size_header) = if sub_slo {
+            ("x-object-sysmeta-slo-etag", "x-object-sysmeta-slo-size")
+        } else {
+            ("etag", "content-length")
+        };
+        let etag = header_str(&head, etag_header)
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string();
+        let size: u64 = header_str(&head, size_header)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut why = Vec::new();
+        if want_etag.as_deref().is_some_and(|w| w != etag) {
+            why.push(format!("{p}: Etag Mismatch"));
+        }
+        if want_size.is_some_and(|w| w != size) {
+            why.push(format!("{p}: Size Mismatch"));
+        }
+        let range = match range {
+            Some(r) => Some(manifest::resolve_range(r, size).map_err(|e| format!("{p}: {e}"))?),
+            None => None,
+        };
+        if !why.is_empty() {
+            return Err(why.join(", "));
+        }
+        Ok(StoredSegment::Object(Segment {
+            name: format!("/{sc}/{so}"),
+            hash: etag,
+            bytes: size,
+            content_type: header_str(&head, "content-type")
+                .unwrap_or_default()
+                .into_owned(),
+            last_modified: header_str(&head, "last-modified")
+                .unwrap_or_default()
+                .into_owned(),
+            range,
+            sub_slo,
+        }))
     }
 
     /// Stores checked segments as a static large object (no data is
@@ -160,12 +168,29 @@ impl Objects {
         meta: ObjectMeta,
         segments: &[Segment],
     ) -> ObjectResult<Written> {
-        if !self.container_exists(&path.account, &path.container).await {
-            return Err(ObjectError::NoSuchContainer);
-        }
-        let total: u64 = segments.iter().map(|s| s.bytes).sum();
-        let slo_etag = combined_etag(segments.iter().map(|s| s.hash.as_str()));
-        let manifest = serde_json::to_vec(segments).expect("json");
+        let stored = segments
+            .iter()
+            .cloned()
+            .map(StoredSegment::Object)
+            .collect();
+        self.store_manifest(path, meta, stored).await
+    }
+
+    /// Stores a manifest as a static large object.
+    pub(super) async fn store_manifest(
+        &self,
+        path: &ObjectPath,
+        meta: ObjectMeta,
+        segments: Vec<StoredSegment>,
+    ) -> ObjectResult<Written> {
+        let container = self
+            .container_meta(&path.account, &path.container)
+            .await
+            .map_err(|_| ObjectError::NoSuchContainer)?;
+        self.archive_current(path, &container).await?;
+        let total: u64 = segments.iter().map(StoredSegment::len).sum();
+        let slo_etag = slo_etag(&segments);
+        let manifest = serde_json::to_vec(&segments).expect("json");
         let mut meta = meta;
         // The listing shows the whole object: its size, and the ETags each
         // API gives it (Swift's container update override).
@@ -174,34 +199,130 @@ impl Objects {
             listed.push_str(&format!("; s3_etag={s3}"));
         }
         listed.push_str(&format!("; slo_etag={slo_etag}"));
+        for key in [
+            "slo-etag",
+            "slo-size",
+            "container-update-override-etag",
+            "container-update-override-size",
+        ] {
+            meta.system.retain(|(k, _)| k != key);
+        }
         meta.system.push(("slo-etag".into(), slo_etag.clone()));
         meta.system.push(("slo-size".into(), total.to_string()));
         meta.system
-            .push(("container-update-override-etag".into(), listed));
+            .push(("container-update-override-etag".into(), listed.clone()));
         meta.system
             .push(("container-update-override-size".into(), total.to_string()));
         if meta.content_type.is_none() {
             meta.content_type = Some(guess_content_type(&path.object).to_string());
         }
+        meta.dlo_manifest = None;
+        // In a container that keeps versions, the manifest is a version.
+        let prepared = self.prepare_write(path, &container).await?;
+        meta.system.extend(prepared.system());
+        let content_type = meta.content_type.clone().unwrap_or_default();
         let mut h = meta.node_headers();
         set_header(&mut h, "content-length", &manifest.len().to_string());
         set_header(&mut h, "x-static-large-object", "True");
         let written = self
-            .store(path, h, full(manifest), BodyDigests::default())
+            .store(
+                &prepared.target(path),
+                h,
+                full(manifest),
+                BodyDigests::default(),
+            )
             .await?;
-        Ok(Written {
+        let written = Written {
             etag: slo_etag,
             last_modified: written.last_modified,
             checksum: None,
+            version_id: None,
+        };
+        self.finish_write(path, prepared, written, &content_type, Some(&listed))
+            .await
+    }
+
+    /// A static large object's stored manifest.
+    pub(super) async fn manifest_of(&self, path: &ObjectPath) -> ObjectResult<Vec<StoredSegment>> {
+        let resp = self
+            .backend()
+            .read(Method::GET, &path.node(), HeaderMap::new(), None)
+            .await;
+        if !resp.status().is_success() {
+            return Err(if resp.status() == http::StatusCode::NOT_FOUND {
+                ObjectError::NoSuchObject
+            } else {
+                ObjectError::Unavailable(resp.status())
+            });
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| ObjectError::Unavailable(http::StatusCode::SERVICE_UNAVAILABLE))?
+            .to_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ObjectError::Broken(format!("stored manifest: {e}")))
+    }
+
+    /// The pieces of a static large object's content: nested manifests
+    /// read and cut to their ranges, at most [`MAX_DEPTH`] deep.
+    fn pieces_of<'a>(
+        &'a self,
+        account: &'a str,
+        segments: Vec<StoredSegment>,
+        depth: usize,
+        within: Option<&'a str>,
+    ) -> Boxed<'a, ObjectResult<Vec<Piece>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for s in segments {
+                if let (StoredSegment::Object(seg), Some(c)) = (&s, within) {
+                    check_within(&seg.name, c)?;
+                }
+                if let Some(p) = leaf_piece(&s) {
+                    out.push(p);
+                    continue;
+                }
+                let StoredSegment::Object(seg) = s else {
+                    continue;
+                };
+                if depth + 1 >= MAX_DEPTH {
+                    return Err(ObjectError::Broken("Max recursion depth exceeded".into()));
+                }
+                let Some((c, o)) = split_segment_path(&seg.name) else {
+                    return Err(ObjectError::Broken(format!(
+                        "invalid segment path {}",
+                        seg.name
+                    )));
+                };
+                let inner = match self.manifest_of(&ObjectPath::new(account, c, o)).await {
+                    Ok(m) => m,
+                    Err(ObjectError::NoSuchObject) => {
+                        return Err(ObjectError::Broken(format!(
+                            "sub-manifest {} is gone",
+                            seg.name
+                        )))
+                    }
+                    Err(e) => return Err(e),
+                };
+                let pieces = self.pieces_of(account, inner, depth + 1, within).await?;
+                match sub_range(&seg) {
+                    Some((a, b)) => out.extend(slice(pieces, a, b)),
+                    None => out.extend(pieces),
+                }
+            }
+            Ok(out)
         })
     }
 
-    /// The segments of a large object, in order, with their containers.
-    async fn segments_of(
+    /// The pieces of a large object's content, and its ETag (hex).
+    async fn content_of(
         &self,
         path: &ObjectPath,
         headers: &HeaderMap,
-    ) -> ObjectResult<Vec<(String, String, Segment)>> {
+        within: Option<&str>,
+    ) -> ObjectResult<(Vec<Piece>, String)> {
         if let Some(prefix) = header_str(headers, "x-object-manifest") {
             // DLO: every object under the prefix of the segment container.
             let Some((sc, pfx)) = prefix.split_once('/') else {
@@ -215,6 +336,9 @@ impl Objects {
                     .into_owned()
             };
             let (sc, pfx) = (decode(sc), decode(pfx));
+            if let Some(c) = within {
+                check_within(&format!("/{sc}/{pfx}"), c)?;
+            }
             let query = ListQuery {
                 prefix: pfx,
                 ..Default::default()
@@ -228,45 +352,44 @@ impl Objects {
                 }
                 Err(e) => return Err(e),
             };
-            return Ok(entries
+            // Each object under the prefix is a segment; one that is a
+            // static large object (listed with its SLO ETag) is read as its
+            // content, as Swift's DLO reads segments with GETs.
+            let segments: Vec<StoredSegment> = entries
                 .into_iter()
                 .filter_map(|e| match e {
                     ListingEntry::Object {
-                        name, hash, bytes, ..
-                    } => Some((
-                        sc.clone(),
-                        name.clone(),
-                        Segment {
-                            name,
-                            hash,
-                            bytes,
-                            content_type: String::new(),
-                            last_modified: String::new(),
-                        },
-                    )),
+                        name,
+                        hash,
+                        bytes,
+                        slo_etag,
+                        ..
+                    } => Some(StoredSegment::Object(Segment {
+                        name: format!("/{sc}/{name}"),
+                        hash,
+                        bytes,
+                        content_type: String::new(),
+                        last_modified: String::new(),
+                        range: None,
+                        sub_slo: slo_etag.is_some(),
+                    })),
                     _ => None,
                 })
-                .collect());
+                .collect();
+            let etag = combined_etag(segments.iter().filter_map(|s| match s {
+                StoredSegment::Object(seg) => Some(seg.hash.as_str()),
+                StoredSegment::Data { .. } => None,
+            }));
+            let pieces = self.pieces_of(&path.account, segments, 0, within).await?;
+            return Ok((pieces, etag));
         }
-        let manifest = self
-            .backend()
-            .read(Method::GET, &path.node(), HeaderMap::new(), None)
-            .await;
-        if !manifest.status().is_success() {
-            return Err(ObjectError::Unavailable(manifest.status()));
-        }
-        let bytes = manifest
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| ObjectError::Unavailable(http::StatusCode::SERVICE_UNAVAILABLE))?
-            .to_bytes();
-        let list: Vec<Segment> = serde_json::from_slice(&bytes)
-            .map_err(|e| ObjectError::ManifestInvalid(format!("stored manifest: {e}")))?;
-        Ok(list
-            .into_iter()
-            .filter_map(|s| split_segment_path(&s.name).map(|(c, o)| (c, o, s)))
-            .collect())
+        let segments = self.manifest_of(path).await?;
+        let etag = match header_str(headers, "x-object-sysmeta-slo-etag") {
+            Some(e) => e.into_owned(),
+            None => slo_etag(&segments),
+        };
+        let pieces = self.pieces_of(&path.account, segments, 0, within).await?;
+        Ok((pieces, etag))
     }
 
     /// GET/HEAD of a large object: headers of the whole, then the
@@ -276,13 +399,9 @@ impl Objects {
         req: &ReadObject,
         headers: HeaderMap,
     ) -> ObjectResult<ObjectRead> {
-        let segs = self.segments_of(&req.path, &headers).await?;
-        let is_slo = !headers.contains_key("x-object-manifest");
-        let total: u64 = segs.iter().map(|s| s.2.bytes).sum();
-        let etag = match header_str(&headers, "x-object-sysmeta-slo-etag") {
-            Some(e) if is_slo => e.into_owned(),
-            _ => combined_etag(segs.iter().map(|s| s.2.hash.as_str())),
-        };
+        let within = req.segments_within.as_deref();
+        let (pieces, etag) = self.content_of(&req.path, &headers, within).await?;
+        let total: u64 = pieces.iter().map(Piece::len).sum();
         let modified = header_str(&headers, "x-timestamp")
             .and_then(|t| t.parse::<Timestamp>().ok())
             .map(|t| t.secs())
@@ -331,7 +450,7 @@ impl Objects {
         let body = if req.head || len == 0 {
             empty()
         } else {
-            self.stream_segments(&req.path.account, segs, first, last)
+            self.stream_pieces(&req.path.account, slice(pieces, first, last))
         };
         Ok(ObjectRead {
             partial,
@@ -340,29 +459,30 @@ impl Objects {
         })
     }
 
-    fn stream_segments(
-        &self,
-        account: &str,
-        segs: Vec<(String, String, Segment)>,
-        first: u64,
-        last: u64,
-    ) -> Body {
+    fn stream_pieces(&self, account: &str, pieces: Vec<Piece>) -> Body {
         let (tx, body) = channel_body();
         let backend = self.backend().clone();
         let account = account.to_string();
         tokio::spawn(async move {
-            let mut offset = 0u64;
-            for (c, o, seg) in segs {
-                let (seg_start, seg_end) = (offset, offset + seg.bytes);
-                offset = seg_end;
-                if seg.bytes == 0 || seg_end <= first || seg_start > last {
-                    continue;
-                }
-                let from = first.saturating_sub(seg_start);
-                let to = (last - seg_start).min(seg.bytes - 1);
+            for piece in pieces {
+                let (c, o, first, last, size) = match piece {
+                    Piece::Data(b) => {
+                        if tx.send(Ok(Frame::data(b))).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Piece::Object {
+                        container,
+                        object,
+                        first,
+                        last,
+                        size,
+                    } => (container, object, first, last, size),
+                };
                 let mut h = HeaderMap::new();
-                if from > 0 || to < seg.bytes - 1 {
-                    set_header(&mut h, "range", &format!("bytes={from}-{to}"));
+                if first > 0 || last + 1 < size {
+                    set_header(&mut h, "range", &format!("bytes={first}-{last}"));
                 }
                 let resp = backend
                     .read(Method::GET, &Path::Object(account.clone(), c, o), h, None)
@@ -387,28 +507,75 @@ impl Objects {
         body
     }
 
-    /// Deletes a static large object's segments, then the object itself.
+    /// Deletes a static large object's segments (those of nested ones
+    /// too), then the object itself.
     pub async fn delete_with_segments(&self, path: &ObjectPath) -> ObjectResult<DeleteReport> {
-        let head = self.head_newest(path).await?;
         let mut report = DeleteReport::default();
-        let mut tally = |name: String, result: ObjectResult<()>| match result {
-            Ok(()) => report.deleted += 1,
-            Err(ObjectError::NoSuchObject) => report.not_found += 1,
-            Err(e) => report.errors.push((name, e.to_string())),
-        };
-        if header_str(&head, "x-static-large-object").is_some() {
-            match self.segments_of(path, &head).await {
-                Ok(segs) => {
-                    for (sc, so, _) in segs {
-                        let r = self.delete(&ObjectPath::new(&path.account, &sc, &so)).await;
-                        tally(format!("/{sc}/{so}"), r);
-                    }
-                }
-                Err(e) => tally(format!("/{}/{}", path.container, path.object), Err(e)),
-            }
-        }
-        let r = self.delete(path).await;
-        tally(format!("/{}/{}", path.container, path.object), r);
+        self.delete_tree(path, &mut report, 0).await?;
         Ok(report)
+    }
+
+    fn delete_tree<'a>(
+        &'a self,
+        path: &'a ObjectPath,
+        report: &'a mut DeleteReport,
+        depth: usize,
+    ) -> Boxed<'a, ObjectResult<()>> {
+        Box::pin(async move {
+            let head = self.head_newest(path).await?;
+            let name = format!("/{}/{}", path.container, path.object);
+            if is_static(&head) && depth < MAX_DEPTH {
+                match self.manifest_of(path).await {
+                    Ok(segments) => {
+                        for s in segments {
+                            let StoredSegment::Object(seg) = s else {
+                                continue;
+                            };
+                            let Some((sc, so)) = split_segment_path(&seg.name) else {
+                                continue;
+                            };
+                            let seg_path = ObjectPath::new(&path.account, sc, so);
+                            if seg.sub_slo {
+                                if let Err(e) = self.delete_tree(&seg_path, report, depth + 1).await
+                                {
+                                    tally(report, seg.name.clone(), Err(e));
+                                }
+                            } else {
+                                let r = self.delete(&seg_path).await;
+                                tally(report, seg.name.clone(), r);
+                            }
+                        }
+                    }
+                    Err(e) => tally(report, name.clone(), Err(e)),
+                }
+            }
+            let r = self.delete(path).await;
+            tally(report, name, r);
+            Ok(())
+        })
+    }
+}
+
+/// A segment path (`/container/...`) is in `container`.
+fn check_within(segment: &str, container: &str) -> ObjectResult<()> {
+    let c = segment
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if c == container {
+        Ok(())
+    } else {
+        Err(ObjectError::OutOfScope(format!(
+            "a segment in container {c} is outside the reach of this request (container {container})"
+        )))
+    }
+}
+
+fn tally(report: &mut DeleteReport, name: String, result: ObjectResult<()>) {
+    match result {
+        Ok(()) => report.deleted += 1,
+        Err(ObjectError::NoSuchObject) => report.not_found += 1,
+        Err(e) => report.errors.push((name, e.to_string())),
     }
 }

@@ -65,6 +65,9 @@ pub(super) async fn registered_owner(objects: &Objects, bucket: &str) -> S3Resul
             range: None,
             conditions: Default::default(),
             manifest: false,
+            segments_within: None,
+            symlink: false,
+            version: None,
         })
         .await;
     match read {
@@ -221,19 +224,7 @@ pub async fn list_keys(
         require(objects, account, bucket).await?;
         return Ok(keys);
     }
-    let delimiter = match delimiter.map(|d| {
-        let mut chars = d.chars();
-        (chars.next(), chars.next())
-    }) {
-        None | Some((None, _)) => None,
-        Some((Some(d), None)) => Some(d),
-        Some(_) => {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only single-character delimiters are supported"
-            ))
-        }
-    };
+    let delimiter = delimiter.filter(|d| !d.is_empty()).map(String::from);
     let query = ListQuery {
         prefix: prefix.to_string(),
         marker: marker.to_string(),

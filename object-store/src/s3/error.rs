@@ -9,7 +9,10 @@ impl From<ObjectError> for S3Error {
         match e {
             ObjectError::NoSuchContainer => s3_error!(NoSuchBucket),
             ObjectError::NoSuchObject => s3_error!(NoSuchKey),
+            ObjectError::NoSuchVersion => s3_error!(NoSuchVersion),
+            ObjectError::DeleteMarker { .. } => s3_error!(MethodNotAllowed),
             ObjectError::TooLarge => s3_error!(EntityTooLarge),
+            ObjectError::QuotaExceeded => s3_error!(EntityTooLarge, "{e}"),
             ObjectError::BadDigest => s3_error!(BadDigest),
             ObjectError::PreconditionFailed { .. } => s3_error!(PreconditionFailed),
             ObjectError::NotModified { .. } => s3_error!(NotModified),
@@ -17,6 +20,8 @@ impl From<ObjectError> for S3Error {
             ObjectError::MetadataInvalid(m) => s3_error!(MetadataTooLarge, "{m}"),
             ObjectError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
             ObjectError::ManifestInvalid(m) => s3_error!(InvalidPart, "{m}"),
+            ObjectError::Broken(m) => s3_error!(InternalError, "{m}"),
+            ObjectError::OutOfScope(m) => s3_error!(AccessDenied, "{m}"),
             ObjectError::ContainerNotEmpty => s3_error!(BucketNotEmpty),
             ObjectError::ConditionalConflict => s3_error!(ConditionalRequestConflict, "{e}"),
             ObjectError::Superseded { .. } | ObjectError::Unavailable(_) => {

@@ -15,6 +15,7 @@ mod multipart;
 mod object;
 mod post_form;
 mod tagging;
+mod versioning;
 
 use crate::proxy::objects::{ObjectError, ObjectMeta, ObjectPath, Objects};
 use base64::Engine;
@@ -341,61 +342,26 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<s3s::S3Response<ListObjectVersionsOutput>> {
-        // Buckets are unversioned: every current object is version `null`.
         let account = account_of(&req)?;
-        let i = req.input;
-        let max = max_keys(i.max_keys)?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let marker = i.key_marker.clone().unwrap_or_default();
-        let keys = bucket::list_keys(
-            &self.objects,
-            &account,
-            &i.bucket,
-            bucket::KeyQuery {
-                prefix: &prefix,
-                delimiter: i.delimiter.as_deref().filter(|d| !d.is_empty()),
-                marker: &marker,
-                max_keys: max,
-                fetch_owner: true,
-            },
-        )
-        .await?;
-        let url = url_encoding(i.encoding_type.as_ref());
-        let versions = keys
-            .objects
-            .into_iter()
-            .map(|o| ObjectVersion {
-                key: o.key.map(|k| url.apply(&k)),
-                e_tag: o.e_tag,
-                size: o.size,
-                last_modified: o.last_modified,
-                owner: o.owner,
-                is_latest: Some(true),
-                version_id: Some("null".into()),
-                storage_class: Some(ObjectVersionStorageClass::from_static(
-                    ObjectVersionStorageClass::STANDARD,
-                )),
-                ..Default::default()
-            })
-            .collect();
-        ok(ListObjectVersionsOutput {
-            name: Some(i.bucket),
-            prefix: Some(url.apply(&prefix)),
-            key_marker: Some(url.apply(&marker)),
-            max_keys: Some(max as i32),
-            is_truncated: Some(keys.truncated),
-            next_key_marker: if keys.truncated {
-                keys.last.as_deref().map(|l| url.apply(l))
-            } else {
-                None
-            },
-            next_version_id_marker: keys.truncated.then(|| "null".to_string()),
-            delimiter: i.delimiter.map(|d| url.apply(&d)),
-            encoding_type: i.encoding_type,
-            versions: Some(versions),
-            common_prefixes: Some(url.prefixes(keys.prefixes)),
-            ..Default::default()
-        })
+        let max = max_keys(req.input.max_keys)?;
+        ok(versioning::list(&self.objects, &account, req.input, max).await?)
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<s3s::S3Response<PutBucketVersioningOutput>> {
+        let account = account_of(&req)?;
+        versioning::put(&self.objects, &account, req.input).await?;
+        ok(PutBucketVersioningOutput::default())
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketVersioningOutput>> {
+        let account = account_of(&req)?;
+        ok(versioning::get(&self.objects, &account, &req.input.bucket).await?)
     }
 
     async fn put_object(
@@ -434,8 +400,20 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<s3s::S3Response<DeleteObjectOutput>> {
         let account = account_of(&req)?;
-        object::delete(&self.objects, &account, &req.input.bucket, &req.input.key).await?;
-        let mut resp = s3s::S3Response::new(DeleteObjectOutput::default());
+        let i = &req.input;
+        let done = object::delete(
+            &self.objects,
+            &account,
+            &i.bucket,
+            &i.key,
+            i.version_id.as_deref(),
+        )
+        .await?;
+        let mut resp = s3s::S3Response::new(DeleteObjectOutput {
+            delete_marker: done.delete_marker.then_some(true),
+            version_id: done.version_id,
+            ..Default::default()
+        });
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
     }
@@ -690,16 +668,16 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
 }
 
 /// `encoding-type=url`: keys and prefixes in the response are URL-encoded.
-struct UrlEncoding(bool);
+pub(crate) struct UrlEncoding(bool);
 
-fn url_encoding(e: Option<&EncodingType>) -> UrlEncoding {
+pub(crate) fn url_encoding(e: Option<&EncodingType>) -> UrlEncoding {
     UrlEncoding(e.is_some_and(|e| e.as_str() == EncodingType::URL))
 }
 
 impl UrlEncoding {
-    fn apply(&self, s: &str) -> String {
+    pub(crate) fn apply(&self, s: &str) -> String {
         if self.0 {
-            percent_encoding::utf8_percent_encode(s, S3_KEY).to_string()
+            percent_encoding::utf8_percent_encode(s, service_kit::http_util::PATH).to_string()
         } else {
             s.to_string()
         }
@@ -713,7 +691,7 @@ impl UrlEncoding {
             })
             .collect()
     }
-    fn prefixes(&self, prefixes: Vec<String>) -> Vec<CommonPrefix> {
+    pub(crate) fn prefixes(&self, prefixes: Vec<String>) -> Vec<CommonPrefix> {
         prefixes
             .into_iter()
             .map(|p| CommonPrefix {
@@ -722,11 +700,3 @@ impl UrlEncoding {
             .collect()
     }
 }
-
-/// What AWS leaves unencoded in keys: unreserved characters and `/`.
-const S3_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');

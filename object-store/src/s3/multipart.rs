@@ -8,15 +8,15 @@
 use super::{bucket, checksum, object, tagging};
 use crate::proxy::checksums::{self, Algorithm, MultipartKind};
 use crate::proxy::containers::{ListQuery, ListTarget};
+use crate::proxy::manifest::Segment;
 use crate::proxy::objects::{
     CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, Objects, PutObject, ReadObject,
 };
-use crate::proxy::segments::Segment;
 use crate::records::ListingEntry;
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result, TrailingHeaders};
-use service_kit::http_util::{empty, header_str};
+use service_kit::http_util::header_str;
 use service_kit::timestamp::Timestamp;
 
 /// Every part but the last must be at least this big.
@@ -151,21 +151,16 @@ pub async fn create(
     }
     object::store(
         objects,
-        PutObject {
-            path: Upload {
+        PutObject::empty(
+            Upload {
                 account,
                 bucket: &input.bucket,
                 key: &input.key,
                 id: &upload_id,
             }
             .marker(),
-            length: Some(0),
             meta,
-            checksum: None,
-            expected_md5: None,
-            condition: None,
-            body: empty(),
-        },
+        ),
         None,
     )
     .await?;
@@ -280,6 +275,9 @@ pub async fn upload_part_copy(
             keep: KeepFromSource::Nothing,
             checksum: Some(upload_algorithm(&marker).unwrap_or(Algorithm::Crc64Nvme)),
             carry_system: Vec::new(),
+            manifest: false,
+            segments_within: None,
+            symlink: false,
         },
     )
     .await?;
@@ -325,6 +323,9 @@ async fn check_copy_range(
             range: None,
             conditions: Default::default(),
             manifest: false,
+            segments_within: None,
+            symlink: false,
+            version: None,
         })
         .await?
         .info()
@@ -510,6 +511,8 @@ pub async fn complete(
             bytes: size,
             content_type: "application/octet-stream".into(),
             last_modified: String::new(),
+            range: None,
+            sub_slo: false,
         });
     }
     let s3_etag = format!(
@@ -532,7 +535,7 @@ pub async fn complete(
     meta.system.push(("s3-etag".into(), s3_etag.clone()));
     let path = ObjectPath::new(account, &input.bucket, &input.key);
     let write = objects.put_segments(&path, meta, &segments);
-    match &condition {
+    let written = match &condition {
         None => write.await?,
         Some(c) => objects.write_if(&path, c, write).await?,
     };
@@ -546,6 +549,7 @@ pub async fn complete(
         key: Some(input.key.clone()),
         e_tag: Some(ETag::Strong(s3_etag)),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: written.version_id,
         ..Default::default()
     };
     let sums = checksum::Fields::of(object_sum.map(|(a, k, v)| (a, v, k)));

@@ -3,6 +3,7 @@
 use super::{bucket, checksum, tagging};
 use crate::proxy::checksums::{Algorithm, MultipartKind};
 use crate::proxy::conditions::Conditions;
+use crate::proxy::object_versions::Deleted;
 use crate::proxy::objects::{
     CopyObject, KeepFromSource, ObjectError, ObjectInfo, ObjectMeta, ObjectPath, ObjectRead,
     Objects, PutObject, ReadObject, WriteCondition, Written, STORED_HEADERS,
@@ -160,6 +161,7 @@ pub async fn store(
             etag,
             last_modified: service_kit::timestamp::Timestamp::now(),
             checksum: None,
+            version_id: None,
         }),
         Err(e) => Err(broke
             .and_then(body_error)
@@ -202,6 +204,7 @@ pub async fn put(
     let sums = written_checksum(&written);
     let mut out = PutObjectOutput {
         e_tag: Some(ETag::Strong(written.etag)),
+        version_id: written.version_id,
         ..Default::default()
     };
     checksum::fill_checksums!(typed out, sums);
@@ -321,8 +324,18 @@ macro_rules! read_request {
                 $input.if_unmodified_since.as_ref(),
             ),
             manifest: false,
+            segments_within: None,
+            symlink: false,
+            version: $input.version_id.clone(),
         }
     };
+}
+
+/// The version a read found (stored versions name theirs).
+fn version_of(info: &ObjectInfo) -> Option<String> {
+    info.meta
+        .system(crate::proxy::object_versions::VERSION_ID_KEY)
+        .map(str::to_string)
 }
 
 /// The `Expires` stored with the object (an HTTP date).
@@ -377,6 +390,7 @@ pub async fn get(
             .response_content_language
             .or_else(|| stored("content-language")),
         expires: input.response_expires.or_else(|| stored_expires(&info)),
+        version_id: version_of(&info),
         ..Default::default()
     };
     checksum::fill_checksums!(typed out, sums);
@@ -404,17 +418,32 @@ pub async fn head_object(
         last_modified: info.last_modified.map(Into::into),
         metadata: Some(user_metadata(&info)),
         accept_ranges: Some("bytes".into()),
+        version_id: version_of(&info),
         ..Default::default()
     };
     checksum::fill_checksums!(typed out, sums);
     Ok(out)
 }
 
-pub async fn delete(objects: &Objects, account: &str, bucket: &str, key: &str) -> S3Result<()> {
+/// Deletes a key (a delete marker where versions are kept) or one
+/// version of it.
+pub async fn delete(
+    objects: &Objects,
+    account: &str,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> S3Result<Deleted> {
     bucket::require(objects, account, bucket).await?;
-    match objects.delete(&ObjectPath::new(account, bucket, key)).await {
+    let path = ObjectPath::new(account, bucket, key);
+    let done = match version {
+        Some(v) => objects.delete_version(&path, v).await,
+        None => objects.delete_object(&path).await,
+    };
+    match done {
+        Ok(d) => Ok(d),
         // Deleting a key that does not exist succeeds in S3.
-        Ok(()) | Err(ObjectError::NoSuchObject) => Ok(()),
+        Err(ObjectError::NoSuchObject | ObjectError::NoSuchVersion) => Ok(Deleted::default()),
         Err(e) => Err(e.into()),
     }
 }
@@ -436,12 +465,19 @@ pub async fn delete_many(
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for o in input.delete.objects {
-        match delete(objects, account, &input.bucket, &o.key).await {
-            Ok(()) => {
+        let version = o.version_id.as_deref();
+        match delete(objects, account, &input.bucket, &o.key, version).await {
+            Ok(d) => {
                 if !quiet {
                     deleted.push(DeletedObject {
                         key: Some(o.key),
-                        ..Default::default()
+                        version_id: o.version_id.clone(),
+                        delete_marker: d.delete_marker.then_some(true),
+                        delete_marker_version_id: if d.delete_marker && o.version_id.is_none() {
+                            d.version_id
+                        } else {
+                            None
+                        },
                     });
                 }
             }
@@ -449,7 +485,7 @@ pub async fn delete_many(
                 code: Some(e.code().as_str().to_string()),
                 key: Some(o.key),
                 message: e.message().map(str::to_string),
-                version_id: None,
+                version_id: o.version_id,
             }),
         }
     }
@@ -543,10 +579,14 @@ pub async fn copy(
             } else {
                 vec![tagging::KEY]
             },
+            manifest: false,
+            segments_within: None,
+            symlink: false,
         },
     )
     .await?;
     let sums = written_checksum(&written);
+    let version_id = written.version_id.clone();
     let mut result = CopyObjectResult {
         e_tag: Some(ETag::Strong(written.etag)),
         last_modified: Some(written.last_modified.to_system_time().into()),
@@ -555,6 +595,7 @@ pub async fn copy(
     checksum::fill_checksums!(typed result, sums);
     Ok(CopyObjectOutput {
         copy_object_result: Some(result),
+        version_id,
         ..Default::default()
     })
 }

@@ -22,6 +22,8 @@ pub enum SwiftError {
     LengthRequired,
     #[error("Manifest too large")]
     ManifestTooLarge,
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl ApiError for SwiftError {
@@ -31,9 +33,14 @@ impl ApiError for SwiftError {
             SwiftError::Precondition(_) => StatusCode::PRECONDITION_FAILED,
             SwiftError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             SwiftError::ManifestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SwiftError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             SwiftError::Object(e) => match e {
-                ObjectError::NoSuchContainer | ObjectError::NoSuchObject => StatusCode::NOT_FOUND,
-                ObjectError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ObjectError::NoSuchContainer
+                | ObjectError::NoSuchObject
+                | ObjectError::NoSuchVersion
+                | ObjectError::DeleteMarker { .. } => StatusCode::NOT_FOUND,
+                ObjectError::TooLarge | ObjectError::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+                ObjectError::OutOfScope(_) => StatusCode::FORBIDDEN,
                 ObjectError::BadDigest => StatusCode::UNPROCESSABLE_ENTITY,
                 ObjectError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
                 ObjectError::NotModified { .. } => StatusCode::NOT_MODIFIED,
@@ -41,9 +48,9 @@ impl ApiError for SwiftError {
                 ObjectError::MetadataInvalid(_)
                 | ObjectError::InvalidArgument(_)
                 | ObjectError::ManifestInvalid(_) => StatusCode::BAD_REQUEST,
-                ObjectError::ContainerNotEmpty | ObjectError::ConditionalConflict => {
-                    StatusCode::CONFLICT
-                }
+                ObjectError::ContainerNotEmpty
+                | ObjectError::ConditionalConflict
+                | ObjectError::Broken(_) => StatusCode::CONFLICT,
                 // Swift accepts a write older than what is stored, and
                 // keeps the newer one.
                 ObjectError::Superseded { .. } => StatusCode::ACCEPTED,
@@ -55,8 +62,11 @@ impl ApiError for SwiftError {
     fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         match self {
-            SwiftError::Object(ObjectError::NotModified { etag })
-            | SwiftError::Object(ObjectError::PreconditionFailed { etag: Some(etag) }) => {
+            SwiftError::Object(ObjectError::NotModified { etag }) => {
+                set_header(&mut h, "etag", etag);
+                set_header(&mut h, "accept-ranges", "bytes");
+            }
+            SwiftError::Object(ObjectError::PreconditionFailed { etag: Some(etag) }) => {
                 set_header(&mut h, "etag", etag);
             }
             SwiftError::Object(ObjectError::RangeNotSatisfiable { size: Some(size) }) => {
@@ -75,6 +85,8 @@ impl ApiError for SwiftError {
             }
             SwiftError::Object(
                 ObjectError::NoSuchObject
+                | ObjectError::NoSuchVersion
+                | ObjectError::DeleteMarker { .. }
                 | ObjectError::NotModified { .. }
                 | ObjectError::PreconditionFailed { .. }
                 | ObjectError::RangeNotSatisfiable { .. }

@@ -8,6 +8,10 @@ use service_kit::http_util::Body;
 
 pub const MAX_BULK_DELETES: usize = 10_000;
 
+/// The one storage policy (Swift's default name): containers report it,
+/// and a container PUT naming another is refused.
+pub const POLICY: &str = "Policy-0";
+
 pub fn response() -> Response<Body> {
     service_kit::http_util::json_response(
         StatusCode::OK,
@@ -27,9 +31,18 @@ pub fn response() -> Response<Body> {
                 "max_header_size": 8192,
                 "extra_header_count": 0,
                 "strict_cors_mode": true,
-                "policies": [{"name": "Policy-0", "default": true}],
+                "policies": [{"name": POLICY, "default": true}],
             },
             "tempauth": {"account_acls": false},
+            "s3api": {
+                "max_bucket_listing": 1000,
+                "max_parts_listing": 1000,
+                "max_upload_part_num": 10000,
+                "max_multi_delete_objects": 1000,
+                "allow_multipart_uploads": true,
+                "min_segment_size": 5 * 1024 * 1024,
+                "s3_acl": false
+            },
             "slo": {
                 "max_manifest_segments": MAX_MANIFEST_SEGMENTS,
                 "max_manifest_size": MAX_MANIFEST_BYTES,
@@ -37,10 +50,17 @@ pub fn response() -> Response<Body> {
                 "yield_frequency": 10
             },
             "dlo": {"max_segments": 10000},
+            "bulk_upload": {
+                "max_containers_per_extraction": 10000,
+                "max_failed_extractions": 1000
+            },
             "bulk_delete": {
                 "max_deletes_per_request": MAX_BULK_DELETES,
                 "max_failed_deletes": 1000
             },
+            "formpost": {},
+            "symlink": {"symloop_max": crate::proxy::symlinks::MAX_HOPS, "static_links": true},
+            "container_quotas": {},
             "tempurl": {
                 "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
                 "allowed_digests": ["sha1", "sha256", "sha512"],

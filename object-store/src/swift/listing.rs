@@ -77,6 +77,13 @@ pub fn render(entries: &[ListingEntry], f: Format, root: &str, item: &str, name:
                         out.push_str(&format!("<{k}>{}</{k}>", xml_escape(&text)));
                     }
                 }
+                if item == "container" {
+                    // Nubo has one storage policy; Swift's XML names it.
+                    out.push_str(&format!(
+                        "<storage_policy>{}</storage_policy>",
+                        super::info::POLICY
+                    ));
+                }
                 out.push_str(&format!("</{item}>"));
             }
             out.push_str(&format!("</{root}>"));
@@ -100,6 +107,7 @@ mod tests {
                 last_modified: "x".into(),
                 slo_etag: None,
                 s3_etag: None,
+                version_id: None,
             },
             ListingEntry::Subdir {
                 subdir: "d/".into(),

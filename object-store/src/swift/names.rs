@@ -82,9 +82,63 @@ pub fn check_metadata(headers: &HeaderMap, kind: &str) -> Result<(), String> {
     )
 }
 
+/// Checks the metadata an account or container would hold after a POST:
+/// what it has (`stored`) with the request's `changes` (an empty value
+/// removes an item). Swift checks the whole, so that many small POSTs
+/// cannot pass the limits that one large one may not.
+pub fn check_merged_metadata(
+    stored: &HeaderMap,
+    changes: &HeaderMap,
+    kind: &str,
+) -> Result<(), String> {
+    let prefix = format!("x-{kind}-meta-");
+    let mut merged: std::collections::BTreeMap<&str, &[u8]> = stored
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().strip_prefix(&prefix)?, v.as_bytes())))
+        .collect();
+    for (n, v) in changes {
+        let Some(key) = n.as_str().strip_prefix(&prefix) else {
+            continue;
+        };
+        if v.is_empty() {
+            merged.remove(key);
+        } else {
+            merged.insert(key, v.as_bytes());
+        }
+    }
+    crate::proxy::limits::check_metadata(kind, merged)
+}
+
+/// Whether a flag's value is true as Swift reads one (`config_true_value`).
+pub fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on" | "t" | "y"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service_kit::http_util::set_header;
+
+    #[test]
+    fn metadata_limits_hold_for_the_merged_whole() {
+        let mut stored = HeaderMap::new();
+        for i in 0..60 {
+            set_header(&mut stored, &format!("x-container-meta-k{i}"), "v");
+        }
+        let mut more = HeaderMap::new();
+        for i in 60..95 {
+            set_header(&mut more, &format!("x-container-meta-k{i}"), "v");
+        }
+        assert!(check_merged_metadata(&stored, &more, "container").is_err());
+        // Removing as many as are added keeps it within the count.
+        for i in 0..35 {
+            set_header(&mut more, &format!("x-container-meta-k{i}"), "");
+        }
+        assert!(check_merged_metadata(&stored, &more, "container").is_ok());
+    }
 
     #[test]
     fn paths() {

@@ -1,0 +1,775 @@
+//! Object versions: one implementation for S3 versioning and Swift's
+//! `X-Versions-Enabled` (as Swift's s3api builds on Swift's
+//! `object_versioning`).
+//!
+//! A container's state (enabled, suspended) is its system metadata. Its
+//! versions live in a hidden container, `\0versions\0<container>` (no
+//! client can name it: names with NUL are refused), as
+//! `<object>\0<inverted time>` so that a listing gives each object's
+//! versions newest first; the null version (written while versioning was
+//! off or suspended) ends in `n`, and a delete marker is an empty object
+//! of Swift's marker type.
+//!
+//! The object in the container itself is the current version:
+//! - a plain object: the null version, newer than every stored version;
+//! - a static link ([`super::symlinks`]) to the newest stored version,
+//!   listed with that version's size, ETag and id;
+//! - nothing: the newest stored version is a delete marker, or there is
+//!   none.
+//!
+//! Every write keeps this so: a PUT with versioning enabled moves a null
+//! current object into the versions first, stores the new version and
+//! links it; a DELETE writes a marker and removes the current object;
+//! deleting a version relinks the newest one left.
+
+use super::containers::{ListQuery, ListTarget};
+use super::objects::{
+    CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects,
+    PutObject, ReadObject, Written,
+};
+use super::symlinks::Link;
+use crate::records::ListingEntry;
+use http::HeaderMap;
+use service_kit::http_util::header_str;
+use service_kit::timestamp::Timestamp;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The container system metadata that holds the state (`true`: enabled,
+/// `false`: suspended; absent: never enabled).
+pub const STATE_HEADER: &str = "x-container-sysmeta-versions-enabled";
+/// The object system metadata item that names a version's id.
+pub const VERSION_ID_KEY: &str = "version-id";
+/// The content type of a delete marker (Swift's).
+pub const MARKER_TYPE: &str = "application/x-deleted;swift_versions_deleted=1";
+/// The id of the null version.
+pub const NULL: &str = "null";
+
+/// A container's versioning.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum State {
+    Off,
+    Enabled,
+    Suspended,
+}
+
+impl State {
+    pub fn of(container: &HeaderMap) -> State {
+        match header_str(container, STATE_HEADER).as_deref() {
+            Some("true") => State::Enabled,
+            Some("false") => State::Suspended,
+            _ => State::Off,
+        }
+    }
+}
+
+/// The hidden container of a container's versions.
+pub fn versions_container(container: &str) -> String {
+    format!("\0versions\0{container}")
+}
+
+/// Whether a container is hidden (a versions container).
+pub fn is_hidden(container: &str) -> bool {
+    container.starts_with('\0')
+}
+
+/// A version's name in the versions container.
+fn version_name(object: &str, at: Timestamp, null: bool) -> String {
+    format!(
+        "{object}\0{:020}{}",
+        u64::MAX - at.0,
+        if null { "n" } else { "" }
+    )
+}
+
+/// A version as its name in the versions container says.
+#[derive(Clone, Debug, PartialEq)]
+struct Named {
+    object: String,
+    at: Timestamp,
+    null: bool,
+}
+
+fn parse_version_name(name: &str) -> Option<Named> {
+    let (object, rest) = name.rsplit_once('\0')?;
+    let (digits, null) = match rest.strip_suffix('n') {
+        Some(d) => (d, true),
+        None => (rest, false),
+    };
+    let inverted: u64 = digits.parse().ok()?;
+    Some(Named {
+        object: object.to_string(),
+        at: Timestamp(u64::MAX - inverted),
+        null,
+    })
+}
+
+impl Named {
+    fn id(&self) -> String {
+        if self.null {
+            NULL.into()
+        } else {
+            self.at.to_string()
+        }
+    }
+}
+
+/// What a DELETE did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Deleted {
+    /// The version made or removed (`None`: the container is unversioned).
+    pub version_id: Option<String>,
+    /// A delete marker was made (or removed).
+    pub delete_marker: bool,
+}
+
+/// One version in a listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionEntry {
+    pub key: String,
+    pub version_id: String,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: String,
+    pub content_type: String,
+}
+
+/// A page of versions.
+#[derive(Debug, Default)]
+pub struct VersionPage {
+    pub entries: Vec<VersionEntry>,
+    pub truncated: bool,
+}
+
+/// What a link to a version says of it.
+struct Listed<'a> {
+    /// The ETag a read of the version gives (checked by the link).
+    etag: &'a str,
+    /// Its listing ETag (with a large object's other ETags).
+    listed: &'a str,
+    size: u64,
+    content_type: &'a str,
+    id: &'a str,
+}
+
+/// Where a write goes, decided before it starts.
+pub(super) enum Prepared {
+    /// The object itself (versioning off; or suspended: the null version).
+    Plain { null_version: bool },
+    /// A new version, linked as current once stored.
+    Version { at: Timestamp },
+}
+
+impl Prepared {
+    /// The path the bytes go to.
+    pub(super) fn target(&self, path: &ObjectPath) -> ObjectPath {
+        match self {
+            Prepared::Plain { .. } => path.clone(),
+            Prepared::Version { at } => ObjectPath::new(
+                &path.account,
+                versions_container(&path.container),
+                version_name(&path.object, *at, false),
+            ),
+        }
+    }
+
+    /// System metadata the stored object gets.
+    pub(super) fn system(&self) -> Option<(String, String)> {
+        match self {
+            Prepared::Plain { .. } => None,
+            Prepared::Version { at } => Some((VERSION_ID_KEY.into(), at.to_string())),
+        }
+    }
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Objects {
+    /// Before a write of `path`: where it goes. With versioning enabled, a
+    /// null current object is kept as a version first; suspended, the
+    /// stored null version (if any) makes way for the new one.
+    pub(super) fn prepare_write<'a>(
+        &'a self,
+        path: &'a ObjectPath,
+        container: &'a HeaderMap,
+    ) -> Boxed<'a, ObjectResult<Prepared>> {
+        Box::pin(async move {
+            if is_hidden(&path.container) {
+                return Ok(Prepared::Plain {
+                    null_version: false,
+                });
+            }
+            match State::of(container) {
+                State::Off => Ok(Prepared::Plain {
+                    null_version: false,
+                }),
+                State::Suspended => {
+                    self.drop_stored_null(path).await?;
+                    Ok(Prepared::Plain { null_version: true })
+                }
+                State::Enabled => {
+                    self.keep_null_current(path).await?;
+                    Ok(Prepared::Version {
+                        at: Timestamp::now(),
+                    })
+                }
+            }
+        })
+    }
+
+    /// After the bytes are stored: a new version becomes current.
+    /// `listed`: the version's own listing ETag override (a large
+    /// object's, with the ETags each API shows), kept by its link.
+    pub(super) async fn finish_write(
+        &self,
+        path: &ObjectPath,
+        prepared: Prepared,
+        mut written: Written,
+        content_type: &str,
+        listed: Option<&str>,
+    ) -> ObjectResult<Written> {
+        match prepared {
+            Prepared::Plain { null_version } => {
+                if null_version {
+                    written.version_id = Some(NULL.into());
+                }
+                Ok(written)
+            }
+            Prepared::Version { at } => {
+                let target = prepared_target(path, at);
+                let size = self.stored_size(&target).await?;
+                let version = Listed {
+                    etag: &written.etag,
+                    listed: listed.unwrap_or(&written.etag),
+                    size,
+                    content_type,
+                    id: &at.to_string(),
+                };
+                self.link_current(path, &target, &version).await?;
+                written.version_id = Some(at.to_string());
+                Ok(written)
+            }
+        }
+    }
+
+    async fn stored_size(&self, path: &ObjectPath) -> ObjectResult<u64> {
+        let read = self
+            .get(ReadObject {
+                path: path.clone(),
+                head: true,
+                range: None,
+                conditions: Default::default(),
+                manifest: false,
+                segments_within: None,
+                symlink: true,
+                version: None,
+            })
+            .await?;
+        Ok(read.info().length)
+    }
+
+    /// Makes `path` a link to the stored version `target`.
+    async fn link_current(
+        &self,
+        path: &ObjectPath,
+        target: &ObjectPath,
+        version: &Listed<'_>,
+    ) -> ObjectResult<()> {
+        let link = Link {
+            container: target.container.clone(),
+            object: target.object.clone(),
+            account: None,
+            etag: Some(version.etag.to_string()),
+        };
+        let mut meta = ObjectMeta {
+            content_type: Some(version.content_type.to_string()),
+            ..Default::default()
+        };
+        meta.system.extend(link.system_meta(Some(version.size)));
+        // Listed as the version it stands for.
+        meta.system.push((
+            "container-update-override-size".into(),
+            version.size.to_string(),
+        ));
+        meta.system.push((
+            "container-update-override-etag".into(),
+            format!("{}; version_id={}", version.listed, version.id),
+        ));
+        self.write_plain(PutObject::empty(path.clone(), meta))
+            .await
+            .map(drop)
+    }
+
+    /// With versioning enabled, a plain current object is the null
+    /// version: it moves into the versions before anything replaces it.
+    async fn keep_null_current(&self, path: &ObjectPath) -> ObjectResult<()> {
+        let Some(current) = self.current(path).await? else {
+            return Ok(());
+        };
+        if Link::of(&current).is_some() {
+            return Ok(());
+        }
+        let at = header_str(&current, "x-timestamp")
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .unwrap_or_else(Timestamp::now);
+        let to = ObjectPath::new(
+            &path.account,
+            versions_container(&path.container),
+            version_name(&path.object, at, true),
+        );
+        let copied = self
+            .copy(CopyObject {
+                from: path.clone(),
+                to,
+                conditions: Default::default(),
+                range: None,
+                meta: ObjectMeta::default(),
+                keep: KeepFromSource::Everything,
+                checksum: None,
+                carry_system: Vec::new(),
+                manifest: true,
+                segments_within: None,
+                symlink: true,
+            })
+            .await;
+        match copied {
+            Ok(_) | Err(ObjectError::NoSuchObject) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The current object's headers as stored (a link as itself).
+    async fn current(&self, path: &ObjectPath) -> ObjectResult<Option<HeaderMap>> {
+        match self.head_newest(path).await {
+            Ok(h) => Ok(Some(h)),
+            Err(ObjectError::NoSuchObject) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stored versions of `object`, newest first (at most `limit`).
+    async fn stored_versions(
+        &self,
+        path: &ObjectPath,
+        limit: usize,
+    ) -> ObjectResult<Vec<(Named, ListingEntry)>> {
+        let target =
+            ListTarget::Container(path.account.clone(), versions_container(&path.container));
+        let query = ListQuery {
+            prefix: format!("{}\0", path.object),
+            limit: Some(limit),
+            ..Default::default()
+        };
+        let entries = match self.list(&target, &query).await {
+            Ok(page) => page.entries,
+            Err(ObjectError::NoSuchContainer) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let named = parse_version_name(e.name())?;
+                (named.object == path.object).then_some((named, e))
+            })
+            .collect())
+    }
+
+    /// Suspended: a null version among the stored ones is removed (the
+    /// write about to happen replaces it).
+    async fn drop_stored_null(&self, path: &ObjectPath) -> ObjectResult<()> {
+        for (named, entry) in self.stored_versions(path, 10_000).await? {
+            if named.null {
+                let p = self.version_path(path, entry.name());
+                match self.remove(&p).await {
+                    Ok(()) | Err(ObjectError::NoSuchObject) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn version_path(&self, path: &ObjectPath, name: &str) -> ObjectPath {
+        ObjectPath::new(&path.account, versions_container(&path.container), name)
+    }
+
+    /// A DELETE of `path` without a version: in a versioned container, a
+    /// delete marker becomes current. `None`: the container is not
+    /// versioned.
+    pub(super) async fn delete_current(
+        &self,
+        path: &ObjectPath,
+        container: &HeaderMap,
+    ) -> Option<ObjectResult<Deleted>> {
+        let state = State::of(container);
+        if state == State::Off || is_hidden(&path.container) {
+            return None;
+        }
+        Some(
+            async {
+                let null = state == State::Suspended;
+                if null {
+                    self.drop_stored_null(path).await?;
+                } else {
+                    self.keep_null_current(path).await?;
+                }
+                let at = Timestamp::now();
+                let marker = self.version_path(path, &version_name(&path.object, at, null));
+                let mut meta = ObjectMeta {
+                    content_type: Some(MARKER_TYPE.into()),
+                    ..Default::default()
+                };
+                if !null {
+                    meta.system.push((VERSION_ID_KEY.into(), at.to_string()));
+                }
+                self.write_plain(PutObject::empty(marker, meta)).await?;
+                match self.remove(path).await {
+                    Ok(()) | Err(ObjectError::NoSuchObject) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(Deleted {
+                    version_id: Some(if null { NULL.into() } else { at.to_string() }),
+                    delete_marker: true,
+                })
+            }
+            .await,
+        )
+    }
+
+    /// Deletes one version of `path` (`null` included); the newest one left
+    /// becomes current.
+    pub async fn delete_version(&self, path: &ObjectPath, id: &str) -> ObjectResult<Deleted> {
+        let mut deleted = Deleted {
+            version_id: Some(id.to_string()),
+            delete_marker: false,
+        };
+        if id == NULL {
+            if let Some(current) = self.current(path).await? {
+                if Link::of(&current).is_none() {
+                    self.remove(path).await?;
+                    return Ok(deleted);
+                }
+            }
+            for (named, entry) in self.stored_versions(path, 10_000).await? {
+                if named.null {
+                    deleted.delete_marker = is_marker(&entry);
+                    let p = self.version_path(path, entry.name());
+                    ignore_missing(self.remove(&p).await)?;
+                }
+            }
+        } else {
+            let at: Timestamp = id
+                .parse()
+                .map_err(|_| ObjectError::InvalidArgument("Invalid version id specified".into()))?;
+            let p = self.version_path(path, &version_name(&path.object, at, false));
+            if let Ok(h) = self.head_newest(&p).await {
+                deleted.delete_marker =
+                    header_str(&h, "content-type").as_deref() == Some(MARKER_TYPE);
+            }
+            ignore_missing(self.remove(&p).await)?;
+        }
+        self.relink(path).await?;
+        Ok(deleted)
+    }
+
+    /// Makes the newest stored version current, unless a null version is
+    /// (a plain object, which is always the newest).
+    async fn relink(&self, path: &ObjectPath) -> ObjectResult<()> {
+        if let Some(current) = self.current(path).await? {
+            if Link::of(&current).is_none() {
+                return Ok(());
+            }
+        }
+        let newest = self.stored_versions(path, 1).await?.into_iter().next();
+        match newest {
+            Some((named, entry)) if !is_marker(&entry) => {
+                let ListingEntry::Object {
+                    hash,
+                    bytes,
+                    content_type,
+                    slo_etag,
+                    ..
+                } = &entry
+                else {
+                    return Ok(());
+                };
+                let ListingEntry::Object { s3_etag, .. } = &entry else {
+                    return Ok(());
+                };
+                let etag = slo_etag
+                    .as_deref()
+                    .map(|e| e.trim_matches('"').to_string())
+                    .unwrap_or_else(|| hash.clone());
+                let mut listed = hash.clone();
+                if let Some(s3) = s3_etag {
+                    listed.push_str(&format!("; s3_etag={s3}"));
+                }
+                if slo_etag.is_some() {
+                    listed.push_str(&format!("; slo_etag={etag}"));
+                }
+                let target = self.version_path(path, entry.name());
+                let version = Listed {
+                    etag: &etag,
+                    listed: &listed,
+                    size: *bytes,
+                    content_type,
+                    id: &named.id(),
+                };
+                self.link_current(path, &target, &version).await
+            }
+            _ => ignore_missing(self.remove(path).await),
+        }
+    }
+
+    /// The path of a version by its id, and whether it is a delete marker.
+    pub(super) async fn find_version(
+        &self,
+        path: &ObjectPath,
+        id: &str,
+    ) -> ObjectResult<(ObjectPath, bool)> {
+        if id == NULL {
+            if let Some(current) = self.current(path).await? {
+                if Link::of(&current).is_none() {
+                    return Ok((path.clone(), false));
+                }
+            }
+            for (named, entry) in self.stored_versions(path, 10_000).await? {
+                if named.null {
+                    return Ok((self.version_path(path, entry.name()), is_marker(&entry)));
+                }
+            }
+            return Err(ObjectError::NoSuchVersion);
+        }
+        let at: Timestamp = id
+            .parse()
+            .map_err(|_| ObjectError::InvalidArgument("Invalid version id specified".into()))?;
+        let p = self.version_path(path, &version_name(&path.object, at, false));
+        match self.head_newest(&p).await {
+            Ok(h) => {
+                let marker = header_str(&h, "content-type").as_deref() == Some(MARKER_TYPE);
+                Ok((p, marker))
+            }
+            Err(ObjectError::NoSuchObject) => Err(ObjectError::NoSuchVersion),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every version of the objects under `prefix` in a container, key by
+    /// key and newest first, from after (`key_marker`, `version_marker`).
+    pub async fn list_versions(
+        &self,
+        account: &str,
+        container: &str,
+        prefix: &str,
+        key_marker: &str,
+        version_marker: Option<&str>,
+        limit: usize,
+    ) -> ObjectResult<VersionPage> {
+        // The null versions that are current: plain objects of the
+        // container (links stand for stored versions, listed below).
+        let plain = self
+            .list(
+                &ListTarget::Container(account.into(), container.into()),
+                &ListQuery {
+                    prefix: prefix.into(),
+                    marker: key_marker.to_string(),
+                    limit: Some(limit + 1),
+                    ..Default::default()
+                },
+            )
+            .await?
+            .entries;
+        // Stored versions: after the marker's version, or after all of
+        // the marker key's.
+        let stored_marker = match version_marker {
+            Some(NULL) => format!("{key_marker}\0"),
+            Some(id) => match id.parse::<Timestamp>() {
+                Ok(at) => version_name(key_marker, at, false),
+                Err(_) => format!("{key_marker}\u{1}"),
+            },
+            None if key_marker.is_empty() => String::new(),
+            None => format!("{key_marker}\u{1}"),
+        };
+        let stored = match self
+            .list(
+                &ListTarget::Container(account.into(), versions_container(container)),
+                &ListQuery {
+                    prefix: prefix.into(),
+                    marker: stored_marker,
+                    limit: Some(limit + 1),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(page) => page.entries,
+            Err(ObjectError::NoSuchContainer) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let more = plain.len() > limit || stored.len() > limit;
+        let mut merged: Vec<(String, u8, u64, VersionEntry)> = Vec::new();
+        for e in plain {
+            let ListingEntry::Object {
+                name,
+                hash,
+                bytes,
+                content_type,
+                last_modified,
+                slo_etag,
+                s3_etag,
+                version_id,
+            } = e
+            else {
+                continue;
+            };
+            if version_id.is_some() {
+                continue; // a link to a stored version
+            }
+            if version_marker == Some(NULL) && name == key_marker {
+                continue;
+            }
+            let etag = s3_etag
+                .or(slo_etag.map(|e| e.trim_matches('"').to_string()))
+                .unwrap_or(hash);
+            merged.push((
+                name.clone(),
+                0,
+                0,
+                VersionEntry {
+                    key: name,
+                    version_id: NULL.into(),
+                    is_latest: true,
+                    delete_marker: false,
+                    etag,
+                    size: bytes,
+                    last_modified,
+                    content_type,
+                },
+            ));
+        }
+        for e in stored {
+            let Some(named) = parse_version_name(e.name()) else {
+                continue;
+            };
+            let ListingEntry::Object {
+                hash,
+                bytes,
+                content_type,
+                last_modified,
+                slo_etag,
+                s3_etag,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let marker = content_type == MARKER_TYPE;
+            let etag = s3_etag
+                .or(slo_etag.map(|e| e.trim_matches('"').to_string()))
+                .unwrap_or(hash);
+            merged.push((
+                named.object.clone(),
+                1,
+                u64::MAX - named.at.0,
+                VersionEntry {
+                    key: named.object.clone(),
+                    version_id: named.id(),
+                    is_latest: false,
+                    delete_marker: marker,
+                    etag,
+                    size: bytes,
+                    last_modified,
+                    content_type,
+                },
+            ));
+        }
+        merged.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        let mut entries: Vec<VersionEntry> = Vec::new();
+        for (_, _, _, mut v) in merged {
+            // The newest of a key is current, unless a plain null one is.
+            if entries.last().is_none_or(|l| l.key != v.key) {
+                v.is_latest = true;
+            }
+            entries.push(v);
+        }
+        let truncated = more || entries.len() > limit;
+        entries.truncate(limit);
+        Ok(VersionPage { entries, truncated })
+    }
+
+    /// Sets a container's versioning (`true`: enabled, `false`:
+    /// suspended); enabling makes its versions container.
+    pub async fn set_versioning(
+        &self,
+        account: &str,
+        container: &str,
+        enabled: bool,
+    ) -> ObjectResult<()> {
+        if enabled {
+            self.put_container(account, &versions_container(container), HeaderMap::new())
+                .await?;
+        }
+        let mut h = HeaderMap::new();
+        service_kit::http_util::set_header(
+            &mut h,
+            STATE_HEADER,
+            if enabled { "true" } else { "false" },
+        );
+        self.post_container(account, container, h).await
+    }
+}
+
+fn prepared_target(path: &ObjectPath, at: Timestamp) -> ObjectPath {
+    Prepared::Version { at }.target(path)
+}
+
+fn is_marker(entry: &ListingEntry) -> bool {
+    matches!(entry, ListingEntry::Object { content_type, .. } if content_type == MARKER_TYPE)
+}
+
+fn ignore_missing(r: ObjectResult<()>) -> ObjectResult<()> {
+    match r {
+        Err(ObjectError::NoSuchObject) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_newest_first_and_parse_back() {
+        let old = version_name("a/b", Timestamp(100), false);
+        let new = version_name("a/b", Timestamp(200), false);
+        let null = version_name("a/b", Timestamp(150), true);
+        let mut names = vec![old.clone(), null.clone(), new.clone()];
+        names.sort();
+        assert_eq!(names, [new.clone(), null.clone(), old.clone()]);
+        let parsed = parse_version_name(&null).expect("parses");
+        assert_eq!(parsed.object, "a/b");
+        assert_eq!(parsed.at, Timestamp(150));
+        assert!(parsed.null);
+        assert_eq!(parsed.id(), NULL);
+        assert_eq!(
+            parse_version_name(&new).unwrap().id(),
+            Timestamp(200).to_string()
+        );
+        // A longer name with the same start sorts after every version.
+        assert!(version_name("a/b", Timestamp(1), false).as_str() < "a/b\u{1}");
+        assert!(parse_version_name("plain").is_none());
+    }
+
+    #[test]
+    fn states_from_metadata() {
+        let mut h = HeaderMap::new();
+        assert_eq!(State::of(&h), State::Off);
+        service_kit::http_util::set_header(&mut h, STATE_HEADER, "true");
+        assert_eq!(State::of(&h), State::Enabled);
+        service_kit::http_util::set_header(&mut h, STATE_HEADER, "false");
+        assert_eq!(State::of(&h), State::Suspended);
+        assert!(is_hidden(&versions_container("c")));
+    }
+}

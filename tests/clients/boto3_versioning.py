@@ -1,0 +1,143 @@
+"""S3 versioning with boto3: enabling and suspending, version ids on every
+write, reads and deletes of versions, delete markers, ListObjectVersions
+(with paging and prefixes), multipart uploads and copies as versions, and
+the clean-up conformance suites do (delete every version, then the
+bucket). The same versions through python-swiftclient."""
+import hashlib
+import os
+
+import boto3
+from botocore.exceptions import ClientError
+from swiftclient.client import Connection
+
+ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
+s3 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester",
+                  aws_secret_access_key="testing", region_name="us-east-1")
+swift = Connection(authurl=ENDPOINT + "/auth/v1.0", user="test:tester", key="testing")
+
+
+def code(fn):
+    try:
+        fn()
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("expected an error")
+
+
+B = "versioned"
+s3.create_bucket(Bucket=B)
+assert "Status" not in s3.get_bucket_versioning(Bucket=B)
+s3.put_object(Bucket=B, Key="k", Body=b"before")  # the null version
+s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled"})
+assert s3.get_bucket_versioning(Bucket=B)["Status"] == "Enabled"
+
+ids = []
+for body in [b"one", b"two", b"three"]:
+    r = s3.put_object(Bucket=B, Key="k", Body=body)
+    assert r.get("VersionId") not in (None, "null"), r
+    ids.append(r["VersionId"])
+assert len(set(ids)) == 3
+got = s3.get_object(Bucket=B, Key="k")
+assert got["Body"].read() == b"three" and got["VersionId"] == ids[2], got
+for vid, body in zip(ids, [b"one", b"two", b"three"]):
+    o = s3.get_object(Bucket=B, Key="k", VersionId=vid)
+    assert o["Body"].read() == body and o["VersionId"] == vid
+    assert s3.head_object(Bucket=B, Key="k", VersionId=vid)["ContentLength"] == len(body)
+assert s3.get_object(Bucket=B, Key="k", VersionId="null")["Body"].read() == b"before"
+assert code(lambda: s3.get_object(Bucket=B, Key="k", VersionId="1234567890.12345")) == "NoSuchVersion"
+
+listed = s3.list_object_versions(Bucket=B, Prefix="k")
+versions = listed["Versions"]
+assert [v["VersionId"] for v in versions] == ids[::-1] + ["null"], versions
+assert [v["IsLatest"] for v in versions] == [True, False, False, False]
+assert versions[0]["ETag"] == '"%s"' % hashlib.md5(b"three").hexdigest()
+assert versions[0]["Size"] == 5
+
+# A plain listing shows the current version, with its size and ETag.
+cur = s3.list_objects_v2(Bucket=B)["Contents"]
+assert [(c["Key"], c["Size"], c["ETag"]) for c in cur] == [
+    ("k", 5, '"%s"' % hashlib.md5(b"three").hexdigest())], cur
+
+# Delete: a marker hides the key; deleting the marker brings it back.
+d = s3.delete_object(Bucket=B, Key="k")
+assert d["DeleteMarker"] and d["VersionId"], d
+assert code(lambda: s3.get_object(Bucket=B, Key="k")) == "NoSuchKey"
+assert s3.list_objects_v2(Bucket=B).get("KeyCount") == 0
+listed = s3.list_object_versions(Bucket=B)
+assert listed["DeleteMarkers"][0]["IsLatest"] and listed["DeleteMarkers"][0]["VersionId"] == d["VersionId"]
+assert not any(v["IsLatest"] for v in listed["Versions"])
+assert code(lambda: s3.get_object(Bucket=B, Key="k", VersionId=d["VersionId"])) == "MethodNotAllowed"
+s3.delete_object(Bucket=B, Key="k", VersionId=d["VersionId"])
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"three"
+# Deleting the current version makes the previous one current.
+s3.delete_object(Bucket=B, Key="k", VersionId=ids[2])
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"two"
+assert s3.list_object_versions(Bucket=B)["Versions"][0]["VersionId"] == ids[1]
+
+# Multipart and copies make versions too.
+up = s3.create_multipart_upload(Bucket=B, Key="mp")
+part = s3.upload_part(Bucket=B, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"m" * 100)
+done = s3.complete_multipart_upload(Bucket=B, Key="mp", UploadId=up["UploadId"], MultipartUpload={
+    "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+assert done.get("VersionId") not in (None, "null"), done
+got = s3.get_object(Bucket=B, Key="mp")
+assert got["Body"].read() == b"m" * 100 and got["VersionId"] == done["VersionId"]
+mp_listed = s3.list_objects_v2(Bucket=B, Prefix="mp")["Contents"][0]
+assert mp_listed["Size"] == 100 and mp_listed["ETag"] == done["ETag"], (mp_listed, done)
+c = s3.copy_object(Bucket=B, Key="copy", CopySource={"Bucket": B, "Key": "k"})
+assert c.get("VersionId") not in (None, "null"), c
+assert s3.get_object(Bucket=B, Key="copy")["Body"].read() == b"two"
+
+# Suspended: writes are the null version, replacing the null one only.
+s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Suspended"})
+assert s3.get_bucket_versioning(Bucket=B)["Status"] == "Suspended"
+r = s3.put_object(Bucket=B, Key="k", Body=b"null-1")
+assert r.get("VersionId") == "null", r
+s3.put_object(Bucket=B, Key="k", Body=b"null-2")
+vs = [v["VersionId"] for v in s3.list_object_versions(Bucket=B, Prefix="k")["Versions"]]
+assert vs.count("null") == 1 and ids[0] in vs and ids[1] in vs, vs
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"null-2"
+assert s3.get_object(Bucket=B, Key="k", VersionId=ids[0])["Body"].read() == b"one"
+
+# Paging through versions, and prefixes with a delimiter.
+for i in range(5):
+    s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=B, Key=f"dir/p{i % 2}", Body=b"%d" % i)
+seen = []
+kw = {"Bucket": B, "MaxKeys": 2}
+while True:
+    page = s3.list_object_versions(**kw)
+    seen += [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    if not page["IsTruncated"]:
+        break
+    kw["KeyMarker"], kw["VersionIdMarker"] = page["NextKeyMarker"], page["NextVersionIdMarker"]
+everything = s3.list_object_versions(Bucket=B, MaxKeys=1000)
+whole = [(v["Key"], v["VersionId"]) for v in everything.get("Versions", []) + everything.get("DeleteMarkers", [])]
+assert sorted(seen) == sorted(whole) and len(seen) == len(set(seen)), (seen, whole)
+grouped = s3.list_object_versions(Bucket=B, Delimiter="/")
+assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["dir/"], grouped
+
+# The same versions through Swift.
+headers, rows = swift.get_container(B, query_string="versions")
+swift_ids = [r["version_id"] for r in rows if r["name"] == "dir/p0"]
+s3_ids = [v["VersionId"] for v in s3.list_object_versions(Bucket=B, Prefix="dir/p0")["Versions"]]
+assert swift_ids == s3_ids, (swift_ids, s3_ids)
+assert headers.get("x-versions-enabled") == "True", headers
+h, body = swift.get_object(B, "dir/p0", query_string="version-id=" + s3_ids[-1])
+assert body == b"0" and h["x-object-version-id"] == s3_ids[-1], h
+# Versions containers are not buckets.
+assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(B) == 1
+assert all("\x00" not in b["Name"] for b in s3.list_buckets()["Buckets"])
+
+# A bucket with versions is not empty; the suites' clean-up empties it.
+assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"
+while True:
+    page = s3.list_object_versions(Bucket=B)
+    items = page.get("Versions", []) + page.get("DeleteMarkers", [])
+    if not items:
+        break
+    s3.delete_objects(Bucket=B, Delete={"Objects": [
+        {"Key": v["Key"], "VersionId": v["VersionId"]} for v in items]})
+s3.delete_bucket(Bucket=B)
+assert code(lambda: s3.head_bucket(Bucket=B)) in ("404", "NoSuchBucket")
+print("boto3 versioning: ok")
