@@ -156,12 +156,14 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
                     user: "tester".into(),
                     key: "testing".into(),
                     admin: true,
+                    reseller_admin: false,
                 },
                 User {
                     account: "test".into(),
                     user: "tester3".into(),
                     key: "testing3".into(),
                     admin: false,
+                    reseller_admin: false,
                 },
                 // A second account (Swift's dev test2:tester2), for what
                 // one account must not reach of another's.
@@ -170,12 +172,23 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
                     user: "tester2".into(),
                     key: "testing2".into(),
                     admin: true,
+                    reseller_admin: false,
+                },
+                // The operator of Swift's all-in-one setup
+                // (`admin:admin`, `.reseller_admin`): account quotas.
+                User {
+                    account: "admin".into(),
+                    user: "admin".into(),
+                    key: "admin".into(),
+                    admin: true,
+                    reseller_admin: true,
                 },
                 User {
                     account: "glance".into(),
                     user: "glance".into(),
                     key: registry_key.clone(),
                     admin: true,
+                    reseller_admin: false,
                 },
             ],
         },
@@ -420,6 +433,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     );
     println!("  Swift:  http://{proxy_addr}/auth/v1.0   user test:tester   key testing");
     println!("          swift -A http://{proxy_addr}/auth/v1.0 -U test:tester -K testing stat");
+    println!("          operator (.reseller_admin, sets account quotas): admin:admin key admin");
     println!("  Glance: http://{registry_addr}/v2/images   (X-Auth-Token from the Swift login)");
     println!("  Nova:   http://{compute_addr}/v2.1/servers   (same token; flavors m1.tiny, m1.small, m1.medium)");
     println!("  Logs:   {}", layout.logs.display());

@@ -932,3 +932,37 @@ fn object_versioning() {
     );
     assert_eq!(both.status, 400);
 }
+
+/// Account quotas: only an operator (`.reseller_admin`: `admin:admin`, as
+/// in Swift's all-in-one setup) sets `X-Account-Meta-Quota-Bytes`, the
+/// account's own admin gets 403; a write past it is 413 and stores
+/// nothing. An operator reaches any account.
+#[test]
+fn account_quotas_are_the_operators() {
+    let c = cluster();
+    let owner = Swift::as_user(c, "test2:tester2", "testing2");
+    let operator = Swift::as_user(c, "admin:admin", "admin");
+    let quota = [("X-Account-Meta-Quota-Bytes", "10")];
+    assert_eq!(owner.req("POST", "", &quota, b"").status, 403);
+    let set = |headers: &[(&str, &str)]| operator.send("POST", &owner.url, headers, b"", true);
+    assert_eq!(set(&[("X-Account-Meta-Quota-Bytes", "ten")]).status, 400);
+    assert_eq!(set(&quota).status, 204);
+    assert_eq!(owner.req("PUT", "/aq", &[], b"").status, 201);
+    assert_eq!(owner.req("PUT", "/aq/a", &[], b"12345").status, 201);
+    // The account's byte count follows its containers' shortly.
+    for _ in 0..100 {
+        let used = owner.req("HEAD", "", &[], b"");
+        if used.header("x-account-bytes-used") == Some("5") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(owner.req("PUT", "/aq/b", &[], b"123456").status, 413);
+    assert_eq!(owner.req("HEAD", "/aq/b", &[], b"").status, 404);
+    assert_eq!(owner.req("PUT", "/aq/c", &[], b"12345").status, 201);
+    assert_eq!(
+        set(&[("X-Remove-Account-Meta-Quota-Bytes", "x")]).status,
+        204
+    );
+    assert_eq!(owner.req("PUT", "/aq/b", &[], b"123456").status, 201);
+}

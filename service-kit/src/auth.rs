@@ -65,6 +65,10 @@ pub struct User {
     /// `.admin`: full control of the account.
     #[serde(default)]
     pub admin: bool,
+    /// `.reseller_admin`: an operator, with control of every account and
+    /// of what only operators set (account quotas).
+    #[serde(default)]
+    pub reseller_admin: bool,
 }
 
 /// Who a valid token belongs to.
@@ -76,6 +80,8 @@ pub struct Identity {
     pub user: String,
     /// Whether the user controls the whole account.
     pub admin: bool,
+    /// Whether the user is an operator (`.reseller_admin`).
+    pub reseller_admin: bool,
 }
 
 /// Logs users in and checks tokens, from the users of a config.
@@ -153,6 +159,7 @@ impl TempAuth {
             account: format!("{RESELLER_PREFIX}{}", u.account),
             user: u.user.clone(),
             admin: u.admin,
+            reseller_admin: u.reseller_admin,
         }
     }
 
@@ -197,6 +204,7 @@ mod tests {
                 user: "tester".into(),
                 key: "testing".into(),
                 admin: true,
+                reseller_admin: false,
             }],
         })
     }

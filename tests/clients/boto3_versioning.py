@@ -129,6 +129,21 @@ assert body == b"0" and h["x-object-version-id"] == s3_ids[-1], h
 assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(B) == 1
 assert all("\x00" not in b["Name"] for b in s3.list_buckets()["Buckets"])
 
+# Racing writers on one key: every write is a version, and the newest is
+# current, however the writers interleave (10 rounds of 8).
+from concurrent.futures import ThreadPoolExecutor
+s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled"})
+for round_ in range(10):
+    key = f"race-{round_}"
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda i: s3.put_object(Bucket=B, Key=key, Body=b"w%d" % i)["VersionId"],
+                             range(8)))
+    listed = s3.list_object_versions(Bucket=B, Prefix=key)["Versions"]
+    assert sorted(v["VersionId"] for v in listed) == sorted(made), (listed, made)
+    newest = max(made, key=float)
+    assert listed[0]["VersionId"] == newest and listed[0]["IsLatest"], (listed, newest)
+    assert s3.head_object(Bucket=B, Key=key)["VersionId"] == newest, round_
+
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"
 while True:

@@ -820,6 +820,11 @@ impl Swift {
         }
     }
 
+    /// A client logged in as `user` (`account:user`) with `key`.
+    pub fn as_user(cluster: &Cluster, user: &str, key: &str) -> Swift {
+        Swift::logged_in(login_as(&cluster.url(), user, key))
+    }
+
     /// A client logged in as the image registry's service user
     /// (`glance:glance`, whose key `nubo up` wrote), to see what the
     /// registry stored.

@@ -178,10 +178,41 @@ impl Objects {
             .backend
             .head_newest(&Path::Account(account.into()), HeaderMap::new())
             .await;
-        match r.status() {
-            s if s.is_success() => Ok(client_headers(r.headers())),
-            StatusCode::NOT_FOUND => Ok(empty_account_headers()),
-            s => Err(ObjectError::Unavailable(s)),
+        let headers = match r.status() {
+            s if s.is_success() => client_headers(r.headers()),
+            StatusCode::NOT_FOUND => empty_account_headers(),
+            s => return Err(ObjectError::Unavailable(s)),
+        };
+        let mut known = self
+            .known_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        known.insert(
+            account.to_string(),
+            (Instant::now(), Arc::new(headers.clone())),
+        );
+        Ok(headers)
+    }
+
+    /// An account's headers as recently seen (at most
+    /// [`CONTAINER_CACHE_TTL`] old), or as read now.
+    pub async fn account_meta(&self, account: &str) -> ObjectResult<Arc<HeaderMap>> {
+        let cached = {
+            let known = self
+                .known_accounts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            known
+                .get(account)
+                .filter(|(seen, _)| seen.elapsed() < CONTAINER_CACHE_TTL)
+                .map(|(_, h)| h.clone())
+        };
+        match cached {
+            Some(h) => Ok(h),
+            None => self.head_account(account).await.map(Arc::new),
         }
     }
 
@@ -239,9 +270,13 @@ impl Objects {
     pub async fn post_account(&self, account: &str, meta: HeaderMap) -> ObjectResult<()> {
         let path = Path::Account(account.into());
         let missing = ObjectError::Unavailable(StatusCode::NOT_FOUND);
-        self.write_record(Method::POST, path, meta, missing)
-            .await
-            .map(drop)
+        self.write_record(Method::POST, path, meta, missing).await?;
+        // Its metadata (a quota) is read afresh next time.
+        self.known_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(account);
+        Ok(())
     }
 
     /// Deletes an empty container. Listing rows reach container replicas

@@ -24,8 +24,8 @@
 
 use super::containers::{ListQuery, ListTarget};
 use super::objects::{
-    CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects,
-    PutObject, ReadObject, Written,
+    CopyObject, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects, PutObject, ReadObject,
+    Written,
 };
 use super::symlinks::Link;
 use crate::records::ListingEntry;
@@ -134,6 +134,45 @@ pub struct VersionEntry {
     pub size: u64,
     pub last_modified: String,
     pub content_type: String,
+}
+
+impl VersionEntry {
+    /// A listing row as a version: of the container itself (`named`:
+    /// `None`; the null version, or a link with an empty id), or of the
+    /// versions container.
+    fn listed(entry: ListingEntry, named: Option<&Named>) -> Option<VersionEntry> {
+        let ListingEntry::Object {
+            name,
+            hash,
+            bytes,
+            content_type,
+            last_modified,
+            slo_etag,
+            s3_etag,
+            version_id,
+        } = entry
+        else {
+            return None;
+        };
+        let etag = s3_etag
+            .or(slo_etag.map(|e| e.trim_matches('"').to_string()))
+            .unwrap_or(hash);
+        let (key, id) = match named {
+            Some(n) => (n.object.clone(), n.id()),
+            None if version_id.is_some() => (name, String::new()),
+            None => (name, NULL.to_string()),
+        };
+        Some(VersionEntry {
+            key,
+            version_id: id,
+            is_latest: named.is_none(),
+            delete_marker: content_type == MARKER_TYPE,
+            etag,
+            size: bytes,
+            last_modified,
+            content_type,
+        })
+    }
 }
 
 /// A page of versions.
@@ -248,6 +287,7 @@ impl Objects {
                     id: &at.to_string(),
                 };
                 self.link_current(path, &target, &version).await?;
+                self.settle(path, at).await?;
                 written.version_id = Some(at.to_string());
                 Ok(written)
             }
@@ -255,18 +295,7 @@ impl Objects {
     }
 
     async fn stored_size(&self, path: &ObjectPath) -> ObjectResult<u64> {
-        let read = self
-            .get(ReadObject {
-                path: path.clone(),
-                head: true,
-                range: None,
-                conditions: Default::default(),
-                manifest: false,
-                segments_within: None,
-                symlink: true,
-                version: None,
-            })
-            .await?;
+        let read = self.get(ReadObject::head_of_stored(path.clone())).await?;
         Ok(read.info().length)
     }
 
@@ -297,9 +326,11 @@ impl Objects {
             "container-update-override-etag".into(),
             format!("{}; version_id={}", version.listed, version.id),
         ));
-        self.write_plain(PutObject::empty(path.clone(), meta))
-            .await
-            .map(drop)
+        match self.write_plain(PutObject::empty(path.clone(), meta)).await {
+            // A racing writer's link is newer: settling sorts it out.
+            Ok(_) | Err(ObjectError::Superseded { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// With versioning enabled, a plain current object is the null
@@ -319,21 +350,7 @@ impl Objects {
             versions_container(&path.container),
             version_name(&path.object, at, true),
         );
-        let copied = self
-            .copy(CopyObject {
-                from: path.clone(),
-                to,
-                conditions: Default::default(),
-                range: None,
-                meta: ObjectMeta::default(),
-                keep: KeepFromSource::Everything,
-                checksum: None,
-                carry_system: Vec::new(),
-                manifest: true,
-                segments_within: None,
-                symlink: true,
-            })
-            .await;
+        let copied = self.copy(CopyObject::as_stored(path.clone(), to)).await;
         match copied {
             Ok(_) | Err(ObjectError::NoSuchObject) => Ok(()),
             Err(e) => Err(e),
@@ -425,10 +442,8 @@ impl Objects {
                     meta.system.push((VERSION_ID_KEY.into(), at.to_string()));
                 }
                 self.write_plain(PutObject::empty(marker, meta)).await?;
-                match self.remove(path).await {
-                    Ok(()) | Err(ObjectError::NoSuchObject) => {}
-                    Err(e) => return Err(e),
-                }
+                done_or_overtaken(self.remove(path).await)?;
+                self.settle(path, at).await?;
                 Ok(Deleted {
                     version_id: Some(if null { NULL.into() } else { at.to_string() }),
                     delete_marker: true,
@@ -456,7 +471,7 @@ impl Objects {
                 if named.null {
                     deleted.delete_marker = is_marker(&entry);
                     let p = self.version_path(path, entry.name());
-                    ignore_missing(self.remove(&p).await)?;
+                    done_or_overtaken(self.remove(&p).await)?;
                 }
             }
         } else {
@@ -468,10 +483,23 @@ impl Objects {
                 deleted.delete_marker =
                     header_str(&h, "content-type").as_deref() == Some(MARKER_TYPE);
             }
-            ignore_missing(self.remove(&p).await)?;
+            done_or_overtaken(self.remove(&p).await)?;
         }
         self.relink(path).await?;
         Ok(deleted)
+    }
+
+    /// After this writer made version `mine` current: if a racing writer's
+    /// newer version (or marker) is stored, that one is made current
+    /// instead. Each writer looks after its own link write, so the last to
+    /// look sees every version stored before it and the newest wins, as it
+    /// would with one writer at a time.
+    async fn settle(&self, path: &ObjectPath, mine: Timestamp) -> ObjectResult<()> {
+        let newest = self.stored_versions(path, 1).await?.into_iter().next();
+        match newest {
+            Some((named, _)) if named.at != mine => self.relink(path).await,
+            _ => Ok(()),
+        }
     }
 
     /// Makes the newest stored version current, unless a null version is
@@ -519,7 +547,7 @@ impl Objects {
                 };
                 self.link_current(path, &target, &version).await
             }
-            _ => ignore_missing(self.remove(path).await),
+            _ => done_or_overtaken(self.remove(path).await),
         }
     }
 
@@ -611,79 +639,25 @@ impl Objects {
         let more = plain.len() > limit || stored.len() > limit;
         let mut merged: Vec<(String, u8, u64, VersionEntry)> = Vec::new();
         for e in plain {
-            let ListingEntry::Object {
-                name,
-                hash,
-                bytes,
-                content_type,
-                last_modified,
-                slo_etag,
-                s3_etag,
-                version_id,
-            } = e
-            else {
+            let Some(v) = VersionEntry::listed(e, None) else {
                 continue;
             };
-            if version_id.is_some() {
-                continue; // a link to a stored version
+            // A link stands for a stored version, listed below; a plain
+            // object is the null version, current (already listed when the
+            // page before ended with it).
+            let link = v.version_id.is_empty();
+            let listed_before = version_marker == Some(NULL) && v.key == key_marker;
+            if !link && !listed_before {
+                merged.push((v.key.clone(), 0, 0, v));
             }
-            if version_marker == Some(NULL) && name == key_marker {
-                continue;
-            }
-            let etag = s3_etag
-                .or(slo_etag.map(|e| e.trim_matches('"').to_string()))
-                .unwrap_or(hash);
-            merged.push((
-                name.clone(),
-                0,
-                0,
-                VersionEntry {
-                    key: name,
-                    version_id: NULL.into(),
-                    is_latest: true,
-                    delete_marker: false,
-                    etag,
-                    size: bytes,
-                    last_modified,
-                    content_type,
-                },
-            ));
         }
         for e in stored {
             let Some(named) = parse_version_name(e.name()) else {
                 continue;
             };
-            let ListingEntry::Object {
-                hash,
-                bytes,
-                content_type,
-                last_modified,
-                slo_etag,
-                s3_etag,
-                ..
-            } = e
-            else {
-                continue;
-            };
-            let marker = content_type == MARKER_TYPE;
-            let etag = s3_etag
-                .or(slo_etag.map(|e| e.trim_matches('"').to_string()))
-                .unwrap_or(hash);
-            merged.push((
-                named.object.clone(),
-                1,
-                u64::MAX - named.at.0,
-                VersionEntry {
-                    key: named.object.clone(),
-                    version_id: named.id(),
-                    is_latest: false,
-                    delete_marker: marker,
-                    etag,
-                    size: bytes,
-                    last_modified,
-                    content_type,
-                },
-            ));
+            if let Some(v) = VersionEntry::listed(e, Some(&named)) {
+                merged.push((named.object.clone(), 1, u64::MAX - named.at.0, v));
+            }
         }
         merged.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
         let mut entries: Vec<VersionEntry> = Vec::new();
@@ -729,9 +703,11 @@ fn is_marker(entry: &ListingEntry) -> bool {
     matches!(entry, ListingEntry::Object { content_type, .. } if content_type == MARKER_TYPE)
 }
 
-fn ignore_missing(r: ObjectResult<()>) -> ObjectResult<()> {
+/// A change of the current object that found nothing to change, or that
+/// a racing writer's newer change overtook: settling sorts it out.
+fn done_or_overtaken(r: ObjectResult<()>) -> ObjectResult<()> {
     match r {
-        Err(ObjectError::NoSuchObject) => Ok(()),
+        Err(ObjectError::NoSuchObject | ObjectError::Superseded { .. }) => Ok(()),
         other => other,
     }
 }

@@ -30,7 +30,7 @@ use service_kit::range::{self, Ranges};
 use service_kit::timestamp::Timestamp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Why an operation failed, whatever the protocol.
 #[derive(Debug, thiserror::Error)]
@@ -417,10 +417,49 @@ pub struct CopyObject {
     pub symlink: bool,
 }
 
+impl CopyObject {
+    /// A copy of exactly what is stored at `from`: a large object as its
+    /// manifest, a symlink as a link, all its metadata (versions kept by
+    /// either versioning mode).
+    pub fn as_stored(from: ObjectPath, to: ObjectPath) -> CopyObject {
+        CopyObject {
+            from,
+            to,
+            conditions: Conditions::default(),
+            range: None,
+            meta: ObjectMeta::default(),
+            keep: KeepFromSource::Everything,
+            checksum: None,
+            carry_system: Vec::new(),
+            manifest: true,
+            segments_within: None,
+            symlink: true,
+        }
+    }
+}
+
+impl ReadObject {
+    /// A HEAD of what is stored at `path` (a link as itself).
+    pub fn head_of_stored(path: ObjectPath) -> ReadObject {
+        ReadObject {
+            path,
+            head: true,
+            range: None,
+            conditions: Conditions::default(),
+            manifest: false,
+            segments_within: None,
+            symlink: true,
+            version: None,
+        }
+    }
+}
+
 /// The object layer of one proxy.
 pub struct Objects {
     pub(super) backend: Arc<Backend>,
     pub(super) known_containers: Mutex<HashMap<(String, String), KnownContainer>>,
+    /// Accounts' headers as recently read (quotas).
+    pub(super) known_accounts: Mutex<HashMap<String, (Instant, Arc<HeaderMap>)>>,
     /// Listing rows on their way to container replicas.
     rows: Arc<RowBatches>,
 }
@@ -502,6 +541,7 @@ impl Objects {
             rows: Arc::new(RowBatches::new(backend.client.timeouts)),
             backend,
             known_containers: Mutex::new(HashMap::new()),
+            known_accounts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -598,6 +638,7 @@ impl Objects {
             .map_err(|_| ObjectError::NoSuchContainer)?;
         self.check_quota(&path.account, &path.container, &container, req.length)
             .await?;
+        self.check_account_quota(&path.account, req.length).await?;
         self.archive_current(&path, &container).await?;
         let mut meta = req.meta;
         if meta.content_type.is_none() {

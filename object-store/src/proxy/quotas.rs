@@ -1,8 +1,9 @@
-//! Container quotas (Swift's `container_quotas` middleware): a container's
-//! `X-Container-Meta-Quota-Bytes` and `-Quota-Count` bound what writes may
-//! add to it; a write past either is refused (Swift: 413) and stores
-//! nothing. Both APIs' writes are checked, as Swift's s3api writes pass
-//! the same middleware.
+//! Quotas (Swift's `container_quotas` and `account_quotas` middleware): a
+//! container's `X-Container-Meta-Quota-Bytes` and `-Quota-Count`, and an
+//! account's `X-Account-Meta-Quota-Bytes` (set by an operator only), bound
+//! what writes may add; a write past one is refused (Swift: 413) and
+//! stores nothing. Both APIs' writes are checked, as Swift's s3api writes
+//! pass the same middleware.
 
 use super::objects::{ObjectError, ObjectResult, Objects};
 use http::HeaderMap;
@@ -10,6 +11,7 @@ use service_kit::http_util::header_str;
 
 pub const QUOTA_BYTES: &str = "x-container-meta-quota-bytes";
 pub const QUOTA_COUNT: &str = "x-container-meta-quota-count";
+pub const ACCOUNT_QUOTA_BYTES: &str = "x-account-meta-quota-bytes";
 
 /// A container's quotas, from its headers.
 #[derive(Debug, Default, PartialEq)]
@@ -79,6 +81,37 @@ impl Objects {
             count("x-container-object-count"),
         );
         if Quota::of(&now).admits(used, objects, length) {
+            Ok(())
+        } else {
+            Err(ObjectError::QuotaExceeded)
+        }
+    }
+}
+
+impl Objects {
+    /// Refuses a write of `length` bytes into an account whose quota it
+    /// would pass (the account's bytes read afresh when a quota is set).
+    pub(super) async fn check_account_quota(
+        &self,
+        account: &str,
+        length: Option<u64>,
+    ) -> ObjectResult<()> {
+        let quota = |h: &HeaderMap| {
+            header_str(h, ACCOUNT_QUOTA_BYTES).and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let cached = self.account_meta(account).await?;
+        if quota(&cached).is_none() {
+            return Ok(());
+        }
+        let now = self.head_account(account).await?;
+        let used: u64 = header_str(&now, "x-account-bytes-used")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let quota = Quota {
+            bytes: quota(&now),
+            count: None,
+        };
+        if quota.admits(used, 0, length) {
             Ok(())
         } else {
             Err(ObjectError::QuotaExceeded)

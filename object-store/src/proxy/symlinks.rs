@@ -121,18 +121,7 @@ impl Objects {
                 &link.container,
                 &link.object,
             );
-            let head = self
-                .get(ReadObject {
-                    path: target,
-                    head: true,
-                    range: None,
-                    conditions: Default::default(),
-                    manifest: false,
-                    segments_within: None,
-                    symlink: true,
-                    version: None,
-                })
-                .await;
+            let head = self.get(ReadObject::head_of_stored(target)).await;
             let read = match head {
                 Ok(r) => r,
                 Err(ObjectError::NoSuchObject) => {

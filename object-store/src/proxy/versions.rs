@@ -16,8 +16,7 @@
 
 use super::containers::{ListQuery, ListTarget};
 use super::objects::{
-    CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects,
-    PutObject,
+    CopyObject, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects, PutObject,
 };
 use crate::records::ListingEntry;
 use http::HeaderMap;
@@ -124,19 +123,10 @@ impl Objects {
         let stamp = header_str(&current, "x-timestamp").unwrap_or_default();
         let name = format!("{}{stamp}", archive_prefix(&path.object));
         let copied = self
-            .copy(CopyObject {
-                from: path.clone(),
-                to: ObjectPath::new(&path.account, archive, name),
-                conditions: Default::default(),
-                range: None,
-                meta: ObjectMeta::default(),
-                keep: KeepFromSource::Everything,
-                checksum: None,
-                carry_system: Vec::new(),
-                manifest: true,
-                segments_within: None,
-                symlink: true,
-            })
+            .copy(CopyObject::as_stored(
+                path.clone(),
+                ObjectPath::new(&path.account, archive, name),
+            ))
             .await;
         match copied {
             Ok(_) => Ok(true),
@@ -220,19 +210,7 @@ impl Objects {
                 Err(e) => return Err(e),
             }
             let restored = self
-                .copy(CopyObject {
-                    from: version.clone(),
-                    to: path.clone(),
-                    conditions: Default::default(),
-                    range: None,
-                    meta: ObjectMeta::default(),
-                    keep: KeepFromSource::Everything,
-                    checksum: None,
-                    carry_system: Vec::new(),
-                    manifest: true,
-                    segments_within: None,
-                    symlink: true,
-                })
+                .copy(CopyObject::as_stored(version.clone(), path.clone()))
                 .await;
             match restored {
                 Ok(_) => return self.remove(&version).await,

@@ -24,6 +24,8 @@ pub enum SwiftError {
     ManifestTooLarge,
     #[error("{0}")]
     NotImplemented(String),
+    #[error("Forbidden")]
+    Forbidden,
 }
 
 impl ApiError for SwiftError {
@@ -34,6 +36,7 @@ impl ApiError for SwiftError {
             SwiftError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             SwiftError::ManifestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             SwiftError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            SwiftError::Forbidden => StatusCode::FORBIDDEN,
             SwiftError::Object(e) => match e {
                 ObjectError::NoSuchContainer
                 | ObjectError::NoSuchObject

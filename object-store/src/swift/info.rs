@@ -61,6 +61,7 @@ pub fn response() -> Response<Body> {
             "formpost": {},
             "symlink": {"symloop_max": crate::proxy::symlinks::MAX_HOPS, "static_links": true},
             "container_quotas": {},
+            "account_quotas": {},
             "tempurl": {
                 "methods": ["GET", "HEAD", "PUT", "POST", "DELETE"],
                 "allowed_digests": ["sha1", "sha256", "sha512"],

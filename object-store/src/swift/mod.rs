@@ -125,7 +125,10 @@ async fn handle_request(state: &ProxyState, req: Request<Incoming>, rest: &str) 
         .or_else(|| header_str(req.headers(), "x-storage-token"));
     // A temporary URL reaches one container only (see `Scope`).
     let mut scope = Scope::Account;
+    let mut operator = false;
     match token.and_then(|t| state.auth.check(&t)) {
+        // An operator (`.reseller_admin`) controls every account.
+        Some(id) if id.reseller_admin => operator = true,
         Some(id) if id.account == path.account && id.admin => {}
         Some(Identity { .. }) => return text(StatusCode::FORBIDDEN, "Forbidden"),
         None => {
@@ -195,7 +198,7 @@ async fn handle_request(state: &ProxyState, req: Request<Incoming>, rest: &str) 
         (None, _) if req.method() == Method::POST && query_value(&req, "bulk-delete").is_some() => {
             bulk::handle(state, req, &a).await
         }
-        (None, _) => account(state, req, a).await,
+        (None, _) => account(state, req, a, operator).await,
         (Some(c), None) => container(state, req, a, c).await,
         (Some(c), Some(o)) => object(state, req, a, c, o, &scope).await,
     }
@@ -540,7 +543,14 @@ fn respond(result: Result<Response<Body>, SwiftError>) -> Response<Body> {
     result.unwrap_or_else(|e| service_kit::api_error::ApiError::response(&e))
 }
 
-async fn account(state: &ProxyState, req: Request<Incoming>, a: String) -> Response<Body> {
+/// An account request; `operator`: the requester is `.reseller_admin`, who
+/// alone sets the account's quota (Swift's `account_quotas`).
+async fn account(
+    state: &ProxyState,
+    req: Request<Incoming>,
+    a: String,
+    operator: bool,
+) -> Response<Body> {
     respond(match *req.method() {
         Method::GET | Method::HEAD => {
             let target = ListTarget::Account(a.clone());
@@ -550,6 +560,14 @@ async fn account(state: &ProxyState, req: Request<Incoming>, a: String) -> Respo
             async {
                 check_metadata(req.headers(), "account").map_err(SwiftError::BadRequest)?;
                 let h = metadata_headers(req.headers(), &["x-account-meta-"], "account");
+                if let Some(q) = header_str(&h, crate::proxy::quotas::ACCOUNT_QUOTA_BYTES) {
+                    if !operator {
+                        return Err(SwiftError::Forbidden);
+                    }
+                    if !q.is_empty() && !q.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(SwiftError::BadRequest("Invalid bytes quota.".into()));
+                    }
+                }
                 let stored = state.objects.head_account(&a).await?;
                 check_merged_metadata(&stored, &h, "account").map_err(SwiftError::BadRequest)?;
                 state.objects.post_account(&a, h).await?;
