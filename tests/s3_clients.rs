@@ -58,6 +58,14 @@ fn versioned_buckets_keep_every_version() {
     run_script(&c, "boto3_versioning.py");
 }
 
+/// Object Lock through boto3, and the Swift API meeting the same lock:
+/// `tests/clients/boto3_object_lock.py`.
+#[test]
+fn locked_versions_cannot_be_deleted_on_any_path() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_object_lock.py");
+}
+
 #[test]
 fn swift_clients_cannot_touch_what_s3_keeps_on_a_bucket() {
     let c = Cluster::start(3);

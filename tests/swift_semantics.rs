@@ -871,6 +871,11 @@ fn object_versioning() {
     let g = s.req("GET", "/ov/o", &[], b"");
     assert_eq!(g.body, b"second");
     assert_eq!(g.header("x-object-version-id"), Some(ids[1].as_str()));
+    // A POST changes the current version's metadata.
+    let posted = s.req("POST", "/ov/o", &[("X-Object-Meta-Colour", "red")], b"");
+    assert_eq!(posted.status, 202);
+    let h = s.req("HEAD", "/ov/o", &[], b"");
+    assert_eq!(h.header("x-object-meta-colour"), Some("red"));
     let old = s.req("GET", &format!("/ov/o?version-id={}", ids[0]), &[], b"");
     assert_eq!(old.body, b"first");
     let listing = |s: &Swift| -> Vec<serde_json::Value> {

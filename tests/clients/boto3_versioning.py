@@ -4,24 +4,11 @@ write, reads and deletes of versions, delete markers, ListObjectVersions
 the clean-up conformance suites do (delete every version, then the
 bucket). The same versions through python-swiftclient."""
 import hashlib
-import os
 
-import boto3
-from botocore.exceptions import ClientError
-from swiftclient.client import Connection
+from s3common import client, code, swift_connection
 
-ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
-s3 = boto3.client("s3", endpoint_url=ENDPOINT, aws_access_key_id="test:tester",
-                  aws_secret_access_key="testing", region_name="us-east-1")
-swift = Connection(authurl=ENDPOINT + "/auth/v1.0", user="test:tester", key="testing")
-
-
-def code(fn):
-    try:
-        fn()
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError("expected an error")
+s3 = client()
+swift = swift_connection()
 
 
 B = "versioned"
@@ -74,6 +61,11 @@ s3.delete_object(Bucket=B, Key="k", VersionId=ids[2])
 assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"two"
 assert s3.list_object_versions(Bucket=B)["Versions"][0]["VersionId"] == ids[1]
 
+# Tags (and Swift's metadata POSTs) go to the current version.
+s3.put_object_tagging(Bucket=B, Key="k", Tagging={"TagSet": [{"Key": "colour", "Value": "red"}]})
+assert s3.get_object_tagging(Bucket=B, Key="k")["TagSet"] == [{"Key": "colour", "Value": "red"}]
+assert s3.get_object(Bucket=B, Key="k")["TagCount"] == 1
+
 # Multipart and copies make versions too.
 up = s3.create_multipart_upload(Bucket=B, Key="mp")
 part = s3.upload_part(Bucket=B, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"m" * 100)
@@ -87,6 +79,13 @@ assert mp_listed["Size"] == 100 and mp_listed["ETag"] == done["ETag"], (mp_liste
 c = s3.copy_object(Bucket=B, Key="copy", CopySource={"Bucket": B, "Key": "k"})
 assert c.get("VersionId") not in (None, "null"), c
 assert s3.get_object(Bucket=B, Key="copy")["Body"].read() == b"two"
+# A copy of an older version.
+c = s3.copy_object(Bucket=B, Key="copy", CopySource={"Bucket": B, "Key": "k", "VersionId": ids[0]})
+assert c["CopySourceVersionId"] == ids[0], c
+assert s3.get_object(Bucket=B, Key="copy")["Body"].read() == b"one"
+c = s3.copy_object(Bucket=B, Key="k", CopySource={"Bucket": B, "Key": "k", "VersionId": ids[0]})
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"one"  # restored as the newest
+s3.delete_object(Bucket=B, Key="k", VersionId=c["VersionId"])
 
 # Suspended: writes are the null version, replacing the null one only.
 s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Suspended"})

@@ -1,4 +1,5 @@
-"""What the S3 client scripts share: the endpoint, a client, error codes."""
+"""What the S3 client scripts share: the endpoint, a client, error codes,
+and a python-swiftclient connection to the same cluster."""
 import os
 
 import boto3
@@ -20,3 +21,10 @@ def code(fn):
     except botocore.exceptions.ClientError as e:
         return e.response["Error"]["Code"]
     raise AssertionError("expected an error")
+
+
+def swift_connection():
+    """python-swiftclient, as the dev user, for what one API writes and the
+    other reads."""
+    from swiftclient.client import Connection
+    return Connection(authurl=ENDPOINT + "/auth/v1.0", user="test:tester", key="testing")

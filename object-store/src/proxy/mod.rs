@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod object_versions;
 pub mod objects;
 pub mod quotas;
+pub mod retention;
 pub mod segments;
 pub mod symlinks;
 pub mod versions;

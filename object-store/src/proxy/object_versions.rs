@@ -27,6 +27,7 @@ use super::objects::{
     CopyObject, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects, PutObject, ReadObject,
     Written,
 };
+use super::retention::{LockConfig, Retention};
 use super::symlinks::Link;
 use crate::records::ListingEntry;
 use http::HeaderMap;
@@ -197,8 +198,12 @@ struct Listed<'a> {
 pub(super) enum Prepared {
     /// The object itself (versioning off; or suspended: the null version).
     Plain { null_version: bool },
-    /// A new version, linked as current once stored.
-    Version { at: Timestamp },
+    /// A new version, linked as current once stored, with the container's
+    /// default retention (Object Lock) unless the write names one.
+    Version {
+        at: Timestamp,
+        retention: Option<Retention>,
+    },
 }
 
 impl Prepared {
@@ -206,7 +211,7 @@ impl Prepared {
     pub(super) fn target(&self, path: &ObjectPath) -> ObjectPath {
         match self {
             Prepared::Plain { .. } => path.clone(),
-            Prepared::Version { at } => ObjectPath::new(
+            Prepared::Version { at, .. } => ObjectPath::new(
                 &path.account,
                 versions_container(&path.container),
                 version_name(&path.object, *at, false),
@@ -214,11 +219,18 @@ impl Prepared {
         }
     }
 
-    /// System metadata the stored object gets.
-    pub(super) fn system(&self) -> Option<(String, String)> {
+    /// System metadata the stored object gets (where the write sets none
+    /// of its own).
+    pub(super) fn system(&self) -> Vec<(String, String)> {
         match self {
-            Prepared::Plain { .. } => None,
-            Prepared::Version { at } => Some((VERSION_ID_KEY.into(), at.to_string())),
+            Prepared::Plain { .. } => Vec::new(),
+            Prepared::Version { at, retention } => {
+                let mut items = vec![(VERSION_ID_KEY.to_string(), at.to_string())];
+                if let Some(r) = retention {
+                    items.extend(r.system_meta());
+                }
+                items
+            }
         }
     }
 }
@@ -250,9 +262,16 @@ impl Objects {
                 }
                 State::Enabled => {
                     self.keep_null_current(path).await?;
-                    Ok(Prepared::Version {
-                        at: Timestamp::now(),
-                    })
+                    let at = Timestamp::now();
+                    let retention =
+                        LockConfig::of(container)
+                            .and_then(|c| c.default)
+                            .map(|(mode, secs)| Retention {
+                                mode: Some(mode),
+                                until: Some(at.secs() + secs),
+                                legal_hold: false,
+                            });
+                    Ok(Prepared::Version { at, retention })
                 }
             }
         })
@@ -276,7 +295,7 @@ impl Objects {
                 }
                 Ok(written)
             }
-            Prepared::Version { at } => {
+            Prepared::Version { at, .. } => {
                 let target = prepared_target(path, at);
                 let size = self.stored_size(&target).await?;
                 let version = Listed {
@@ -453,40 +472,37 @@ impl Objects {
         )
     }
 
-    /// Deletes one version of `path` (`null` included); the newest one left
+    /// Deletes one version of `path` (`null` included), unless its
+    /// retention forbids it ([`super::retention`]); the newest one left
     /// becomes current.
-    pub async fn delete_version(&self, path: &ObjectPath, id: &str) -> ObjectResult<Deleted> {
-        let mut deleted = Deleted {
-            version_id: Some(id.to_string()),
-            delete_marker: false,
+    pub async fn delete_version(
+        &self,
+        path: &ObjectPath,
+        id: &str,
+        bypass_governance: bool,
+    ) -> ObjectResult<Deleted> {
+        let (version, marker) = match self.find_version(path, id).await {
+            Ok(found) => found,
+            Err(ObjectError::NoSuchVersion) => {
+                return Ok(Deleted {
+                    version_id: Some(id.to_string()),
+                    delete_marker: false,
+                })
+            }
+            Err(e) => return Err(e),
         };
-        if id == NULL {
-            if let Some(current) = self.current(path).await? {
-                if Link::of(&current).is_none() {
-                    self.remove(path).await?;
-                    return Ok(deleted);
-                }
+        if let Ok(h) = self.head_newest(&version).await {
+            let now = Timestamp::now().secs();
+            if let Some(why) = Retention::of(&h).refuses_delete(now, bypass_governance) {
+                return Err(ObjectError::Retained(why));
             }
-            for (named, entry) in self.stored_versions(path, 10_000).await? {
-                if named.null {
-                    deleted.delete_marker = is_marker(&entry);
-                    let p = self.version_path(path, entry.name());
-                    done_or_overtaken(self.remove(&p).await)?;
-                }
-            }
-        } else {
-            let at: Timestamp = id
-                .parse()
-                .map_err(|_| ObjectError::InvalidArgument("Invalid version id specified".into()))?;
-            let p = self.version_path(path, &version_name(&path.object, at, false));
-            if let Ok(h) = self.head_newest(&p).await {
-                deleted.delete_marker =
-                    header_str(&h, "content-type").as_deref() == Some(MARKER_TYPE);
-            }
-            done_or_overtaken(self.remove(&p).await)?;
         }
+        done_or_overtaken(self.remove(&version).await)?;
         self.relink(path).await?;
-        Ok(deleted)
+        Ok(Deleted {
+            version_id: Some(id.to_string()),
+            delete_marker: marker,
+        })
     }
 
     /// After this writer made version `mine` current: if a racing writer's
@@ -582,6 +598,33 @@ impl Objects {
             Err(ObjectError::NoSuchObject) => Err(ObjectError::NoSuchVersion),
             Err(e) => Err(e),
         }
+    }
+
+    /// Where a version of `path` is stored: the one named (`null`
+    /// included), or the current one; a delete marker is not a version
+    /// that holds data ([`ObjectError::DeleteMarker`]).
+    pub async fn stored_version(
+        &self,
+        path: &ObjectPath,
+        version: Option<&str>,
+    ) -> ObjectResult<ObjectPath> {
+        if let Some(id) = version {
+            let (p, marker) = self.find_version(path, id).await?;
+            if marker {
+                return Err(ObjectError::DeleteMarker {
+                    version_id: id.to_string(),
+                });
+            }
+            return Ok(p);
+        }
+        let current = self.current(path).await?.ok_or(ObjectError::NoSuchObject)?;
+        // A link to a version stands for it; any other object is itself.
+        Ok(match Link::of(&current) {
+            Some(link) if link.container == versions_container(&path.container) => {
+                ObjectPath::new(&path.account, link.container, link.object)
+            }
+            _ => path.clone(),
+        })
     }
 
     /// Every version of the objects under `prefix` in a container, key by
@@ -684,6 +727,10 @@ impl Objects {
         if enabled {
             self.put_container(account, &versions_container(container), HeaderMap::new())
                 .await?;
+        } else if LockConfig::of(&self.head_container(account, container).await?).is_some() {
+            return Err(ObjectError::InvalidState(
+                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.".into(),
+            ));
         }
         let mut h = HeaderMap::new();
         service_kit::http_util::set_header(
@@ -696,7 +743,11 @@ impl Objects {
 }
 
 fn prepared_target(path: &ObjectPath, at: Timestamp) -> ObjectPath {
-    Prepared::Version { at }.target(path)
+    Prepared::Version {
+        at,
+        retention: None,
+    }
+    .target(path)
 }
 
 fn is_marker(entry: &ListingEntry) -> bool {

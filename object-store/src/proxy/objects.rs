@@ -15,7 +15,8 @@ use super::conditions::{Conditions, Failed};
 use super::containers::KnownContainer;
 use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
 use super::manifest::StoredSegment;
-use super::object_versions::{Deleted, Prepared};
+use super::object_versions::{is_hidden, Deleted, Prepared, State};
+use super::retention::LockConfig;
 use super::segments;
 use super::symlinks::Link;
 use crate::container_server::BatchedRow;
@@ -62,6 +63,14 @@ pub enum ObjectError {
     /// The version asked for is a delete marker.
     #[error("The specified method is not allowed against this resource.")]
     DeleteMarker { version_id: String },
+    /// A retained or held version (S3 Object Lock), or a change that
+    /// retention forbids.
+    #[error("Access Denied: {0}")]
+    Retained(&'static str),
+    /// The container's state forbids the change (suspending versioning
+    /// where Object Lock is on).
+    #[error("{0}")]
+    InvalidState(String),
     /// The write would pass the container's quota.
     #[error("Upload exceeds quota.")]
     QuotaExceeded,
@@ -170,6 +179,15 @@ impl ObjectMeta {
             }
         }
         meta
+    }
+
+    /// Adds system metadata items this metadata does not have yet.
+    pub fn add_missing_system(&mut self, items: Vec<(String, String)>) {
+        for (k, v) in items {
+            if self.system(&k).is_none() {
+                self.system.push((k, v));
+            }
+        }
     }
 
     /// A system metadata value.
@@ -415,6 +433,8 @@ pub struct CopyObject {
     pub segments_within: Option<String>,
     /// A symlink source is copied as a link, not as its target's content.
     pub symlink: bool,
+    /// One version of the source (`null` included), not the current one.
+    pub source_version: Option<String>,
 }
 
 impl CopyObject {
@@ -434,6 +454,7 @@ impl CopyObject {
             manifest: true,
             segments_within: None,
             symlink: true,
+            source_version: None,
         }
     }
 }
@@ -639,6 +660,11 @@ impl Objects {
         self.check_quota(&path.account, &path.container, &container, req.length)
             .await?;
         self.check_account_quota(&path.account, req.length).await?;
+        if req.meta.delete_at.is_some() && LockConfig::of(&container).is_some() {
+            return Err(ObjectError::InvalidArgument(
+                "X-Delete-At is not allowed where Object Lock is enabled".into(),
+            ));
+        }
         self.archive_current(&path, &container).await?;
         let mut meta = req.meta;
         if meta.content_type.is_none() {
@@ -655,7 +681,7 @@ impl Objects {
                     null_version: false,
                 }
             };
-            meta.system.extend(prepared.system());
+            meta.add_missing_system(prepared.system());
             let mut h = meta.node_headers();
             if let Some(md5) = &expected_md5 {
                 set_header(&mut h, "etag", md5);
@@ -817,7 +843,7 @@ impl Objects {
                 manifest: req.manifest,
                 segments_within: req.segments_within,
                 symlink: req.symlink,
-                version: None,
+                version: req.source_version,
             })
             .await?;
         if req.symlink {
@@ -874,7 +900,29 @@ impl Objects {
     /// expiry); the content type and system metadata stay.
     pub async fn update_meta(&self, path: &ObjectPath, meta: ObjectMeta) -> ObjectResult<()> {
         meta.check()?;
-        self.post(path, meta.node_headers()).await
+        let target = self.meta_target(path, meta.delete_at.is_some()).await?;
+        self.post(&target, meta.node_headers()).await
+    }
+
+    /// Where a metadata change of `path` applies: in a container that
+    /// keeps versions, the current version rather than the link that
+    /// stands for it. An expiry is refused where Object Lock is on.
+    async fn meta_target(&self, path: &ObjectPath, expiry: bool) -> ObjectResult<ObjectPath> {
+        if is_hidden(&path.container) {
+            return Ok(path.clone());
+        }
+        let Ok(container) = self.container_meta(&path.account, &path.container).await else {
+            return Ok(path.clone());
+        };
+        if expiry && LockConfig::of(&container).is_some() {
+            return Err(ObjectError::InvalidArgument(
+                "X-Delete-At is not allowed where Object Lock is enabled".into(),
+            ));
+        }
+        if State::of(&container) == State::Off {
+            return Ok(path.clone());
+        }
+        self.stored_version(path, None).await
     }
 
     /// A metadata POST with these node headers, at a quorum.
@@ -908,7 +956,8 @@ impl Objects {
         for (k, v) in items {
             set_header(&mut h, &format!("x-object-sysmeta-{k}"), v);
         }
-        self.post(path, h).await
+        let target = self.meta_target(path, false).await?;
+        self.post(&target, h).await
     }
 
     /// Deletes one object as a client asks: in a container that keeps

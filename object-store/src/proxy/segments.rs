@@ -219,7 +219,7 @@ impl Objects {
         meta.dlo_manifest = None;
         // In a container that keeps versions, the manifest is a version.
         let prepared = self.prepare_write(path, &container).await?;
-        meta.system.extend(prepared.system());
+        meta.add_missing_system(prepared.system());
         let content_type = meta.content_type.clone().unwrap_or_default();
         let mut h = meta.node_headers();
         set_header(&mut h, "content-length", &manifest.len().to_string());

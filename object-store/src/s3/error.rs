@@ -22,6 +22,8 @@ impl From<ObjectError> for S3Error {
             ObjectError::ManifestInvalid(m) => s3_error!(InvalidPart, "{m}"),
             ObjectError::Broken(m) => s3_error!(InternalError, "{m}"),
             ObjectError::OutOfScope(m) => s3_error!(AccessDenied, "{m}"),
+            ObjectError::Retained(why) => s3_error!(AccessDenied, "Access Denied because {why}"),
+            ObjectError::InvalidState(m) => s3_error!(InvalidBucketState, "{m}"),
             ObjectError::ContainerNotEmpty => s3_error!(BucketNotEmpty),
             ObjectError::ConditionalConflict => s3_error!(ConditionalRequestConflict, "{e}"),
             ObjectError::Superseded { .. } | ObjectError::Unavailable(_) => {

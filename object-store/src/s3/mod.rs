@@ -13,6 +13,7 @@ mod cors;
 mod error;
 mod multipart;
 mod object;
+mod object_lock;
 mod post_form;
 mod tagging;
 mod versioning;
@@ -202,7 +203,11 @@ impl s3s::S3 for NuboS3 {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<s3s::S3Response<CreateBucketOutput>> {
         let name = req.input.bucket.clone();
-        bucket::create(&self.objects, &account_of(&req)?, &name).await?;
+        let account = account_of(&req)?;
+        bucket::create(&self.objects, &account, &name).await?;
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            object_lock::enable_on_create(&self.objects, &account, &name).await?;
+        }
         ok(CreateBucketOutput {
             location: Some(format!("/{name}")),
         })
@@ -347,6 +352,57 @@ impl s3s::S3 for NuboS3 {
         ok(versioning::list(&self.objects, &account, req.input, max).await?)
     }
 
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> S3Result<s3s::S3Response<PutObjectLockConfigurationOutput>> {
+        let account = account_of(&req)?;
+        object_lock::put_configuration(&self.objects, &account, req.input).await?;
+        ok(PutObjectLockConfigurationOutput::default())
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectLockConfigurationOutput>> {
+        let account = account_of(&req)?;
+        ok(object_lock::get_configuration(&self.objects, &account, &req.input.bucket).await?)
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> S3Result<s3s::S3Response<PutObjectRetentionOutput>> {
+        let account = account_of(&req)?;
+        object_lock::put_retention(&self.objects, &account, req.input).await?;
+        ok(PutObjectRetentionOutput::default())
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectRetentionOutput>> {
+        let account = account_of(&req)?;
+        ok(object_lock::get_retention(&self.objects, &account, req.input).await?)
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> S3Result<s3s::S3Response<PutObjectLegalHoldOutput>> {
+        let account = account_of(&req)?;
+        object_lock::put_legal_hold(&self.objects, &account, req.input).await?;
+        ok(PutObjectLegalHoldOutput::default())
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectLegalHoldOutput>> {
+        let account = account_of(&req)?;
+        ok(object_lock::get_legal_hold(&self.objects, &account, req.input).await?)
+    }
+
     async fn put_bucket_versioning(
         &self,
         req: S3Request<PutBucketVersioningInput>,
@@ -407,6 +463,7 @@ impl s3s::S3 for NuboS3 {
             &i.bucket,
             &i.key,
             i.version_id.as_deref(),
+            i.bypass_governance_retention.unwrap_or(false),
         )
         .await?;
         let mut resp = s3s::S3Response::new(DeleteObjectOutput {
@@ -497,13 +554,15 @@ impl s3s::S3 for NuboS3 {
         let i = req.input;
         bucket::require(&self.objects, &account, &i.bucket).await?;
         let tags = tagging::from_tag_set(&i.tagging.tag_set);
-        tagging::set(
-            &self.objects,
-            &ObjectPath::new(account, &i.bucket, &i.key),
-            &tags,
-        )
-        .await?;
-        ok(PutObjectTaggingOutput::default())
+        let path = ObjectPath::new(account, &i.bucket, &i.key);
+        let stored = self
+            .objects
+            .stored_version(&path, i.version_id.as_deref())
+            .await?;
+        tagging::set(&self.objects, &stored, &tags).await?;
+        ok(PutObjectTaggingOutput {
+            version_id: i.version_id,
+        })
     }
 
     async fn get_object_tagging(
@@ -514,14 +573,15 @@ impl s3s::S3 for NuboS3 {
         let i = req.input;
         bucket::require(&self.objects, &account, &i.bucket).await?;
         let path = ObjectPath::new(account, &i.bucket, &i.key);
-        let meta = match self.objects.head_newest(&path).await {
-            Ok(h) => ObjectMeta::from_stored(&h),
-            Err(ObjectError::NoSuchObject) => return Err(s3_error!(NoSuchKey)),
-            Err(e) => return Err(e.into()),
-        };
+        // A versioned object's tags are its version's.
+        let stored = self
+            .objects
+            .stored_version(&path, i.version_id.as_deref())
+            .await?;
+        let meta = ObjectMeta::from_stored(&self.objects.head_newest(&stored).await?);
         ok(GetObjectTaggingOutput {
             tag_set: tagging::tag_set(tagging::of(&meta)),
-            version_id: None,
+            version_id: i.version_id,
         })
     }
 
@@ -532,12 +592,12 @@ impl s3s::S3 for NuboS3 {
         let account = account_of(&req)?;
         let i = req.input;
         bucket::require(&self.objects, &account, &i.bucket).await?;
-        tagging::set(
-            &self.objects,
-            &ObjectPath::new(account, &i.bucket, &i.key),
-            &[],
-        )
-        .await?;
+        let path = ObjectPath::new(account, &i.bucket, &i.key);
+        let stored = self
+            .objects
+            .stored_version(&path, i.version_id.as_deref())
+            .await?;
+        tagging::set(&self.objects, &stored, &[]).await?;
         let mut resp = s3s::S3Response::new(DeleteObjectTaggingOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)

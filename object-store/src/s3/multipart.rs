@@ -278,6 +278,7 @@ pub async fn upload_part_copy(
             manifest: false,
             segments_within: None,
             symlink: false,
+            source_version: None,
         },
     )
     .await?;

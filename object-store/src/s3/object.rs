@@ -1,6 +1,6 @@
 //! Objects through S3: each typed input becomes one object-layer request.
 
-use super::{bucket, checksum, tagging};
+use super::{bucket, checksum, object_lock, tagging};
 use crate::proxy::checksums::{Algorithm, MultipartKind};
 use crate::proxy::conditions::Conditions;
 use crate::proxy::object_versions::Deleted;
@@ -185,6 +185,16 @@ pub async fn put(
         let kept = tagging::encode_tags(&tagging::parse(t))?;
         meta.system.push((tagging::KEY.into(), kept));
     }
+    object_lock::on_write(
+        objects,
+        account,
+        &input.bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        &mut meta,
+    )
+    .await?;
     let check = checksum::requested(request, trailers, Algorithm::Crc64Nvme)?;
     let (body, broke) = blob_body(input.body);
     let written = store(
@@ -248,7 +258,7 @@ fn etag_condition(c: &ETagCondition) -> String {
     }
 }
 
-fn unix_secs(t: &s3s::dto::Timestamp) -> Option<u64> {
+pub(super) fn unix_secs(t: &s3s::dto::Timestamp) -> Option<u64> {
     u64::try_from(time::OffsetDateTime::from(t.clone()).unix_timestamp()).ok()
 }
 
@@ -365,6 +375,7 @@ pub async fn get(
     let sums = checksum_fields(&info, input.checksum_mode.as_ref());
     let stored = |name: &str| info.meta.header(name).map(str::to_string);
     let tags = tagging::of(&info.meta).len();
+    let lock = object_lock::shown(&info.meta);
     let mut out = GetObjectOutput {
         tag_count: (tags > 0).then_some(tags as i32),
         body: Some(body_blob(r.body)),
@@ -391,6 +402,9 @@ pub async fn get(
             .or_else(|| stored("content-language")),
         expires: input.response_expires.or_else(|| stored_expires(&info)),
         version_id: version_of(&info),
+        object_lock_mode: lock.mode,
+        object_lock_retain_until_date: lock.until,
+        object_lock_legal_hold_status: lock.hold,
         ..Default::default()
     };
     checksum::fill_checksums!(typed out, sums);
@@ -406,6 +420,7 @@ pub async fn head_object(
     let info = read(objects, account, &input.bucket, req).await?.info();
     let sums = checksum_fields(&info, input.checksum_mode.as_ref());
     let stored = |name: &str| info.meta.header(name).map(str::to_string);
+    let lock = object_lock::shown(&info.meta);
     let mut out = HeadObjectOutput {
         cache_control: stored("cache-control"),
         content_disposition: stored("content-disposition"),
@@ -419,6 +434,9 @@ pub async fn head_object(
         metadata: Some(user_metadata(&info)),
         accept_ranges: Some("bytes".into()),
         version_id: version_of(&info),
+        object_lock_mode: lock.mode,
+        object_lock_retain_until_date: lock.until,
+        object_lock_legal_hold_status: lock.hold,
         ..Default::default()
     };
     checksum::fill_checksums!(typed out, sums);
@@ -433,11 +451,12 @@ pub async fn delete(
     bucket: &str,
     key: &str,
     version: Option<&str>,
+    bypass_governance: bool,
 ) -> S3Result<Deleted> {
     bucket::require(objects, account, bucket).await?;
     let path = ObjectPath::new(account, bucket, key);
     let done = match version {
-        Some(v) => objects.delete_version(&path, v).await,
+        Some(v) => objects.delete_version(&path, v, bypass_governance).await,
         None => objects.delete_object(&path).await,
     };
     match done {
@@ -466,7 +485,8 @@ pub async fn delete_many(
     let mut errors = Vec::new();
     for o in input.delete.objects {
         let version = o.version_id.as_deref();
-        match delete(objects, account, &input.bucket, &o.key, version).await {
+        let bypass = input.bypass_governance_retention.unwrap_or(false);
+        match delete(objects, account, &input.bucket, &o.key, version, bypass).await {
             Ok(d) => {
                 if !quiet {
                     deleted.push(DeletedObject {
@@ -509,6 +529,14 @@ pub fn copy_source(account: &str, source: &CopySource) -> S3Result<ObjectPath> {
     ))
 }
 
+/// The version a copy source names (`?versionId=`), if any.
+pub fn copy_source_version(source: &CopySource) -> Option<String> {
+    match source {
+        CopySource::Bucket { version_id, .. } => version_id.as_deref().map(str::to_string),
+        _ => None,
+    }
+}
+
 /// Copies an object with S3's errors for a copy: a failed source condition
 /// is 412 whichever failed, a missing source a NoSuchKey (or NoSuchBucket).
 pub async fn copy_object(objects: &Objects, req: CopyObject) -> S3Result<Written> {
@@ -531,11 +559,16 @@ pub async fn copy(
     request: &HeaderMap,
 ) -> S3Result<CopyObjectOutput> {
     let from = copy_source(account, &input.copy_source)?;
+    let source_version = copy_source_version(&input.copy_source);
     let replace = input
         .metadata_directive
         .as_ref()
         .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-    if from.container == input.bucket && from.object == input.key && !replace {
+    if from.container == input.bucket
+        && from.object == input.key
+        && !replace
+        && source_version.is_none()
+    {
         return Err(s3_error!(InvalidRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."));
     }
     check_key(&input.key)?;
@@ -582,6 +615,7 @@ pub async fn copy(
             manifest: false,
             segments_within: None,
             symlink: false,
+            source_version: source_version.clone(),
         },
     )
     .await?;
@@ -596,6 +630,7 @@ pub async fn copy(
     Ok(CopyObjectOutput {
         copy_object_result: Some(result),
         version_id,
+        copy_source_version_id: source_version,
         ..Default::default()
     })
 }

@@ -43,7 +43,8 @@ impl ApiError for SwiftError {
                 | ObjectError::NoSuchVersion
                 | ObjectError::DeleteMarker { .. } => StatusCode::NOT_FOUND,
                 ObjectError::TooLarge | ObjectError::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-                ObjectError::OutOfScope(_) => StatusCode::FORBIDDEN,
+                ObjectError::OutOfScope(_) | ObjectError::Retained(_) => StatusCode::FORBIDDEN,
+                ObjectError::InvalidState(_) => StatusCode::CONFLICT,
                 ObjectError::BadDigest => StatusCode::UNPROCESSABLE_ENTITY,
                 ObjectError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
                 ObjectError::NotModified { .. } => StatusCode::NOT_MODIFIED,

@@ -794,7 +794,7 @@ async fn object(
                 async {
                     if_delete_at(state, req.headers(), &path).await?;
                     let done = match query_value(&req, "version-id") {
-                        Some(v) => state.objects.delete_version(&path, &v).await?,
+                        Some(v) => state.objects.delete_version(&path, &v, false).await?,
                         None => state.objects.delete_object(&path).await?,
                     };
                     let mut r = status(StatusCode::NO_CONTENT);
@@ -887,6 +887,11 @@ async fn copy(
             symlink: query_pairs(query)
                 .iter()
                 .any(|(k, v)| k == "symlink" && v == "get"),
+            // A COPY of one version (`?version-id=`).
+            source_version: query_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "version-id")
+                .map(|(_, v)| v),
         })
         .await?;
     Ok(written_answer(&written))
