@@ -92,6 +92,19 @@ done = s3.complete_multipart_upload(Bucket=B, Key="mp", UploadId=up["UploadId"],
     "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
 assert s3.head_object(Bucket=B, Key="mp")["ObjectLockMode"] == "GOVERNANCE"
 assert code(lambda: s3.delete_object(Bucket=B, Key="mp", VersionId=done["VersionId"])) == "AccessDenied"
+# A lock named by a multipart upload or a copy wins over the default.
+up = s3.create_multipart_upload(Bucket=B, Key="mpc", ObjectLockMode="COMPLIANCE",
+                                ObjectLockRetainUntilDate=until)
+part = s3.upload_part(Bucket=B, Key="mpc", UploadId=up["UploadId"], PartNumber=1, Body=b"c" * 10)
+s3.complete_multipart_upload(Bucket=B, Key="mpc", UploadId=up["UploadId"], MultipartUpload={
+    "Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+h = s3.head_object(Bucket=B, Key="mpc")
+assert h["ObjectLockMode"] == "COMPLIANCE" and h["ObjectLockRetainUntilDate"] == until, h
+c = s3.copy_object(Bucket=B, Key="held-copy", CopySource={"Bucket": B, "Key": "d"},
+                   ObjectLockLegalHoldStatus="ON")
+assert s3.get_object_legal_hold(Bucket=B, Key="held-copy")["LegalHold"]["Status"] == "ON"
+assert code(lambda: s3.delete_object(Bucket=B, Key="held-copy", VersionId=c["VersionId"],
+                                     BypassGovernanceRetention=True)) == "AccessDenied"
 swift.put_object(B, "from-swift", b"s")
 assert s3.head_object(Bucket=B, Key="from-swift")["ObjectLockMode"] == "GOVERNANCE"
 assert code(lambda: s3.put_object_lock_configuration(Bucket=B, ObjectLockConfiguration={

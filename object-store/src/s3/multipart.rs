@@ -115,6 +115,17 @@ pub async fn create(
         let kept = tagging::encode_tags(&tagging::parse(&t))?;
         meta.system.push((tagging::KEY.into(), kept));
     }
+    // The lock the object will have, kept with the upload.
+    super::object_lock::on_write(
+        objects,
+        account,
+        &input.bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        &mut meta,
+    )
+    .await?;
     // The parts' checksum algorithm and how the object's covers them.
     let algorithm = checksum::named_algorithm(request)?;
     let kind = match header_str(request, "x-amz-checksum-type") {

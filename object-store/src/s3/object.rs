@@ -592,6 +592,16 @@ pub async fn copy(
         let kept = tagging::encode_tags(&tagging::parse(input.tagging.as_deref().unwrap_or("")))?;
         meta.system.push((tagging::KEY.into(), kept));
     }
+    object_lock::on_write(
+        objects,
+        account,
+        &input.bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        &mut meta,
+    )
+    .await?;
     let written = copy_object(
         objects,
         CopyObject {
