@@ -219,6 +219,14 @@ fn copies_of_large_objects() {
         .req("GET", "/cp/c4", &[], b"")
         .body
         .ends_with(b"KLMNOPQRST"));
+    // A DLO whose prefix holds an SLO reads it as its content, not its
+    // manifest's JSON.
+    s.req("PUT", "/cp/mix-a", &[], b"head-");
+    let inner = serde_json::json!([{"path": "/cp/seg1"}, {"path": "/cp/seg2"}]);
+    assert_eq!(put_manifest(&s, "/cp/mix-b", &inner).status, 201);
+    s.req("PUT", "/cp/mixed", &[("X-Object-Manifest", "cp/mix-")], b"");
+    let mixed = s.req("GET", "/cp/mixed", &[], b"");
+    assert_eq!(mixed.body, b"head-0123456789abcdefghij", "{}", mixed.text());
 
     let ranged = s.req(
         "COPY",
@@ -915,6 +923,16 @@ fn object_versioning() {
     assert_eq!(s.req("GET", "/ov/o", &[], b"").body, b"second");
     s.req("DELETE", &format!("/ov/o?version-id={}", ids[1]), &[], b"");
     assert_eq!(s.req("GET", "/ov/o", &[], b"").body, b"first");
+    // A COPY of one version.
+    s.req("PUT", "/ov/o", &[], b"third");
+    let copied = s.req(
+        "COPY",
+        &format!("/ov/o?version-id={}", ids[0]),
+        &[("Destination", "/ov/from-first")],
+        b"",
+    );
+    assert_eq!(copied.status, 201);
+    assert_eq!(s.req("GET", "/ov/from-first", &[], b"").body, b"first");
     let bad = s.req("GET", "/ov/o?version-id=not-a-version", &[], b"");
     assert_eq!(bad.status, 400);
 

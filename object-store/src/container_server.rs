@@ -56,9 +56,7 @@ pub fn list_params(query: Option<&str>) -> ListParams {
             "marker" => p.marker = v,
             "end_marker" => p.end_marker = v,
             "limit" => p.limit = v.parse().unwrap_or(10_000).min(10_000),
-            "reverse" => {
-                p.reverse = matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
-            }
+            "reverse" => p.reverse = service_kit::http_util::truthy(&v),
             _ => {}
         }
     }

@@ -106,6 +106,15 @@ pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
+/// Whether a flag's value is true as Swift reads one (`config_true_value`):
+/// `true`, `1`, `yes`, `on`, `t`, `y`, in any case.
+pub fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on" | "t" | "y"
+    )
+}
+
 /// Parses `a=b&c=d` with percent-decoding; keys without `=` map to "".
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let Some(q) = query else { return Vec::new() };

@@ -52,3 +52,13 @@ assert listed[0]["Size"] == head["ContentLength"] == 8 * MiB, (listed, head["Con
 assert listed[0]["ETag"] == head["ETag"] and head["ETag"].endswith('-2"'), (listed[0]["ETag"], head["ETag"])
 v1 = s3.list_objects(Bucket="listed", Prefix="mpu.bin")["Contents"][0]
 assert v1["Size"] == 8 * MiB and v1["ETag"] == head["ETag"], v1
+
+# Delimiters of more than one character, as S3 takes them.
+for key in ["x--1--a", "x--1--b", "x--2", "x-3"]:
+    s3.put_object(Bucket="listed", Key=key, Body=b"d")
+grouped = s3.list_objects_v2(Bucket="listed", Prefix="x", Delimiter="--")
+assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["x--"], grouped
+assert [o["Key"] for o in grouped["Contents"]] == ["x-3"], grouped
+deeper = s3.list_objects_v2(Bucket="listed", Prefix="x--", Delimiter="--")
+assert [p["Prefix"] for p in deeper["CommonPrefixes"]] == ["x--1--"], deeper
+assert [o["Key"] for o in deeper["Contents"]] == ["x--2"], deeper

@@ -5,6 +5,7 @@ import json
 import os
 
 import boto3
+import botocore
 from swiftclient.client import Connection
 
 ENDPOINT = os.environ["NUBO_S3_ENDPOINT"]
@@ -50,4 +51,23 @@ row = [o for o in swift.get_container("cross", prefix="mpu")[1]][0]
 swift_head = swift.head_object("cross", "mpu")
 assert row["bytes"] == int(swift_head["content-length"]) == 1000, (row, swift_head)
 assert row["slo_etag"] == swift_head["etag"], (row, swift_head)
+# Swift's middleware applies to S3 writes too: the older versioning mode
+# archives an S3 overwrite, and a container quota refuses an S3 PUT.
+swift.put_container("cross-archive")
+swift.post_container("cross", {"X-Versions-Location": "cross-archive"})
+s3.put_object(Bucket="cross", Key="kept", Body=b"first")
+s3.put_object(Bucket="cross", Key="kept", Body=b"second")
+archived = swift.get_container("cross-archive", prefix="004kept/")[1]
+assert len(archived) == 1, archived
+assert swift.get_object("cross-archive", archived[0]["name"])[1] == b"first"
+swift.post_container("cross", {"X-Remove-Versions-Location": "x"})
+swift.put_container("cross-quota", headers={"X-Container-Meta-Quota-Bytes": "10"})
+s3.put_object(Bucket="cross-quota", Key="fits", Body=b"12345")
+try:
+    s3.put_object(Bucket="cross-quota", Key="too-big", Body=b"123456")
+    raise AssertionError("an S3 PUT past the container quota")
+except botocore.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "EntityTooLarge", e.response
+names = [o["name"] for o in swift.get_container("cross-quota")[1]]
+assert names == ["fits"], names
 print("cross api: ok")

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use service_kit::http_util::{encode, set_header};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Whose listing.
@@ -86,29 +88,54 @@ pub struct Listing {
     pub entries: Vec<ListingEntry>,
 }
 
-/// Containers seen to exist are trusted this long (Swift caches this in
-/// memcache).
-const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Accounts and containers seen lately are trusted this long (Swift
+/// caches them in memcache).
+const RECENT_TTL: Duration = Duration::from_secs(5);
 
-/// What a proxy remembers of a container it saw: when, and its headers
-/// if it read them (a write through this proxy forgets them).
-pub(crate) struct KnownContainer {
-    seen: Instant,
-    headers: Option<Arc<HeaderMap>>,
+/// Accounts or containers a proxy saw lately: that they exist, and their
+/// headers if it read them. A write through this proxy keeps the name and
+/// drops the headers, so that changed metadata (quotas, versioning) is
+/// read afresh.
+pub(crate) struct Recent<K> {
+    entries: Mutex<HashMap<K, Seen>>,
+}
+
+/// When a name was seen, and its headers if they were read.
+type Seen = (Instant, Option<Arc<HeaderMap>>);
+
+impl<K: Hash + Eq> Recent<K> {
+    pub(crate) fn new() -> Recent<K> {
+        Recent {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<K, Seen>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `None`: not seen lately; `Some(None)`: it exists, headers unknown.
+    fn get(&self, key: &K) -> Option<Option<Arc<HeaderMap>>> {
+        self.entries()
+            .get(key)
+            .filter(|(seen, _)| seen.elapsed() < RECENT_TTL)
+            .map(|(_, h)| h.clone())
+    }
+
+    fn remember(&self, key: K, headers: Option<Arc<HeaderMap>>) {
+        let mut entries = self.entries();
+        if entries.len() > 100_000 {
+            entries.clear();
+        }
+        entries.insert(key, (Instant::now(), headers));
+    }
+
+    fn forget(&self, key: &K) {
+        self.entries().remove(key);
+    }
 }
 
 impl Objects {
-    fn known(&self, account: &str, container: &str) -> Option<Option<Arc<HeaderMap>>> {
-        let cache = self
-            .known_containers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(&(account.to_string(), container.to_string()))
-            .filter(|k| k.seen.elapsed() < CONTAINER_CACHE_TTL)
-            .map(|k| k.headers.clone())
-    }
-
     fn remember_container(
         &self,
         account: &str,
@@ -116,20 +143,17 @@ impl Objects {
         exists: bool,
         headers: Option<Arc<HeaderMap>>,
     ) {
-        let mut cache = self
-            .known_containers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         let key = (account.to_string(), container.to_string());
         if exists {
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            let seen = Instant::now();
-            cache.insert(key, KnownContainer { seen, headers });
+            self.known_containers.remember(key, headers);
         } else {
-            cache.remove(&key);
+            self.known_containers.forget(&key);
         }
+    }
+
+    fn known(&self, account: &str, container: &str) -> Option<Option<Arc<HeaderMap>>> {
+        self.known_containers
+            .get(&(account.to_string(), container.to_string()))
     }
 
     /// Whether a container exists (a recent positive answer is trusted).
@@ -139,7 +163,7 @@ impl Objects {
     }
 
     /// A container's headers as recently seen (at most
-    /// [`CONTAINER_CACHE_TTL`] old), or as read now.
+    /// [`RECENT_TTL`] old), or as read now.
     pub async fn container_meta(
         &self,
         account: &str,
@@ -183,36 +207,17 @@ impl Objects {
             StatusCode::NOT_FOUND => empty_account_headers(),
             s => return Err(ObjectError::Unavailable(s)),
         };
-        let mut known = self
-            .known_accounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if known.len() > 100_000 {
-            known.clear();
-        }
-        known.insert(
-            account.to_string(),
-            (Instant::now(), Arc::new(headers.clone())),
-        );
+        self.known_accounts
+            .remember(account.to_string(), Some(Arc::new(headers.clone())));
         Ok(headers)
     }
 
     /// An account's headers as recently seen (at most
-    /// [`CONTAINER_CACHE_TTL`] old), or as read now.
+    /// [`RECENT_TTL`] old), or as read now.
     pub async fn account_meta(&self, account: &str) -> ObjectResult<Arc<HeaderMap>> {
-        let cached = {
-            let known = self
-                .known_accounts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            known
-                .get(account)
-                .filter(|(seen, _)| seen.elapsed() < CONTAINER_CACHE_TTL)
-                .map(|(_, h)| h.clone())
-        };
-        match cached {
-            Some(h) => Ok(h),
-            None => self.head_account(account).await.map(Arc::new),
+        match self.known_accounts.get(&account.to_string()) {
+            Some(Some(h)) => Ok(h),
+            _ => self.head_account(account).await.map(Arc::new),
         }
     }
 
@@ -272,10 +277,7 @@ impl Objects {
         let missing = ObjectError::Unavailable(StatusCode::NOT_FOUND);
         self.write_record(Method::POST, path, meta, missing).await?;
         // Its metadata (a quota) is read afresh next time.
-        self.known_accounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(account);
+        self.known_accounts.forget(&account.to_string());
         Ok(())
     }
 

@@ -211,11 +211,9 @@ impl Prepared {
     pub(super) fn target(&self, path: &ObjectPath) -> ObjectPath {
         match self {
             Prepared::Plain { .. } => path.clone(),
-            Prepared::Version { at, .. } => ObjectPath::new(
-                &path.account,
-                versions_container(&path.container),
-                version_name(&path.object, *at, false),
-            ),
+            Prepared::Version { at, .. } => {
+                version_path(path, &version_name(&path.object, *at, false))
+            }
         }
     }
 
@@ -278,14 +276,16 @@ impl Objects {
     }
 
     /// After the bytes are stored: a new version becomes current.
-    /// `listed`: the version's own listing ETag override (a large
-    /// object's, with the ETags each API shows), kept by its link.
+    /// `size`: the version's size, when the writer knows it (a chunked
+    /// body's is read back); `listed`: its own listing ETag override (a
+    /// large object's, with the ETags each API shows), kept by its link.
     pub(super) async fn finish_write(
         &self,
         path: &ObjectPath,
         prepared: Prepared,
         mut written: Written,
         content_type: &str,
+        size: Option<u64>,
         listed: Option<&str>,
     ) -> ObjectResult<Written> {
         match prepared {
@@ -296,8 +296,11 @@ impl Objects {
                 Ok(written)
             }
             Prepared::Version { at, .. } => {
-                let target = prepared_target(path, at);
-                let size = self.stored_size(&target).await?;
+                let target = version_path(path, &version_name(&path.object, at, false));
+                let size = match size {
+                    Some(n) => n,
+                    None => self.stored_size(&target).await?,
+                };
                 let version = Listed {
                     etag: &written.etag,
                     listed: listed.unwrap_or(&written.etag),
@@ -417,7 +420,7 @@ impl Objects {
     async fn drop_stored_null(&self, path: &ObjectPath) -> ObjectResult<()> {
         for (named, entry) in self.stored_versions(path, 10_000).await? {
             if named.null {
-                let p = self.version_path(path, entry.name());
+                let p = version_path(path, entry.name());
                 match self.remove(&p).await {
                     Ok(()) | Err(ObjectError::NoSuchObject) => {}
                     Err(e) => return Err(e),
@@ -425,10 +428,6 @@ impl Objects {
             }
         }
         Ok(())
-    }
-
-    fn version_path(&self, path: &ObjectPath, name: &str) -> ObjectPath {
-        ObjectPath::new(&path.account, versions_container(&path.container), name)
     }
 
     /// A DELETE of `path` without a version: in a versioned container, a
@@ -452,7 +451,7 @@ impl Objects {
                     self.keep_null_current(path).await?;
                 }
                 let at = Timestamp::now();
-                let marker = self.version_path(path, &version_name(&path.object, at, null));
+                let marker = version_path(path, &version_name(&path.object, at, null));
                 let mut meta = ObjectMeta {
                     content_type: Some(MARKER_TYPE.into()),
                     ..Default::default()
@@ -553,7 +552,7 @@ impl Objects {
                 if slo_etag.is_some() {
                     listed.push_str(&format!("; slo_etag={etag}"));
                 }
-                let target = self.version_path(path, entry.name());
+                let target = version_path(path, entry.name());
                 let version = Listed {
                     etag: &etag,
                     listed: &listed,
@@ -581,7 +580,7 @@ impl Objects {
             }
             for (named, entry) in self.stored_versions(path, 10_000).await? {
                 if named.null {
-                    return Ok((self.version_path(path, entry.name()), is_marker(&entry)));
+                    return Ok((version_path(path, entry.name()), is_marker(&entry)));
                 }
             }
             return Err(ObjectError::NoSuchVersion);
@@ -589,7 +588,7 @@ impl Objects {
         let at: Timestamp = id
             .parse()
             .map_err(|_| ObjectError::InvalidArgument("Invalid version id specified".into()))?;
-        let p = self.version_path(path, &version_name(&path.object, at, false));
+        let p = version_path(path, &version_name(&path.object, at, false));
         match self.head_newest(&p).await {
             Ok(h) => {
                 let marker = header_str(&h, "content-type").as_deref() == Some(MARKER_TYPE);
@@ -742,12 +741,9 @@ impl Objects {
     }
 }
 
-fn prepared_target(path: &ObjectPath, at: Timestamp) -> ObjectPath {
-    Prepared::Version {
-        at,
-        retention: None,
-    }
-    .target(path)
+/// Where the version `name` of `path` is stored.
+fn version_path(path: &ObjectPath, name: &str) -> ObjectPath {
+    ObjectPath::new(&path.account, versions_container(&path.container), name)
 }
 
 fn is_marker(entry: &ListingEntry) -> bool {

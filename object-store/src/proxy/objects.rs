@@ -12,7 +12,7 @@
 use super::backend::{owe_rows, Backend, BodyDigests, Lease, Path, WriteOutcome};
 use super::checksums::{Algorithm, ChecksumCheck, Expected};
 use super::conditions::{Conditions, Failed};
-use super::containers::KnownContainer;
+use super::containers::Recent;
 use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
 use super::manifest::StoredSegment;
 use super::object_versions::{is_hidden, Deleted, Prepared, State};
@@ -29,9 +29,8 @@ use hyper::body::Frame;
 use service_kit::http_util::{channel_body, collect_limited, empty, header_str, set_header, Body};
 use service_kit::range::{self, Ranges};
 use service_kit::timestamp::Timestamp;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Why an operation failed, whatever the protocol.
 #[derive(Debug, thiserror::Error)]
@@ -460,17 +459,28 @@ impl CopyObject {
 }
 
 impl ReadObject {
-    /// A HEAD of what is stored at `path` (a link as itself).
-    pub fn head_of_stored(path: ObjectPath) -> ReadObject {
+    /// A GET of the whole current object at `path`, as any reader of the
+    /// account sees it (large objects assembled, links followed); the
+    /// other fields are set where a read asks for more.
+    pub fn of(path: ObjectPath) -> ReadObject {
         ReadObject {
             path,
-            head: true,
+            head: false,
             range: None,
             conditions: Conditions::default(),
             manifest: false,
             segments_within: None,
-            symlink: true,
+            symlink: false,
             version: None,
+        }
+    }
+
+    /// A HEAD of what is stored at `path` (a link as itself).
+    pub fn head_of_stored(path: ObjectPath) -> ReadObject {
+        ReadObject {
+            head: true,
+            symlink: true,
+            ..ReadObject::of(path)
         }
     }
 }
@@ -478,9 +488,9 @@ impl ReadObject {
 /// The object layer of one proxy.
 pub struct Objects {
     pub(super) backend: Arc<Backend>,
-    pub(super) known_containers: Mutex<HashMap<(String, String), KnownContainer>>,
-    /// Accounts' headers as recently read (quotas).
-    pub(super) known_accounts: Mutex<HashMap<String, (Instant, Arc<HeaderMap>)>>,
+    /// Containers and accounts seen lately (existence, metadata).
+    pub(super) known_containers: Recent<(String, String)>,
+    pub(super) known_accounts: Recent<String>,
     /// Listing rows on their way to container replicas.
     rows: Arc<RowBatches>,
 }
@@ -561,8 +571,8 @@ impl Objects {
         Objects {
             rows: Arc::new(RowBatches::new(backend.client.timeouts)),
             backend,
-            known_containers: Mutex::new(HashMap::new()),
-            known_accounts: Mutex::new(HashMap::new()),
+            known_containers: Recent::new(),
+            known_accounts: Recent::new(),
         }
     }
 
@@ -694,7 +704,7 @@ impl Objects {
             let written = self
                 .store(&target, h, body, BodyDigests::new(checksum))
                 .await?;
-            self.finish_write(&path, prepared, written, &content_type, None)
+            self.finish_write(&path, prepared, written, &content_type, length, None)
                 .await
         };
         match &condition {
@@ -904,9 +914,9 @@ impl Objects {
         self.post(&target, meta.node_headers()).await
     }
 
-    /// Where a metadata change of `path` applies: in a container that
-    /// keeps versions, the current version rather than the link that
-    /// stands for it. An expiry is refused where Object Lock is on.
+    /// Where a Swift POST to `path` applies: in a container that keeps
+    /// versions, the current version rather than the link that stands for
+    /// it. An expiry is refused where Object Lock is on.
     async fn meta_target(&self, path: &ObjectPath, expiry: bool) -> ObjectResult<ObjectPath> {
         if is_hidden(&path.container) {
             return Ok(path.clone());
@@ -943,9 +953,11 @@ impl Objects {
         Ok(())
     }
 
-    /// Sets system metadata items of an object (names without
-    /// `x-object-sysmeta-`; an empty value removes one), keeping the rest of
-    /// its metadata (S3's object tagging).
+    /// Sets system metadata items of the object stored at `path` (names
+    /// without `x-object-sysmeta-`; an empty value removes one), keeping the
+    /// rest of its metadata (S3's object tagging, retention, legal hold).
+    /// Callers name the version they change
+    /// ([`Objects::stored_version`]).
     pub async fn update_system_meta(
         &self,
         path: &ObjectPath,
@@ -956,8 +968,7 @@ impl Objects {
         for (k, v) in items {
             set_header(&mut h, &format!("x-object-sysmeta-{k}"), v);
         }
-        let target = self.meta_target(path, false).await?;
-        self.post(&target, h).await
+        self.post(path, h).await
     }
 
     /// Deletes one object as a client asks: in a container that keeps

@@ -238,8 +238,15 @@ impl Objects {
             checksum: None,
             version_id: None,
         };
-        self.finish_write(path, prepared, written, &content_type, Some(&listed))
-            .await
+        self.finish_write(
+            path,
+            prepared,
+            written,
+            &content_type,
+            Some(total),
+            Some(&listed),
+        )
+        .await
     }
 
     /// A static large object's stored manifest.

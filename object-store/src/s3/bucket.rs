@@ -58,18 +58,7 @@ fn registry_entry(bucket: &str) -> ObjectPath {
 
 /// The account a bucket name is registered to, if any.
 pub(super) async fn registered_owner(objects: &Objects, bucket: &str) -> S3Result<Option<String>> {
-    let read = objects
-        .get(ReadObject {
-            path: registry_entry(bucket),
-            head: false,
-            range: None,
-            conditions: Default::default(),
-            manifest: false,
-            segments_within: None,
-            symlink: false,
-            version: None,
-        })
-        .await;
+    let read = objects.get(ReadObject::of(registry_entry(bucket))).await;
     match read {
         Ok(r) => {
             let body = collect_limited(r.body, 1024)

@@ -120,9 +120,7 @@ pub async fn create(
         objects,
         account,
         &input.bucket,
-        input.object_lock_mode.as_ref(),
-        input.object_lock_retain_until_date.as_ref(),
-        input.object_lock_legal_hold_status.as_ref(),
+        super::object_lock::requested!(input),
         &mut meta,
     )
     .await?;
@@ -330,14 +328,8 @@ async fn check_copy_range(
     let from = object::copy_source(account, source)?;
     let size = objects
         .get(ReadObject {
-            path: from,
             head: true,
-            range: None,
-            conditions: Default::default(),
-            manifest: false,
-            segments_within: None,
-            symlink: false,
-            version: None,
+            ..ReadObject::of(from)
         })
         .await?
         .info()

@@ -189,9 +189,7 @@ pub async fn put(
         objects,
         account,
         &input.bucket,
-        input.object_lock_mode.as_ref(),
-        input.object_lock_retain_until_date.as_ref(),
-        input.object_lock_legal_hold_status.as_ref(),
+        object_lock::requested!(input),
         &mut meta,
     )
     .await?;
@@ -596,9 +594,7 @@ pub async fn copy(
         objects,
         account,
         &input.bucket,
-        input.object_lock_mode.as_ref(),
-        input.object_lock_retain_until_date.as_ref(),
-        input.object_lock_legal_hold_status.as_ref(),
+        object_lock::requested!(input),
         &mut meta,
     )
     .await?;

@@ -136,17 +136,37 @@ fn timestamp(secs: u64) -> s3s::dto::Timestamp {
     (std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).into()
 }
 
-/// The lock a write names (`x-amz-object-lock-*`), as metadata items; the
-/// bucket's default applies in the object layer when it names none.
+/// The lock a write names (`x-amz-object-lock-*`); [`requested!`] reads
+/// it from any input that has the fields (PutObject,
+/// CreateMultipartUpload, CopyObject).
+pub struct Requested<'a> {
+    pub mode: Option<&'a ObjectLockMode>,
+    pub until: Option<&'a s3s::dto::Timestamp>,
+    pub hold: Option<&'a ObjectLockLegalHoldStatus>,
+}
+
+/// The [`Requested`] lock of an S3 input.
+macro_rules! requested {
+    ($input:expr) => {
+        $crate::s3::object_lock::Requested {
+            mode: $input.object_lock_mode.as_ref(),
+            until: $input.object_lock_retain_until_date.as_ref(),
+            hold: $input.object_lock_legal_hold_status.as_ref(),
+        }
+    };
+}
+pub(crate) use requested;
+
+/// The lock a write names, as metadata items; the bucket's default
+/// applies in the object layer when it names none.
 pub async fn on_write(
     objects: &Objects,
     account: &str,
     bucket_name: &str,
-    mode: Option<&ObjectLockMode>,
-    until: Option<&s3s::dto::Timestamp>,
-    hold: Option<&ObjectLockLegalHoldStatus>,
+    lock: Requested<'_>,
     meta: &mut ObjectMeta,
 ) -> S3Result<()> {
+    let Requested { mode, until, hold } = lock;
     if mode.is_none() && until.is_none() && hold.is_none() {
         return Ok(());
     }
@@ -198,6 +218,8 @@ pub fn shown(meta: &ObjectMeta) -> Shown {
     }
 }
 
+/// The version a retention or legal-hold request names (its current one
+/// without a `versionId`), in a bucket with Object Lock, with its headers.
 async fn stored(
     objects: &Objects,
     account: &str,
@@ -216,6 +238,19 @@ async fn stored(
     Ok((path, headers))
 }
 
+/// [`stored`] for an input with `bucket`, `key` and `version_id`.
+macro_rules! stored_of {
+    ($objects:expr, $account:expr, $input:expr) => {
+        stored(
+            $objects,
+            $account,
+            &$input.bucket,
+            &$input.key,
+            $input.version_id.as_deref(),
+        )
+    };
+}
+
 /// PutObjectRetention: extends freely; shortens or removes a GOVERNANCE
 /// retention only with the bypass header, a COMPLIANCE one never.
 pub async fn put_retention(
@@ -223,14 +258,7 @@ pub async fn put_retention(
     account: &str,
     input: PutObjectRetentionInput,
 ) -> S3Result<()> {
-    let (path, headers) = stored(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        input.version_id.as_deref(),
-    )
-    .await?;
+    let (path, headers) = stored_of!(objects, account, input).await?;
     let new = match &input.retention {
         Some(ObjectLockRetention {
             mode: Some(m),
@@ -285,14 +313,7 @@ pub async fn get_retention(
     account: &str,
     input: GetObjectRetentionInput,
 ) -> S3Result<GetObjectRetentionOutput> {
-    let (_, headers) = stored(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        input.version_id.as_deref(),
-    )
-    .await?;
+    let (_, headers) = stored_of!(objects, account, input).await?;
     let r = Retention::of(&headers);
     let (Some(mode), Some(until)) = (r.mode, r.until) else {
         return Err(s3_error!(
@@ -313,14 +334,7 @@ pub async fn put_legal_hold(
     account: &str,
     input: PutObjectLegalHoldInput,
 ) -> S3Result<()> {
-    let (path, _) = stored(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        input.version_id.as_deref(),
-    )
-    .await?;
+    let (path, _) = stored_of!(objects, account, input).await?;
     let status = input
         .legal_hold
         .and_then(|h| h.status)
@@ -342,14 +356,7 @@ pub async fn get_legal_hold(
     account: &str,
     input: GetObjectLegalHoldInput,
 ) -> S3Result<GetObjectLegalHoldOutput> {
-    let (_, headers) = stored(
-        objects,
-        account,
-        &input.bucket,
-        &input.key,
-        input.version_id.as_deref(),
-    )
-    .await?;
+    let (_, headers) = stored_of!(objects, account, input).await?;
     let hold =
         service_kit::http_util::header_str(&headers, &format!("x-object-sysmeta-{HOLD_KEY}"));
     let Some(hold) = hold else {

@@ -225,7 +225,7 @@ pub async fn extract(
     // forwarded chunk by chunk.
     let (body_tx, body_rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let (entry_tx, mut entries) = tokio::sync::mpsc::channel::<Entry>(8);
-    let reader = std::thread::spawn(move || read_archive(body_rx, compression, entry_tx));
+    let reader = tokio::task::spawn_blocking(move || read_archive(body_rx, compression, entry_tx));
     let mut body = req.into_body();
     let forward = tokio::spawn(async move {
         while let Some(frame) = body.frame().await {
@@ -325,7 +325,8 @@ pub async fn extract(
     }
     drop(entries);
     forward.abort();
-    if let Ok(Err(why)) = reader.join() {
+    // The reader ends once its body is cut off (or its files refused).
+    if let Ok(Err(why)) = reader.await {
         done.broken = Some(why);
     }
     let status = if done.broken.is_some() || !done.errors.is_empty() {

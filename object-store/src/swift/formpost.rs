@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use service_kit::http_util::{box_error, full, set_header, Body, BoxError};
+use service_kit::http_util::{box_error, set_header, text, Body, BoxError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -103,7 +103,7 @@ pub async fn handle(
         files += 1;
         let form = match Form::read(&fields) {
             Ok(f) => f,
-            Err(why) => return text(StatusCode::BAD_REQUEST, &format!("FormPost: {why}")),
+            Err(why) => return text(StatusCode::BAD_REQUEST, format!("FormPost: {why}")),
         };
         if files > form.max_file_count {
             outcome = Some(Outcome::new(
@@ -228,13 +228,6 @@ impl Form {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(full(body.to_string()));
-    *r.status_mut() = status;
-    set_header(r.headers_mut(), "content-type", "text/plain");
-    r
-}
-
 /// Swift's answer: a redirect carrying the outcome, or the outcome as text.
 fn respond(outcome: Outcome, redirect: Option<&str>) -> Response<Body> {
     let status_line = format!(
@@ -249,14 +242,11 @@ fn respond(outcome: Outcome, redirect: Option<&str>) -> Response<Body> {
         }
         return text(outcome.status, &body);
     };
-    let quote = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
     let location = format!(
         "{redirect}{}status={}&message={}",
         if redirect.contains('?') { '&' } else { '?' },
         outcome.status.as_u16(),
-        quote(&outcome.message)
+        service_kit::http_util::encode(&outcome.message)
     );
     let body = format!(
         "<html><body><p><a href=\"{}\">Click to continue...</a></p></body></html>",

@@ -73,10 +73,19 @@ pub fn auth_response(state: &ProxyState, req: &Request<Incoming>) -> Response<Bo
 /// answered from the container's CORS metadata, and an answer to a
 /// request with an `Origin` the container allows gets the CORS headers.
 pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> Response<Body> {
+    let path = match parse_path(rest) {
+        Ok(p) => p,
+        Err(e @ NameError::InvalidUtf8) => {
+            return text(StatusCode::PRECONDITION_FAILED, e.to_string())
+        }
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let origin = header_str(req.headers(), "origin").map(|o| o.into_owned());
-    let container = parse_path(rest)
-        .ok()
-        .and_then(|p| Some((p.account, p.container?)));
+    // Only a request with an Origin needs its container again afterwards.
+    let container = origin
+        .as_ref()
+        .and(path.container.clone())
+        .map(|c| (path.account.clone(), c));
     if req.method() == Method::OPTIONS {
         let Some(origin) = origin else {
             return cors::options();
@@ -94,7 +103,7 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
             header_str(h, "access-control-request-headers").as_deref(),
         );
     }
-    let mut answer = handle_request(state, req, rest).await;
+    let mut answer = handle_request(state, req, path, rest).await;
     if let (Some(origin), Some((a, c))) = (origin, container) {
         if let Ok(meta) = state.objects.container_meta(&a, &c).await {
             cors::Cors::of(&meta).decorate(&origin, answer.headers_mut());
@@ -103,14 +112,12 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
     answer
 }
 
-async fn handle_request(state: &ProxyState, req: Request<Incoming>, rest: &str) -> Response<Body> {
-    let path = match parse_path(rest) {
-        Ok(p) => p,
-        Err(e @ NameError::InvalidUtf8) => {
-            return text(StatusCode::PRECONDITION_FAILED, e.to_string())
-        }
-        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-    };
+async fn handle_request(
+    state: &ProxyState,
+    req: Request<Incoming>,
+    path: names::SwiftPath,
+    rest: &str,
+) -> Response<Body> {
     // A form upload carries its own signature (FormPost), token or not.
     if formpost::is_form(&req) {
         if let Some(c) = &path.container {
@@ -169,7 +176,8 @@ async fn handle_request(state: &ProxyState, req: Request<Incoming>, rest: &str) 
     // A website (anonymous, or asked for with `X-Web-Mode`): directories
     // serve their index or listing.
     let web = matches!(scope, Scope::Public { .. })
-        || header_str(req.headers(), "x-web-mode").is_some_and(|v| names::truthy(&v));
+        || header_str(req.headers(), "x-web-mode")
+            .is_some_and(|v| service_kit::http_util::truthy(&v));
     let read = req.method() == Method::GET || req.method() == Method::HEAD;
     if let (true, true, Some(c)) = (web, read, &path.container) {
         let site = match state.objects.container_meta(&path.account, c).await {
@@ -478,7 +486,7 @@ fn list_query(req: &Request<Incoming>) -> Result<ListQuery, SwiftError> {
             "prefix" => q.prefix = v,
             "marker" => q.marker = v,
             "end_marker" => q.end_marker = v,
-            "reverse" => q.reverse = names::truthy(&v),
+            "reverse" => q.reverse = service_kit::http_util::truthy(&v),
             "delimiter" => q.delimiter = Some(v).filter(|d| !d.is_empty()),
             "path" => path = Some(v),
             _ => {}
@@ -733,7 +741,7 @@ fn versions_enabled(request: &HeaderMap, writing: &HeaderMap) -> Result<Option<b
             "Cannot use X-Versions-Enabled with X-Versions-Location or X-History-Location".into(),
         ));
     }
-    Ok(Some(names::truthy(&v)))
+    Ok(Some(service_kit::http_util::truthy(&v)))
 }
 
 /// `<container>/<object>` of a Destination or X-Copy-From header.
@@ -863,7 +871,8 @@ async fn copy(
     to: ObjectPath,
     segments_within: Option<String>,
 ) -> Result<Response<Body>, SwiftError> {
-    let fresh = header_str(headers, "x-fresh-metadata").is_some_and(|v| names::truthy(&v));
+    let fresh =
+        header_str(headers, "x-fresh-metadata").is_some_and(|v| service_kit::http_util::truthy(&v));
     let written = state
         .objects
         .copy(CopyObject {

@@ -109,14 +109,6 @@ pub fn check_merged_metadata(
     crate::proxy::limits::check_metadata(kind, merged)
 }
 
-/// Whether a flag's value is true as Swift reads one (`config_true_value`).
-pub fn truthy(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "true" | "1" | "yes" | "on" | "t" | "y"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ impl Site {
         };
         let site = Site {
             index: get(INDEX),
-            listings: get(LISTINGS).is_some_and(|v| super::names::truthy(&v)),
+            listings: get(LISTINGS).is_some_and(|v| service_kit::http_util::truthy(&v)),
             css: get(LISTINGS_CSS),
             error: get(ERROR),
         };
@@ -109,14 +109,9 @@ async fn read(
     let read = state
         .objects
         .get(ReadObject {
-            path: ObjectPath::new(req.account, req.container, name),
             head: req.head,
-            range: None,
-            conditions: Default::default(),
-            manifest: false,
             segments_within: req.within.clone(),
-            symlink: false,
-            version: None,
+            ..ReadObject::of(ObjectPath::new(req.account, req.container, name))
         })
         .await?;
     let mut r = Response::new(read.body);
