@@ -33,8 +33,15 @@ use std::time::{Duration, Instant, SystemTime};
 /// How requests are addressed and authenticated.
 #[derive(Clone)]
 enum Api {
-    Swift { path: String, token: String },
-    S3 { identity: Identity },
+    Swift {
+        path: String,
+        token: String,
+    },
+    /// `sse`: object PUTs ask for SSE-S3.
+    S3 {
+        identity: Identity,
+        sse: bool,
+    },
 }
 
 impl Api {
@@ -69,7 +76,11 @@ impl Api {
                 req.headers_mut()
                     .insert("x-auth-token", token.parse().unwrap());
             }
-            Api::S3 { identity } => {
+            Api::S3 { identity, sse } => {
+                if *sse && method == Method::PUT && rel.contains('/') {
+                    req.headers_mut()
+                        .insert("x-amz-server-side-encryption", "AES256".parse().unwrap());
+                }
                 // The payload is not hashed (UNSIGNED-PAYLOAD), as SDKs do over TLS;
                 // the Swift path does not hash bodies either.
                 let mut settings = SigningSettings::default();
@@ -375,20 +386,31 @@ fn main() {
     let concurrency = 16;
     let cap = Duration::from_secs(if full_run { 90 } else { 30 });
     let (small, large) = if full_run { (20_000, 96) } else { (64, 2) };
+    // `--versioned`: every container keeps versions (the cost of
+    // versioning, against a run without).
+    let versioned = args.iter().any(|a| a == "--versioned");
+    let swift = Api::Swift {
+        path: swift_path,
+        token,
+    };
     let mut apis = Vec::new();
     if only("swift") {
-        apis.push(Api::Swift {
-            path: swift_path,
-            token,
-        });
+        apis.push(swift.clone());
     }
     if only("s3") {
         apis.push(Api::S3 {
+            // `--sse`: the cost of SSE-S3 on object PUTs and GETs.
+            sse: args.iter().any(|a| a == "--sse"),
             identity: Credentials::new("test:tester", "testing", None, None, "bench").into(),
         });
     }
     println!(
-        "cluster load: 3 nodes, concurrency {concurrency}{}",
+        "cluster load: 3 nodes, concurrency {concurrency}{}{}",
+        if versioned {
+            ", versioned containers"
+        } else {
+            ""
+        },
         if full_run {
             ""
         } else {
@@ -478,6 +500,17 @@ fn main() {
                 &addr,
                 api.request(&addr, Method::PUT, &container, Bytes::new()),
             ));
+            if versioned {
+                // One versioning for both APIs: a bucket is a container.
+                let mut on = swift.request(&addr, Method::POST, &container, Bytes::new());
+                on.headers_mut()
+                    .insert("x-versions-enabled", "true".parse().unwrap());
+                let done = rt.block_on(call(&client, &addr, on));
+                assert!(
+                    done.is_some_and(|(s, _)| s.is_success()),
+                    "versioning enabled"
+                );
+            }
             let before = service_costs(&cluster);
             let o = rt.block_on(run_phase(
                 client.clone(),

@@ -124,6 +124,8 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             reclaim_age_secs: 7 * 86_400,
             quarantine_reclaim_age_secs: 7 * 86_400,
             fallocate_reserve_bytes: 64 << 20,
+            lifecycle_interval_secs: 3600,
+            lifecycle_ops_per_sec: 100,
         };
         let path = dir.join(format!("node-{port}.toml"));
         std::fs::write(&path, toml::to_string(&cfg)?)?;
@@ -136,6 +138,16 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
     let registry_key = std::fs::read_to_string(&registry_key_path)?
         .trim()
         .to_string();
+    // The cluster's key for SSE-S3, made once and kept with the data (a
+    // production cluster keeps it apart from the disks it protects).
+    let sse_key_path = dir.join("sse-master-key");
+    if !sse_key_path.exists() {
+        std::fs::write(
+            &sse_key_path,
+            object_store::proxy::encryption::Key::random().to_base64(),
+        )?;
+    }
+    let sse_master_key = Some(std::fs::read_to_string(&sse_key_path)?.trim().to_string());
     let proxy = ProxyConfig {
         bind_ip: "127.0.0.1".into(),
         port: args.proxy_port,
@@ -193,6 +205,7 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             ],
         },
         s3_domain: "s3.localhost".into(),
+        sse_master_key,
     };
     let proxy_config = dir.join("proxy.toml");
     std::fs::write(&proxy_config, toml::to_string(&proxy)?)?;

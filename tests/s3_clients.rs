@@ -66,6 +66,45 @@ fn locked_versions_cannot_be_deleted_on_any_path() {
     run_script(&c, "boto3_object_lock.py");
 }
 
+/// Lifecycle configurations and the storage nodes' lifecycle worker:
+/// `tests/clients/boto3_lifecycle.py`.
+#[test]
+fn lifecycle_rules_expire_versions_and_abort_uploads() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_lifecycle.py");
+}
+
+/// SSE-S3 and SSE-C through boto3 and Swift (`tests/clients/boto3_sse.py`);
+/// then no file of the cluster's data holds an encrypted body's plaintext,
+/// while the unencrypted control object's is found (so the scan can fail).
+#[test]
+fn encrypted_bodies_are_sealed_at_rest_and_open_on_every_path() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_sse.py");
+    let mut found = (false, false);
+    scan(c.dir.path(), &mut found);
+    assert!(found.1, "the scan finds the unencrypted control body");
+    assert!(!found.0, "an encrypted body's plaintext is stored");
+}
+
+/// Whether any file under `dir` holds the secret marker (`.0`) or the
+/// control marker (`.1`).
+fn scan(dir: &std::path::Path, found: &mut (bool, bool)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            scan(&path, found);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            let has = |m: &[u8]| bytes.windows(m.len()).any(|w| w == m);
+            found.0 |= has(b"NUBO-SSE-SECRET-MARKER");
+            found.1 |= has(b"NUBO-PLAIN-CONTROL-MARKER");
+        }
+    }
+}
+
 #[test]
 fn swift_clients_cannot_touch_what_s3_keeps_on_a_bucket() {
     let c = Cluster::start(3);

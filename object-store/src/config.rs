@@ -64,6 +64,16 @@ pub struct NodeConfig {
     /// database and the data already stored always have room.
     #[serde(default = "reserve")]
     pub fallocate_reserve_bytes: u64,
+    /// Seconds between lifecycle passes (S3 lifecycle rules), and the most
+    /// listings and deletions a pass makes per second (0: unlimited).
+    #[serde(default = "hour")]
+    pub lifecycle_interval_secs: u64,
+    #[serde(default = "hundred")]
+    pub lifecycle_ops_per_sec: u64,
+}
+
+fn hundred() -> u64 {
+    100
 }
 
 fn hundred_mib() -> u64 {
@@ -111,6 +121,10 @@ pub struct ProxyConfig {
     /// Virtual-host style S3: `<bucket>.<s3_domain>` names a bucket.
     #[serde(default = "s3_domain")]
     pub s3_domain: String,
+    /// The cluster's key for SSE-S3 (32 bytes, base64); without one, SSE-S3
+    /// writes are refused. Every proxy of a cluster has the same.
+    #[serde(default)]
+    pub sse_master_key: Option<String>,
 }
 
 fn s3_domain() -> String {
@@ -161,6 +175,11 @@ impl Validate for ProxyConfig {
             self.node_timeout_ms,
         )))?;
         check_set(&[("s3_domain", &self.s3_domain)])?;
+        if let Some(k) = &self.sse_master_key {
+            if crate::proxy::encryption::Key::from_base64(k).is_none() {
+                return Err("sse_master_key: must be 32 bytes in base64".into());
+            }
+        }
         self.auth.validate()
     }
 }

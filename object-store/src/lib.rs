@@ -21,6 +21,7 @@ pub mod config;
 pub(crate) mod container_server;
 pub(crate) mod device_db;
 pub(crate) mod expirer;
+pub(crate) mod lifecycle;
 pub(crate) mod listing_rows;
 pub(crate) mod metrics;
 pub(crate) mod object_body;

@@ -21,6 +21,13 @@ pub struct NodeMetrics {
     /// Object bodies quarantined, by reads or by the auditor.
     pub quarantined: AtomicU64,
     pub expired: AtomicU64,
+    pub lifecycle_passes: AtomicU64,
+    pub lifecycle_expired: AtomicU64,
+    pub lifecycle_noncurrent_expired: AtomicU64,
+    pub lifecycle_markers_removed: AtomicU64,
+    pub lifecycle_uploads_aborted: AtomicU64,
+    pub lifecycle_retained: AtomicU64,
+    pub lifecycle_failures: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -102,6 +109,41 @@ pub async fn render(state: &NodeState) -> String {
             "nubo_expirer_expired_total",
             "Objects turned into tombstones by the expirer.",
             &m.expired,
+        ),
+        (
+            "nubo_lifecycle_passes_total",
+            "Lifecycle passes completed.",
+            &m.lifecycle_passes,
+        ),
+        (
+            "nubo_lifecycle_expired_total",
+            "Current objects the lifecycle rules deleted or gave a delete marker.",
+            &m.lifecycle_expired,
+        ),
+        (
+            "nubo_lifecycle_noncurrent_expired_total",
+            "Noncurrent versions the lifecycle rules deleted.",
+            &m.lifecycle_noncurrent_expired,
+        ),
+        (
+            "nubo_lifecycle_delete_markers_removed_total",
+            "Lone delete markers the lifecycle rules removed.",
+            &m.lifecycle_markers_removed,
+        ),
+        (
+            "nubo_lifecycle_uploads_aborted_total",
+            "Incomplete multipart uploads the lifecycle rules aborted.",
+            &m.lifecycle_uploads_aborted,
+        ),
+        (
+            "nubo_lifecycle_retained_total",
+            "Versions due to expire but kept by Object Lock.",
+            &m.lifecycle_retained,
+        ),
+        (
+            "nubo_lifecycle_failures_total",
+            "Lifecycle actions or bucket passes that failed (retried next pass).",
+            &m.lifecycle_failures,
         ),
     ];
     for (name, help, c) in counters {

@@ -309,7 +309,11 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     let listed_size = header_str(&headers, "x-object-sysmeta-container-update-override-size")
         .and_then(|v| v.parse().ok())
         .unwrap_or(size);
-    let listed_etag = header_str(&headers, "x-object-sysmeta-container-update-override-etag")
+    // An override known only once the body has passed (a sealed body's
+    // plaintext MD5) comes as a trailer.
+    let override_etag = "x-object-sysmeta-container-update-override-etag";
+    let listed_etag = header_str(&trailers, override_etag)
+        .or_else(|| header_str(&headers, override_etag))
         .map_or_else(|| etag.clone(), |v| v.into_owned());
     let owed = match owed_updates(
         &headers,

@@ -9,6 +9,7 @@
 //! - `/acct/{device}/{partition}/{account}`: GET HEAD POST
 //! - `/acct/{device}/{partition}/{account}/{container}`: PUT (listing row)
 //! - `/healthcheck`
+//! - `/replicate`, `/expire`, `/audit`, `/lifecycle`: POST runs one pass now
 
 use crate::config::{timeouts, NodeConfig};
 use crate::device_db::DeviceDb;
@@ -46,6 +47,8 @@ pub struct NodeState {
     pub replicating: tokio::sync::Mutex<()>,
     /// Leases of conditional writers, by object name.
     pub write_locks: crate::write_locks::WriteLocks,
+    /// The lifecycle worker's object layer.
+    pub lifecycle: crate::lifecycle::worker::Lifecycle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +62,15 @@ pub enum DeviceError {
 impl NodeState {
     pub fn new(config: NodeConfig) -> anyhow::Result<Arc<NodeState>> {
         let ring = Arc::new(LiveRing::open(&config.ring, None)?);
+        let client =
+            || HttpClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms));
         let state = Arc::new(NodeState {
-            client: HttpClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms)),
+            lifecycle: crate::lifecycle::worker::Lifecycle::new(crate::proxy::backend::Backend {
+                ring: ring.clone(),
+                client: client(),
+                metrics: Default::default(),
+            }),
+            client: client(),
             config,
             ring,
             devices: RwLock::new(HashMap::new()),
@@ -156,6 +166,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         state.clone(),
         audit_every,
         state.config.auditor_bytes_per_sec,
+    ));
+    let lifecycle_every = Duration::from_secs(state.config.lifecycle_interval_secs);
+    tokio::spawn(crate::lifecycle::worker::run(
+        state.clone(),
+        lifecycle_every,
     ));
     tracing::info!(%addr, "storage node listening");
     server::serve(listener, state, handle, server::shutdown_signal()).await;
@@ -259,6 +274,21 @@ async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body>
     }
     if segments.len() == 1 && segments[0] == "expire" && req.method() == http::Method::POST {
         let stats = crate::expirer::expire_once(&state).await;
+        let mut r = http::Response::new(service_kit::http_util::full(
+            serde_json::to_vec(&stats).expect("json"),
+        ));
+        service_kit::http_util::set_header(r.headers_mut(), "content-type", "application/json");
+        return r;
+    }
+    if segments.len() == 1 && segments[0] == "lifecycle" && req.method() == http::Method::POST {
+        // One pass now, for operators and tests; `?now=<unix seconds>`
+        // decides as of that time (a test's way to see a later day).
+        let now = service_kit::http_util::query_pairs(req.uri().query())
+            .into_iter()
+            .find(|(k, _)| k == "now")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| service_kit::timestamp::Timestamp::now().secs());
+        let stats = crate::lifecycle::worker::run_once(&state, now).await;
         let mut r = http::Response::new(service_kit::http_util::full(
             serde_json::to_vec(&stats).expect("json"),
         ));

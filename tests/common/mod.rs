@@ -112,9 +112,15 @@ pub fn run_client_script(c: &Cluster, script: &str) {
         python.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // The storage nodes, for scripts that run a maintenance pass now.
+    let node_urls: Vec<String> = (0..c.nodes)
+        .map(|n| format!("http://127.0.0.1:{}", c.node_base_port + n))
+        .collect();
+    let node_urls = node_urls.join(",");
     let out = cmd
         .arg(&path)
         .env("NUBO_S3_ENDPOINT", c.url())
+        .env("NUBO_NODE_URLS", node_urls)
         .env("PATH", path_var)
         .output()
         .expect("the client runs");

@@ -8,7 +8,8 @@
 //! - Reads try replicas in ring order and fall over on errors and timeouts;
 //!   HEAD asks all primaries and the newest timestamp wins.
 
-use super::checksums::{Algorithm, ChecksumCheck, Hasher, Mismatch};
+use super::checksums::{Algorithm, ChecksumCheck, Hasher};
+use super::encryption::{self, Key, Sealer};
 use super::limits::MAX_OBJECT_SIZE;
 use crate::records::Target as UpdateTarget;
 use bytes::Bytes;
@@ -41,19 +42,37 @@ pub fn owe_rows(targets: &[Vec<UpdateTarget>], i: usize, h: &mut HeaderMap) {
 
 /// A body's ETag (MD5), blake3 and S3 checksum, computed once, in the
 /// proxy, as the body passes; the nodes record the first, check the second
-/// and keep the third (checked here against what the client sent).
+/// and keep the third (checked here against what the client sent). A body
+/// to be sealed ([`super::encryption`]) is sealed here too: the checksum is
+/// of the plaintext the client sent, the MD5 and blake3 of the sealed
+/// bytes the nodes store.
 #[derive(Default)]
 pub struct BodyDigests {
     md5: Md5,
     blake3: blake3::Hasher,
     checksum: Option<(ChecksumCheck, Hasher)>,
+    seal: Option<Seal>,
 }
+
+/// A body being sealed: the sealer; the plaintext's MD5 when it is the
+/// ETag (SSE-S3) or must match the client's (`Content-MD5`).
+struct Seal {
+    sealer: Sealer,
+    plain_md5: Option<Md5>,
+    shown: bool,
+    expected_md5: Option<String>,
+}
+
+/// The body is not what the client said it is (its checksum or MD5).
+#[derive(Debug)]
+pub struct DigestMismatch;
 
 /// What [`BodyDigests::finish`] found.
 pub struct Digests {
     /// `x-nubo-etag`, `x-nubo-blake3` and the checksum's system metadata:
     /// headers, or trailers after a streamed body.
     pub headers: HeaderMap,
+    /// The ETag clients see.
     pub etag: String,
     /// The S3 checksum kept, checked.
     pub checksum: Option<(Algorithm, String)>,
@@ -70,12 +89,41 @@ impl BodyDigests {
         }
     }
 
-    pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
-        self.blake3.update(data);
+    /// The body is sealed with `data_key` on its way. `plain_etag`: its
+    /// plaintext's MD5 is the ETag clients see; `expected_md5`: the MD5
+    /// (hex) the plaintext must have.
+    pub fn sealed(
+        mut self,
+        data_key: &Key,
+        plain_etag: bool,
+        expected_md5: Option<String>,
+    ) -> BodyDigests {
+        self.seal = Some(Seal {
+            sealer: Sealer::new(data_key),
+            plain_md5: (plain_etag || expected_md5.is_some()).then(Md5::new),
+            shown: plain_etag,
+            expected_md5,
+        });
+        self
+    }
+
+    /// Takes body bytes as the client sent them; gives the bytes to store.
+    pub fn pass(&mut self, data: Bytes) -> Bytes {
         if let Some((_, h)) = &mut self.checksum {
-            h.update(data);
+            h.update(&data);
         }
+        let out = match &mut self.seal {
+            None => data,
+            Some(seal) => {
+                if let Some(m) = &mut seal.plain_md5 {
+                    m.update(&data);
+                }
+                seal.sealer.push(&data)
+            }
+        };
+        self.md5.update(&out);
+        self.blake3.update(&out);
+        out
     }
 
     /// The trailers [`Self::finish`] gives, for a `Trailer` header.
@@ -87,12 +135,38 @@ impl BodyDigests {
                 check.algorithm.sysmeta_key()
             ));
         }
+        if self.seal.as_ref().is_some_and(|s| s.shown) {
+            names.push_str(&format!(
+                ", x-object-sysmeta-{}, {LISTED_ETAG}",
+                encryption::ETAG_KEY
+            ));
+        }
         names
     }
 
-    /// The digests, or the checksum the body failed.
-    pub fn finish(self) -> Result<Digests, Mismatch> {
-        let etag = hex::encode(self.md5.finalize());
+    /// The bytes still to store (a sealed body's last chunk), and the
+    /// digests; or the checksum the body failed.
+    pub fn finish(mut self) -> Result<(Bytes, Digests), DigestMismatch> {
+        let mut shown_etag = None;
+        let tail = match self.seal.take() {
+            None => Bytes::new(),
+            Some(seal) => {
+                let tail = seal.sealer.finish();
+                self.md5.update(&tail);
+                self.blake3.update(&tail);
+                let plain = seal.plain_md5.map(|m| hex::encode(m.finalize()));
+                if let Some(want) = &seal.expected_md5 {
+                    if plain.as_deref() != Some(want.trim_matches('"')) {
+                        return Err(DigestMismatch);
+                    }
+                }
+                if seal.shown {
+                    shown_etag = plain;
+                }
+                tail
+            }
+        };
+        let mut etag = hex::encode(self.md5.finalize());
         let mut headers = HeaderMap::new();
         set_header(&mut headers, "x-nubo-etag", &etag);
         set_header(
@@ -103,7 +177,7 @@ impl BodyDigests {
         let mut checksum = None;
         if let Some((check, hasher)) = self.checksum {
             let algorithm = check.algorithm;
-            let value = check.verify(hasher.finish())?;
+            let value = check.verify(hasher.finish()).map_err(|_| DigestMismatch)?;
             set_header(
                 &mut headers,
                 &format!("x-object-sysmeta-{}", algorithm.sysmeta_key()),
@@ -111,13 +185,28 @@ impl BodyDigests {
             );
             checksum = Some((algorithm, value));
         }
-        Ok(Digests {
-            headers,
-            etag,
-            checksum,
-        })
+        if let Some(plain) = shown_etag {
+            etag = plain;
+            set_header(
+                &mut headers,
+                &format!("x-object-sysmeta-{}", encryption::ETAG_KEY),
+                &etag,
+            );
+            set_header(&mut headers, LISTED_ETAG, &etag);
+        }
+        Ok((
+            tail,
+            Digests {
+                headers,
+                etag,
+                checksum,
+            },
+        ))
     }
 }
+
+/// The ETag a write's listing row shows instead of the stored bytes' MD5.
+const LISTED_ETAG: &str = "x-object-sysmeta-container-update-override-etag";
 
 /// What one node answered to a write.
 #[derive(Clone, Debug)]
@@ -520,7 +609,7 @@ impl Backend {
                     }
                 };
                 total += data.len() as u64;
-                digests.update(&data);
+                let data = digests.pass(data);
                 if total > MAX_OBJECT_SIZE {
                     failure = Some(StatusCode::PAYLOAD_TOO_LARGE);
                     break;
@@ -545,7 +634,22 @@ impl Backend {
             let mut found = None;
             if failure.is_none() {
                 match digests.finish() {
-                    Ok(d) => {
+                    Ok((tail, d)) => {
+                        for tx in senders.iter_mut() {
+                            if tail.is_empty() {
+                                break;
+                            }
+                            if let Some(t) = tx {
+                                let sent = tokio::time::timeout(
+                                    node_timeout,
+                                    t.send(Ok(Frame::data(tail.clone()))),
+                                )
+                                .await;
+                                if !matches!(sent, Ok(Ok(()))) {
+                                    *tx = None;
+                                }
+                            }
+                        }
                         for tx in senders.iter().flatten() {
                             let _ = tokio::time::timeout(
                                 node_timeout,
@@ -587,7 +691,9 @@ impl Backend {
         answers.extend(early);
         let mut out = summarize(answers, replicas);
         if let Some(d) = found {
-            if out.status == StatusCode::CONFLICT {
+            if out.status == StatusCode::CONFLICT || out.status.is_success() {
+                // The ETag clients see (a sealed body's may not be the
+                // nodes').
                 out.etag = Some(d.etag);
             }
             out.checksum = d.checksum;

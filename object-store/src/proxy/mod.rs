@@ -6,6 +6,7 @@ pub mod backend;
 pub mod checksums;
 pub mod conditions;
 pub mod containers;
+pub mod encryption;
 pub mod limits;
 pub mod manifest;
 pub mod object_versions;
@@ -47,7 +48,11 @@ impl ProxyState {
             client: HttpClient::new(timeouts(config.connect_timeout_ms, config.node_timeout_ms)),
             metrics: Default::default(),
         });
-        let objects = Arc::new(Objects::new(backend));
+        let master_key = config
+            .sse_master_key
+            .as_deref()
+            .and_then(encryption::Key::from_base64);
+        let objects = Arc::new(Objects::new(backend).with_master_key(master_key));
         Ok(Arc::new(ProxyState {
             s3: crate::s3::service(objects.clone(), &config),
             objects,

@@ -13,6 +13,9 @@ use super::backend::{owe_rows, Backend, BodyDigests, Lease, Path, WriteOutcome};
 use super::checksums::{Algorithm, ChecksumCheck, Expected};
 use super::conditions::{Conditions, Failed};
 use super::containers::Recent;
+use super::encryption::{
+    open_body, sealed_len, CustomerKey, Key, Keys, OpenError, Sealed, Sealing, Window, ETAG_KEY,
+};
 use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
 use super::manifest::StoredSegment;
 use super::object_versions::{is_hidden, Deleted, Prepared, State};
@@ -22,7 +25,7 @@ use super::symlinks::Link;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
 use crate::records::{Target as UpdateTarget, INLINE_MAX};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Frame;
@@ -95,6 +98,13 @@ pub enum ObjectError {
     /// The storage nodes could not answer (no quorum, timeouts, full disks).
     #[error("the storage nodes answered {0}")]
     Unavailable(StatusCode),
+    /// A sealed body cannot be opened with the keys given
+    /// ([`super::encryption`]).
+    #[error("{0}")]
+    Sealed(#[from] OpenError),
+    /// A body to be sealed must say its length first.
+    #[error("You must provide the Content-Length HTTP header.")]
+    LengthRequired,
 }
 
 pub type ObjectResult<T> = Result<T, ObjectError>;
@@ -284,6 +294,8 @@ pub struct PutObject {
     /// A condition checked atomically with the write (S3's conditional
     /// writes).
     pub condition: Option<WriteCondition>,
+    /// Server-side encryption of the body.
+    pub sealing: Option<Sealing>,
     pub body: Body,
 }
 
@@ -297,6 +309,7 @@ impl PutObject {
             checksum: None,
             expected_md5: None,
             condition: None,
+            sealing: None,
             body: empty(),
         }
     }
@@ -356,6 +369,8 @@ pub struct ReadObject {
     pub symlink: bool,
     /// One version of the object (`null` included), not the current one.
     pub version: Option<String>,
+    /// The customer key an SSE-C object is opened with.
+    pub customer_key: Option<CustomerKey>,
 }
 
 /// An object as read: the status is 200, or 206 when `partial`.
@@ -434,6 +449,10 @@ pub struct CopyObject {
     pub symlink: bool,
     /// One version of the source (`null` included), not the current one.
     pub source_version: Option<String>,
+    /// The customer key an SSE-C source is opened with.
+    pub source_key: Option<CustomerKey>,
+    /// Server-side encryption of the copy.
+    pub sealing: Option<Sealing>,
 }
 
 impl CopyObject {
@@ -454,6 +473,8 @@ impl CopyObject {
             segments_within: None,
             symlink: true,
             source_version: None,
+            source_key: None,
+            sealing: None,
         }
     }
 }
@@ -472,6 +493,7 @@ impl ReadObject {
             segments_within: None,
             symlink: false,
             version: None,
+            customer_key: None,
         }
     }
 
@@ -493,6 +515,8 @@ pub struct Objects {
     pub(super) known_accounts: Recent<String>,
     /// Listing rows on their way to container replicas.
     rows: Arc<RowBatches>,
+    /// The cluster's key for SSE-S3 ([`super::encryption`]).
+    master_key: Option<Key>,
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -502,6 +526,28 @@ pub(crate) fn unix_now() -> u64 {
 pub(super) fn with_timestamp(mut h: HeaderMap) -> HeaderMap {
     set_header(&mut h, "x-timestamp", &Timestamp::now().to_string());
     h
+}
+
+/// The sealed bytes of `window`, from the version whose headers are
+/// `stored` (another version's would not open with its key).
+pub(super) async fn read_sealed_range(
+    backend: &Arc<Backend>,
+    path: &Path,
+    stored: &HeaderMap,
+    window: Window,
+) -> ObjectResult<Body> {
+    let mut h = HeaderMap::new();
+    let (a, b) = window.sealed;
+    set_header(&mut h, "range", &format!("bytes={a}-{b}"));
+    let r = backend.read(Method::GET, path, h, None).await;
+    if !r.status().is_success() {
+        return Err(read_error(r.status(), r.headers()));
+    }
+    if header_str(r.headers(), "x-timestamp") != header_str(stored, "x-timestamp") {
+        // Overwritten between the two reads.
+        return Err(ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE));
+    }
+    Ok(r.into_body())
 }
 
 /// Drops what only nodes speak; system metadata stays for the front ends.
@@ -518,6 +564,14 @@ pub(crate) fn client_headers(h: &HeaderMap) -> HeaderMap {
             continue;
         }
         out.append(k.clone(), v.clone());
+    }
+    // A sealed body as clients see it: the plaintext's size, and an
+    // SSE-S3 body's plaintext MD5 as its ETag.
+    if let Some(sealed) = Sealed::of(h) {
+        set_header(&mut out, "content-length", &sealed.size.to_string());
+        if let Some(etag) = header_str(h, &format!("x-object-sysmeta-{ETAG_KEY}")) {
+            set_header(&mut out, "etag", &etag);
+        }
     }
     out
 }
@@ -573,6 +627,21 @@ impl Objects {
             backend,
             known_containers: Recent::new(),
             known_accounts: Recent::new(),
+            master_key: None,
+        }
+    }
+
+    /// With the cluster's key for SSE-S3.
+    pub fn with_master_key(mut self, key: Option<Key>) -> Objects {
+        self.master_key = key;
+        self
+    }
+
+    /// The keys a read opens sealed bodies with.
+    pub(super) fn keys(&self, customer: Option<&CustomerKey>) -> Keys {
+        Keys {
+            master: self.master_key.clone(),
+            customer: customer.cloned(),
         }
     }
 
@@ -682,7 +751,21 @@ impl Objects {
         }
         let content_type = meta.content_type.clone().unwrap_or_default();
         let (condition, length, body) = (req.condition, req.length, req.body);
-        let (expected_md5, checksum) = (req.expected_md5, req.checksum);
+        let (mut expected_md5, checksum) = (req.expected_md5, req.checksum);
+        let mut digests = BodyDigests::new(checksum);
+        let mut stored_length = length;
+        if let Some(sealing) = &req.sealing {
+            let size = length.ok_or(ObjectError::LengthRequired)?;
+            let (data_key, sealed) = Sealed::new(sealing, self.master_key.as_ref(), size)?;
+            meta.system.push(sealed.item());
+            // Listed with the plaintext's size; the MD5 a client sent is
+            // of the plaintext, checked here rather than by the nodes.
+            meta.system
+                .push(("container-update-override-size".into(), size.to_string()));
+            let plain_etag = *sealing == Sealing::Cluster;
+            digests = digests.sealed(&data_key, plain_etag, expected_md5.take());
+            stored_length = Some(sealed_len(size));
+        }
         let write = async {
             let prepared = if versioned {
                 self.prepare_write(&path, &container).await?
@@ -696,14 +779,12 @@ impl Objects {
             if let Some(md5) = &expected_md5 {
                 set_header(&mut h, "etag", md5);
             }
-            match length {
+            match stored_length {
                 Some(n) => set_header(&mut h, "content-length", &n.to_string()),
                 None => set_header(&mut h, "transfer-encoding", "chunked"),
             }
             let target = prepared.target(&path);
-            let written = self
-                .store(&target, h, body, BodyDigests::new(checksum))
-                .await?;
+            let written = self.store(&target, h, body, digests).await?;
             self.finish_write(&path, prepared, written, &content_type, length, None)
                 .await
         };
@@ -765,10 +846,14 @@ impl Objects {
                 // The ETag each API shows: S3's multipart one, or the body's.
                 let h = found.headers();
                 let matches = want == "*"
-                    || ["x-object-sysmeta-s3-etag", "etag"]
-                        .iter()
-                        .filter_map(|n| header_str(h, n))
-                        .any(|e| e.trim_matches('"') == want);
+                    || [
+                        "x-object-sysmeta-s3-etag",
+                        "x-object-sysmeta-crypto-etag",
+                        "etag",
+                    ]
+                    .iter()
+                    .filter_map(|n| header_str(h, n))
+                    .any(|e| e.trim_matches('"') == want);
                 if matches {
                     Ok(())
                 } else {
@@ -803,8 +888,10 @@ impl Objects {
                         "the body broke off or is longer than its Content-Length".into(),
                     ));
                 };
-                digests.update(&bytes);
-                let found = digests.finish().map_err(|_| ObjectError::BadDigest)?;
+                let mut bytes = BytesMut::from(&digests.pass(bytes)[..]);
+                let (tail, found) = digests.finish().map_err(|_| ObjectError::BadDigest)?;
+                bytes.extend_from_slice(&tail);
+                let bytes = bytes.freeze();
                 let mut h = h;
                 h.extend(found.headers);
                 let mut out = self
@@ -817,7 +904,9 @@ impl Objects {
                         |i, h| owe_rows(&targets, i, h),
                     )
                     .await;
-                if out.status == StatusCode::CONFLICT {
+                if out.status == StatusCode::CONFLICT || out.status.is_success() {
+                    // The ETag clients see (a sealed body's may not be
+                    // the nodes').
                     out.etag = Some(found.etag);
                 }
                 out.checksum = found.checksum;
@@ -854,6 +943,7 @@ impl Objects {
                 segments_within: req.segments_within,
                 symlink: req.symlink,
                 version: req.source_version,
+                customer_key: req.source_key,
             })
             .await?;
         if req.symlink {
@@ -901,6 +991,7 @@ impl Objects {
             }),
             expected_md5: None,
             condition: None,
+            sealing: req.sealing,
             body: source.body,
         })
         .await
@@ -993,16 +1084,20 @@ impl Objects {
 
     /// Deletes one object (tombstones at quorum, listing rows queued).
     pub async fn remove(&self, path: &ObjectPath) -> ObjectResult<()> {
+        self.remove_at(path, Timestamp::now()).await
+    }
+
+    /// [`Objects::remove`] with the tombstone dated `at`: a version written
+    /// after `at` survives it ([`ObjectError::Superseded`]).
+    pub async fn remove_at(&self, path: &ObjectPath, at: Timestamp) -> ObjectResult<()> {
         let targets = self.container_update_targets(&path.account, &path.container);
+        let mut h = HeaderMap::new();
+        set_header(&mut h, "x-timestamp", &at.to_string());
         let out = self
             .backend
-            .write(
-                Method::DELETE,
-                &path.node(),
-                with_timestamp(HeaderMap::new()),
-                Bytes::new(),
-                |i, h| owe_rows(&targets, i, h),
-            )
+            .write(Method::DELETE, &path.node(), h, Bytes::new(), |i, h| {
+                owe_rows(&targets, i, h)
+            })
             .await;
         self.list_at_once(path, &out).await;
         if !out.status.is_success() {
@@ -1071,6 +1166,12 @@ impl Objects {
         if !req.manifest && segments::is_large(&parts.headers) {
             return self.get_large(&req, parts.headers).await;
         }
+        if let Some(sealed) = Sealed::of(&parts.headers) {
+            return self.read_sealed(&req, &sealed, parts.headers, body).await;
+        }
+        if req.customer_key.is_some() {
+            return Err(OpenError::NotApplicable.into());
+        }
         let etag = header_str(&parts.headers, "etag")
             .map(|e| e.trim_matches('"').to_string())
             .unwrap_or_default();
@@ -1114,6 +1215,64 @@ impl Objects {
             partial: parts.status == StatusCode::PARTIAL_CONTENT,
             headers,
             body,
+        })
+    }
+
+    /// GET or HEAD of a sealed object ([`super::encryption`]), opened with
+    /// the keys the request gives; a range is read as the sealed chunks
+    /// that hold it. Several ranges are served whole, which RFC 9110
+    /// allows.
+    async fn read_sealed(
+        &self,
+        req: &ReadObject,
+        sealed: &Sealed,
+        stored: HeaderMap,
+        body: Body,
+    ) -> ObjectResult<ObjectRead> {
+        let opened = sealed.open(&self.keys(req.customer_key.as_ref()))?;
+        let mut headers = client_headers(&stored);
+        let etag = header_str(&headers, "etag")
+            .map(|e| e.trim_matches('"').to_string())
+            .unwrap_or_default();
+        req.conditions
+            .check(true, &etag, modified_secs(&stored))
+            .map_err(|f| failed(f, &etag))?;
+        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+        if req.head {
+            return Ok(ObjectRead {
+                partial: false,
+                headers,
+                body: empty(),
+            });
+        }
+        let size = opened.size;
+        let (window, range) = match range::resolve(req.range.as_deref(), size) {
+            Ranges::Parts(p) if p.len() == 1 => (Window::of(size, p[0].0, p[0].1), Some(p[0])),
+            Ranges::Whole | Ranges::Parts(_) => (Window::whole(size), None),
+            Ranges::Unsatisfiable => {
+                return Err(ObjectError::RangeNotSatisfiable { size: Some(size) })
+            }
+        };
+        // The body read with the request is whole, unless it asked for a
+        // range (in the plaintext's terms).
+        let sealed_body = if req.range.is_none() {
+            body
+        } else {
+            drop(body);
+            read_sealed_range(&self.backend, &req.path.node(), &stored, window).await?
+        };
+        set_header(&mut headers, "content-length", &window.take.to_string());
+        if let Some((a, b)) = range {
+            set_header(
+                &mut headers,
+                "content-range",
+                &format!("bytes {a}-{b}/{size}"),
+            );
+        }
+        Ok(ObjectRead {
+            partial: range.is_some(),
+            headers,
+            body: open_body(sealed_body, &opened, window),
         })
     }
 

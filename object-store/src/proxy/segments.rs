@@ -13,14 +13,15 @@
 use super::backend::BodyDigests;
 use super::backend::Path;
 use super::containers::{ListQuery, ListTarget};
+use super::encryption::{open_body, Keys, OpenError, Sealed, SealedParts, Window};
 use super::limits::{MAX_MANIFEST_SEGMENTS, MAX_OBJECT_SIZE};
 use super::manifest::{
     self, leaf_piece, slice, slo_etag, split_segment_path, sub_range, Piece, Segment, SegmentRef,
     StoredSegment, MAX_DEPTH,
 };
 use super::objects::{
-    client_headers, guess_content_type, ObjectError, ObjectMeta, ObjectPath, ObjectRead,
-    ObjectResult, Objects, ReadObject, Written,
+    client_headers, guess_content_type, read_sealed_range, ObjectError, ObjectMeta, ObjectPath,
+    ObjectRead, ObjectResult, Objects, ReadObject, Written,
 };
 use crate::records::ListingEntry;
 use http::{HeaderMap, HeaderValue, Method};
@@ -428,6 +429,13 @@ impl Objects {
                     etag: Some(condition_etag.clone()),
                 },
             })?;
+        // Sealed parts (S3 multipart with SSE) need the key they were
+        // sealed with; checked before any is read.
+        match SealedParts::of(&headers) {
+            Some(parts) => parts.check(req.customer_key.as_ref())?,
+            None if req.customer_key.is_some() => return Err(OpenError::NotApplicable.into()),
+            None => {}
+        }
         let mut out = client_headers(&headers);
         set_header(&mut out, "etag", &format!("\"{etag}\""));
         out.insert("accept-ranges", HeaderValue::from_static("bytes"));
@@ -457,7 +465,8 @@ impl Objects {
         let body = if req.head || len == 0 {
             empty()
         } else {
-            self.stream_pieces(&req.path.account, slice(pieces, first, last))
+            let keys = self.keys(req.customer_key.as_ref());
+            self.stream_pieces(&req.path.account, slice(pieces, first, last), keys)
         };
         Ok(ObjectRead {
             partial,
@@ -466,7 +475,7 @@ impl Objects {
         })
     }
 
-    fn stream_pieces(&self, account: &str, pieces: Vec<Piece>) -> Body {
+    fn stream_pieces(&self, account: &str, pieces: Vec<Piece>, keys: Keys) -> Body {
         let (tx, body) = channel_body();
         let backend = self.backend().clone();
         let account = account.to_string();
@@ -491,18 +500,39 @@ impl Objects {
                 if first > 0 || last + 1 < size {
                     set_header(&mut h, "range", &format!("bytes={first}-{last}"));
                 }
-                let resp = backend
-                    .read(Method::GET, &Path::Object(account.clone(), c, o), h, None)
-                    .await;
+                let path = Path::Object(account.clone(), c, o);
+                let resp = backend.read(Method::GET, &path, h, None).await;
+                let unavailable = || service_kit::http_util::box_error("segment unavailable");
                 if !resp.status().is_success() {
-                    let _ = tx
-                        .send(Err(service_kit::http_util::box_error(
-                            "segment unavailable",
-                        )))
-                        .await;
+                    let _ = tx.send(Err(unavailable())).await;
                     return;
                 }
-                let mut b = resp.into_body();
+                // A sealed segment: its chunks that hold the piece, opened.
+                let mut b = match Sealed::of(resp.headers()) {
+                    None => resp.into_body(),
+                    Some(sealed) => {
+                        let (stored, _) = resp.into_parts();
+                        let window = if sealed.size == 0 {
+                            Window::whole(0)
+                        } else {
+                            Window::of(sealed.size, first, last)
+                        };
+                        let opened = match sealed.open(&keys) {
+                            Ok(o) => o,
+                            Err(_) => {
+                                let _ = tx.send(Err(unavailable())).await;
+                                return;
+                            }
+                        };
+                        match read_sealed_range(&backend, &path, &stored.headers, window).await {
+                            Ok(body) => open_body(body, &opened, window),
+                            Err(_) => {
+                                let _ = tx.send(Err(unavailable())).await;
+                                return;
+                            }
+                        }
+                    }
+                };
                 while let Some(f) = b.frame().await {
                     let failed = f.is_err();
                     if tx.send(f).await.is_err() || failed {

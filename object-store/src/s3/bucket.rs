@@ -37,6 +37,22 @@ pub async fn exists(objects: &Objects, account: &str, bucket: &str) -> S3Result<
     }
 }
 
+/// Sets one item of a bucket's configuration (its tags, CORS rules,
+/// lifecycle rules, default encryption or Object Lock: container system
+/// metadata `header`); an empty value removes it.
+pub async fn set_config(
+    objects: &Objects,
+    account: &str,
+    bucket: &str,
+    header: &str,
+    value: &str,
+) -> S3Result<()> {
+    let mut h = HeaderMap::new();
+    service_kit::http_util::set_header(&mut h, header, value);
+    objects.post_container(account, bucket, h).await?;
+    Ok(())
+}
+
 pub async fn require(objects: &Objects, account: &str, bucket: &str) -> S3Result<()> {
     if exists(objects, account, bucket).await? {
         Ok(())
@@ -87,6 +103,7 @@ pub async fn create(objects: &Objects, account: &str, bucket: &str) -> S3Result<
             checksum: None,
             expected_md5: None,
             condition: Some(WriteCondition::IfNoneMatch),
+            sealing: None,
             body: full(account.to_string()),
         })
         .await;

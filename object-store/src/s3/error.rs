@@ -29,6 +29,8 @@ impl From<ObjectError> for S3Error {
             ObjectError::Superseded { .. } | ObjectError::Unavailable(_) => {
                 s3_error!(ServiceUnavailable)
             }
+            ObjectError::Sealed(e) => super::encryption::open_error(e),
+            ObjectError::LengthRequired => s3_error!(MissingContentLength, "{e}"),
         }
     }
 }

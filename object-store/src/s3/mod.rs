@@ -10,12 +10,14 @@ mod auth;
 mod bucket;
 mod checksum;
 mod cors;
+mod encryption;
 mod error;
-mod multipart;
+mod lifecycle;
+pub(crate) mod multipart;
 mod object;
 mod object_lock;
 mod post_form;
-mod tagging;
+pub(crate) mod tagging;
 mod versioning;
 
 use crate::proxy::objects::{ObjectError, ObjectMeta, ObjectPath, Objects};
@@ -612,9 +614,14 @@ impl s3s::S3 for NuboS3 {
         bucket::require(&self.objects, &account, &i.bucket).await?;
         let tags = tagging::from_tag_set(&i.tagging.tag_set);
         let kept = tagging::encode_limited(&tags, tagging::MAX_BUCKET_TAGS)?;
-        let mut h = http::HeaderMap::new();
-        service_kit::http_util::set_header(&mut h, tagging::BUCKET_HEADER, &kept);
-        self.objects.post_container(&account, &i.bucket, h).await?;
+        bucket::set_config(
+            &self.objects,
+            &account,
+            &i.bucket,
+            tagging::BUCKET_HEADER,
+            &kept,
+        )
+        .await?;
         let mut resp = s3s::S3Response::new(PutBucketTaggingOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
@@ -648,11 +655,14 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<DeleteBucketTaggingOutput>> {
         let account = account_of(&req)?;
         bucket::require(&self.objects, &account, &req.input.bucket).await?;
-        let mut h = http::HeaderMap::new();
-        service_kit::http_util::set_header(&mut h, tagging::BUCKET_HEADER, "");
-        self.objects
-            .post_container(&account, &req.input.bucket, h)
-            .await?;
+        bucket::set_config(
+            &self.objects,
+            &account,
+            &req.input.bucket,
+            tagging::BUCKET_HEADER,
+            "",
+        )
+        .await?;
         let mut resp = s3s::S3Response::new(DeleteBucketTaggingOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
@@ -666,13 +676,8 @@ impl s3s::S3 for NuboS3 {
         let i = req.input;
         bucket::require(&self.objects, &account, &i.bucket).await?;
         let rules = cors::from_config(&i.cors_configuration)?;
-        let mut h = http::HeaderMap::new();
-        service_kit::http_util::set_header(
-            &mut h,
-            cors::HEADER,
-            &serde_json::to_string(&rules).map_err(|_| s3_error!(InternalError))?,
-        );
-        self.objects.post_container(&account, &i.bucket, h).await?;
+        let kept = serde_json::to_string(&rules).map_err(|_| s3_error!(InternalError))?;
+        bucket::set_config(&self.objects, &account, &i.bucket, cors::HEADER, &kept).await?;
         ok(PutBucketCorsOutput::default())
     }
 
@@ -698,12 +703,85 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<DeleteBucketCorsOutput>> {
         let account = account_of(&req)?;
         bucket::require(&self.objects, &account, &req.input.bucket).await?;
-        let mut h = http::HeaderMap::new();
-        service_kit::http_util::set_header(&mut h, cors::HEADER, "");
-        self.objects
-            .post_container(&account, &req.input.bucket, h)
-            .await?;
+        bucket::set_config(&self.objects, &account, &req.input.bucket, cors::HEADER, "").await?;
         let mut resp = s3s::S3Response::new(DeleteBucketCorsOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<s3s::S3Response<PutBucketEncryptionOutput>> {
+        let account = account_of(&req)?;
+        let i = &req.input;
+        encryption::put_bucket(
+            &self.objects,
+            &account,
+            &i.bucket,
+            &i.server_side_encryption_configuration,
+        )
+        .await?;
+        ok(PutBucketEncryptionOutput::default())
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketEncryptionOutput>> {
+        let account = account_of(&req)?;
+        let config = encryption::get_bucket(&self.objects, &account, &req.input.bucket).await?;
+        ok(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(config),
+        })
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<s3s::S3Response<DeleteBucketEncryptionOutput>> {
+        let account = account_of(&req)?;
+        encryption::delete_bucket(&self.objects, &account, &req.input.bucket).await?;
+        let mut resp = s3s::S3Response::new(DeleteBucketEncryptionOutput::default());
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<s3s::S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let account = account_of(&req)?;
+        let i = &req.input;
+        lifecycle::put(
+            &self.objects,
+            &account,
+            &i.bucket,
+            i.lifecycle_configuration.as_ref(),
+        )
+        .await?;
+        ok(PutBucketLifecycleConfigurationOutput::default())
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let account = account_of(&req)?;
+        let rules = lifecycle::get(&self.objects, &account, &req.input.bucket).await?;
+        ok(GetBucketLifecycleConfigurationOutput {
+            rules: Some(rules),
+            ..Default::default()
+        })
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<s3s::S3Response<DeleteBucketLifecycleOutput>> {
+        let account = account_of(&req)?;
+        lifecycle::delete(&self.objects, &account, &req.input.bucket).await?;
+        let mut resp = s3s::S3Response::new(DeleteBucketLifecycleOutput::default());
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
     }

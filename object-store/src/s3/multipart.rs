@@ -5,9 +5,11 @@
 //! static large object over the parts ([`Objects::put_segments`]), copying
 //! no data.
 
+use super::encryption::{self as sse, Shown};
 use super::{bucket, checksum, object, tagging};
 use crate::proxy::checksums::{self, Algorithm, MultipartKind};
 use crate::proxy::containers::{ListQuery, ListTarget};
+use crate::proxy::encryption::{CustomerKey, Mode, SealedParts, Sealing, UPLOAD_KEY};
 use crate::proxy::manifest::Segment;
 use crate::proxy::objects::{
     CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, Objects, PutObject, ReadObject,
@@ -115,6 +117,12 @@ pub async fn create(
         let kept = tagging::encode_tags(&tagging::parse(&t))?;
         meta.system.push((tagging::KEY.into(), kept));
     }
+    // How the parts are sealed, kept with the upload (and the object).
+    let sealing = sse::sealing_of!(input)?;
+    let sealing = sse::or_bucket_default(objects, account, &input.bucket, sealing).await?;
+    if let Some(s) = &sealing {
+        meta.system.push(SealedParts::of_sealing(s).item());
+    }
     // The lock the object will have, kept with the upload.
     super::object_lock::on_write(
         objects,
@@ -173,7 +181,7 @@ pub async fn create(
         None,
     )
     .await?;
-    Ok(CreateMultipartUploadOutput {
+    let mut out = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
@@ -186,7 +194,30 @@ pub async fn create(
             )
         }),
         ..Default::default()
-    })
+    };
+    sse::fill_shown!(out, Shown::of_sealing(sealing.as_ref()));
+    Ok(out)
+}
+
+/// How an upload's parts are sealed: as its creator asked. Every part of
+/// an SSE-C upload needs the same customer key.
+fn part_sealing(marker: &ObjectMeta, customer: Option<CustomerKey>) -> S3Result<Option<Sealing>> {
+    let parts = marker
+        .system(UPLOAD_KEY)
+        .and_then(|v| serde_json::from_str::<SealedParts>(v).ok());
+    let Some(parts) = parts else {
+        return match customer {
+            None => Ok(None),
+            Some(_) => Err(sse::open_error(
+                crate::proxy::encryption::OpenError::NotApplicable,
+            )),
+        };
+    };
+    parts.check(customer.as_ref()).map_err(sse::open_error)?;
+    Ok(Some(match (parts.mode, customer) {
+        (Mode::Customer, Some(c)) => Sealing::Customer(c),
+        _ => Sealing::Cluster,
+    }))
 }
 
 fn check_part_number(n: i32) -> S3Result<()> {
@@ -234,6 +265,8 @@ pub async fn upload_part(
             check.algorithm.name()
         ));
     }
+    let sealing = part_sealing(&marker, sse::customer_key_of!(input)?)?;
+    let shown = Shown::of_sealing(sealing.as_ref());
     let (body, broke) = object::blob_body(input.body);
     let written = object::store(
         objects,
@@ -244,6 +277,7 @@ pub async fn upload_part(
             checksum: Some(check),
             expected_md5: object::content_md5(request)?,
             condition: None,
+            sealing,
             body,
         },
         Some(&broke),
@@ -254,6 +288,7 @@ pub async fn upload_part(
         e_tag: Some(ETag::Strong(written.etag)),
         ..Default::default()
     };
+    sse::fill_shown!(out, shown);
     checksum::fill_checksums!(out, sums);
     Ok(out)
 }
@@ -265,8 +300,15 @@ pub async fn upload_part_copy(
 ) -> S3Result<UploadPartCopyOutput> {
     check_part_number(input.part_number)?;
     let marker = upload!(account, input).meta(objects).await?;
+    let sealing = part_sealing(&marker, sse::customer_key_of!(input)?)?;
+    let shown = Shown::of_sealing(sealing.as_ref());
+    let source_key = sse::customer_key(
+        input.copy_source_sse_customer_algorithm.as_deref(),
+        input.copy_source_sse_customer_key.as_deref(),
+        input.copy_source_sse_customer_key_md5.as_deref(),
+    )?;
     if let Some(range) = &input.copy_source_range {
-        check_copy_range(objects, account, &input.copy_source, range).await?;
+        check_copy_range(objects, account, &input.copy_source, range, &source_key).await?;
     }
     let written = object::copy_object(
         objects,
@@ -288,6 +330,8 @@ pub async fn upload_part_copy(
             segments_within: None,
             symlink: false,
             source_version: None,
+            source_key,
+            sealing,
         },
     )
     .await?;
@@ -298,10 +342,12 @@ pub async fn upload_part_copy(
         ..Default::default()
     };
     checksum::fill_checksums!(result, sums);
-    Ok(UploadPartCopyOutput {
+    let mut out = UploadPartCopyOutput {
         copy_part_result: Some(result),
         ..Default::default()
-    })
+    };
+    sse::fill_shown!(out, shown);
+    Ok(out)
 }
 
 /// `x-amz-copy-source-range` must be `bytes=first-last` inside the source
@@ -311,6 +357,7 @@ async fn check_copy_range(
     account: &str,
     source: &CopySource,
     range: &str,
+    source_key: &Option<CustomerKey>,
 ) -> S3Result<()> {
     let invalid = || s3_error!(InvalidRange, "The requested range is not satisfiable");
     let (first, last) = range
@@ -329,6 +376,7 @@ async fn check_copy_range(
     let size = objects
         .get(ReadObject {
             head: true,
+            customer_key: source_key.clone(),
             ..ReadObject::of(from)
         })
         .await?
@@ -529,6 +577,7 @@ pub async fn complete(
         .system(checksum::TYPE_KEY)
         .and_then(MultipartKind::parse);
     let object_sum = checksum_of_parts(named, kind_named, &part_sums);
+    let shown_sse = Shown::of_meta(&marker).sse;
     let mut meta = marker;
     meta.system.retain(|(k, _)| !k.starts_with("s3-checksum"));
     if let Some((algorithm, kind, v)) = &object_sum {
@@ -554,6 +603,7 @@ pub async fn complete(
         e_tag: Some(ETag::Strong(s3_etag)),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         version_id: written.version_id,
+        server_side_encryption: shown_sse,
         ..Default::default()
     };
     let sums = checksum::Fields::of(object_sum.map(|(a, k, v)| (a, v, k)));
@@ -591,15 +641,40 @@ pub async fn abort(
     account: &str,
     input: AbortMultipartUploadInput,
 ) -> S3Result<AbortMultipartUploadOutput> {
-    let upload = upload!(account, input);
-    upload.meta(objects).await?;
-    let parts = stored_parts(objects, &upload).await?;
-    upload.end(objects, parts).await;
+    abort_upload(
+        objects,
+        account,
+        &input.bucket,
+        &input.key,
+        &input.upload_id,
+    )
+    .await?;
     Ok(AbortMultipartUploadOutput::default())
 }
 
+/// Removes an upload's parts and marker (AbortMultipartUpload, and the
+/// lifecycle rules' `AbortIncompleteMultipartUpload`).
+pub(crate) async fn abort_upload(
+    objects: &Objects,
+    account: &str,
+    bucket: &str,
+    key: &str,
+    id: &str,
+) -> S3Result<()> {
+    let upload = Upload {
+        account,
+        bucket,
+        key,
+        id,
+    };
+    upload.meta(objects).await?;
+    let parts = stored_parts(objects, &upload).await?;
+    upload.end(objects, parts).await;
+    Ok(())
+}
+
 /// A marker's name is `<key>/<32 hex upload id>`.
-fn parse_marker(name: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_marker(name: &str) -> Option<(&str, &str)> {
     let (key, id) = name.rsplit_once('/')?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some((key, id))
 }

@@ -1,5 +1,6 @@
 //! Objects through S3: each typed input becomes one object-layer request.
 
+use super::encryption::{self as sse, Shown};
 use super::{bucket, checksum, object_lock, tagging};
 use crate::proxy::checksums::{Algorithm, MultipartKind};
 use crate::proxy::conditions::Conditions;
@@ -194,16 +195,23 @@ pub async fn put(
     )
     .await?;
     let check = checksum::requested(request, trailers, Algorithm::Crc64Nvme)?;
+    let sealing = sse::sealing_of!(input)?;
+    let sealing = sse::or_bucket_default(objects, account, &input.bucket, sealing).await?;
+    let shown = Shown::of_sealing(sealing.as_ref());
     let (body, broke) = blob_body(input.body);
+    let path = ObjectPath::new(account, &input.bucket, &input.key);
+    let length = input.content_length.map(|n| n.max(0) as u64).unwrap_or(0);
+    let tags = tagging::of(&meta);
     let written = store(
         objects,
         PutObject {
-            path: ObjectPath::new(account, &input.bucket, &input.key),
+            path: path.clone(),
             length: input.content_length.map(|n| n.max(0) as u64),
             meta,
             checksum: Some(check),
             expected_md5: content_md5(request)?,
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
+            sealing,
             body,
         },
         Some(&broke),
@@ -215,8 +223,45 @@ pub async fn put(
         version_id: written.version_id,
         ..Default::default()
     };
+    sse::fill_shown!(out, shown);
     checksum::fill_checksums!(typed out, sums);
+    out.expiration = expiration(objects, &path, length, &tags, written.last_modified.secs()).await;
     Ok(out)
+}
+
+/// The `x-amz-expiration` a bucket's lifecycle rules give an object.
+async fn expiration(
+    objects: &Objects,
+    path: &ObjectPath,
+    size: u64,
+    tags: &[(String, String)],
+    created: u64,
+) -> Option<String> {
+    let facts = crate::lifecycle::Facts {
+        key: &path.object,
+        size,
+        tags: Some(tags),
+    };
+    super::lifecycle::expiration(objects, &path.account, &path.container, &facts, created).await
+}
+
+/// What GET and HEAD know of an object for its `x-amz-expiration`.
+async fn read_expiration(
+    objects: &Objects,
+    path: &ObjectPath,
+    info: &ObjectInfo,
+) -> Option<String> {
+    // A range's answer says the whole object's size after the `/`.
+    let size = info
+        .content_range
+        .as_deref()
+        .and_then(|r| r.rsplit('/').next()?.parse().ok())
+        .unwrap_or(info.length);
+    let created = info
+        .last_modified
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())?
+        .as_secs();
+    expiration(objects, path, size, &tagging::of(&info.meta), created).await
 }
 
 /// A single write's checksum as output fields (a whole-body checksum).
@@ -313,6 +358,7 @@ async fn read(
             bucket::require(objects, account, bucket).await?;
             Err(s3_error!(NoSuchKey))
         }
+        Err(ObjectError::Sealed(e)) => Err(sse::open_error(e)),
         Err(e) => Err(e.into()),
     }
 }
@@ -335,6 +381,7 @@ macro_rules! read_request {
             segments_within: None,
             symlink: false,
             version: $input.version_id.clone(),
+            customer_key: sse::customer_key_of!($input)?,
         }
     };
 }
@@ -405,7 +452,12 @@ pub async fn get(
         object_lock_legal_hold_status: lock.hold,
         ..Default::default()
     };
+    sse::fill_shown!(out, Shown::of_meta(&info.meta));
     checksum::fill_checksums!(typed out, sums);
+    if input.version_id.is_none() {
+        let path = ObjectPath::new(account, &input.bucket, &input.key);
+        out.expiration = read_expiration(objects, &path, &info).await;
+    }
     Ok(out)
 }
 
@@ -437,7 +489,12 @@ pub async fn head_object(
         object_lock_legal_hold_status: lock.hold,
         ..Default::default()
     };
+    sse::fill_shown!(out, Shown::of_meta(&info.meta));
     checksum::fill_checksums!(typed out, sums);
+    if input.version_id.is_none() {
+        let path = ObjectPath::new(account, &input.bucket, &input.key);
+        out.expiration = read_expiration(objects, &path, &info).await;
+    }
     Ok(out)
 }
 
@@ -546,6 +603,7 @@ pub async fn copy_object(objects: &Objects, req: CopyObject) -> S3Result<Written
             bucket::require(objects, &from.account, &from.container).await?;
             Err(s3_error!(NoSuchKey))
         }
+        Err(ObjectError::Sealed(e)) => Err(sse::open_error(e)),
         Err(e) => Err(e.into()),
     }
 }
@@ -562,15 +620,24 @@ pub async fn copy(
         .metadata_directive
         .as_ref()
         .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    let sealing = sse::sealing_of!(input)?;
+    let source_key = sse::customer_key(
+        input.copy_source_sse_customer_algorithm.as_deref(),
+        input.copy_source_sse_customer_key.as_deref(),
+        input.copy_source_sse_customer_key_md5.as_deref(),
+    )?;
     if from.container == input.bucket
         && from.object == input.key
         && !replace
         && source_version.is_none()
+        && sealing.is_none()
     {
         return Err(s3_error!(InvalidRequest, "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."));
     }
     check_key(&input.key)?;
     bucket::require(objects, account, &input.bucket).await?;
+    let sealing = sse::or_bucket_default(objects, account, &input.bucket, sealing).await?;
+    let shown = Shown::of_sealing(sealing.as_ref());
     let (mut meta, keep) = if replace {
         let meta = write_meta(
             input.content_type.as_deref(),
@@ -622,6 +689,8 @@ pub async fn copy(
             segments_within: None,
             symlink: false,
             source_version: source_version.clone(),
+            source_key,
+            sealing,
         },
     )
     .await?;
@@ -633,10 +702,12 @@ pub async fn copy(
         ..Default::default()
     };
     checksum::fill_checksums!(typed result, sums);
-    Ok(CopyObjectOutput {
+    let mut out = CopyObjectOutput {
         copy_object_result: Some(result),
         version_id,
         copy_source_version_id: source_version,
         ..Default::default()
-    })
+    };
+    sse::fill_shown!(out, shown);
+    Ok(out)
 }

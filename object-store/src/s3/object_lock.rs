@@ -14,7 +14,6 @@ use crate::proxy::retention::{
 use http::HeaderMap;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
-use service_kit::http_util::set_header;
 use service_kit::timestamp::Timestamp;
 
 const DAY: u64 = 86_400;
@@ -44,10 +43,7 @@ async fn store_config(
     bucket_name: &str,
     c: &LockConfig,
 ) -> S3Result<()> {
-    let mut h = HeaderMap::new();
-    set_header(&mut h, LOCK_HEADER, &c.encode());
-    objects.post_container(account, bucket_name, h).await?;
-    Ok(())
+    bucket::set_config(objects, account, bucket_name, LOCK_HEADER, &c.encode()).await
 }
 
 /// CreateBucket with `x-amz-bucket-object-lock-enabled: true`: versioning

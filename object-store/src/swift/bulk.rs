@@ -289,6 +289,7 @@ pub async fn extract(
                     checksum: None,
                     expected_md5: None,
                     condition: None,
+                    sealing: None,
                     body: file_body,
                 })
                 .await;

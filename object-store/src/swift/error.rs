@@ -59,6 +59,12 @@ impl ApiError for SwiftError {
                 // keeps the newer one.
                 ObjectError::Superseded { .. } => StatusCode::ACCEPTED,
                 ObjectError::Unavailable(s) => *s,
+                // An SSE-C object (S3 only) cannot be read without its key.
+                ObjectError::Sealed(crate::proxy::encryption::OpenError::NoMasterKey) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                ObjectError::Sealed(_) => StatusCode::FORBIDDEN,
+                ObjectError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             },
         }
     }

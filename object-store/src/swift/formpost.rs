@@ -169,6 +169,7 @@ pub async fn handle(
                 checksum: None,
                 expected_md5: None,
                 condition: None,
+                sealing: None,
                 body,
             })
             .await;

@@ -901,6 +901,8 @@ async fn copy(
                 .into_iter()
                 .find(|(k, _)| k == "version-id")
                 .map(|(_, v)| v),
+            source_key: None,
+            sealing: None,
         })
         .await?;
     Ok(written_answer(&written))
@@ -1030,6 +1032,7 @@ async fn put_object(
             checksum: None,
             expected_md5: header_str(headers, "etag").map(|e| e.trim_matches('"').to_string()),
             condition: if_none_match.then_some(WriteCondition::IfNoneMatch),
+            sealing: None,
             body,
         })
         .await?;
@@ -1054,6 +1057,7 @@ async fn get_object(
             segments_within: scope.segments_within(),
             symlink: query_value(req, "symlink").as_deref() == Some("get"),
             version: query_value(req, "version-id"),
+            customer_key: None,
         })
         .await?;
     let mut r = Response::new(read.body);
