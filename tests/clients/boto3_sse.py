@@ -176,6 +176,10 @@ assert s3.get_object(Bucket=D, Key="m")["Body"].read() == data_d
 # A request's own SSE-C wins over the default.
 s3.put_object(Bucket=D, Key="own", Body=data_d, **SSEC)
 assert code(lambda: s3.get_object(Bucket=D, Key="own")) == "InvalidRequest"
+# A Swift write into the bucket gets its default too.
+swift.put_object(D, "from-swift", body(5000, 10))
+assert s3.head_object(Bucket=D, Key="from-swift")["ServerSideEncryption"] == "AES256"
+assert swift.get_object(D, "from-swift")[1] == body(5000, 10)
 r = s3.delete_bucket_encryption(Bucket=D)
 assert r["ResponseMetadata"]["HTTPStatusCode"] == 204
 assert "ServerSideEncryption" not in s3.put_object(Bucket=D, Key="after", Body=CONTROL * 10)

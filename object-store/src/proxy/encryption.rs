@@ -124,6 +124,16 @@ impl CustomerKey {
     }
 }
 
+/// The container system metadata that seals every object written into
+/// the container without a sealing of its own (S3's bucket default
+/// encryption; `AES256` is SSE-S3), whichever API writes it.
+pub const DEFAULT_HEADER: &str = "x-container-sysmeta-s3-encryption";
+
+/// The sealing a container gives writes that ask for none.
+pub fn container_default(container: &HeaderMap) -> Option<Sealing> {
+    (header_str(container, DEFAULT_HEADER).as_deref() == Some("AES256")).then_some(Sealing::Cluster)
+}
+
 /// How a write asks its body to be sealed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sealing {

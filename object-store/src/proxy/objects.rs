@@ -14,7 +14,8 @@ use super::checksums::{Algorithm, ChecksumCheck, Expected};
 use super::conditions::{Conditions, Failed};
 use super::containers::Recent;
 use super::encryption::{
-    open_body, sealed_len, CustomerKey, Key, Keys, OpenError, Sealed, Sealing, Window, ETAG_KEY,
+    container_default, open_body, sealed_len, CustomerKey, Key, Keys, OpenError, Sealed, Sealing,
+    Window, ETAG_KEY,
 };
 use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
 use super::manifest::StoredSegment;
@@ -754,7 +755,13 @@ impl Objects {
         let (mut expected_md5, checksum) = (req.expected_md5, req.checksum);
         let mut digests = BodyDigests::new(checksum);
         let mut stored_length = length;
-        if let Some(sealing) = &req.sealing {
+        // A client's write without a sealing of its own takes the
+        // container's default (links and markers are the layer's own).
+        let sealing = match req.sealing {
+            None if versioned => container_default(&container),
+            asked => asked,
+        };
+        if let Some(sealing) = &sealing {
             let size = length.ok_or(ObjectError::LengthRequired)?;
             let (data_key, sealed) = Sealed::new(sealing, self.master_key.as_ref(), size)?;
             meta.system.push(sealed.item());

@@ -18,8 +18,9 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result};
 use service_kit::http_util::{header_str, set_header};
 
-/// The container system metadata header of a bucket's default encryption.
-pub const BUCKET_HEADER: &str = "x-container-sysmeta-s3-encryption";
+/// The container system metadata header of a bucket's default encryption
+/// (the object layer applies it to every write, Swift's too).
+pub const BUCKET_HEADER: &str = encryption::DEFAULT_HEADER;
 
 impl From<KeyError> for S3Error {
     fn from(e: KeyError) -> S3Error {
@@ -123,10 +124,7 @@ pub async fn or_bucket_default(
         return Ok(asked);
     }
     let container = objects.container_meta(account, bucket_name).await?;
-    Ok(
-        (header_str(&container, BUCKET_HEADER).as_deref() == Some(ServerSideEncryption::AES256))
-            .then_some(Sealing::Cluster),
-    )
+    Ok(encryption::container_default(&container))
 }
 
 /// What S3 shows of an object's sealing (on its writes and reads).
