@@ -577,6 +577,21 @@ pub(crate) fn client_headers(h: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The headers a read of one stored object answers with, once the
+/// request's conditions hold against the ETag and time clients see (a
+/// sealed body's plaintext ETag, say).
+fn answer_headers(req: &ReadObject, stored: &HeaderMap) -> ObjectResult<HeaderMap> {
+    let mut headers = client_headers(stored);
+    let etag = header_str(&headers, "etag")
+        .map(|e| e.trim_matches('"').to_string())
+        .unwrap_or_default();
+    req.conditions
+        .check(true, &etag, modified_secs(stored))
+        .map_err(|f| failed(f, &etag))?;
+    headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    Ok(headers)
+}
+
 fn modified_secs(h: &HeaderMap) -> u64 {
     header_str(h, "x-timestamp")
         .and_then(|t| t.parse::<Timestamp>().ok())
@@ -1179,14 +1194,7 @@ impl Objects {
         if req.customer_key.is_some() {
             return Err(OpenError::NotApplicable.into());
         }
-        let etag = header_str(&parts.headers, "etag")
-            .map(|e| e.trim_matches('"').to_string())
-            .unwrap_or_default();
-        req.conditions
-            .check(true, &etag, modified_secs(&parts.headers))
-            .map_err(|f| failed(f, &etag))?;
-        let mut headers = client_headers(&parts.headers);
-        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+        let headers = answer_headers(&req, &parts.headers)?;
         if req.head {
             return Ok(ObjectRead {
                 partial: false,
@@ -1237,14 +1245,7 @@ impl Objects {
         body: Body,
     ) -> ObjectResult<ObjectRead> {
         let opened = sealed.open(&self.keys(req.customer_key.as_ref()))?;
-        let mut headers = client_headers(&stored);
-        let etag = header_str(&headers, "etag")
-            .map(|e| e.trim_matches('"').to_string())
-            .unwrap_or_default();
-        req.conditions
-            .check(true, &etag, modified_secs(&stored))
-            .map_err(|f| failed(f, &etag))?;
-        headers.insert("accept-ranges", HeaderValue::from_static("bytes"));
+        let mut headers = answer_headers(req, &stored)?;
         if req.head {
             return Ok(ObjectRead {
                 partial: false,
