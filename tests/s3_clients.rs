@@ -81,15 +81,17 @@ fn lifecycle_rules_expire_versions_and_abort_uploads() {
 fn encrypted_bodies_are_sealed_at_rest_and_open_on_every_path() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_sse.py");
-    let mut found = (false, false);
+    let mut found = (false, false, false);
     scan(c.dir.path(), &mut found);
     assert!(found.1, "the scan finds the unencrypted control body");
     assert!(!found.0, "an encrypted body's plaintext is stored");
+    assert!(!found.2, "a customer's SSE-C key is stored");
 }
 
-/// Whether any file under `dir` holds the secret marker (`.0`) or the
-/// control marker (`.1`).
-fn scan(dir: &std::path::Path, found: &mut (bool, bool)) {
+/// Whether any file under `dir` holds the secret marker (`.0`), the
+/// control marker (`.1`), or the script's SSE-C key, raw or in base64
+/// (`.2`).
+fn scan(dir: &std::path::Path, found: &mut (bool, bool, bool)) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -101,6 +103,9 @@ fn scan(dir: &std::path::Path, found: &mut (bool, bool)) {
             let has = |m: &[u8]| bytes.windows(m.len()).any(|w| w == m);
             found.0 |= has(b"NUBO-SSE-SECRET-MARKER");
             found.1 |= has(b"NUBO-PLAIN-CONTROL-MARKER");
+            // base64 of "NUBO-SSE-C-CUSTOMER-KEY-32-BYTES".
+            found.2 |= has(b"NUBO-SSE-C-CUSTOMER-KEY-32-BYTES")
+                || has(b"TlVCTy1TU0UtQy1DVVNUT01FUi1LRVktMzItQllURVM=");
         }
     }
 }

@@ -228,4 +228,14 @@ assert code(lambda: s3.list_parts(Bucket=M, Key="tmp/u1", UploadId=old)) == "NoS
 assert code(lambda: s3.complete_multipart_upload(
     Bucket=M, Key="tmp/u1", UploadId=old,
     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": "x"}]})) == "NoSuchUpload"
+# --- A Date rule: due once its day has come --------------------------------
+T = "lc-dated"
+s3.create_bucket(Bucket=T)
+s3.put_object(Bucket=T, Key="old", Body=b"x")
+s3.put_bucket_lifecycle_configuration(Bucket=T, LifecycleConfiguration={"Rules": [
+    {"ID": "past", "Status": "Enabled", "Filter": {"Prefix": ""},
+     "Expiration": {"Date": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)}}]})
+# Nothing else anywhere is due today, so this pass expires exactly it.
+assert run_lifecycle(0)["expired"] == 1
+assert keys(T) == []
 print("lifecycle: ok")

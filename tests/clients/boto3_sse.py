@@ -33,7 +33,10 @@ def md5(b):
     return '"%s"' % hashlib.md5(b).hexdigest()
 
 
-KEY = os.urandom(32)
+# A recognisable key, which the Rust test looks for (raw and in base64)
+# in every file of the cluster's data: it must never be stored.
+KEY = b"NUBO-SSE-C-CUSTOMER-KEY-32-BYTES"
+assert len(KEY) == 32
 OTHER = os.urandom(32)
 SSEC = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": KEY}
 WRONG = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": OTHER}

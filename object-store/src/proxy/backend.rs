@@ -136,10 +136,7 @@ impl BodyDigests {
             ));
         }
         if self.seal.as_ref().is_some_and(|s| s.shown) {
-            names.push_str(&format!(
-                ", x-object-sysmeta-{}, {LISTED_ETAG}",
-                encryption::ETAG_KEY
-            ));
+            names.push_str(&format!(", {}, {LISTED_ETAG}", encryption::ETAG_HEADER));
         }
         names
     }
@@ -187,11 +184,7 @@ impl BodyDigests {
         }
         if let Some(plain) = shown_etag {
             etag = plain;
-            set_header(
-                &mut headers,
-                &format!("x-object-sysmeta-{}", encryption::ETAG_KEY),
-                &etag,
-            );
+            set_header(&mut headers, encryption::ETAG_HEADER, &etag);
             set_header(&mut headers, LISTED_ETAG, &etag);
         }
         Ok((

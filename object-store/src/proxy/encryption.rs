@@ -18,7 +18,7 @@
 //!   the plaintext. The nodes store, hash (blake3) and audit the sealed
 //!   bytes like any others, so their integrity checks still hold.
 //! - Clients see the plaintext's size. SSE-S3 objects also show the
-//!   plaintext's MD5 as their ETag ([`ETAG_KEY`]), as S3 does. An SSE-C
+//!   plaintext's MD5 as their ETag ([`ETAG_HEADER`]), as S3 does. An SSE-C
 //!   object's ETag is that of its sealed bytes: S3 too shows one that is
 //!   not the MD5 of the data.
 
@@ -39,8 +39,12 @@ const TAG: u64 = 16;
 /// The object system metadata item (`x-object-sysmeta-crypto`) that says
 /// how a body is sealed.
 pub const SEAL_KEY: &str = "crypto";
-/// The object system metadata item holding an SSE-S3 body's plaintext MD5.
-pub const ETAG_KEY: &str = "crypto-etag";
+/// The items as the headers they are kept as (read on every GET and HEAD,
+/// so spelled out rather than formatted per request); the second holds an
+/// SSE-S3 body's plaintext MD5.
+const SEAL_HEADER: &str = "x-object-sysmeta-crypto";
+pub const ETAG_HEADER: &str = "x-object-sysmeta-crypto-etag";
+const UPLOAD_HEADER: &str = "x-object-sysmeta-crypto-parts";
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -212,7 +216,12 @@ impl SealedParts {
     }
 
     pub fn of(h: &HeaderMap) -> Option<SealedParts> {
-        serde_json::from_str(&header_str(h, &format!("x-object-sysmeta-{UPLOAD_KEY}"))?).ok()
+        Self::parse(&header_str(h, UPLOAD_HEADER)?)
+    }
+
+    /// The item's kept value.
+    pub fn parse(kept: &str) -> Option<SealedParts> {
+        serde_json::from_str(kept).ok()
     }
 
     pub fn item(&self) -> (String, String) {
@@ -235,15 +244,16 @@ impl SealedParts {
 }
 
 /// How a stored object (plain or large) is sealed, as S3 shows it: the
-/// mode, and an SSE-C key's MD5.
-pub fn shown(h: &HeaderMap) -> Option<SealedParts> {
-    if let Some(s) = Sealed::of(h) {
+/// mode, and an SSE-C key's MD5; from its kept items ([`SEAL_KEY`],
+/// [`UPLOAD_KEY`]).
+pub fn shown(sealed: Option<&str>, parts: Option<&str>) -> Option<SealedParts> {
+    if let Some(s) = sealed.and_then(Sealed::parse) {
         return Some(SealedParts {
             mode: s.mode,
             customer_md5: s.customer_md5,
         });
     }
-    SealedParts::of(h)
+    parts.and_then(SealedParts::parse)
 }
 
 /// The keys a proxy can open bodies with: its master key, and the
@@ -265,7 +275,12 @@ pub struct Opened {
 impl Sealed {
     /// How the stored object with these (node or client) headers is sealed.
     pub fn of(h: &HeaderMap) -> Option<Sealed> {
-        serde_json::from_str(&header_str(h, &format!("x-object-sysmeta-{SEAL_KEY}"))?).ok()
+        Self::parse(&header_str(h, SEAL_HEADER)?)
+    }
+
+    /// The item's kept value.
+    pub fn parse(kept: &str) -> Option<Sealed> {
+        serde_json::from_str(kept).ok()
     }
 
     /// A new data key for a body of `size` bytes, and how it is kept.
@@ -416,7 +431,8 @@ impl Sealer {
 }
 
 /// Seals a whole body at once.
-pub fn seal_all(data_key: &Key, plain: &[u8]) -> Bytes {
+#[cfg(test)]
+fn seal_all(data_key: &Key, plain: &[u8]) -> Bytes {
     let mut s = Sealer::new(data_key);
     let mut out = BytesMut::from(&s.push(plain)[..]);
     out.extend_from_slice(&s.finish());

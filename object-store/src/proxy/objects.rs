@@ -15,7 +15,7 @@ use super::conditions::{Conditions, Failed};
 use super::containers::Recent;
 use super::encryption::{
     container_default, open_body, sealed_len, CustomerKey, Key, Keys, OpenError, Sealed, Sealing,
-    Window, ETAG_KEY,
+    Window, ETAG_HEADER,
 };
 use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
 use super::manifest::StoredSegment;
@@ -570,7 +570,7 @@ pub(crate) fn client_headers(h: &HeaderMap) -> HeaderMap {
     // SSE-S3 body's plaintext MD5 as its ETag.
     if let Some(sealed) = Sealed::of(h) {
         set_header(&mut out, "content-length", &sealed.size.to_string());
-        if let Some(etag) = header_str(h, &format!("x-object-sysmeta-{ETAG_KEY}")) {
+        if let Some(etag) = header_str(h, ETAG_HEADER) {
             set_header(&mut out, "etag", &etag);
         }
     }
@@ -868,14 +868,10 @@ impl Objects {
                 // The ETag each API shows: S3's multipart one, or the body's.
                 let h = found.headers();
                 let matches = want == "*"
-                    || [
-                        "x-object-sysmeta-s3-etag",
-                        "x-object-sysmeta-crypto-etag",
-                        "etag",
-                    ]
-                    .iter()
-                    .filter_map(|n| header_str(h, n))
-                    .any(|e| e.trim_matches('"') == want);
+                    || ["x-object-sysmeta-s3-etag", ETAG_HEADER, "etag"]
+                        .iter()
+                        .filter_map(|n| header_str(h, n))
+                        .any(|e| e.trim_matches('"') == want);
                 if matches {
                     Ok(())
                 } else {

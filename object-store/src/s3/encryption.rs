@@ -13,10 +13,10 @@
 use super::bucket;
 use crate::proxy::encryption::{self, CustomerKey, KeyError, Mode, OpenError, Sealing};
 use crate::proxy::objects::{ObjectMeta, Objects};
-use http::HeaderMap;
+
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3Result};
-use service_kit::http_util::{header_str, set_header};
+use service_kit::http_util::header_str;
 
 /// The container system metadata header of a bucket's default encryption
 /// (the object layer applies it to every write, Swift's too).
@@ -162,13 +162,9 @@ impl Shown {
     /// As an object's stored metadata says (a sealed body, or a large
     /// object over sealed parts).
     pub fn of_meta(meta: &ObjectMeta) -> Shown {
-        let mut h = HeaderMap::new();
-        for key in [encryption::SEAL_KEY, encryption::UPLOAD_KEY] {
-            if let Some(v) = meta.system(key) {
-                set_header(&mut h, &format!("x-object-sysmeta-{key}"), v);
-            }
-        }
-        encryption::shown(&h)
+        let sealed = meta.system(encryption::SEAL_KEY);
+        let parts = meta.system(encryption::UPLOAD_KEY);
+        encryption::shown(sealed, parts)
             .map(|p| Shown::of_parts(&p))
             .unwrap_or_default()
     }

@@ -202,9 +202,7 @@ pub async fn create(
 /// How an upload's parts are sealed: as its creator asked. Every part of
 /// an SSE-C upload needs the same customer key.
 fn part_sealing(marker: &ObjectMeta, customer: Option<CustomerKey>) -> S3Result<Option<Sealing>> {
-    let parts = marker
-        .system(UPLOAD_KEY)
-        .and_then(|v| serde_json::from_str::<SealedParts>(v).ok());
+    let parts = marker.system(UPLOAD_KEY).and_then(SealedParts::parse);
     let Some(parts) = parts else {
         return match customer {
             None => Ok(None),
