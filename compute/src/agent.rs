@@ -14,7 +14,6 @@ use crate::instance::{Flavor, InstanceReport};
 use crate::rest::call;
 use crate::template_cache::{ImageRef, TemplateCache};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use service_kit::auth::constant_time_eq;
@@ -22,6 +21,7 @@ use service_kit::client::{HttpClient, Timeouts};
 use service_kit::http_util::json_response;
 use service_kit::http_util::{collect_limited, header_str, query_pairs, Body};
 use service_kit::server::blocking;
+use service_kit::server::RequestBody;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -544,7 +544,7 @@ impl Agent {
     }
 }
 
-pub async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(agent: Arc<Agent>, req: Request<RequestBody>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let method = req.method().clone();

@@ -9,12 +9,12 @@ use crate::instance::{self, Action, Flavor, Server, TaskState, VmState};
 use crate::rest::call;
 use crate::template_cache::ImageRef;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 use service_kit::auth::{constant_time_eq, Identity};
 use service_kit::http_util::json_response;
 use service_kit::http_util::{collect_limited, header_str, query_pairs, Body};
 use service_kit::ids::{new_id, now_iso8601};
+use service_kit::server::RequestBody;
 use sha2::{Digest, Sha224};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -96,7 +96,7 @@ fn version_doc(base: &str) -> Value {
 }
 
 /// `http://host:port` as the client addressed us, for links.
-fn base_url(req: &Request<Incoming>) -> String {
+fn base_url(req: &Request<RequestBody>) -> String {
     let host = header_str(req.headers(), "host").unwrap_or_default();
     format!("http://{host}")
 }
@@ -113,7 +113,7 @@ fn ref_id(v: &Value) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
+async fn read_json(req: Request<RequestBody>) -> Result<Value, Response<Body>> {
     let Some(body) = collect_limited(req.into_body(), 1 << 20).await else {
         return Err(fault(
             StatusCode::BAD_REQUEST,
@@ -128,7 +128,7 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, Response<Body>> {
     })
 }
 
-pub async fn handle(c: Arc<Compute>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let base = base_url(&req);
@@ -283,7 +283,7 @@ async fn create_flavor(
     c: &Compute,
     who: &Identity,
     base: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     if !who.admin {
         return fault(
@@ -560,7 +560,7 @@ async fn create_server(
     who: &Identity,
     token: &str,
     base: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let body = match read_json(req).await {
         Ok(b) => b,
@@ -714,7 +714,7 @@ async fn action(
     c: &Arc<Compute>,
     who: &Identity,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let server = match visible(c, who, id) {
         Ok(s) => s,
@@ -969,7 +969,7 @@ fn limits(c: &Compute, who: &Identity) -> Response<Body> {
     )
 }
 
-async fn heartbeat(c: &Arc<Compute>, req: Request<Incoming>) -> Response<Body> {
+async fn heartbeat(c: &Arc<Compute>, req: Request<RequestBody>) -> Response<Body> {
     let key = header_str(req.headers(), AGENT_KEY_HEADER)
         .unwrap_or_default()
         .into_owned();
@@ -1030,6 +1030,7 @@ pub async fn run(config: crate::config::ApiConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let c = Arc::new(Compute::open(config).context("opening the compute database")?);
+    c.auth.spawn_refresh();
     c.recover_interrupted()
         .context("recovering interrupted work")?;
     tracing::info!(%addr, "compute API listening");

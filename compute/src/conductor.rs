@@ -96,7 +96,7 @@ impl Compute {
             }
         }
         Ok(Compute {
-            auth: TempAuth::new(config.auth.clone()),
+            auth: TempAuth::new(config.auth.clone()).map_err(std::io::Error::other)?,
             db,
             seen: Mutex::new(BTreeMap::new()),
             records: Mutex::new(()),

@@ -14,7 +14,6 @@ use crate::verify::{self, Declared, Verified};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use service_kit::auth::{Identity, TempAuth};
@@ -23,6 +22,7 @@ use service_kit::http_util::{
     collect_limited, file_body, header_str, query_pairs, set_header, Body,
 };
 use service_kit::ids::new_id;
+use service_kit::server::RequestBody;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -95,7 +95,7 @@ fn internal(e: impl std::fmt::Display) -> Response<Body> {
     fault(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-pub async fn handle(reg: Arc<Registry>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(reg: Arc<Registry>, req: Request<RequestBody>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let method = req.method().clone();
@@ -302,7 +302,7 @@ fn list(reg: &Registry, who: &Identity, query: Option<&str>) -> Response<Body> {
     json_response(StatusCode::OK, &body)
 }
 
-async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
+async fn json_body(req: Request<RequestBody>) -> Result<Value, Response<Body>> {
     let bytes = collect_limited(req.into_body(), 1 << 20)
         .await
         .ok_or_else(|| {
@@ -319,7 +319,7 @@ async fn json_body(req: Request<Incoming>) -> Result<Value, Response<Body>> {
     })
 }
 
-async fn create(reg: &Registry, who: &Identity, req: Request<Incoming>) -> Response<Body> {
+async fn create(reg: &Registry, who: &Identity, req: Request<RequestBody>) -> Response<Body> {
     let body = match json_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -364,7 +364,7 @@ async fn update(
     reg: &Registry,
     who: &Identity,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let ct = header_str(req.headers(), "content-type")
         .unwrap_or_default()
@@ -528,7 +528,7 @@ async fn upload(
     reg: &Registry,
     who: &Identity,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let (head, body) = req.into_parts();
     if let Err(r) = load_owned(reg, who, id) {
@@ -648,7 +648,7 @@ async fn upload(
 /// read and dropped first, so that clients that send the whole body before
 /// reading the answer (most HTTP libraries) see the refusal rather than a
 /// broken connection; a large one is cut off.
-async fn refuse_upload(mut body: Incoming, mut refusal: Response<Body>) -> Response<Body> {
+async fn refuse_upload(mut body: RequestBody, mut refusal: Response<Body>) -> Response<Body> {
     const DRAIN: u64 = 64 << 20;
     let mut read = 0u64;
     while let Some(Ok(frame)) = body.frame().await {
@@ -733,7 +733,7 @@ impl Hashing {
 /// Streams a request body to a new file at `path` while a writer thread
 /// hashes it (every hash in one pass). Stops at `max` bytes.
 pub(crate) async fn stream_to_file(
-    mut body: Incoming,
+    mut body: RequestBody,
     path: &Path,
     max: u64,
     tee: Option<Tee>,
@@ -851,7 +851,7 @@ pub(crate) fn work_dir(file: &Path) -> PathBuf {
 async fn receive(
     reg: &Registry,
     img: &Image,
-    body: Incoming,
+    body: RequestBody,
     temp: &Path,
     declared_len: Option<u64>,
     client_md5: Option<String>,
@@ -1036,7 +1036,7 @@ async fn download(
     reg: &Registry,
     who: &Identity,
     id: &str,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Response<Body> {
     let img = match load(reg, who, id) {
         Ok(i) => i,

@@ -17,9 +17,9 @@ use crate::image::{Image, Status};
 use crate::inspect::DiskFormat;
 use crate::web_download;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use service_kit::auth::Identity;
 use service_kit::http_util::{collect_limited, Body};
+use service_kit::server::RequestBody;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ pub async fn stage(
     reg: &Registry,
     who: &Identity,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     if let Err(r) = load_owned(reg, who, id) {
         return r;
@@ -83,7 +83,7 @@ pub async fn import(
     reg: &Arc<Registry>,
     who: &Identity,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     if let Err(r) = load_owned(reg, who, id) {
         return r;

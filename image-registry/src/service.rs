@@ -31,7 +31,7 @@ impl Registry {
                 ObjectStore::new(config.store.clone()),
                 db.clone(),
             )),
-            auth: TempAuth::new(config.auth.clone()),
+            auth: TempAuth::new(config.auth.clone()).context("loading the token keys")?,
             limits: Limits {
                 max_virtual_size: config.max_virtual_size,
                 allow_bad_partition_table: config.allow_bad_partition_table,
@@ -55,6 +55,7 @@ pub async fn run(config: RegistryConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let reg = Arc::new(Registry::open(config)?);
+    reg.auth.spawn_refresh();
     recover_interrupted(&reg)?;
     // The container may not exist yet; the store may still be starting.
     for attempt in 0..50 {

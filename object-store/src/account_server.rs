@@ -8,13 +8,13 @@ use crate::records::{AccountRecord, ContainerRow, ListingEntry};
 use crate::storage_node::Target;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use service_kit::server::RequestBody;
 
 use service_kit::http_util::{full, set_header, status, text, Body};
 
 pub const ACCOUNT_META: [&str; 2] = ["x-account-meta-", "x-account-sysmeta-"];
 
-pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(t: Target<'_>, req: Request<RequestBody>) -> Response<Body> {
     let account = t.names[0].clone();
     let hash = t.state.ring().hasher().account(&account);
     let part = t.partition;
@@ -93,7 +93,7 @@ fn listing_response(rec: &AccountRecord, rows: &[Listed<ContainerRow>]) -> Respo
 }
 
 /// Stats of one container, from one of its servers.
-pub async fn handle_row(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle_row(t: Target<'_>, req: Request<RequestBody>) -> Response<Body> {
     if req.method() != Method::PUT {
         return status(StatusCode::METHOD_NOT_ALLOWED);
     }

@@ -11,8 +11,8 @@ use crate::records::{
 use crate::storage_node::{NodeState, Target};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use ring_tools::{NameHash, Ring};
+use service_kit::server::RequestBody;
 
 use service_kit::http_util::{full, query_pairs, set_header, status, text, Body};
 use service_kit::timestamp::Timestamp;
@@ -82,7 +82,7 @@ fn db_error(e: DbError) -> Response<Body> {
     }
 }
 
-pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(t: Target<'_>, req: Request<RequestBody>) -> Response<Body> {
     let (account, container) = (t.names[0].clone(), t.names[1].clone());
     let hash = t.state.ring().hasher().container(&account, &container);
     let part = t.partition;
@@ -241,7 +241,7 @@ pub struct BatchedRow {
 pub async fn handle_rows(
     state: Arc<NodeState>,
     device: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     if req.method() != Method::PUT {
         return status(StatusCode::METHOD_NOT_ALLOWED);

@@ -13,11 +13,11 @@ use crate::storage_node::{Device, Target};
 use crate::write_locks;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use ring_tools::NameHash;
 use service_kit::http_util::{empty, header_str, set_header, status, text, Body};
 use service_kit::range::Ranges;
+use service_kit::server::RequestBody;
 use service_kit::timestamp::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ pub fn now_secs() -> u64 {
     Timestamp::now().secs()
 }
 
-pub async fn handle(t: Target<'_>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(t: Target<'_>, req: Request<RequestBody>) -> Response<Body> {
     let hash = t
         .state
         .ring()
@@ -155,7 +155,7 @@ fn owed_updates(
         .collect())
 }
 
-async fn put(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+async fn put(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {
     let ts = match request_timestamp(req.headers()) {
         Ok(ts) => ts,
         Err(r) => return r,
@@ -453,7 +453,7 @@ pub fn describe(rec: &ObjectRecord, headers: &mut HeaderMap) {
     }
 }
 
-async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {
     let dev = t.device.clone();
     let part = t.partition;
     let rec = match tokio::task::spawn_blocking(move || dev.db.object(part, &hash)).await {
@@ -525,7 +525,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<
     resp
 }
 
-async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+async fn delete(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {
     let ts = match request_timestamp(req.headers()) {
         Ok(ts) => ts,
         Err(r) => return r,
@@ -574,7 +574,7 @@ async fn delete(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Respon
     }
 }
 
-async fn post(t: Target<'_>, hash: NameHash, req: Request<Incoming>) -> Response<Body> {
+async fn post(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {
     let ts = match request_timestamp(req.headers()) {
         Ok(ts) => ts,
         Err(r) => return r,

@@ -16,11 +16,11 @@ use crate::device_db::DeviceDb;
 use crate::object_files::ObjectFiles;
 use crate::{account_server, container_server, object_server, updater};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use ring_tools::{LiveRing, Ring};
 use service_kit::client::HttpClient;
 use service_kit::http_util::{text, Body};
 use service_kit::server;
+use service_kit::server::RequestBody;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -180,7 +180,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 /// `PUT /ring` (`nubo ring push`): a ring file for this node. It must load,
 /// belong to the same cluster (same hash secret), and be newer than the ring
 /// in service; it then replaces the ring file atomically and is swapped in.
-async fn receive_ring(state: &NodeState, req: Request<Incoming>) -> Response<Body> {
+async fn receive_ring(state: &NodeState, req: Request<RequestBody>) -> Response<Body> {
     let Some(bytes) = service_kit::http_util::collect_limited(req.into_body(), 256 << 20).await
     else {
         return text(StatusCode::BAD_REQUEST, "ring file too large or broken");
@@ -232,7 +232,7 @@ pub struct Target<'a> {
     pub state: &'a Arc<NodeState>,
 }
 
-async fn handle(state: Arc<NodeState>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: Arc<NodeState>, req: Request<RequestBody>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segments: Vec<String> = path
         .trim_start_matches('/')

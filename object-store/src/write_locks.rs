@@ -9,8 +9,8 @@
 //! Unconditional writes never wait for a lease, as in S3.
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use service_kit::http_util::{header_str, status, text, Body};
+use service_kit::server::RequestBody;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -67,7 +67,7 @@ impl WriteLocks {
 /// `LOCK` (take or renew) and `UNLOCK` on an object path, with the holder's
 /// token in `x-nubo-lock-token` and the time to live in
 /// `x-nubo-lock-ttl-ms`: 200, or 409 while another holder has it.
-pub fn handle(locks: &WriteLocks, name: &str, req: &Request<Incoming>) -> Response<Body> {
+pub fn handle(locks: &WriteLocks, name: &str, req: &Request<RequestBody>) -> Response<Body> {
     let Some(token) = header_str(req.headers(), "x-nubo-lock-token") else {
         return text(StatusCode::BAD_REQUEST, "x-nubo-lock-token is missing");
     };

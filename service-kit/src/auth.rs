@@ -1,10 +1,14 @@
-//! TempAuth: users and keys from a service's config, tokens that any
-//! service of the cluster can check without shared state (HMAC-signed,
-//! with expiry). The proxy issues them; every service checks them.
+//! Who a request speaks for. Two kinds of token are accepted: TempAuth's
+//! (users and keys from a service's config, HMAC-signed tokens with
+//! expiry, issued by the proxy) and the identity service's sealed tokens
+//! (see [`crate::token`]), checked locally against the shared key
+//! repository and the revocations polled from the identity service.
 
+use crate::token::{Claims, KeyError, KeyRing, RevocationEvent, Scope, TokenCheck};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -25,6 +29,15 @@ pub struct AuthConfig {
     /// Who may log in.
     #[serde(default)]
     pub users: Vec<User>,
+    /// The identity service's key repository: when set, its tokens are
+    /// accepted too.
+    #[serde(default)]
+    pub token_key_dir: Option<std::path::PathBuf>,
+    /// The identity service (`http://host:port`), polled for revocations
+    /// and asked to log TempAuth users in; the config's `users` are then
+    /// not consulted for Swift logins.
+    #[serde(default)]
+    pub identity_url: Option<String>,
 }
 
 fn day() -> u64 {
@@ -74,19 +87,64 @@ pub struct User {
 /// Who a valid token belongs to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Identity {
-    /// The storage account, with its reseller prefix (`AUTH_test`).
+    /// The storage account, with its reseller prefix (`AUTH_test`, or
+    /// `AUTH_<project id>`); empty for a token not scoped to a project.
     pub account: String,
     /// The user's name within the account.
     pub user: String,
-    /// Whether the user controls the whole account.
+    /// Whether the user administers the project (TempAuth's `.admin`, the
+    /// identity service's `admin` role).
     pub admin: bool,
-    /// Whether the user is an operator (`.reseller_admin`).
+    /// Whether the user is an operator (`.reseller_admin`, the
+    /// `ResellerAdmin` role, or `admin` on the system scope).
     pub reseller_admin: bool,
+    /// The identity service's role names on the project (empty for
+    /// TempAuth users).
+    pub roles: Vec<String>,
 }
 
-/// Logs users in and checks tokens, from the users of a config.
+impl Identity {
+    fn has_role(&self, name: &str) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the user may change anything in their account: Swift's
+    /// `operator_roles` (`admin`, `member`, `swiftoperator`).
+    pub fn owns_account(&self) -> bool {
+        self.admin || self.has_role("member") || self.has_role("swiftoperator")
+    }
+
+    /// Whether the user may read their account: its owners and `reader`.
+    pub fn reads_account(&self) -> bool {
+        self.owns_account() || self.has_role("reader")
+    }
+
+    /// The identity of a checked identity-service token.
+    fn of_claims(c: Claims) -> Identity {
+        let roles: Vec<String> = c.roles.into_iter().map(|r| r.name).collect();
+        let has = |n: &str| roles.iter().any(|r| r.eq_ignore_ascii_case(n));
+        let (account, system) = match &c.scope {
+            Scope::Project { id, .. } => (format!("{RESELLER_PREFIX}{id}"), false),
+            Scope::System => (String::new(), true),
+            Scope::Domain { .. } | Scope::Unscoped => (String::new(), false),
+        };
+        Identity {
+            account,
+            user: c.user_name,
+            admin: has("admin"),
+            reseller_admin: has("ResellerAdmin") || (system && has("admin")),
+            roles,
+        }
+    }
+}
+
+/// Logs users in and checks tokens, from the users of a config and the
+/// identity service's key repository.
 pub struct TempAuth {
     config: AuthConfig,
+    sealed: Option<Arc<TokenCheck>>,
+    /// Calls the identity service (logins, revocations).
+    client: Arc<crate::client::HttpClient>,
 }
 
 /// A token issued at login.
@@ -110,9 +168,58 @@ fn unix_now() -> u64 {
 }
 
 impl TempAuth {
-    /// TempAuth over `config`'s users and secret.
-    pub fn new(config: AuthConfig) -> TempAuth {
-        TempAuth { config }
+    /// TempAuth over `config`'s users and secret, and the identity
+    /// service's keys if the config names them.
+    pub fn new(config: AuthConfig) -> Result<TempAuth, KeyError> {
+        let sealed = match &config.token_key_dir {
+            Some(dir) => Some(Arc::new(TokenCheck::new(KeyRing::load(dir)?))),
+            None => None,
+        };
+        let client = Arc::new(crate::client::HttpClient::new(
+            crate::client::Timeouts::default(),
+        ));
+        Ok(TempAuth {
+            config,
+            sealed,
+            client,
+        })
+    }
+
+    /// The identity service's URL, if configured.
+    pub fn identity_url(&self) -> Option<&str> {
+        self.config.identity_url.as_deref()
+    }
+
+    /// Keeps the identity service's keys and revocations current: reloads
+    /// the key repository every 10 s and polls revocations every second
+    /// (a revoked token stops working everywhere within about a second).
+    /// Needs a tokio runtime; does nothing without a key repository.
+    pub fn spawn_refresh(&self) {
+        let (Some(check), Some(dir)) = (self.sealed.clone(), self.config.token_key_dir.clone())
+        else {
+            return;
+        };
+        let url = self.config.identity_url.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let mut tick = 0u64;
+            loop {
+                if tick % 10 == 9 {
+                    match crate::server::blocking(|| KeyRing::load(&dir)) {
+                        Ok(ring) => check.set_ring(ring),
+                        Err(e) => tracing::warn!(error = %e, "reloading token keys"),
+                    }
+                }
+                if let Some(url) = &url {
+                    match fetch_revocations(&client, url).await {
+                        Ok(events) => check.set_revocations(events),
+                        Err(e) => tracing::debug!(error = %e, "polling revocations"),
+                    }
+                }
+                tick += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// The URL clients are told to use, if configured.
@@ -160,13 +267,55 @@ impl TempAuth {
             user: u.user.clone(),
             admin: u.admin,
             reseller_admin: u.reseller_admin,
+            roles: Vec::new(),
         }
     }
 
-    /// The identity behind a token, if it is genuine, unexpired and its user
-    /// still exists.
+    /// A Swift login (`account:user` and key): by the identity service
+    /// when one is configured (the user of that name in the project of
+    /// that name, in the default domain), else by the config's users.
+    /// `None` for wrong credentials or an identity service that cannot be
+    /// reached.
+    pub async fn login_swift(&self, auth_user: &str, key: &str) -> Option<Token> {
+        let Some(url) = &self.config.identity_url else {
+            return self.login(auth_user, key);
+        };
+        let (project, user) = auth_user.split_once(':')?;
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": key}}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+        let answer = identity_call(
+            &self.client,
+            url,
+            http::Method::POST,
+            "/v3/auth/tokens",
+            Some(body),
+        );
+        let (status, token, _) = match answer.await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "the identity service did not answer a login");
+                return None;
+            }
+        };
+        let token = token.filter(|_| status == http::StatusCode::CREATED)?;
+        let now = unix_now();
+        let claims = self.sealed.as_ref()?.check(&token, now)?;
+        Some(Token {
+            expires_in: claims.expires_at.saturating_sub(now),
+            identity: Identity::of_claims(claims),
+            token,
+        })
+    }
+
+    /// The identity behind a token, if it is genuine, unexpired, not
+    /// revoked, and (for TempAuth) its user still exists.
     pub fn check(&self, token: &str) -> Option<Identity> {
-        let rest = token.strip_prefix("AUTH_tk")?;
+        let Some(rest) = token.strip_prefix("AUTH_tk") else {
+            let claims = self.sealed.as_ref()?.check(token, unix_now())?;
+            return Some(Identity::of_claims(claims));
+        };
         let mut parts = rest.split('.');
         let expires = u64::from_str_radix(parts.next()?, 16).ok()?;
         let who = String::from_utf8(hex::decode(parts.next()?).ok()?).ok()?;
@@ -180,6 +329,71 @@ impl TempAuth {
             .ok()?;
         Some(self.identity(self.find(account, user)?))
     }
+}
+
+/// One JSON call to the identity service: the status, the
+/// `X-Subject-Token` header, and the body.
+async fn identity_call(
+    client: &crate::client::HttpClient,
+    base: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(http::StatusCode, Option<String>, bytes::Bytes), String> {
+    let uri: http::Uri = format!("{}{path}", base.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let addr = uri
+        .authority()
+        .map(|a| a.to_string())
+        .ok_or("no host in identity_url")?;
+    let body = match body {
+        Some(v) => crate::http_util::full(v.to_string()),
+        None => crate::http_util::empty(),
+    };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri.path())
+        .header("host", &addr)
+        .header("content-type", "application/json")
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    let resp = client.send(&addr, req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let subject = resp
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, subject, body))
+}
+
+/// The identity service's revocation list (`GET /v3/OS-REVOKE/events`).
+async fn fetch_revocations(
+    client: &crate::client::HttpClient,
+    base: &str,
+) -> Result<Vec<RevocationEvent>, String> {
+    #[derive(Deserialize)]
+    struct Events {
+        events: Vec<RevocationEvent>,
+    }
+    let (status, _, body) = identity_call(
+        client,
+        base,
+        http::Method::GET,
+        "/v3/OS-REVOKE/events",
+        None,
+    )
+    .await?;
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let events: Events = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok(events.events)
 }
 
 /// Compares secrets in time that does not depend on where they differ.
@@ -206,7 +420,10 @@ mod tests {
                 admin: true,
                 reseller_admin: false,
             }],
+            token_key_dir: None,
+            identity_url: None,
         })
+        .unwrap()
     }
 
     #[test]

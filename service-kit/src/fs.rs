@@ -1,5 +1,5 @@
-//! File-system tools every service uses: a file system's free space, and
-//! writing image-sized files sparsely.
+//! File-system tools every service uses: a file system's free space,
+//! small files written atomically, and image-sized files written sparsely.
 
 use std::io;
 use std::path::Path;
@@ -49,6 +49,28 @@ pub fn write_sparse(file: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
     } else {
         file.write_all(bytes)
     }
+}
+
+/// Writes a small file whole or not at all: a temporary file beside it,
+/// synced, renamed over `path`, and the directory synced (so that a crash
+/// leaves the old content or the new, never a torn or empty file).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.{}.tmp",
+        hex::encode(crate::ids::rand_bytes::<6>())
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! What every Nubo service uses and none owns: the HTTP server loop and
 //! client, bodies and small response helpers, the error-to-response trait,
-//! token checking (TempAuth), strict config loading, ids and timestamps,
+//! token checking (TempAuth, and the identity service's sealed tokens), strict config loading, ids and timestamps,
 //! byte ranges, file-system helpers and the JSON record store.
 //!
 //! Service crates (object-store, image-registry, compute) depend on this
@@ -19,3 +19,4 @@ pub mod json_store;
 pub mod range;
 pub mod server;
 pub mod timestamp;
+pub mod token;

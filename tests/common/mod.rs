@@ -55,6 +55,7 @@ pub struct Cluster {
     pub registry_port: u16,
     pub compute_port: u16,
     pub agent_port: u16,
+    pub identity_port: u16,
     pub node_base_port: u16,
     pub nodes: u16,
     restarted: Vec<Child>,
@@ -206,10 +207,10 @@ impl Cluster {
     }
 
     fn start_in(dir: DataDir, nodes: u16, flags: &[&str]) -> Cluster {
-        let base = ports(nodes + 4);
-        let (proxy_port, registry_port, compute_port, agent_port) =
-            (base, base + 1, base + 2, base + 3);
-        let node_base_port = base + 4;
+        let base = ports(nodes + 5);
+        let (proxy_port, registry_port, compute_port, agent_port, identity_port) =
+            (base, base + 1, base + 2, base + 3, base + 4);
+        let node_base_port = base + 5;
         let mut child = Command::new(nubo())
             .args(["up", "--data-dir"])
             .arg(dir.path())
@@ -226,6 +227,8 @@ impl Cluster {
                 &compute_port.to_string(),
                 "--agent-port",
                 &agent_port.to_string(),
+                "--identity-port",
+                &identity_port.to_string(),
             ])
             .args(flags)
             .stdout(Stdio::piped())
@@ -253,6 +256,7 @@ impl Cluster {
             registry_port,
             compute_port,
             agent_port,
+            identity_port,
             node_base_port,
             nodes,
             restarted: Vec::new(),
@@ -287,6 +291,11 @@ impl Cluster {
             &format!("{}/auth/v1.0", self.url()),
         ]);
         cmd
+    }
+
+    /// The Keystone v3 API (`OS_AUTH_URL`).
+    pub fn identity_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v3", self.identity_port)
     }
 
     pub fn registry_url(&self) -> String {

@@ -21,13 +21,13 @@ use crate::config::{timeouts, ProxyConfig};
 use crate::swift;
 use backend::Backend;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use objects::Objects;
 use ring_tools::LiveRing;
 use service_kit::auth::TempAuth;
 use service_kit::client::HttpClient;
 use service_kit::http_util::{set_header, text, Body};
 use service_kit::server;
+use service_kit::server::RequestBody;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ impl ProxyState {
         Ok(Arc::new(ProxyState {
             s3: crate::s3::service(objects.clone(), &config),
             objects,
-            auth: TempAuth::new(config.auth.clone()),
+            auth: TempAuth::new(config.auth.clone())?,
             config,
         }))
     }
@@ -71,13 +71,14 @@ pub async fn run(config: ProxyConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let check = Duration::from_secs(config.ring_check_secs);
     let state = ProxyState::new(config)?;
+    state.auth.spawn_refresh();
     let _watch = state.backend().ring.watch(check);
     tracing::info!(%addr, "proxy listening");
     server::serve(listener, state, handle, server::shutdown_signal()).await;
     Ok(())
 }
 
-pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: Arc<ProxyState>, req: Request<RequestBody>) -> Response<Body> {
     let trans_id = format!("tx{}", hex::encode(service_kit::ids::rand_bytes::<12>()));
     let sent_body = req.headers().contains_key("transfer-encoding")
         || req
@@ -102,7 +103,7 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
         path.as_str(),
         "/auth/v1.0" | "/auth/v1.0/" | "/v1.0" | "/v1.0/"
     ) {
-        ("auth", swift::auth_response(&state, &req))
+        ("auth", swift::auth_response(&state, &req).await)
     } else if let Some(rest) = path.strip_prefix("/v1/") {
         let rest = rest.to_string();
         ("swift", swift::handle(&state, req, &rest).await)
@@ -133,7 +134,7 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<Incoming>) -> Response<
 }
 
 /// No credentials in headers or query (S3 or Swift).
-fn is_anonymous(req: &Request<Incoming>) -> bool {
+fn is_anonymous(req: &Request<RequestBody>) -> bool {
     let h = req.headers();
     !h.contains_key("authorization")
         && !h.contains_key("x-auth-token")

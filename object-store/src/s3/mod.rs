@@ -24,11 +24,11 @@ use crate::proxy::objects::{ObjectError, ObjectMeta, ObjectPath, Objects};
 use base64::Engine;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{s3_error, S3Request, S3Result};
 use service_kit::http_util::Body;
+use service_kit::server::RequestBody;
 use std::sync::Arc;
 
 pub use auth::VirtualHosts;
@@ -91,7 +91,7 @@ pub(crate) fn error_response(
 }
 
 /// Serves one S3 request.
-pub async fn handle(front: &S3Front, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(front: &S3Front, req: Request<RequestBody>) -> Response<Body> {
     let request_id = format!(
         "{:016X}",
         u64::from_be_bytes(service_kit::ids::rand_bytes::<8>())
@@ -128,7 +128,7 @@ pub async fn handle(front: &S3Front, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// s3s's answer to a request.
-async fn call(service: &S3Service, req: Request<Incoming>) -> Response<Body> {
+async fn call(service: &S3Service, req: Request<RequestBody>) -> Response<Body> {
     let req = post_form::substituted(req).await;
     match service.call(req).await {
         Ok(r) => r.map(|b| {

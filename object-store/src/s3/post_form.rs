@@ -10,7 +10,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::Request;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
+use service_kit::server::RequestBody;
 
 /// The most form bytes read before the file's part starts.
 const MAX_FIELDS: usize = 64 << 10;
@@ -18,7 +19,7 @@ const MAX_FIELDS: usize = 64 << 10;
 const VARIABLE: &[u8] = b"${filename}";
 
 /// The request as s3s gets it, `${filename}` replaced in a POST form.
-pub async fn substituted(req: Request<Incoming>) -> Request<s3s::Body> {
+pub async fn substituted(req: Request<RequestBody>) -> Request<s3s::Body> {
     let form = req.method() == http::Method::POST
         && req
             .headers()
@@ -26,7 +27,7 @@ pub async fn substituted(req: Request<Incoming>) -> Request<s3s::Body> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
     if !form {
-        return req.map(s3s::Body::from);
+        return req.map(s3s::Body::http_body);
     }
     let (mut parts, mut body) = req.into_parts();
     let mut head = BytesMut::new();

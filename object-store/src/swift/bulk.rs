@@ -11,15 +11,20 @@ use crate::proxy::ProxyState;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use serde_json::json;
 use service_kit::api_error::ApiError;
 use service_kit::http_util::{channel_body, full, set_header, text, xml_escape, Body};
+use service_kit::server::RequestBody;
 use std::io::Read;
 
 const MAX_BODY: usize = 10_000 * 1100;
 
-pub async fn handle(state: &ProxyState, req: Request<Incoming>, account: &str) -> Response<Body> {
+pub async fn handle(
+    state: &ProxyState,
+    req: Request<RequestBody>,
+    account: &str,
+) -> Response<Body> {
     let headers = req.headers().clone();
     let Some(body) = service_kit::http_util::collect_limited(req.into_body(), MAX_BODY).await
     else {
@@ -215,7 +220,7 @@ enum Entry {
 /// nodes as the archive is read; the report is the bulk middleware's.
 pub async fn extract(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     account: &str,
     base: &str,
     compression: Compression,

@@ -17,8 +17,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use service_kit::http_util::{box_error, set_header, text, Body, BoxError};
+use service_kit::server::RequestBody;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 const MAX_VALUE_LENGTH: usize = 4096;
 
 /// Whether a request is a form upload.
-pub fn is_form(req: &Request<Incoming>) -> bool {
+pub fn is_form(req: &Request<RequestBody>) -> bool {
     req.method() == http::Method::POST
         && req
             .headers()
@@ -54,7 +55,7 @@ impl Outcome {
 /// Handles a form POST to `path` (`full_path`: the decoded `/v1/...`).
 pub async fn handle(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: &SwiftPath,
     full_path: &str,
     keys: Vec<String>,

@@ -31,23 +31,23 @@ use crate::proxy::ProxyState;
 use error::SwiftError;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use names::{check_merged_metadata, check_metadata, parse_path, NameError};
 use service_kit::auth::Identity;
 use service_kit::http_util::{
     collect_limited, full, header_str, query_pairs, set_header, status, text, Body, BoxError,
 };
+use service_kit::server::RequestBody;
 use service_kit::timestamp::Timestamp;
 
 /// `GET /auth/v1.0` with `X-Auth-User` / `X-Auth-Key` (or the `X-Storage-*` forms).
-pub fn auth_response(state: &ProxyState, req: &Request<Incoming>) -> Response<Body> {
+pub async fn auth_response(state: &ProxyState, req: &Request<RequestBody>) -> Response<Body> {
     let h = req.headers();
     let user = header_str(h, "x-auth-user").or_else(|| header_str(h, "x-storage-user"));
     let key = header_str(h, "x-auth-key").or_else(|| header_str(h, "x-storage-pass"));
     let (Some(user), Some(key)) = (user, key) else {
         return unauthorized("unknown");
     };
-    let Some(token) = state.auth.login(&user, &key) else {
+    let Some(token) = state.auth.login_swift(&user, &key).await else {
         return unauthorized(user.split(':').next().unwrap_or("unknown"));
     };
     let base = match state.auth.public_url() {
@@ -72,7 +72,7 @@ pub fn auth_response(state: &ProxyState, req: &Request<Incoming>) -> Response<Bo
 /// A Swift request, with CORS around it: a preflight `OPTIONS` is
 /// answered from the container's CORS metadata, and an answer to a
 /// request with an `Origin` the container allows gets the CORS headers.
-pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> Response<Body> {
+pub async fn handle(state: &ProxyState, req: Request<RequestBody>, rest: &str) -> Response<Body> {
     let path = match parse_path(rest) {
         Ok(p) => p,
         Err(e @ NameError::InvalidUtf8) => {
@@ -114,7 +114,7 @@ pub async fn handle(state: &ProxyState, req: Request<Incoming>, rest: &str) -> R
 
 async fn handle_request(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: names::SwiftPath,
     rest: &str,
 ) -> Response<Body> {
@@ -136,7 +136,13 @@ async fn handle_request(
     match token.and_then(|t| state.auth.check(&t)) {
         // An operator (`.reseller_admin`) controls every account.
         Some(id) if id.reseller_admin => operator = true,
-        Some(id) if id.account == path.account && id.admin => {}
+        // Swift's `operator_roles` (admin, member) own the account;
+        // `reader` may only read it.
+        Some(id) if id.account == path.account && id.owns_account() => {}
+        Some(id)
+            if id.account == path.account
+                && id.reads_account()
+                && (req.method() == Method::GET || req.method() == Method::HEAD) => {}
         Some(Identity { .. }) => return text(StatusCode::FORBIDDEN, "Forbidden"),
         None => {
             let query = query_pairs(req.uri().query());
@@ -217,7 +223,7 @@ async fn handle_request(
 /// referrer), its listing with `.rlistings` too. Reads only.
 async fn public_scope(
     state: &ProxyState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     path: &names::SwiftPath,
 ) -> Option<Scope> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -244,7 +250,7 @@ async fn public_scope(
 /// directory; then the site's index, listing, redirect or error page.
 async fn web_request(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     path: &names::SwiftPath,
     rest: &str,
     site: &staticweb::Site,
@@ -341,7 +347,7 @@ async fn temp_url_keys(state: &ProxyState, a: &str, c: &str) -> Vec<String> {
     keys
 }
 
-fn query_value(req: &Request<Incoming>, key: &str) -> Option<String> {
+fn query_value(req: &Request<RequestBody>, key: &str) -> Option<String> {
     query_pairs(req.uri().query())
         .into_iter()
         .find(|(k, _)| k == key)
@@ -466,7 +472,7 @@ fn expiry(h: &HeaderMap) -> Result<Option<u64>, SwiftError> {
 }
 
 /// Listing query parameters, checked.
-fn list_query(req: &Request<Incoming>) -> Result<ListQuery, SwiftError> {
+fn list_query(req: &Request<RequestBody>) -> Result<ListQuery, SwiftError> {
     let mut q = ListQuery::default();
     let mut path = None;
     for (k, v) in query_pairs(req.uri().query()) {
@@ -509,7 +515,7 @@ fn list_query(req: &Request<Incoming>) -> Result<ListQuery, SwiftError> {
 
 async fn listing(
     state: &ProxyState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     target: ListTarget,
     root: &str,
     item: &str,
@@ -555,7 +561,7 @@ fn respond(result: Result<Response<Body>, SwiftError>) -> Response<Body> {
 /// alone sets the account's quota (Swift's `account_quotas`).
 async fn account(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     a: String,
     operator: bool,
 ) -> Response<Body> {
@@ -589,7 +595,7 @@ async fn account(
 
 async fn container(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     a: String,
     c: String,
 ) -> Response<Body> {
@@ -655,7 +661,7 @@ async fn container(
 /// object versioning listing), with `version_id` and `is_latest`.
 async fn versions_listing(
     state: &ProxyState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     a: &str,
     c: &str,
 ) -> Result<Response<Body>, SwiftError> {
@@ -762,7 +768,7 @@ fn copy_path(value: &str, header: &str) -> Result<(String, String), SwiftError> 
 
 async fn object(
     state: &ProxyState,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     a: String,
     c: String,
     o: String,
@@ -1041,7 +1047,7 @@ async fn put_object(
 
 async fn get_object(
     state: &ProxyState,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     path: ObjectPath,
     scope: &Scope,
 ) -> Result<Response<Body>, SwiftError> {

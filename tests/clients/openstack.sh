@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The stock `openstack` CLI (python-openstackclient), python-swiftclient
+# and the glance CLI logging in through Nubo's Keystone v3 API with the
+# OS_* variables only, then using the catalog it returns.
+set -euo pipefail
+export OS_AUTH_URL="$NUBO_IDENTITY_URL" OS_USERNAME=tester OS_PASSWORD=testing
+export OS_PROJECT_NAME=test OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+export OS_IDENTITY_API_VERSION=3 OS_INTERFACE=public
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# Reads all its input (grep -q would stop early and fail the pipeline).
+has() { grep "$@" >/dev/null; }
+
+# Tokens and the catalog.
+token=$(openstack token issue -f value -c id)
+[ -n "$token" ] || fail "no token"
+openstack token issue -f json | has '"project_id": "test"' || fail "token not scoped to project test"
+openstack catalog list -f value -c Type | sort | tr '\n' ' ' | has "compute identity image object-store" \
+  || fail "catalog: $(openstack catalog list -f value -c Type)"
+openstack catalog show object-store -f json | has "/v1/AUTH_test" || fail "swift endpoint"
+
+# Admin calls: projects, users, roles.
+openstack project list -f value -c Name | has -x test || fail "project list"
+openstack project create --domain Default demo -f value -c id > "$W/demo_id"
+openstack user create --domain Default --password s3cret --project demo alice -f value -c id > "$W/alice_id"
+openstack role add --user alice --project demo member
+openstack role assignment list --user alice --project demo --names -f value -c Role | has -x member \
+  || fail "role assignment list"
+openstack user list -f value -c Name | has -x alice || fail "user list"
+openstack role list -f value -c Name | has -x reader || fail "role list"
+
+# The new user logs in to the new project and sees only it.
+alice() { OS_USERNAME=alice OS_PASSWORD=s3cret OS_PROJECT_NAME=demo openstack "$@"; }
+alice token issue -f value -c project_id | has -x "$(cat "$W/demo_id")" || fail "alice's token"
+# Refused the list of every project, the CLI falls back on her own.
+[ "$(alice project list -f value -c Name)" = demo ] || fail "alice sees other projects"
+alice container create alice-box >/dev/null
+echo hello > "$W/hello.txt"
+(cd "$W" && alice object create alice-box hello.txt >/dev/null)
+alice object list alice-box -f value -c Name | has -x hello.txt || fail "alice's object list"
+
+# Swift through the catalog: the CLI and python-swiftclient with v3 auth.
+openstack container create os-box >/dev/null
+head -c 300000 /dev/urandom > "$W/blob.bin"
+(cd "$W" && openstack object create os-box blob.bin >/dev/null)
+openstack object list os-box -f value -c Name | has -x blob.bin || fail "object list"
+openstack object save os-box blob.bin --file "$W/back.bin"
+cmp "$W/blob.bin" "$W/back.bin" || fail "object save returned other bytes"
+swift --os-auth-url "$OS_AUTH_URL" --auth-version 3 --os-username tester --os-password testing \
+  --os-project-name test --os-user-domain-name Default --os-project-domain-name Default \
+  list os-box | has -x blob.bin || fail "swiftclient v3 list"
+# What alice wrote is in her project's account, not in test's.
+if openstack object list alice-box >/dev/null 2>&1; then fail "test sees alice's container"; fi
+
+# Images and compute through the same token.
+head -c 1048576 /dev/zero > "$W/disk.raw"
+openstack image create --disk-format raw --container-format bare --file "$W/disk.raw" os-image -f value -c id > "$W/image_id"
+openstack image list -f value -c Name | has -x os-image || fail "image list"
+openstack image show os-image -f value -c status | has -x active || fail "image status"
+openstack image save os-image --file "$W/disk.back"
+cmp "$W/disk.raw" "$W/disk.back" || fail "image save returned other bytes"
+openstack flavor list -f value -c Name | has -x m1.tiny || fail "flavor list"
+
+# Revocation: a revoked token stops working.
+openstack token revoke "$token"
+if OS_TOKEN="$token" OS_AUTH_TYPE=token openstack container list >/dev/null 2>&1; then
+  fail "a revoked token still works"
+fi
+echo "openstack CLI: ok"
