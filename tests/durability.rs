@@ -472,8 +472,8 @@ fn services_do_not_outlive_a_killed_nubo_up() {
     };
     assert_eq!(
         running(),
-        7,
-        "3 storage nodes, the proxy, the registry, the compute API and agent"
+        8,
+        "3 storage nodes, the proxy, the registry, the compute API and agent, identity"
     );
     let st = Command::new("pkill")
         .args(["-KILL", "-f", &format!("nubo up --data-dir {dir}")])
