@@ -1,8 +1,8 @@
 //! The identity service against a real cluster: the Keystone v3 API as
 //! keystoneauth1 parses it, tokens every service checks locally (expired,
-//! forged, revoked: refused everywhere), Swift's roles, the `nubo
-//! identity` CLI, and the stock `openstack` CLI and python-swiftclient
-//! with `OS_*` variables only.
+//! forged, revoked: refused everywhere), roles in Swift, the registry and
+//! compute, boto3 with an EC2 credential, the `nubo identity` CLI, and the
+//! stock `openstack` CLI and python-swiftclient with `OS_*` variables only.
 
 mod common;
 use common::Cluster;
@@ -40,7 +40,12 @@ fn token_for(c: &Cluster, user: &str, password: &str, project: &str) -> String {
 
 /// The status of a request with a token.
 fn status_with(method: &str, url: &str, token: &str) -> u16 {
-    match ureq::request(method, url).set("X-Auth-Token", token).call() {
+    let req = ureq::request(method, url).set("X-Auth-Token", token);
+    let sent = match method {
+        "PUT" | "POST" => req.send_bytes(b""),
+        _ => req.call(),
+    };
+    match sent {
         Ok(r) => r.status(),
         Err(ureq::Error::Status(s, _)) => s,
         Err(e) => panic!("{url}: {e}"),
@@ -231,7 +236,7 @@ fn keystone_tokens_follow_keystone_and_work_everywhere() {
 }
 
 #[test]
-fn swift_honours_roles_and_the_nubo_identity_cli_manages_them() {
+fn every_service_honours_roles_and_the_nubo_identity_cli_manages_them() {
     let c = Cluster::start(3);
     let cli = |args: &[&str]| {
         let mut cmd = std::process::Command::new(common::nubo());
@@ -303,7 +308,36 @@ fn swift_honours_roles_and_the_nubo_identity_cli_manages_them() {
         "--project",
         "team",
     ]);
-    assert!(ec2.contains("access ") && ec2.contains("secret "), "{ec2}");
+    let field = |name: &str| {
+        ec2.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {ec2}"))
+            .to_string()
+    };
+    let (access, secret) = (field("access"), field("secret"));
+    assert!(access.starts_with(&format!("{project}:")), "{access}");
+    // boto3 signs with it: the project's account, nothing else.
+    let python = common::venv_bin("python");
+    let out = std::process::Command::new(&python)
+        .arg(common::checkout().join("tests/clients/boto3_ec2.py"))
+        .env("NUBO_S3_ENDPOINT", c.url())
+        .env("NUBO_EC2_ACCESS", &access)
+        .env("NUBO_EC2_SECRET", &secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3_ec2.py:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What boto3 wrote is in the project's Swift account.
+    let writer_token = token_for(&c, "writer", "w-pass", "team");
+    let object = format!("{}/v1/AUTH_{project}/ec2-bucket/k", c.url());
+    assert_eq!(status_with("GET", &object, &writer_token), 200);
+    // The secret is for services only.
+    let secrets = format!("{}/OS-EC2/secrets/{access}", c.identity_url());
+    assert_eq!(status_with("GET", &secrets, &writer_token), 403);
 
     let account = format!("{}/v1/AUTH_{project}", c.url());
     let writer = token_for(&c, "writer", "w-pass", "team");
@@ -329,10 +363,74 @@ fn swift_honours_roles_and_the_nubo_identity_cli_manages_them() {
             }),
         401
     );
+    // The registry and compute: a reader reads and changes nothing.
+    let post = |url: &str, token: &str, body: Value| match ureq::post(url)
+        .set("X-Auth-Token", token)
+        .send_json(body)
+    {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(s, _)) => s,
+        Err(e) => panic!("{url}: {e}"),
+    };
+    let images = format!("{}/v2/images", c.registry_url());
+    let image = json!({"name": "x", "disk_format": "raw", "container_format": "bare"});
+    assert_eq!(status_with("GET", &images, &viewer), 200);
+    assert_eq!(post(&images, &viewer, image.clone()), 403);
+    assert_eq!(post(&images, &writer, image), 201);
+    let servers = format!("{}/v2.1/servers", c.compute_url());
+    assert_eq!(status_with("GET", &servers, &viewer), 200);
+    let server = json!({"server": {"name": "s", "imageRef": "x", "flavorRef": "1"}});
+    assert_eq!(post(&servers, &viewer, server), 403);
     // A reader may not act in the identity API either.
     assert_eq!(
         status_with("GET", &format!("{}/projects", c.identity_url()), &viewer),
         403
+    );
+    // Container ACLs grant users of other projects what they name.
+    let shared = format!("{}/v1/AUTH_test/shared", c.url());
+    let r = ureq::put(&shared)
+        .set("X-Auth-Token", &tester)
+        .set("X-Container-Read", &format!("{project}:writer"))
+        .set("X-Container-Write", "team:writer")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        status_with("PUT", &format!("{shared}/from-team"), &writer),
+        201
+    );
+    assert_eq!(
+        status_with("GET", &format!("{shared}/from-team"), &writer),
+        200
+    );
+    assert_eq!(
+        status_with("GET", &shared, &writer),
+        200,
+        "read ACL: listing"
+    );
+    assert_eq!(
+        status_with("DELETE", &shared, &writer),
+        403,
+        "not the container"
+    );
+    assert_eq!(
+        status_with("POST", &shared, &writer),
+        403,
+        "nor its metadata"
+    );
+    assert_eq!(
+        status_with("GET", &format!("{}/v1/AUTH_test", c.url()), &writer),
+        403
+    );
+    assert_eq!(status_with("GET", &shared, &viewer), 403, "not named");
+    let tester2 = token_for(&c, "tester2", "testing2", "test2");
+    assert_eq!(
+        status_with("GET", &format!("{shared}/from-team"), &tester2),
+        403
+    );
+    assert_eq!(
+        status_with("DELETE", &format!("{shared}/from-team"), &writer),
+        204
     );
     // Swift logins (TempAuth's /auth/v1.0) go through the identity
     // service: the same user, the same project.

@@ -147,6 +147,17 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
             "The request you have made requires authentication.",
         );
     };
+    // Nova's default policy: `reader` lists and shows, and acts on nothing.
+    if who.read_only() && !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return fault(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Policy doesn't allow {} {} to be performed by a reader.",
+                req.method(),
+                req.uri().path()
+            ),
+        );
+    }
     let token = header_str(req.headers(), "x-auth-token")
         .unwrap_or_default()
         .into_owned();

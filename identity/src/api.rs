@@ -14,7 +14,9 @@ use crate::IdentityService;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use service_kit::api_error::ApiError;
-use service_kit::http_util::{header_str, json_response, query_pairs, set_header, status, Body};
+use service_kit::http_util::{
+    decode, header_str, json_response, query_pairs, set_header, status, Body,
+};
 use service_kit::server::RequestBody;
 use service_kit::token::{Claims, Scope};
 use std::sync::Arc;
@@ -64,6 +66,8 @@ async fn route(svc: &IdentityService, req: Request<RequestBody>) -> Answer {
     }
     let caller = caller(svc, req.headers())?;
     let query = query_pairs(req.uri().query());
+    let parts: Vec<String> = parts.iter().map(|p| decode(p)).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (method, &parts[1..]) {
         (Method::GET | Method::HEAD, ["auth", "tokens"]) => validate(svc, &req, &caller),
         (Method::DELETE, ["auth", "tokens"]) => revoke(svc, &req, &caller),
@@ -376,6 +380,27 @@ async fn route(svc: &IdentityService, req: Request<RequestBody>) -> Answer {
             }
             svc.db.delete_ec2(access)?;
             Ok(status(StatusCode::NO_CONTENT))
+        }
+        // The proxy verifies S3 signatures itself, so it needs the secret:
+        // only to the `service` role (tokens services seal for themselves
+        // with the shared keys), and only while the user may still use
+        // the project.
+        (Method::GET, ["OS-EC2", "secrets", access]) => {
+            if !caller.roles.iter().any(|r| r.name == "service") {
+                return Err(IdentityError::Forbidden("ec2_get_secret"));
+            }
+            let missing = || IdentityError::NotFound("credential", access.to_string());
+            let c = svc.db.ec2(access)?.ok_or_else(missing)?;
+            let usable = svc.db.user(&c.user_id)?.is_some_and(|u| u.enabled)
+                && svc.db.project(&c.project_id)?.is_some_and(|p| p.enabled)
+                && !svc.db.roles_on(&c.user_id, &c.project_id)?.is_empty();
+            if !usable {
+                return Err(missing());
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"credential": ec2_json(&c)}),
+            ))
         }
         (Method::GET, ["roles"]) => {
             let name = query_value(&query, "name");

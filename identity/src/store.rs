@@ -463,8 +463,14 @@ impl IdentityDb {
         user_id: &str,
         project_id: &str,
     ) -> Result<Ec2Credential, IdentityError> {
+        // The access key names its project (`<project id>:<32 hex>`), as the
+        // dev keys name their account (`test:tester`): the proxy finds the
+        // account of a signed S3 request in its access key.
         let c = Ec2Credential {
-            access: hex::encode(service_kit::ids::rand_bytes::<16>()),
+            access: format!(
+                "{project_id}:{}",
+                hex::encode(service_kit::ids::rand_bytes::<16>())
+            ),
             secret: hex::encode(service_kit::ids::rand_bytes::<16>()),
             user_id: user_id.into(),
             project_id: project_id.into(),

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use service_kit::auth::{Identity, TempAuth};
 use service_kit::http_util::json_response;
 use service_kit::http_util::{
-    collect_limited, file_body, header_str, query_pairs, set_header, Body,
+    collect_limited, decode, file_body, header_str, query_pairs, set_header, Body,
 };
 use service_kit::ids::new_id;
 use service_kit::server::RequestBody;
@@ -110,6 +110,14 @@ pub async fn handle(reg: Arc<Registry>, req: Request<RequestBody>) -> Response<B
     else {
         return fault(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized to access the document you requested.");
     };
+    // Glance's default policy: `reader` lists, shows and downloads, and
+    // changes nothing.
+    if who.read_only() && !matches!(method, Method::GET | Method::HEAD) {
+        return fault(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to complete this action: the reader role may only read.",
+        );
+    }
     let parts: Vec<String> = parts.iter().map(|p| decode(p)).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (method, &parts[1..]) {
@@ -172,12 +180,6 @@ pub async fn handle(reg: Arc<Registry>, req: Request<RequestBody>) -> Response<B
         (_, ["cache", ..]) => fault(StatusCode::FORBIDDEN, "Cache management needs an admin."),
         _ => fault(StatusCode::NOT_FOUND, "The resource could not be found."),
     }
-}
-
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 fn versions() -> Response<Body> {

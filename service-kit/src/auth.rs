@@ -101,6 +101,10 @@ pub struct Identity {
     /// The identity service's role names on the project (empty for
     /// TempAuth users).
     pub roles: Vec<String>,
+    /// The user's id (TempAuth: the user's name).
+    pub user_id: String,
+    /// The project's name (TempAuth: the account's name).
+    pub project_name: String,
 }
 
 impl Identity {
@@ -119,14 +123,22 @@ impl Identity {
         self.owns_account() || self.has_role("reader")
     }
 
+    /// Whether the user may only read (the `reader` role and no role that
+    /// writes): every service refuses such a user anything but reads.
+    pub fn read_only(&self) -> bool {
+        self.has_role("reader") && !self.owns_account()
+    }
+
     /// The identity of a checked identity-service token.
     fn of_claims(c: Claims) -> Identity {
         let roles: Vec<String> = c.roles.into_iter().map(|r| r.name).collect();
         let has = |n: &str| roles.iter().any(|r| r.eq_ignore_ascii_case(n));
-        let (account, system) = match &c.scope {
-            Scope::Project { id, .. } => (format!("{RESELLER_PREFIX}{id}"), false),
-            Scope::System => (String::new(), true),
-            Scope::Domain { .. } | Scope::Unscoped => (String::new(), false),
+        let (account, project_name, system) = match &c.scope {
+            Scope::Project { id, name, .. } => {
+                (format!("{RESELLER_PREFIX}{id}"), name.clone(), false)
+            }
+            Scope::System => (String::new(), String::new(), true),
+            Scope::Domain { .. } | Scope::Unscoped => (String::new(), String::new(), false),
         };
         Identity {
             account,
@@ -134,6 +146,8 @@ impl Identity {
             admin: has("admin"),
             reseller_admin: has("ResellerAdmin") || (system && has("admin")),
             roles,
+            user_id: c.user_id,
+            project_name,
         }
     }
 }
@@ -143,9 +157,16 @@ impl Identity {
 pub struct TempAuth {
     config: AuthConfig,
     sealed: Option<Arc<TokenCheck>>,
-    /// Calls the identity service (logins, revocations).
+    /// Calls the identity service (logins, revocations, EC2 secrets).
     client: Arc<crate::client::HttpClient>,
+    /// EC2 secrets fetched lately, by access key, with when.
+    ec2_secrets: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// How long a fetched EC2 secret is used before it is asked for again
+/// (so a deleted credential, or a user removed from the project, stops
+/// signing S3 requests within this time; Swift's s3token caches too).
+pub const EC2_SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A token issued at login.
 pub struct Token {
@@ -182,6 +203,7 @@ impl TempAuth {
             config,
             sealed,
             client,
+            ec2_secrets: Default::default(),
         })
     }
 
@@ -268,6 +290,8 @@ impl TempAuth {
             admin: u.admin,
             reseller_admin: u.reseller_admin,
             roles: Vec::new(),
+            user_id: u.user.clone(),
+            project_name: u.account.clone(),
         }
     }
 
@@ -309,6 +333,58 @@ impl TempAuth {
         })
     }
 
+    /// The secret of an EC2 credential, from the identity service (cached
+    /// for [`EC2_SECRET_TTL`]); `None` if there is no such usable
+    /// credential or no identity service.
+    pub async fn ec2_secret(&self, access: &str) -> Option<String> {
+        {
+            let cache = self.ec2_secrets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((secret, at)) = cache.get(access) {
+                if at.elapsed() < EC2_SECRET_TTL {
+                    return Some(secret.clone());
+                }
+            }
+        }
+        let url = self.config.identity_url.as_ref()?;
+        let token = self.service_token()?;
+        let path = format!("/v3/OS-EC2/secrets/{}", crate::http_util::encode(access));
+        let answer = identity_call_as(&self.client, url, http::Method::GET, &path, None, &token);
+        let (status, _, body) = answer.await.ok()?;
+        if status != http::StatusCode::OK {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let secret = v["credential"]["secret"].as_str()?.to_string();
+        let mut cache = self.ec2_secrets.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (_, at)| at.elapsed() < EC2_SECRET_TTL);
+        cache.insert(
+            access.to_string(),
+            (secret.clone(), std::time::Instant::now()),
+        );
+        Some(secret)
+    }
+
+    /// A minute-long token this service seals for itself with the shared
+    /// keys, with the `service` role: what the identity service asks of
+    /// the callers of its service-only calls.
+    fn service_token(&self) -> Option<String> {
+        let now = unix_now();
+        self.sealed.as_ref()?.issue(&Claims {
+            user_id: "nubo-service".into(),
+            user_name: "nubo-service".into(),
+            user_domain_id: "default".into(),
+            scope: Scope::System,
+            roles: vec![crate::token::RoleRef {
+                id: "service".into(),
+                name: "service".into(),
+            }],
+            methods: vec!["service".into()],
+            issued_at_us: now * 1_000_000,
+            expires_at: now + 60,
+            audit_ids: vec![hex::encode(crate::ids::rand_bytes::<16>())],
+        })
+    }
+
     /// The identity behind a token, if it is genuine, unexpired, not
     /// revoked, and (for TempAuth) its user still exists.
     pub fn check(&self, token: &str) -> Option<Identity> {
@@ -340,6 +416,18 @@ async fn identity_call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(http::StatusCode, Option<String>, bytes::Bytes), String> {
+    identity_call_as(client, base, method, path, body, "").await
+}
+
+/// [`identity_call`] with an `X-Auth-Token` (none if empty).
+async fn identity_call_as(
+    client: &crate::client::HttpClient,
+    base: &str,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: &str,
+) -> Result<(http::StatusCode, Option<String>, bytes::Bytes), String> {
     let uri: http::Uri = format!("{}{path}", base.trim_end_matches('/'))
         .parse()
         .map_err(|e| format!("{e}"))?;
@@ -351,13 +439,15 @@ async fn identity_call(
         Some(v) => crate::http_util::full(v.to_string()),
         None => crate::http_util::empty(),
     };
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(method)
         .uri(uri.path())
         .header("host", &addr)
-        .header("content-type", "application/json")
-        .body(body)
-        .map_err(|e| e.to_string())?;
+        .header("content-type", "application/json");
+    if !token.is_empty() {
+        req = req.header("x-auth-token", token);
+    }
+    let req = req.body(body).map_err(|e| e.to_string())?;
     let resp = client.send(&addr, req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let subject = resp

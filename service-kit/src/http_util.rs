@@ -127,6 +127,13 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Decodes a percent-encoded path segment (`+` stays `+`).
+pub fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 fn decode_query(s: &str) -> String {
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 pub struct ProxyState {
     pub config: ProxyConfig,
     pub objects: Arc<Objects>,
-    pub auth: TempAuth,
+    pub auth: Arc<TempAuth>,
     s3: crate::s3::S3Front,
 }
 
@@ -53,10 +53,11 @@ impl ProxyState {
             .as_deref()
             .and_then(encryption::Key::from_base64);
         let objects = Arc::new(Objects::new(backend).with_master_key(master_key));
+        let auth = Arc::new(TempAuth::new(config.auth.clone())?);
         Ok(Arc::new(ProxyState {
-            s3: crate::s3::service(objects.clone(), &config),
+            s3: crate::s3::service(objects.clone(), &config, auth.clone()),
             objects,
-            auth: TempAuth::new(config.auth.clone())?,
+            auth,
             config,
         }))
     }

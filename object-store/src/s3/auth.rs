@@ -3,23 +3,28 @@
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::{s3_error, S3Result};
-use service_kit::auth::AuthConfig;
+use service_kit::auth::{AuthConfig, TempAuth};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Access keys are the Swift users' `account:user`, secrets their keys
-/// (the dev credentials: `test:tester` / `testing`).
+/// Access keys are the config's users' `account:user`, secrets their keys
+/// (the dev credentials: `test:tester` / `testing`), or the identity
+/// service's EC2 credentials (`<project id>:<32 hex>`, their secret
+/// fetched from it). Either way the access key starts with the account.
 pub struct Keys {
     secrets: HashMap<String, String>,
+    identity: Arc<TempAuth>,
 }
 
 impl Keys {
-    pub fn from_config(auth: &AuthConfig) -> Keys {
+    pub fn new(auth: &AuthConfig, identity: Arc<TempAuth>) -> Keys {
         Keys {
             secrets: auth
                 .users
                 .iter()
                 .map(|u| (format!("{}:{}", u.account, u.user), u.key.clone()))
                 .collect(),
+            identity,
         }
     }
 }
@@ -27,8 +32,12 @@ impl Keys {
 #[async_trait::async_trait]
 impl S3Auth for Keys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.secrets.get(&access_key_of(access_key)) {
-            Some(s) => Ok(SecretKey::from(s.as_str())),
+        let access = access_key_of(access_key);
+        if let Some(s) = self.secrets.get(&access) {
+            return Ok(SecretKey::from(s.as_str()));
+        }
+        match self.identity.ec2_secret(&access).await {
+            Some(s) => Ok(SecretKey::from(s)),
             None => Err(s3_error!(InvalidAccessKeyId)),
         }
     }

@@ -61,11 +61,15 @@ pub struct S3Front {
     domain: String,
 }
 
-pub fn service(objects: Arc<Objects>, config: &crate::config::ProxyConfig) -> S3Front {
+pub fn service(
+    objects: Arc<Objects>,
+    config: &crate::config::ProxyConfig,
+    identity: Arc<service_kit::auth::TempAuth>,
+) -> S3Front {
     let mut b = S3ServiceBuilder::new(NuboS3 {
         objects: objects.clone(),
     });
-    b.set_auth(auth::Keys::from_config(&config.auth));
+    b.set_auth(auth::Keys::new(&config.auth, identity));
     b.set_host(VirtualHosts::new(&config.s3_domain));
     S3Front {
         service: b.build(),

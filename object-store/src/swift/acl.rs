@@ -1,9 +1,10 @@
-//! Container read ACLs for requests without a token, as Swift's TempAuth
+//! Container ACLs. For requests without a token, as Swift's TempAuth
 //! reads `X-Container-Read`: `.r:*` (anyone), `.r:<host>` or
 //! `.r:.<domain>` (by `Referer`), `.r:-<host>` (a denial), and
-//! `.rlistings` (the container may be listed, not only read).
-//! Users and groups named in the ACL need the identity service and are
-//! not granted anything here.
+//! `.rlistings` (the container may be listed, not only read). For users
+//! of other projects, as Swift's keystoneauth reads `X-Container-Read` and
+//! `X-Container-Write`: `<project>:<user>` items, each side an id, a name
+//! or `*`.
 
 /// What a container's read ACL grants an anonymous request.
 #[derive(Debug, Default, PartialEq)]
@@ -44,6 +45,27 @@ pub fn public_read(acl: &str, referrer: Option<&str>) -> PublicRead {
     }
 }
 
+/// Who an ACL item may name: a user of a project, by id or by name.
+pub struct AclUser<'a> {
+    pub project_id: &'a str,
+    pub project_name: &'a str,
+    pub user_id: &'a str,
+    pub user_name: &'a str,
+}
+
+/// Whether an ACL names this user (`<project>:<user>`, `*` on either side;
+/// referrer and listing items are not users).
+pub fn names_user(acl: &str, who: &AclUser) -> bool {
+    acl.split(',')
+        .map(str::trim)
+        .filter(|item| !item.starts_with('.'))
+        .filter_map(|item| item.split_once(':'))
+        .any(|(p, u)| {
+            (p == "*" || p == who.project_id || p == who.project_name)
+                && (u == "*" || u == who.user_id || u == who.user_name)
+        })
+}
+
 /// The host of a `Referer` URL.
 fn referrer_host(referrer: &str) -> Option<&str> {
     let rest = referrer.split_once("://")?.1;
@@ -73,5 +95,28 @@ mod tests {
         assert!(!public_read(site, None).objects);
         assert!(!public_read("AUTH_test:tester", None).objects);
         assert!(!public_read("", None).objects);
+    }
+
+    #[test]
+    fn user_items_as_keystoneauth_reads_them() {
+        let who = AclUser {
+            project_id: "p1d",
+            project_name: "team",
+            user_id: "u1d",
+            user_name: "writer",
+        };
+        for granted in [
+            "p1d:u1d",
+            "team:writer",
+            "team:*",
+            "*:writer",
+            "*:*",
+            ".r:*, team:u1d",
+        ] {
+            assert!(names_user(granted, &who), "{granted}");
+        }
+        for refused in ["", ".r:*", "other:writer", "team:other", "team", "p1d", "*"] {
+            assert!(!names_user(refused, &who), "{refused}");
+        }
     }
 }

@@ -143,7 +143,12 @@ async fn handle_request(
             if id.account == path.account
                 && id.reads_account()
                 && (req.method() == Method::GET || req.method() == Method::HEAD) => {}
-        Some(Identity { .. }) => return text(StatusCode::FORBIDDEN, "Forbidden"),
+        // Anyone else: what the container's ACLs grant them.
+        Some(id) => {
+            if !acl_grants(state, &req, &path, &id).await {
+                return text(StatusCode::FORBIDDEN, "Forbidden");
+            }
+        }
         None => {
             let query = query_pairs(req.uri().query());
             scope = match tempurl::from_query(&query) {
@@ -216,6 +221,54 @@ async fn handle_request(
         (Some(c), None) => container(state, req, a, c).await,
         (Some(c), Some(o)) => object(state, req, a, c, o, &scope).await,
     }
+}
+
+/// Whether the container's ACLs let a user of another project (or a
+/// user without an operator role) do this: `X-Container-Read` lets them
+/// list the container and read its objects, `X-Container-Write` lets them
+/// put, post and delete objects (not copy: the source would need its own
+/// check). Nothing at the account or on the container itself.
+async fn acl_grants(
+    state: &ProxyState,
+    req: &Request<RequestBody>,
+    path: &names::SwiftPath,
+    id: &Identity,
+) -> bool {
+    let Some(c) = &path.container else {
+        return false;
+    };
+    let method = req.method();
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let write = path.object.is_some()
+        && matches!(*method, Method::PUT | Method::POST | Method::DELETE)
+        && !req.headers().contains_key("x-copy-from");
+    if !read && !write {
+        return false;
+    }
+    let Ok(meta) = state.objects.container_meta(&path.account, c).await else {
+        return false;
+    };
+    let header = if read {
+        "x-container-read"
+    } else {
+        "x-container-write"
+    };
+    let Some(acl) = header_str(&meta, header) else {
+        return false;
+    };
+    let project_id = id
+        .account
+        .strip_prefix(service_kit::auth::RESELLER_PREFIX)
+        .unwrap_or_default();
+    acl::names_user(
+        &acl,
+        &acl::AclUser {
+            project_id,
+            project_name: &id.project_name,
+            user_id: &id.user_id,
+            user_name: &id.user,
+        },
+    )
 }
 
 /// What a request without a token may read by the container's ACL
