@@ -474,7 +474,7 @@ fn every_service_honours_roles_and_the_nubo_identity_cli_manages_them() {
 }
 
 #[test]
-fn the_openstack_cli_and_swiftclient_work_with_keystone_only() {
+fn the_openstack_cli_openstacksdk_and_swiftclient_work_with_keystone_only() {
     let c = Cluster::start(3);
     let python = common::venv_bin("python");
     let path = format!(
@@ -495,6 +495,17 @@ fn the_openstack_cli_and_swiftclient_work_with_keystone_only() {
     assert!(
         out.status.success(),
         "openstack.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(&python)
+        .arg(common::checkout().join("tests/clients/openstacksdk_basic.py"))
+        .env("NUBO_IDENTITY_URL", c.identity_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openstacksdk_basic.py failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1101,3 +1101,106 @@ fn deleting_an_image_never_takes_chunks_a_concurrent_upload_holds() {
         previous = next;
     }
 }
+
+/// Image members as Glance has them: the owner shares a `shared` image
+/// with another project, which sees it at once, lists it once it accepts,
+/// downloads it, and loses it when the owner stops sharing; only the
+/// member answers, only the owner shares, and only shared images.
+#[test]
+fn image_members_share_an_image_with_another_project() {
+    let c = Cluster::start(3);
+    let owner = Glance::new(&c);
+    // A member of another project (an admin role anywhere sees every
+    // image, as in Glance's default policy).
+    let other = Glance {
+        token: c.member_of_new_project("guests", "guest"),
+        ..Glance::new(&c)
+    };
+    let guests = {
+        let keys = service_kit::token::KeyRing::load(&c.data_dir().join("token-keys")).unwrap();
+        match keys.open(&other.token).unwrap().scope {
+            service_kit::token::Scope::Project { id, .. } => id,
+            s => panic!("{s:?}"),
+        }
+    };
+    let id = owner
+        .create(json!({"name": "shared-one", "disk_format": "raw", "container_format": "bare"}));
+    assert_eq!(owner.upload(&id, &[7u8; 4096]).0, 204);
+    let listed = |g: &Glance| {
+        let (st, v) = g.json("GET", "/v2/images", Value::Null);
+        assert_eq!(st, 200);
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == id.as_str())
+    };
+    let members = format!("/v2/images/{id}/members");
+    assert_eq!(
+        other.call("GET", &format!("/v2/images/{id}"), None, b"").0,
+        404
+    );
+
+    let (st, m) = owner.json("POST", &members, json!({"member": guests}));
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(
+        (m["member_id"].as_str(), m["status"].as_str()),
+        (Some(guests.as_str()), Some("pending"))
+    );
+    assert_eq!(
+        owner.json("POST", &members, json!({"member": guests})).0,
+        409
+    );
+    assert_eq!(owner.json("POST", &members, json!({})).0, 400);
+    assert_eq!(
+        other.json("POST", &members, json!({"member": "test3"})).0,
+        403,
+        "only the owner shares"
+    );
+
+    // Pending: seen, not listed; accepted: listed and downloadable.
+    assert_eq!(
+        other.call("GET", &format!("/v2/images/{id}"), None, b"").0,
+        200
+    );
+    assert!(!listed(&other));
+    let me = format!("{members}/{guests}");
+    assert_eq!(
+        owner.json("PUT", &me, json!({"status": "accepted"})).0,
+        403,
+        "only the member answers"
+    );
+    assert_eq!(other.json("PUT", &me, json!({"status": "maybe"})).0, 400);
+    let (st, m) = other.json("PUT", &me, json!({"status": "accepted"}));
+    assert_eq!((st, m["status"].as_str()), (200, Some("accepted")));
+    assert!(listed(&other));
+    let (st, body) = other.call("GET", &format!("/v2/images/{id}/file"), None, b"");
+    assert_eq!((st, body), (200, vec![7u8; 4096]));
+    let (st, v) = other.json("GET", &members, Value::Null);
+    assert_eq!((st, v["members"].as_array().unwrap().len()), (200, 1));
+    // The member may not change the image.
+    assert_eq!(
+        other
+            .call("DELETE", &format!("/v2/images/{id}"), None, b"")
+            .0,
+        403
+    );
+    assert_eq!(owner.call("GET", "/v2/schemas/member", None, b"").0, 200);
+
+    // Unshared: gone for the member.
+    assert_eq!(owner.call("DELETE", &me, None, b"").0, 204);
+    assert_eq!(
+        other.call("GET", &format!("/v2/images/{id}"), None, b"").0,
+        404
+    );
+    assert_eq!(owner.call("DELETE", &me, None, b"").0, 404);
+
+    // Only shared images have members.
+    let private = owner.create(json!({"name": "mine", "visibility": "private"}));
+    let (st, _) = owner.json(
+        "POST",
+        &format!("/v2/images/{private}/members"),
+        json!({"member": guests}),
+    );
+    assert_eq!(st, 403);
+}

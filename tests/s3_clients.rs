@@ -117,6 +117,12 @@ fn swift_clients_cannot_touch_what_s3_keeps_on_a_bucket() {
 }
 
 #[test]
+fn canned_acls_decide_what_anonymous_readers_get() {
+    let c = Cluster::start(3);
+    run_script(&c, "boto3_acl.py");
+}
+
+#[test]
 fn boto3_multipart_uploads() {
     let c = Cluster::start(3);
     run_script(&c, "boto3_multipart.py");

@@ -75,7 +75,7 @@ pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     service_kit::api_error::ApiError::response(&GlanceFault { status, message })
 }
 
-fn no_content() -> Response<Body> {
+pub(crate) fn no_content() -> Response<Body> {
     let mut r = Response::new(service_kit::http_util::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
@@ -141,10 +141,23 @@ pub async fn handle(reg: Arc<Registry>, req: Request<RequestBody>) -> Response<B
         (Method::POST, ["images", id, "import"]) => {
             crate::import::import(&reg, &who, id, req).await
         }
+        (Method::GET, ["images", id, "members"]) => crate::members::list(&reg, &who, id),
+        (Method::POST, ["images", id, "members"]) => crate::members::add(&reg, &who, id, req).await,
+        (Method::GET, ["images", id, "members", m]) => crate::members::show(&reg, &who, id, m),
+        (Method::PUT, ["images", id, "members", m]) => {
+            crate::members::answer(&reg, &who, id, m, req).await
+        }
+        (Method::DELETE, ["images", id, "members", m]) => crate::members::remove(&reg, &who, id, m),
         (Method::PUT, ["images", id, "tags", t]) => tag(&reg, &who, id, t, true),
         (Method::DELETE, ["images", id, "tags", t]) => tag(&reg, &who, id, t, false),
         (Method::GET, ["schemas", "image"]) => {
             json_response(StatusCode::OK, &crate::schema::image())
+        }
+        (Method::GET, ["schemas", "member"]) => {
+            json_response(StatusCode::OK, &crate::schema::member())
+        }
+        (Method::GET, ["schemas", "members"]) => {
+            json_response(StatusCode::OK, &crate::schema::members())
         }
         (Method::GET, ["schemas", "images"]) => {
             json_response(StatusCode::OK, &crate::schema::images())
@@ -197,7 +210,7 @@ fn not_found(id: &str) -> Response<Body> {
 }
 
 /// The image if `who` may see it.
-fn load(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
+pub(crate) fn load(reg: &Registry, who: &Identity, id: &str) -> Result<Image, Response<Body>> {
     match reg.db.get(id) {
         Ok(Some(img)) if img.visible_to(&who.account, who.admin) => Ok(img),
         Ok(_) => Err(not_found(id)),
@@ -270,7 +283,7 @@ fn list(reg: &Registry, who: &Identity, query: Option<&str>) -> Response<Body> {
     };
     let visible: Vec<Image> = all
         .into_iter()
-        .filter(|i| i.visible_to(&who.account, who.admin))
+        .filter(|i| i.listed_for(&who.account, who.admin))
         .collect();
     let (page, more) = match q.page(visible) {
         Ok(p) => p,
@@ -304,7 +317,7 @@ fn list(reg: &Registry, who: &Identity, query: Option<&str>) -> Response<Body> {
     json_response(StatusCode::OK, &body)
 }
 
-async fn json_body(req: Request<RequestBody>) -> Result<Value, Response<Body>> {
+pub(crate) async fn json_body(req: Request<RequestBody>) -> Result<Value, Response<Body>> {
     let bytes = collect_limited(req.into_body(), 1 << 20)
         .await
         .ok_or_else(|| {

@@ -72,6 +72,42 @@ pub struct Image {
     pub location: Option<String>,
     /// Why the last upload or import failed (shown as `nubo_failure`).
     pub failure: Option<String>,
+    /// Projects a `shared` image is shared with, and their answers.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// A project an image is shared with (Glance's image member).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// The project's id.
+    pub member_id: String,
+    /// `pending`, `accepted` or `rejected`: only the member decides.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The statuses a member may set.
+pub const MEMBER_STATUSES: [&str; 3] = ["pending", "accepted", "rejected"];
+
+/// The project id of an account (`AUTH_test` → `test`): what Glance calls
+/// a member or an owner.
+pub fn project_of(account: &str) -> &str {
+    account
+        .strip_prefix(service_kit::auth::RESELLER_PREFIX)
+        .unwrap_or(account)
+}
+
+impl Member {
+    /// Glance's member view.
+    pub fn to_json(&self, image_id: &str) -> Value {
+        json!({
+            "image_id": image_id, "member_id": self.member_id, "status": self.status,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+            "schema": "/v2/schemas/member",
+        })
+    }
 }
 
 /// Attributes a client may never set or change.
@@ -151,6 +187,7 @@ impl Image {
             properties: BTreeMap::new(),
             location: None,
             failure: None,
+            members: Vec::new(),
         };
         for (k, v) in body {
             if k == "id" {
@@ -362,9 +399,31 @@ impl Image {
         Value::Object(m)
     }
 
-    /// Whether `account` may see the image (admins see everything).
+    /// Whether `account` may see the image (admins see everything; a
+    /// member of a shared image sees it whatever its answer, as in Glance).
     pub fn visible_to(&self, account: &str, admin: bool) -> bool {
-        admin || self.owner == account || matches!(self.visibility.as_str(), "public" | "community")
+        admin
+            || self.owner == account
+            || matches!(self.visibility.as_str(), "public" | "community")
+            || self.member(account).is_some()
+    }
+
+    /// Whether `account` finds the image in its listing: as
+    /// [`Image::visible_to`], but a shared image only once accepted.
+    pub fn listed_for(&self, account: &str, admin: bool) -> bool {
+        admin
+            || self.owner == account
+            || matches!(self.visibility.as_str(), "public" | "community")
+            || self.member(account).is_some_and(|m| m.status == "accepted")
+    }
+
+    /// `account`'s membership, if the image is shared with it.
+    pub fn member(&self, account: &str) -> Option<&Member> {
+        if self.visibility != "shared" {
+            return None;
+        }
+        let project = project_of(account);
+        self.members.iter().find(|m| m.member_id == project)
     }
 
     /// Whether `account` may change or delete it.

@@ -28,6 +28,7 @@ pub(crate) mod db;
 pub(crate) mod image;
 pub(crate) mod import;
 pub mod inspect;
+pub(crate) mod members;
 pub mod process;
 pub(crate) mod schema;
 pub mod service;

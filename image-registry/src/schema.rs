@@ -64,3 +64,31 @@ pub fn images() -> Value {
         ]
     })
 }
+
+/// Glance's `/v2/schemas/member`.
+pub fn member() -> Value {
+    json!({
+        "name": "member",
+        "properties": {
+            "created_at": {"type": "string", "description": "Date and time of image member creation"},
+            "image_id": {"type": "string", "description": "An identifier for the image"},
+            "member_id": {"type": "string", "description": "An identifier for the image member (tenantId)"},
+            "schema": {"type": "string", "readOnly": true},
+            "status": {"type": "string", "enum": ["pending", "accepted", "rejected"],
+                       "description": "The status of this image member"},
+            "updated_at": {"type": "string", "description": "Date and time of last modification of image member"}
+        }
+    })
+}
+
+/// Glance's `/v2/schemas/members`.
+pub fn members() -> Value {
+    json!({
+        "name": "members",
+        "properties": {
+            "members": {"type": "array", "items": member()},
+            "schema": {"type": "string"}
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}]
+    })
+}

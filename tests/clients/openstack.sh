@@ -62,6 +62,12 @@ openstack image save os-image --file "$W/disk.back"
 cmp "$W/disk.raw" "$W/disk.back" || fail "image save returned other bytes"
 openstack flavor list -f value -c Name | has -x m1.tiny || fail "flavor list"
 
+# Image members: test shares the image with demo, alice accepts it.
+openstack image add project os-image demo >/dev/null
+alice image list -f value -c Name | has -x os-image && fail "listed before it was accepted"
+alice image set --accept "$(cat "$W/image_id")"
+alice image list -f value -c Name | has -x os-image || fail "alice's image list lacks the shared image"
+
 # Revocation: a revoked token stops working.
 openstack token revoke "$token"
 if OS_TOKEN="$token" OS_AUTH_TYPE=token openstack container list >/dev/null 2>&1; then

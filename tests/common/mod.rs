@@ -298,6 +298,58 @@ impl Cluster {
         format!("http://127.0.0.1:{}/v3", self.identity_port)
     }
 
+    /// A token of a new user with the `member` role on a new project
+    /// (made through the identity API as the operator `admin`): a
+    /// stranger to the dev accounts who is no admin anywhere.
+    pub fn member_of_new_project(&self, project: &str, user: &str) -> String {
+        let base = self.identity_url();
+        let login = |user: &str, password: &str, project: &str| {
+            let body = serde_json::json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": user, "domain": {"id": "default"}, "password": password}}},
+                "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
+            ureq::post(&format!("{base}/auth/tokens"))
+                .send_json(body)
+                .expect("login")
+                .header("x-subject-token")
+                .expect("a token")
+                .to_string()
+        };
+        let admin = login("admin", "admin", "admin");
+        let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+            ureq::post(&format!("{base}{path}"))
+                .set("X-Auth-Token", &admin)
+                .send_json(body)
+                .expect(path)
+                .into_json()
+                .expect("JSON")
+        };
+        let p = post(
+            "/projects",
+            serde_json::json!({"project": {"name": project}}),
+        );
+        let project_id = p["project"]["id"].as_str().unwrap().to_string();
+        let u = post(
+            "/users",
+            serde_json::json!({"user": {"name": user, "password": "pass-word"}}),
+        );
+        let user_id = u["user"]["id"].as_str().unwrap().to_string();
+        let roles: serde_json::Value = ureq::get(&format!("{base}/roles?name=member"))
+            .set("X-Auth-Token", &admin)
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let role = roles["roles"][0]["id"].as_str().unwrap().to_string();
+        ureq::put(&format!(
+            "{base}/projects/{project_id}/users/{user_id}/roles/{role}"
+        ))
+        .set("X-Auth-Token", &admin)
+        .call()
+        .unwrap();
+        login(user, "pass-word", project)
+    }
+
     pub fn registry_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.registry_port)
     }

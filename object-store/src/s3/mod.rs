@@ -6,6 +6,7 @@
 //! access key; objects are the same objects the Swift API serves
 //! (`x-amz-meta-*` is `x-object-meta-*`).
 
+mod acl;
 mod auth;
 mod bucket;
 mod checksum;
@@ -52,6 +53,21 @@ fn account_of<T>(req: &S3Request<T>) -> S3Result<String> {
     Ok(format!("{}{account}", service_kit::auth::RESELLER_PREFIX))
 }
 
+/// The account a read is made in: the signer's, or, for a request
+/// without credentials, the bucket owner's if the bucket's or the
+/// object's ACL lets anyone read (see [`acl`]).
+async fn reader_account<T>(
+    objects: &Objects,
+    req: &S3Request<T>,
+    bucket: &str,
+    what: acl::Anonymous<'_>,
+) -> S3Result<String> {
+    if req.credentials.is_some() {
+        return account_of(req);
+    }
+    acl::anonymous_account(objects, bucket, what).await
+}
+
 /// The S3 front end: s3s's service over [`NuboS3`], and what answers the
 /// requests s3s does not see (CORS preflights) or that need more than its
 /// answer (CORS headers, error ids).
@@ -70,6 +86,7 @@ pub fn service(
         objects: objects.clone(),
     });
     b.set_auth(auth::Keys::new(&config.auth, identity));
+    b.set_access(acl::AnonymousReads);
     b.set_host(VirtualHosts::new(&config.s3_domain));
     S3Front {
         service: b.build(),
@@ -210,7 +227,17 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<CreateBucketOutput>> {
         let name = req.input.bucket.clone();
         let account = account_of(&req)?;
+        let i = &req.input;
+        let grants = i.grant_full_control.is_some()
+            || i.grant_read.is_some()
+            || i.grant_read_acp.is_some()
+            || i.grant_write.is_some()
+            || i.grant_write_acp.is_some();
+        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), grants)?;
         bucket::create(&self.objects, &account, &name).await?;
+        if let Some(c) = canned {
+            acl::set_bucket(&self.objects, &account, &name, c).await?;
+        }
         if req.input.object_lock_enabled_for_bucket == Some(true) {
             object_lock::enable_on_create(&self.objects, &account, &name).await?;
         }
@@ -253,7 +280,8 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<s3s::S3Response<ListObjectsOutput>> {
-        let account = account_of(&req)?;
+        let bucket = req.input.bucket.clone();
+        let account = reader_account(&self.objects, &req, &bucket, acl::Anonymous::Listing).await?;
         let i = req.input;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
@@ -296,7 +324,8 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<s3s::S3Response<ListObjectsV2Output>> {
-        let account = account_of(&req)?;
+        let bucket = req.input.bucket.clone();
+        let account = reader_account(&self.objects, &req, &bucket, acl::Anonymous::Listing).await?;
         let i = req.input;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
@@ -439,7 +468,9 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<s3s::S3Response<GetObjectOutput>> {
-        let account = account_of(&req)?;
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let what = acl::Anonymous::Object(&key, req.input.version_id.as_deref());
+        let account = reader_account(&self.objects, &req, &bucket, what).await?;
         let ranged = req.input.range.is_some();
         let out = object::get(&self.objects, &account, req.input).await?;
         let mut resp = s3s::S3Response::new(out);
@@ -453,7 +484,9 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<s3s::S3Response<HeadObjectOutput>> {
-        let account = account_of(&req)?;
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let what = acl::Anonymous::Object(&key, req.input.version_id.as_deref());
+        let account = reader_account(&self.objects, &req, &bucket, what).await?;
         ok(object::head_object(&self.objects, &account, req.input).await?)
     }
 
@@ -550,6 +583,91 @@ impl s3s::S3 for NuboS3 {
     ) -> S3Result<s3s::S3Response<ListMultipartUploadsOutput>> {
         let account = account_of(&req)?;
         ok(multipart::list_uploads(&self.objects, &account, req.input).await?)
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<s3s::S3Response<GetBucketAclOutput>> {
+        let account = account_of(&req)?;
+        bucket::require(&self.objects, &account, &req.input.bucket).await?;
+        let meta = self
+            .objects
+            .container_meta(&account, &req.input.bucket)
+            .await?;
+        ok(GetBucketAclOutput {
+            grants: Some(acl::grants(&account, acl::bucket_public(&meta).0)),
+            owner: Some(bucket::owner(&account)),
+        })
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<s3s::S3Response<PutBucketAclOutput>> {
+        let account = account_of(&req)?;
+        let i = &req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let grants = i.access_control_policy.is_some()
+            || i.grant_full_control.is_some()
+            || i.grant_read.is_some()
+            || i.grant_read_acp.is_some()
+            || i.grant_write.is_some()
+            || i.grant_write_acp.is_some();
+        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), grants)?
+            .ok_or_else(|| s3_error!(MissingSecurityHeader, "x-amz-acl is required."))?;
+        acl::set_bucket(&self.objects, &account, &i.bucket, canned).await?;
+        ok(PutBucketAclOutput {})
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectAclOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let path = ObjectPath::new(account.clone(), &i.bucket, &i.key);
+        let stored = self
+            .objects
+            .stored_version(&path, i.version_id.as_deref())
+            .await?;
+        let meta = ObjectMeta::from_stored(&self.objects.head_newest(&stored).await?);
+        ok(GetObjectAclOutput {
+            grants: Some(acl::grants(&account, acl::object_public(&meta))),
+            owner: Some(bucket::owner(&account)),
+            request_charged: None,
+        })
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<s3s::S3Response<PutObjectAclOutput>> {
+        let account = account_of(&req)?;
+        let i = req.input;
+        bucket::require(&self.objects, &account, &i.bucket).await?;
+        let grants = i.access_control_policy.is_some()
+            || i.grant_full_control.is_some()
+            || i.grant_read.is_some()
+            || i.grant_read_acp.is_some()
+            || i.grant_write.is_some()
+            || i.grant_write_acp.is_some();
+        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), grants)?
+            .ok_or_else(|| s3_error!(MissingSecurityHeader, "x-amz-acl is required."))?;
+        let path = ObjectPath::new(account, &i.bucket, &i.key);
+        let stored = self
+            .objects
+            .stored_version(&path, i.version_id.as_deref())
+            .await?;
+        let (k, v) = acl::object_entry(canned);
+        match self.objects.update_system_meta(&stored, &[(k, v)]).await {
+            Ok(()) => ok(PutObjectAclOutput {
+                request_charged: None,
+            }),
+            Err(ObjectError::NoSuchObject) => Err(s3_error!(NoSuchKey)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn put_object_tagging(

@@ -1,7 +1,7 @@
 //! Objects through S3: each typed input becomes one object-layer request.
 
 use super::encryption::{self as sse, Shown};
-use super::{bucket, checksum, object_lock, tagging};
+use super::{acl, bucket, checksum, object_lock, tagging};
 use crate::proxy::checksums::{Algorithm, MultipartKind};
 use crate::proxy::conditions::Conditions;
 use crate::proxy::object_versions::Deleted;
@@ -185,6 +185,13 @@ pub async fn put(
     if let Some(t) = &input.tagging {
         let kept = tagging::encode_tags(&tagging::parse(t))?;
         meta.system.push((tagging::KEY.into(), kept));
+    }
+    let grants = input.grant_full_control.is_some()
+        || input.grant_read.is_some()
+        || input.grant_read_acp.is_some()
+        || input.grant_write_acp.is_some();
+    if let Some(c) = acl::Canned::of_request(input.acl.as_ref().map(|a| a.as_str()), grants)? {
+        meta.system.push(acl::object_entry(c));
     }
     object_lock::on_write(
         objects,
