@@ -62,6 +62,16 @@ openstack image save os-image --file "$W/disk.back"
 cmp "$W/disk.raw" "$W/disk.back" || fail "image save returned other bytes"
 openstack flavor list -f value -c Name | has -x m1.tiny || fail "flavor list"
 
+# A server from that image (an idle guest under software emulation).
+[ "$(openstack server create --image os-image --flavor m1.tiny --wait os-vm -f value -c status)" = ACTIVE ] \
+  || fail "server create --wait"
+openstack server list -f value -c Name -c Status | has -x "os-vm ACTIVE" || fail "server list"
+openstack server show os-vm -f value -c status | has -x ACTIVE || fail "server show"
+openstack console log show os-vm >/dev/null || fail "console log show"
+if alice server show os-vm >/dev/null 2>&1; then fail "another project's member sees the server"; fi
+openstack server delete --wait os-vm
+[ -z "$(openstack server list -f value -c Name)" ] || fail "the server outlived its delete"
+
 # Image members: test shares the image with demo, alice accepts it.
 openstack image add project os-image demo >/dev/null
 alice image list -f value -c Name | has -x os-image && fail "listed before it was accepted"
