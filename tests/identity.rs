@@ -52,6 +52,14 @@ fn status_with(method: &str, url: &str, token: &str) -> u16 {
     }
 }
 
+/// The value `nubo identity` printed after `name ` on a line of its own.
+fn printed(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+        .to_string()
+}
+
 /// One call on each service that any valid token of project `test` passes.
 fn every_service(c: &Cluster) -> Vec<String> {
     vec![
@@ -308,13 +316,15 @@ fn every_service_honours_roles_and_the_nubo_identity_cli_manages_them() {
         "--project",
         "team",
     ]);
-    let field = |name: &str| {
-        ec2.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no {name} in {ec2}"))
-            .to_string()
-    };
-    let (access, secret) = (field("access"), field("secret"));
+    let (access, secret) = (printed(&ec2, "access"), printed(&ec2, "secret"));
+    let viewer_ec2 = cli(&[
+        "credential",
+        "create",
+        "--user",
+        "viewer",
+        "--project",
+        "team",
+    ]);
     assert!(access.starts_with(&format!("{project}:")), "{access}");
     // boto3 signs with it: the project's account, nothing else.
     let python = common::venv_bin("python");
@@ -323,6 +333,8 @@ fn every_service_honours_roles_and_the_nubo_identity_cli_manages_them() {
         .env("NUBO_S3_ENDPOINT", c.url())
         .env("NUBO_EC2_ACCESS", &access)
         .env("NUBO_EC2_SECRET", &secret)
+        .env("NUBO_EC2_READER_ACCESS", printed(&viewer_ec2, "access"))
+        .env("NUBO_EC2_READER_SECRET", printed(&viewer_ec2, "secret"))
         .output()
         .unwrap();
     assert!(

@@ -391,15 +391,22 @@ async fn route(svc: &IdentityService, req: Request<RequestBody>) -> Answer {
             }
             let missing = || IdentityError::NotFound("credential", access.to_string());
             let c = svc.db.ec2(access)?.ok_or_else(missing)?;
+            let roles: Vec<String> = svc
+                .db
+                .roles_on(&c.user_id, &c.project_id)?
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
             let usable = svc.db.user(&c.user_id)?.is_some_and(|u| u.enabled)
                 && svc.db.project(&c.project_id)?.is_some_and(|p| p.enabled)
-                && !svc.db.roles_on(&c.user_id, &c.project_id)?.is_empty();
+                && !roles.is_empty();
             if !usable {
                 return Err(missing());
             }
+            // The proxy enforces the user's roles on S3 requests too.
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"credential": ec2_json(&c)}),
+                &json!({"credential": ec2_json(&c), "roles": roles}),
             ))
         }
         (Method::GET, ["roles"]) => {

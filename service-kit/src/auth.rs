@@ -159,8 +159,16 @@ pub struct TempAuth {
     sealed: Option<Arc<TokenCheck>>,
     /// Calls the identity service (logins, revocations, EC2 secrets).
     client: Arc<crate::client::HttpClient>,
-    /// EC2 secrets fetched lately, by access key, with when.
-    ec2_secrets: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+    /// EC2 credentials fetched lately, by access key.
+    ec2_secrets: std::sync::Mutex<std::collections::HashMap<String, Ec2Entry>>,
+}
+
+/// An EC2 credential as the identity service described it.
+struct Ec2Entry {
+    secret: String,
+    /// Its user may only read (the `reader` role, no operator role).
+    read_only: bool,
+    fetched: std::time::Instant,
 }
 
 /// How long a fetched EC2 secret is used before it is asked for again
@@ -339,9 +347,9 @@ impl TempAuth {
     pub async fn ec2_secret(&self, access: &str) -> Option<String> {
         {
             let cache = self.ec2_secrets.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((secret, at)) = cache.get(access) {
-                if at.elapsed() < EC2_SECRET_TTL {
-                    return Some(secret.clone());
+            if let Some(e) = cache.get(access) {
+                if e.fetched.elapsed() < EC2_SECRET_TTL {
+                    return Some(e.secret.clone());
                 }
             }
         }
@@ -355,13 +363,39 @@ impl TempAuth {
         }
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         let secret = v["credential"]["secret"].as_str()?.to_string();
+        let roles: Vec<String> = v["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(String::from))
+            .collect();
+        let holder = Identity {
+            account: String::new(),
+            user: String::new(),
+            admin: roles.iter().any(|r| r == "admin"),
+            reseller_admin: false,
+            roles,
+            user_id: String::new(),
+            project_name: String::new(),
+        };
         let mut cache = self.ec2_secrets.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|_, (_, at)| at.elapsed() < EC2_SECRET_TTL);
+        cache.retain(|_, e| e.fetched.elapsed() < EC2_SECRET_TTL);
         cache.insert(
             access.to_string(),
-            (secret.clone(), std::time::Instant::now()),
+            Ec2Entry {
+                secret: secret.clone(),
+                read_only: holder.read_only(),
+                fetched: std::time::Instant::now(),
+            },
         );
         Some(secret)
+    }
+
+    /// Whether an EC2 credential's user may only read (known once its
+    /// secret was fetched; the config's S3 keys are never read-only).
+    pub fn ec2_read_only(&self, access: &str) -> bool {
+        let cache = self.ec2_secrets.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(access).is_some_and(|e| e.read_only)
     }
 
     /// A minute-long token this service seals for itself with the shared

@@ -1,5 +1,6 @@
-//! Canned ACLs (`private`, `public-read`) on buckets and objects, and what
-//! they let a request without credentials read.
+//! Canned ACLs (`private`, `public-read`) on buckets and objects, what
+//! they let a request without credentials read, and the check s3s runs
+//! before each operation (unsigned requests, the `reader` role).
 //!
 //! A `public-read` bucket is Swift's public container (`X-Container-Read:
 //! .r:*,.rlistings`), so an anonymous reader gets the same answer from
@@ -11,9 +12,14 @@ use super::bucket;
 use crate::proxy::objects::{ObjectMeta, ObjectPath, Objects};
 use http::HeaderMap;
 use s3s::access::{S3Access, S3AccessContext};
-use s3s::dto::{Grant, Grantee, Grants, Permission, Type};
+use s3s::dto::{
+    CreateBucketInput, Grant, Grantee, Grants, Permission, PutBucketAclInput, PutObjectAclInput,
+    PutObjectInput, Type,
+};
 use s3s::{s3_error, S3Result};
+use service_kit::auth::TempAuth;
 use service_kit::http_util::header_str;
+use std::sync::Arc;
 
 /// The system metadata key of an object's canned ACL.
 pub const OBJECT_KEY: &str = "s3-acl";
@@ -63,6 +69,32 @@ impl Canned {
         }
         canned.map(Canned::parse).transpose()
     }
+}
+
+/// A request that may carry grants Nubo does not keep (an XML policy,
+/// `x-amz-grant-*` headers).
+pub trait Granting {
+    /// Whether it carries any.
+    fn has_grants(&self) -> bool;
+}
+
+macro_rules! granting {
+    ($($input:ty => [$($field:ident),+]);+ $(;)?) => {
+        $(impl Granting for $input {
+            fn has_grants(&self) -> bool {
+                false $(|| self.$field.is_some())+
+            }
+        })+
+    };
+}
+
+granting! {
+    CreateBucketInput => [grant_full_control, grant_read, grant_read_acp, grant_write, grant_write_acp];
+    PutBucketAclInput => [access_control_policy, grant_full_control, grant_read, grant_read_acp,
+                          grant_write, grant_write_acp];
+    PutObjectAclInput => [access_control_policy, grant_full_control, grant_read, grant_read_acp,
+                          grant_write, grant_write_acp];
+    PutObjectInput => [grant_full_control, grant_read, grant_read_acp, grant_write_acp];
 }
 
 /// Whether a bucket's container lets anyone read its objects, and list it.
@@ -131,20 +163,40 @@ pub fn grants(account: &str, public: bool) -> Grants {
     out
 }
 
-/// Lets unsigned requests through s3s to the reads an ACL may open (the
-/// operations then decide, with [`anonymous_account`]); refuses them
-/// everything else, as s3s's default check does.
-pub struct AnonymousReads;
+/// Who may call which operation, before it runs: unsigned requests reach
+/// only the reads an ACL may open (the operations then decide, with
+/// [`anonymous_account`]); a signer whose identity-service role is
+/// `reader` reaches only reads (`Get*`, `Head*`, `List*`), as on the
+/// Swift side.
+pub struct Access {
+    identity: Arc<TempAuth>,
+}
+
+impl Access {
+    pub fn new(identity: Arc<TempAuth>) -> Access {
+        Access { identity }
+    }
+}
 
 #[async_trait::async_trait]
-impl S3Access for AnonymousReads {
+impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        if cx.credentials().is_some() {
-            return Ok(());
-        }
-        match cx.s3_op().name() {
-            "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2" => Ok(()),
-            _ => Err(s3_error!(AccessDenied, "Signature is required")),
+        let op = cx.s3_op().name();
+        let read = ["Get", "Head", "List"].iter().any(|p| op.starts_with(p));
+        match cx.credentials() {
+            Some(c)
+                if !read
+                    && self
+                        .identity
+                        .ec2_read_only(&super::auth::access_key_of(&c.access_key)) =>
+            {
+                Err(s3_error!(AccessDenied, "The reader role may only read."))
+            }
+            Some(_) => Ok(()),
+            None => match op {
+                "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2" => Ok(()),
+                _ => Err(s3_error!(AccessDenied, "Signature is required")),
+            },
         }
     }
 }

@@ -22,6 +22,7 @@ pub(crate) mod tagging;
 mod versioning;
 
 use crate::proxy::objects::{ObjectError, ObjectMeta, ObjectPath, Objects};
+use acl::Granting;
 use base64::Engine;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -85,8 +86,8 @@ pub fn service(
     let mut b = S3ServiceBuilder::new(NuboS3 {
         objects: objects.clone(),
     });
-    b.set_auth(auth::Keys::new(&config.auth, identity));
-    b.set_access(acl::AnonymousReads);
+    b.set_auth(auth::Keys::new(&config.auth, identity.clone()));
+    b.set_access(acl::Access::new(identity));
     b.set_host(VirtualHosts::new(&config.s3_domain));
     S3Front {
         service: b.build(),
@@ -228,12 +229,7 @@ impl s3s::S3 for NuboS3 {
         let name = req.input.bucket.clone();
         let account = account_of(&req)?;
         let i = &req.input;
-        let grants = i.grant_full_control.is_some()
-            || i.grant_read.is_some()
-            || i.grant_read_acp.is_some()
-            || i.grant_write.is_some()
-            || i.grant_write_acp.is_some();
-        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), grants)?;
+        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), i.has_grants())?;
         bucket::create(&self.objects, &account, &name).await?;
         if let Some(c) = canned {
             acl::set_bucket(&self.objects, &account, &name, c).await?;
@@ -608,13 +604,7 @@ impl s3s::S3 for NuboS3 {
         let account = account_of(&req)?;
         let i = &req.input;
         bucket::require(&self.objects, &account, &i.bucket).await?;
-        let grants = i.access_control_policy.is_some()
-            || i.grant_full_control.is_some()
-            || i.grant_read.is_some()
-            || i.grant_read_acp.is_some()
-            || i.grant_write.is_some()
-            || i.grant_write_acp.is_some();
-        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), grants)?
+        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), i.has_grants())?
             .ok_or_else(|| s3_error!(MissingSecurityHeader, "x-amz-acl is required."))?;
         acl::set_bucket(&self.objects, &account, &i.bucket, canned).await?;
         ok(PutBucketAclOutput {})
@@ -647,13 +637,7 @@ impl s3s::S3 for NuboS3 {
         let account = account_of(&req)?;
         let i = req.input;
         bucket::require(&self.objects, &account, &i.bucket).await?;
-        let grants = i.access_control_policy.is_some()
-            || i.grant_full_control.is_some()
-            || i.grant_read.is_some()
-            || i.grant_read_acp.is_some()
-            || i.grant_write.is_some()
-            || i.grant_write_acp.is_some();
-        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), grants)?
+        let canned = acl::Canned::of_request(i.acl.as_ref().map(|a| a.as_str()), i.has_grants())?
             .ok_or_else(|| s3_error!(MissingSecurityHeader, "x-amz-acl is required."))?;
         let path = ObjectPath::new(account, &i.bucket, &i.key);
         let stored = self

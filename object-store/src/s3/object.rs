@@ -186,11 +186,8 @@ pub async fn put(
         let kept = tagging::encode_tags(&tagging::parse(t))?;
         meta.system.push((tagging::KEY.into(), kept));
     }
-    let grants = input.grant_full_control.is_some()
-        || input.grant_read.is_some()
-        || input.grant_read_acp.is_some()
-        || input.grant_write_acp.is_some();
-    if let Some(c) = acl::Canned::of_request(input.acl.as_ref().map(|a| a.as_str()), grants)? {
+    let canned = input.acl.as_ref().map(|a| a.as_str());
+    if let Some(c) = acl::Canned::of_request(canned, acl::Granting::has_grants(&input))? {
         meta.system.push(acl::object_entry(c));
     }
     object_lock::on_write(
