@@ -200,6 +200,16 @@ fn keystone_tokens_follow_keystone_and_work_everywhere() {
     assert_eq!(body["token"]["methods"], json!(["password", "token"]));
     assert_eq!(body["token"]["audit_ids"].as_array().unwrap().len(), 2);
 
+    // No token: refused by every service, in its own format.
+    for url in every_service(&c) {
+        let st = match ureq::get(&url).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(e) => panic!("{url}: {e}"),
+        };
+        assert_eq!(st, 401, "{url}");
+    }
+
     // Forged and expired tokens: refused by every service.
     let keys = service_kit::token::KeyRing::load(&c.data_dir().join("token-keys")).unwrap();
     let mut claims = keys.open(&token).unwrap();

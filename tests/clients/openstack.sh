@@ -61,9 +61,12 @@ openstack image show os-image -f value -c status | has -x active || fail "image 
 openstack image save os-image --file "$W/disk.back"
 cmp "$W/disk.raw" "$W/disk.back" || fail "image save returned other bytes"
 openstack flavor list -f value -c Name | has -x m1.tiny || fail "flavor list"
+qemu-img create -q -f qcow2 "$W/disk.qcow2" 8M
+openstack image create --disk-format qcow2 --container-format bare --file "$W/disk.qcow2" os-qcow2 >/dev/null
+openstack image show os-qcow2 -f value -c disk_format | has -x qcow2 || fail "qcow2 image"
 
 # A server from that image (an idle guest under software emulation).
-[ "$(openstack server create --image os-image --flavor m1.tiny --wait os-vm -f value -c status)" = ACTIVE ] \
+[ "$(openstack server create --image os-qcow2 --flavor m1.tiny --wait os-vm -f value -c status)" = ACTIVE ] \
   || fail "server create --wait"
 openstack server list -f value -c Name -c Status | has -x "os-vm ACTIVE" || fail "server list"
 openstack server show os-vm -f value -c status | has -x ACTIVE || fail "server show"
