@@ -194,7 +194,7 @@ pub fn run(args: IdentityArgs) -> Result<()> {
     }
     let c = Client::login(&args)?;
     match &args.command {
-        IdentityCommand::RotateKeys { .. } => unreachable!("handled above"),
+        IdentityCommand::RotateKeys { .. } => {} // done above, without a login
         IdentityCommand::Project(NamedCommand::Create { name }) => {
             let v = c.call(
                 "POST",

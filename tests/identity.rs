@@ -493,6 +493,25 @@ fn every_service_honours_roles_and_the_nubo_identity_cli_manages_them() {
     cli(&["rotate-keys", "--key-dir", keys.to_str().unwrap()]);
     assert_eq!(std::fs::read_dir(&keys).unwrap().count(), 3);
     assert_eq!(status_with("GET", &format!("{account}/box"), &viewer), 204);
+    // A second rotation removes the key `viewer`'s token was sealed with.
+    // Once the services and the identity service have reloaded the
+    // repository (every 10 s), that token is refused and fresh ones,
+    // sealed with the new primary, are taken.
+    cli(&["rotate-keys", "--key-dir", keys.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fresh = token_for(&c, "viewer", "v-pass", "team");
+        let old = status_with("GET", &format!("{account}/box"), &viewer);
+        let new = status_with("GET", &format!("{account}/box"), &fresh);
+        if (old, new) == (401, 204) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after two rotations: old token {old}, fresh token {new}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]

@@ -29,7 +29,11 @@ type Answer = Result<Response<Body>, IdentityError>;
 
 /// Every request of the identity service.
 pub async fn handle(svc: Arc<IdentityService>, req: Request<RequestBody>) -> Response<Body> {
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    // Logins change nothing a token depends on: no revocation scan on
+    // the busiest call.
+    let login = *req.method() == Method::POST
+        && req.uri().path().trim_end_matches('/') == "/v3/auth/tokens";
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD) && !login;
     let answer = route(&svc, req).await;
     // A change may have revoked tokens (a deleted user, a removed role):
     // this service applies it at once, the others at their next poll.
@@ -75,9 +79,7 @@ async fn route(svc: &IdentityService, req: Request<RequestBody>) -> Answer {
             StatusCode::OK,
             &json!({"catalog": catalog(svc, &caller), "links": links(svc, "auth/catalog")}),
         )),
-        (Method::GET, ["auth", "projects"]) => {
-            user_projects(svc, &caller, &caller.user_id.clone(), "auth/projects")
-        }
+        (Method::GET, ["auth", "projects"]) => user_projects(svc, &caller.user_id, "auth/projects"),
         (Method::GET, ["auth", "domains"]) => {
             let domains: Vec<Value> = svc
                 .db
@@ -329,7 +331,7 @@ async fn route(svc: &IdentityService, req: Request<RequestBody>) -> Answer {
             if !is_admin(&caller) && caller.user_id != *id {
                 return Err(IdentityError::Forbidden("list_user_projects"));
             }
-            user_projects(svc, &caller, id, "users/projects")
+            user_projects(svc, id, "users/projects")
         }
         (Method::GET, ["users", id, "credentials", "OS-EC2"]) => {
             own_or_admin(&caller, id, "ec2_list_credentials")?;
@@ -566,7 +568,7 @@ fn revoke(svc: &IdentityService, req: &Request<RequestBody>, caller: &Claims) ->
     Ok(status(StatusCode::NO_CONTENT))
 }
 
-fn user_projects(svc: &IdentityService, _caller: &Claims, user_id: &str, what: &str) -> Answer {
+fn user_projects(svc: &IdentityService, user_id: &str, what: &str) -> Answer {
     let projects: Vec<Value> = svc
         .db
         .projects_of(user_id)?

@@ -112,6 +112,20 @@ pub async fn run(config: IdentityConfig) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.bind_ip, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let svc = Arc::new(IdentityService::open(config)?);
+    // After `nubo identity rotate-keys` the staged key signs: reload the
+    // repository as every other service does, or tokens would go on being
+    // sealed with a key the rotation after next removes.
+    let reloading = svc.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            let dir = reloading.config.key_dir.clone();
+            match service_kit::server::blocking(|| KeyRing::load(&dir)) {
+                Ok(ring) => reloading.tokens.set_ring(ring),
+                Err(e) => tracing::warn!(error = %e, "reloading token keys"),
+            }
+        }
+    });
     tracing::info!(%addr, "identity listening");
     service_kit::server::serve(
         listener,

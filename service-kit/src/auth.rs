@@ -115,7 +115,7 @@ impl Identity {
     /// Whether the user may change anything in their account: Swift's
     /// `operator_roles` (`admin`, `member`, `swiftoperator`).
     pub fn owns_account(&self) -> bool {
-        self.admin || self.has_role("member") || self.has_role("swiftoperator")
+        self.admin || OPERATOR_ROLES.iter().any(|r| self.has_role(r))
     }
 
     /// Whether the user may read their account: its owners and `reader`.
@@ -126,7 +126,7 @@ impl Identity {
     /// Whether the user may only read (the `reader` role and no role that
     /// writes): every service refuses such a user anything but reads.
     pub fn read_only(&self) -> bool {
-        self.has_role("reader") && !self.owns_account()
+        !self.admin && roles_read_only(&self.roles)
     }
 
     /// The identity of a checked identity-service token.
@@ -150,6 +150,16 @@ impl Identity {
             project_name,
         }
     }
+}
+
+/// The roles that own a Swift account (Swift's `operator_roles`).
+const OPERATOR_ROLES: [&str; 3] = ["admin", "member", "swiftoperator"];
+
+/// Whether holding `roles` means reading only: `reader` and no operator
+/// role.
+fn roles_read_only(roles: &[String]) -> bool {
+    let has = |n: &str| roles.iter().any(|r| r.eq_ignore_ascii_case(n));
+    has("reader") && !OPERATOR_ROLES.iter().any(|r| has(r))
 }
 
 /// Logs users in and checks tokens, from the users of a config and the
@@ -323,6 +333,7 @@ impl TempAuth {
             http::Method::POST,
             "/v3/auth/tokens",
             Some(body),
+            None,
         );
         let (status, token, _) = match answer.await {
             Ok(a) => a,
@@ -356,7 +367,14 @@ impl TempAuth {
         let url = self.config.identity_url.as_ref()?;
         let token = self.service_token()?;
         let path = format!("/v3/OS-EC2/secrets/{}", crate::http_util::encode(access));
-        let answer = identity_call_as(&self.client, url, http::Method::GET, &path, None, &token);
+        let answer = identity_call(
+            &self.client,
+            url,
+            http::Method::GET,
+            &path,
+            None,
+            Some(&token),
+        );
         let (status, _, body) = answer.await.ok()?;
         if status != http::StatusCode::OK {
             return None;
@@ -369,22 +387,13 @@ impl TempAuth {
             .flatten()
             .filter_map(|r| r.as_str().map(String::from))
             .collect();
-        let holder = Identity {
-            account: String::new(),
-            user: String::new(),
-            admin: roles.iter().any(|r| r == "admin"),
-            reseller_admin: false,
-            roles,
-            user_id: String::new(),
-            project_name: String::new(),
-        };
         let mut cache = self.ec2_secrets.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, e| e.fetched.elapsed() < EC2_SECRET_TTL);
         cache.insert(
             access.to_string(),
             Ec2Entry {
                 secret: secret.clone(),
-                read_only: holder.read_only(),
+                read_only: roles_read_only(&roles),
                 fetched: std::time::Instant::now(),
             },
         );
@@ -441,26 +450,15 @@ impl TempAuth {
     }
 }
 
-/// One JSON call to the identity service: the status, the
-/// `X-Subject-Token` header, and the body.
+/// One JSON call to the identity service, with an `X-Auth-Token` if
+/// given: the status, the `X-Subject-Token` header, and the body.
 async fn identity_call(
     client: &crate::client::HttpClient,
     base: &str,
     method: http::Method,
     path: &str,
     body: Option<serde_json::Value>,
-) -> Result<(http::StatusCode, Option<String>, bytes::Bytes), String> {
-    identity_call_as(client, base, method, path, body, "").await
-}
-
-/// [`identity_call`] with an `X-Auth-Token` (none if empty).
-async fn identity_call_as(
-    client: &crate::client::HttpClient,
-    base: &str,
-    method: http::Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-    token: &str,
+    token: Option<&str>,
 ) -> Result<(http::StatusCode, Option<String>, bytes::Bytes), String> {
     let uri: http::Uri = format!("{}{path}", base.trim_end_matches('/'))
         .parse()
@@ -478,7 +476,7 @@ async fn identity_call_as(
         .uri(uri.path())
         .header("host", &addr)
         .header("content-type", "application/json");
-    if !token.is_empty() {
+    if let Some(token) = token {
         req = req.header("x-auth-token", token);
     }
     let req = req.body(body).map_err(|e| e.to_string())?;
@@ -510,6 +508,7 @@ async fn fetch_revocations(
         base,
         http::Method::GET,
         "/v3/OS-REVOKE/events",
+        None,
         None,
     )
     .await?;
