@@ -321,16 +321,17 @@ fn cpu_seconds_of(config: &std::path::Path) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// What the services spent so far: CPU seconds of the nodes and the proxy,
-/// and the nodes' WAL syncs for object writes.
-fn service_costs(cluster: &Cluster) -> (f64, u64) {
-    let mut configs: Vec<_> = (0..3).map(|n| cluster.node_config(n)).collect();
-    configs.push(cluster.data_dir().join("proxy.toml"));
-    let cpu = configs.iter().filter_map(|c| cpu_seconds_of(c)).sum();
+/// What the services spent so far: CPU seconds of the nodes and of the
+/// proxy, and the nodes' WAL syncs for object writes.
+fn service_costs(cluster: &Cluster) -> (f64, f64, u64) {
+    let nodes = (0..3)
+        .filter_map(|n| cpu_seconds_of(&cluster.node_config(n)))
+        .sum();
+    let proxy = cpu_seconds_of(&cluster.data_dir().join("proxy.toml")).unwrap_or(0.0);
     let syncs = (0..3)
         .map(|n| cluster.node_metric(n, "nubo_group_syncs_total"))
         .sum();
-    (cpu, syncs)
+    (nodes, proxy, syncs)
 }
 
 /// Peak resident set (VmHWM), in MiB, of the process started with `config`.
@@ -532,13 +533,16 @@ fn main() {
                 o.errors,
             );
             let ops = o.ops.max(1) as f64;
-            let cpu = after.0 - before.0;
+            let (nodes, proxy) = (after.0 - before.0, after.1 - before.1);
+            let cpu = nodes + proxy;
             println!(
-                "{:<16} services' CPU {:.3} ms/op, {:.2} ms/MB; WAL syncs {:.2}/op",
+                "{:<16} services' CPU {:.3} ms/op (nodes {:.3}, proxy {:.3}), {:.2} ms/MB; WAL syncs {:.2}/op",
                 "",
                 cpu * 1e3 / ops,
+                nodes * 1e3 / ops,
+                proxy * 1e3 / ops,
                 cpu * 1e3 / (ops * p.size as f64 / 1e6),
-                (after.1 - before.1) as f64 / ops
+                (after.2 - before.2) as f64 / ops
             );
             total_errors += o.errors;
         }

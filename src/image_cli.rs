@@ -1,16 +1,16 @@
 //! `nubo image ...`: the operator's client of the image registry. Logs in
-//! with TempAuth (the Swift credentials) and talks Glance v2; uploads and
-//! downloads stream with a progress bar (bytes, rate, ETA).
+//! with TempAuth ([`crate::service_client`]) and talks Glance v2; uploads
+//! and downloads stream with a progress bar (bytes, rate, ETA).
 
+use crate::service_client::{Login, ServiceClient};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use image_registry::inspect;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
-use service_kit::client::{HttpClient, Timeouts};
-use service_kit::http_util::{empty, full, header_str, Body};
+use serde_json::json;
+use service_kit::http_util::{empty, Body};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,17 +23,8 @@ pub struct ImageArgs {
         default_value = "http://127.0.0.1:9292"
     )]
     registry_url: String,
-    /// Where to log in (TempAuth).
-    #[arg(
-        long,
-        env = "NUBO_AUTH_URL",
-        default_value = "http://127.0.0.1:8080/auth/v1.0"
-    )]
-    auth_url: String,
-    #[arg(long, env = "NUBO_USER", default_value = "test:tester")]
-    user: String,
-    #[arg(long, env = "NUBO_KEY", default_value = "testing")]
-    key: String,
+    #[command(flatten)]
+    login: Login,
     #[command(subcommand)]
     command: ImageCommand,
 }
@@ -95,100 +86,6 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
-/// host:port and path of an http:// URL.
-fn split_url(url: &str) -> Result<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok((host.to_string(), format!("/{path}")))
-}
-
-struct Client {
-    http: HttpClient,
-    registry: String,
-    token: String,
-}
-
-impl Client {
-    async fn login(args: &ImageArgs) -> Result<Client> {
-        let http = HttpClient::new(Timeouts {
-            connect: Duration::from_secs(5),
-            node: Duration::from_secs(600),
-        });
-        let (host, path) = split_url(&args.auth_url)?;
-        let req = Request::builder()
-            .uri(path)
-            .header("host", &host)
-            .header("x-auth-user", &args.user)
-            .header("x-auth-key", &args.key)
-            .body(empty())?;
-        let resp = http.send(&host, req).await.context("logging in")?;
-        let token = header_str(resp.headers(), "x-auth-token")
-            .map(|t| t.into_owned())
-            .with_context(|| format!("login refused ({})", resp.status()))?;
-        Ok(Client {
-            http,
-            registry: split_url(&args.registry_url)?.0,
-            token,
-        })
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        ct: Option<&str>,
-        body: Body,
-        streaming: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>> {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.registry)
-            .header("x-auth-token", &self.token);
-        if let Some(ct) = ct {
-            b = b.header("content-type", ct);
-        }
-        let conn = self
-            .http
-            .connect(&self.registry)
-            .await
-            .context("reaching the registry")?;
-        let req = b.body(body)?;
-        Ok(if streaming {
-            conn.send_streaming(req).await?
-        } else {
-            conn.send(req).await?
-        })
-    }
-
-    /// A JSON call; a refusal becomes an error with the registry's message.
-    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let (ct, b) = match body {
-            Some(v) => (Some("application/json"), full(v.to_string())),
-            None => (None, empty()),
-        };
-        let resp = self.send(method, path, ct, b, false).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        check(status, &bytes)?;
-        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-}
-
-/// The registry's one-line reason for a refusal.
-fn check(status: StatusCode, body: &[u8]) -> Result<()> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    match v["error"]["message"].as_str() {
-        Some(m) => bail!("{m}"),
-        None => bail!("the registry answered {status}"),
-    }
-}
-
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -237,7 +134,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let c = Client::login(&args).await?;
+        let c = ServiceClient::login(&args.login, &args.registry_url, "registry").await?;
         match args.command {
             ImageCommand::Upload {
                 file,
@@ -329,7 +226,7 @@ struct NewImage {
     properties: Vec<(String, String)>,
 }
 
-async fn upload(c: &Client, file: &Path, spec: NewImage) -> Result<()> {
+async fn upload(c: &ServiceClient, file: &Path, spec: NewImage) -> Result<()> {
     let NewImage {
         name,
         disk_format,
@@ -382,7 +279,7 @@ async fn upload(c: &Client, file: &Path, spec: NewImage) -> Result<()> {
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
     pb.finish_and_clear();
-    check(status, &bytes)?;
+    c.check(status, &bytes)?;
     let img = match convert_to {
         None => {
             c.json(Method::GET, &format!("/v2/images/{id}"), None)
@@ -427,7 +324,7 @@ async fn upload(c: &Client, file: &Path, spec: NewImage) -> Result<()> {
     Ok(())
 }
 
-async fn download(c: &Client, id: &str, file: &Path) -> Result<()> {
+async fn download(c: &ServiceClient, id: &str, file: &Path) -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let img = c
         .json(Method::GET, &format!("/v2/images/{id}"), None)
@@ -450,7 +347,7 @@ async fn download(c: &Client, id: &str, file: &Path) -> Result<()> {
     }
     if !status.is_success() {
         let bytes = resp.into_body().collect().await?.to_bytes();
-        check(status, &bytes)?;
+        c.check(status, &bytes)?;
         bail!("the registry answered {status}");
     }
     let len = img["size"].as_u64().unwrap_or(0);

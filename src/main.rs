@@ -60,11 +60,16 @@ enum Command {
     },
     /// Manage projects, users, roles, S3 credentials and token keys.
     Identity(identity_cli::IdentityArgs),
+    /// Launch, list, show, read the console of and delete servers; manage
+    /// SSH key pairs (`nubo server keypair ...`).
+    Server(server_cli::ServerArgs),
 }
 
 mod identity_cli;
 mod image_cli;
 mod ring_push;
+mod server_cli;
+mod service_client;
 mod status;
 mod up;
 
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
         Command::ComputeAgent { config } => serve(&config, compute::agent::run),
         Command::IdentityServer { config } => serve(&config, identity::run),
         Command::Identity(args) => identity_cli::run(args),
+        Command::Server(args) => server_cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

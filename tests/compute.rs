@@ -679,6 +679,60 @@ fn bad_requests_get_nova_faults_and_boot_nothing() {
     assert_eq!(user.call("DELETE", "/flavors/1", None).0, 403);
     assert_eq!(user.call("GET", "/os-hypervisors", None).0, 403);
 
+    // Key pairs and user data, refused as Nova refuses them; nothing boots.
+    let keypair = |body: Value| nova.call("POST", "/os-keypairs", Some(body));
+    for bad in [
+        json!({"keypair": {"name": "k", "public_key": "ssh-ed25519 AAAA"}}),
+        json!({"keypair": {"name": "k/1"}}),
+        json!({"keypair": {"name": ""}}),
+        json!({"keypair": {"name": "k", "type": "x509"}}),
+        json!({"keypair": {}}),
+    ] {
+        let (st, v) = keypair(bad.clone());
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert!(v["badRequest"]["message"].is_string(), "{v}");
+    }
+    let (st, v) = nova.call("GET", "/os-keypairs/nothing", None);
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(nova.call("DELETE", "/os-keypairs/nothing", None).0, 404);
+    // Sixteen racing creators of one name: exactly one wins.
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| keypair(json!({"keypair": {"name": "raced"}})).0))
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|s| **s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|s| **s == 409).count(),
+        15,
+        "{answers:?}"
+    );
+    let with = |extra: Value| {
+        let mut body = server(&image, "1");
+        body["server"]
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        create(body)
+    };
+    let (st, v) = with(json!({"key_name": "no-such-key"}));
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["badRequest"]["message"], "Invalid key_name provided.");
+    let (st, v) = with(json!({"user_data": "not base64!"}));
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = with(json!({"user_data": "QUFB".repeat(16384)}));
+    assert_eq!(st, 400, "user data over 65535 characters: {v}");
+    let (st, v) = with(json!({"config_drive": "maybe"}));
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(nova.call("DELETE", "/os-keypairs/raced", None).0, 202);
+    let (_, listed) = nova.call("GET", "/servers", None);
+    assert_eq!(listed["servers"], json!([]), "a refused server was made");
+
     // An image still queued: 409.
     let queued = g.create(json!({"name": "q", "disk_format": "raw", "container_format": "bare"}));
     let (st, v) = create(server(&queued, "1"));
@@ -737,6 +791,102 @@ fn bad_requests_get_nova_faults_and_boot_nothing() {
         .join(format!("compute-host/instances/{bad}"))
         .exists());
     delete_all(&nova, &[first, bad]);
+}
+
+#[test]
+fn the_nubo_server_cli_launches_with_a_key_and_user_data() {
+    let c = Cluster::start(1);
+    let g = Glance::new(&c);
+    let image = upload_image(&g, "idle", "raw", &idle_marker_disk("NUBO-CLI-UP", 1 << 20));
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = c.nubo_server().args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = cli(args);
+        assert!(ok, "nubo server {args:?}: {err}");
+        out
+    };
+    // A key pair made by the API, its private key written 0600; one
+    // imported from ssh-keygen.
+    let private = dir.path().join("made");
+    let made = ok(&[
+        "keypair",
+        "create",
+        "made",
+        "--private-key",
+        private.to_str().unwrap(),
+    ]);
+    assert!(made.starts_with("made "), "{made}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&private).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    common::run_ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.path().join("id")),
+    );
+    ok(&[
+        "keypair",
+        "import",
+        "mine",
+        "--public-key",
+        dir.path().join("id.pub").to_str().unwrap(),
+    ]);
+    let listed = ok(&["keypair", "list"]);
+    assert!(
+        listed.contains("made ") && listed.contains("mine "),
+        "{listed}"
+    );
+    let (refused, _, err) = cli(&["keypair", "create", "made"]);
+    assert!(!refused && err.contains("already exists"), "{err}");
+    ok(&["keypair", "delete", "made"]);
+    assert!(!ok(&["keypair", "list"]).contains("made "));
+
+    // A server with the imported key and user data, waited for.
+    std::fs::write(dir.path().join("user-data"), "#cloud-config\n").unwrap();
+    let created = ok(&[
+        "create",
+        "cli-vm",
+        "--image",
+        &image,
+        "--flavor",
+        "m1.tiny",
+        "--key-name",
+        "mine",
+        "--user-data",
+        dir.path().join("user-data").to_str().unwrap(),
+        "--wait",
+        "120",
+    ]);
+    let id = created.split_whitespace().next().unwrap().to_string();
+    assert!(created.contains(" ACTIVE"), "{created}");
+    let listed = ok(&["list"]);
+    assert!(listed.contains(&id) && listed.contains("mine"), "{listed}");
+    let shown: Value = serde_json::from_str(&ok(&["show", &id])).unwrap();
+    assert_eq!(shown["key_name"], "mine");
+    let nova = Nova::new(&c);
+    nova.wait_console(&id, "NUBO-CLI-UP", 1, BOOT);
+    assert!(ok(&["console-log", &id]).contains("NUBO-CLI-UP"));
+    let (refused, _, err) = cli(&[
+        "create",
+        "x",
+        "--image",
+        &image,
+        "--flavor",
+        "m1.tiny",
+        "--key-name",
+        "gone",
+    ]);
+    assert!(!refused && err.contains("Invalid key_name"), "{err}");
+    ok(&["delete", &id]);
+    nova.wait_gone(&id, BOOT);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::config::AgentConfig;
 use crate::driver::libvirt::LibvirtDriver;
 use crate::driver::qemu::QemuDriver;
 use crate::driver::{console_tail, Driver, DriverError, InstanceSpec, PowerState};
-use crate::instance::{Flavor, InstanceReport};
+use crate::instance::{Flavor, GuestData, InstanceReport};
 use crate::rest::call;
 use crate::template_cache::{ImageRef, TemplateCache};
 use http::{Method, Request, Response, StatusCode};
@@ -42,6 +42,12 @@ pub struct Placed {
     pub flavor: Flavor,
     pub group: Option<String>,
     pub created: String,
+    /// The server's metadata (Nova's `meta` in the guest's metadata).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// What the guest is given: key, user data, a config drive.
+    #[serde(default)]
+    pub guest: GuestData,
 }
 
 /// What the API sends to launch an instance.
@@ -225,6 +231,7 @@ impl Agent {
             ram_mb: p.flavor.ram,
             disk: dir.join("disk.qcow2"),
             console_log: dir.join("console.log"),
+            config_drive: p.guest.config_drive.then(|| dir.join("disk.config")),
         }
     }
 
@@ -341,6 +348,16 @@ impl Agent {
         blocking(|| -> Result<(), String> {
             crate::overlay::create(&base, format, &spec.disk, p.flavor.disk << 30)
                 .map_err(|e| e.to_string())?;
+            if let Some(drive) = &spec.config_drive {
+                let mut random_seed = [0u8; 512];
+                getrandom::fill(&mut random_seed).expect("the OS random source works");
+                let view = crate::metadata::GuestView {
+                    instance: p,
+                    availability_zone: &self.config.availability_zone,
+                    random_seed: &random_seed,
+                };
+                crate::config_drive::write(drive, &view.files()).map_err(|e| e.to_string())?;
+            }
             // The record first: a host that stops half-way still knows the
             // instance, and reports it.
             let record = self.dir(&p.id).join("instance.json");

@@ -339,6 +339,8 @@ impl Compute {
                     flavor: server.flavor.clone(),
                     group: server.group.clone(),
                     created: server.created.clone(),
+                    metadata: server.metadata.clone(),
+                    guest: server.guest.clone(),
                 },
                 registry_url: self.config.registry_url.clone(),
                 token: token.clone(),
@@ -648,6 +650,8 @@ impl Compute {
                     created: rep.created.clone(),
                     updated: now_iso8601(),
                     launched_at: Some(rep.created.clone()),
+                    // The host's report carries no key or user data.
+                    guest: Default::default(),
                 })?;
             }
             Resolution::Reap(id) => {

@@ -1,6 +1,6 @@
 //! The compute API's records, as JSON under a key per kind
-//! (`flavor/<id>`, `server/<id>`, `host/<name>`) in the shared
-//! [`JsonStore`] (each write synced).
+//! (`flavor/<id>`, `server/<id>`, `host/<name>`, `keypair/<user>/<name>`)
+//! in the shared [`JsonStore`] (each write synced).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,6 +13,8 @@ pub enum Kind {
     Flavor,
     Server,
     Host,
+    /// Key pairs, by `<hex of the user id>/<name>`: a user's own prefix.
+    KeyPair,
 }
 
 impl Kind {
@@ -21,6 +23,7 @@ impl Kind {
             Kind::Flavor => "flavor/",
             Kind::Server => "server/",
             Kind::Host => "host/",
+            Kind::KeyPair => "keypair/",
         }
     }
 
@@ -48,6 +51,16 @@ impl ComputeDb {
         self.store.put(&kind.key(id), value)
     }
 
+    /// Writes a new record; `false` (and nothing written) if the id is taken.
+    pub fn insert<T: Serialize>(
+        &self,
+        kind: Kind,
+        id: &str,
+        value: &T,
+    ) -> Result<bool, StoreError> {
+        self.store.insert(&kind.key(id), value)
+    }
+
     pub fn delete(&self, kind: Kind, id: &str) -> Result<(), StoreError> {
         self.store.delete(&kind.key(id))
     }
@@ -55,6 +68,15 @@ impl ComputeDb {
     /// Every record of a kind, in key order.
     pub fn all<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, StoreError> {
         self.store.scan(kind.prefix())
+    }
+
+    /// The records of a kind whose ids start with `prefix`, in key order.
+    pub fn all_under<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        self.store.scan(&kind.key(prefix))
     }
 }
 

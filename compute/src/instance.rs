@@ -156,6 +156,44 @@ pub struct Server {
     pub created: String,
     pub updated: String,
     pub launched_at: Option<String>,
+    /// What the guest receives through its metadata.
+    #[serde(default)]
+    pub guest: GuestData,
+}
+
+/// What an instance is given at launch for its guest to read (cloud-init's
+/// metadata): its key and user data, kept as they were at launch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestData {
+    /// The key pair named at launch, and its public key then.
+    pub key_name: Option<String>,
+    pub public_key: Option<String>,
+    /// `user_data` as the client sent it (base64).
+    pub user_data: Option<String>,
+    /// Whether the guest gets a config drive ([`crate::config_drive`]).
+    #[serde(default)]
+    pub config_drive: bool,
+}
+
+/// The most `user_data` Nova takes, base64-encoded.
+pub const MAX_USER_DATA: usize = 65535;
+
+/// `user_data` decoded, checked as Nova checks it: base64 (line breaks
+/// allowed, as `base64` writes them), at most [`MAX_USER_DATA`]
+/// characters so encoded.
+pub fn decode_user_data(encoded: &str) -> Result<Vec<u8>, &'static str> {
+    use base64::Engine;
+    if encoded.len() > MAX_USER_DATA {
+        return Err("Invalid input for field/attribute user_data. Value is too long.");
+    }
+    let compact: Vec<u8> = encoded
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| "User data needs to be valid base 64.")
 }
 
 impl Server {
@@ -368,6 +406,19 @@ pub fn confirmed(
 mod tests {
     use super::*;
 
+    #[test]
+    fn user_data_is_base64_within_nova_s_limit() {
+        assert_eq!(decode_user_data("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_user_data("aGVs\nbG8=\n").unwrap(), b"hello");
+        assert_eq!(decode_user_data("").unwrap(), b"");
+        assert!(decode_user_data("not base64!").is_err());
+        assert!(decode_user_data("aGVsbG8").is_err(), "unpadded");
+        let fits = "QUFB".repeat(MAX_USER_DATA / 4);
+        assert!(decode_user_data(&fits).is_ok());
+        let over = "QUFB".repeat(MAX_USER_DATA / 4 + 1);
+        assert!(decode_user_data(&over).unwrap_err().contains("too long"));
+    }
+
     fn server(id: &str, vm: VmState, task: Option<TaskState>, host: Option<&str>) -> Server {
         Server {
             id: id.into(),
@@ -392,6 +443,7 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             updated: "2026-01-01T00:00:00Z".into(),
             launched_at: None,
+            guest: GuestData::default(),
         }
     }
 

@@ -3,7 +3,8 @@
 //! and cloned as qcow2 copy-on-write overlays.
 //!
 //! The pure cores: [`scheduler`] (filters and weighers), [`instance`]
-//! (Nova's states, allowed actions, reconciliation). The shells: [`api`]
+//! (Nova's states, allowed actions, reconciliation), [`keypairs`] (SSH
+//! keys: names, parsing, fingerprints). The shells: [`api`]
 //! (HTTP) over [`conductor`] (build, retry, actions, heartbeats) and
 //! [`db`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
 //! [`template_cache`] and [`overlay`]. [`boot_disk`] builds the tiny guest
@@ -18,9 +19,12 @@ pub mod api;
 pub mod boot_disk;
 pub mod conductor;
 pub mod config;
+pub mod config_drive;
 pub mod db;
 pub mod driver;
 pub mod instance;
+pub mod keypairs;
+pub mod metadata;
 pub mod overlay;
 pub mod rest;
 pub mod scheduler;

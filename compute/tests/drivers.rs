@@ -29,6 +29,7 @@ fn spec(dir: &Path, name: &str, base: &Path) -> InstanceSpec {
         ram_mb: 64,
         disk,
         console_log: dir.join(format!("{name}.log")),
+        config_drive: None,
     }
 }
 

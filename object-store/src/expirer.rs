@@ -54,7 +54,8 @@ fn expire_device(state: &NodeState, dev: &Device, now: u64) -> ExpireStats {
         let at = Timestamp::from_secs(rec.delete_at.unwrap_or(now))
             .max(Timestamp(rec.meta_timestamp.max(rec.timestamp).0 + 1));
         let tombstone = ObjectRecord::tombstone(&rec.account, &rec.container, &rec.object, at);
-        let (_, cpart) = ring.locate(&[&rec.account, &rec.container]);
+        let placed = crate::version_names::container_placement(&rec.container);
+        let (_, cpart) = ring.locate(&[&rec.account, placed]);
         let owed: Vec<PendingUpdate> = ring
             .primaries(cpart)
             .map(|d| PendingUpdate {

@@ -5,7 +5,9 @@
 //! [`object_server`], [`container_server`] and [`account_server`]; bodies
 //! live in [`object_files`], records in [`device_db`] (RocksDB); the
 //! [`updater`] delivers listing updates owed to other nodes; [`write_locks`]
-//! serializes conditional writes of one name.
+//! serializes conditional writes of one name. [`version_names`] is what
+//! nodes and proxies both know of object versions: their names and where
+//! the ring places them.
 //!
 //! Proxy: [`proxy`] (quorum reads and writes in [`proxy::backend`]) and the
 //! [`swift`] API on top of it.
@@ -36,4 +38,5 @@ pub(crate) mod s3;
 pub mod storage_node;
 pub(crate) mod swift;
 pub(crate) mod updater;
+pub(crate) mod version_names;
 pub(crate) mod write_locks;

@@ -4,12 +4,14 @@
 //! [`crate::object_body`], which checks every byte before it is sent.
 
 use crate::body_hashes::BodyHasher;
-use crate::device_db::{DbError, DbResult, MetaChange, SyncTicket};
+use crate::device_db::{DbError, DbResult, LinkWrite, MetaChange, SyncTicket};
 use crate::object_body::{StoredBody, Unreadable};
 use crate::records::{
-    ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget, Update, INLINE_MAX,
+    LinkOutcome, ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget,
+    Update, VersionLink, INLINE_MAX, LINK_HEADER, LINK_ROW_HEADER,
 };
 use crate::storage_node::{Device, Target};
+use crate::version_names;
 use crate::write_locks;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -153,6 +155,96 @@ fn owed_updates(
             immediate: true,
         })
         .collect())
+}
+
+/// A link to write with the version a PUT stores.
+struct RequestedLink {
+    hash: NameHash,
+    record: ObjectRecord,
+    owed: Vec<PendingUpdate>,
+    row: ObjectRow,
+}
+
+/// The link a versioned PUT asks for, checked to be of the version's own
+/// object (placed with it, so on this partition): the object's current
+/// record, an empty link with the version's timestamp.
+fn requested_link(
+    headers: &HeaderMap,
+    t: &Target<'_>,
+    ts: Timestamp,
+) -> Result<Option<RequestedLink>, Response<Body>> {
+    let Some(raw) = header_str(headers, LINK_HEADER) else {
+        return Ok(None);
+    };
+    let link: VersionLink = serde_json::from_str(&raw)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("bad {LINK_HEADER}: {e}")))?;
+    let (account, container, object) = (&t.names[0], &t.names[1], &t.names[2]);
+    if *container == link.container
+        || version_names::placement(container, object) != (&link.container, &link.object)
+    {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            "a version link must be of the version's own object",
+        ));
+    }
+    let hash = t
+        .state
+        .ring()
+        .hasher()
+        .object(account, &link.container, &link.object);
+    let mut stored = link.headers;
+    stored.insert(version_names::LINK_MARK.into(), "1".into());
+    // Listed as the version it stands for.
+    let listed = |name: &str| {
+        stored.get(&format!(
+            "x-object-sysmeta-container-update-override-{name}"
+        ))
+    };
+    let (blake3, chunk_hashes) = BodyHasher::default().finish();
+    let empty_md5 = hex::encode(Md5::digest(b""));
+    let row = ObjectRow {
+        timestamp: ts,
+        deleted: false,
+        size: listed("size").and_then(|v| v.parse().ok()).unwrap_or(0),
+        etag: listed("etag").cloned().unwrap_or_else(|| empty_md5.clone()),
+        content_type: link.content_type.clone(),
+    };
+    let owed = link
+        .targets
+        .into_iter()
+        .map(|target| PendingUpdate {
+            target,
+            update: Update::ObjectRow {
+                account: account.clone(),
+                container: link.container.clone(),
+                object: link.object.clone(),
+                row: row.clone(),
+            },
+            immediate: true,
+        })
+        .collect();
+    let record = ObjectRecord {
+        account: account.clone(),
+        container: link.container,
+        object: link.object,
+        timestamp: ts,
+        kind: ObjectKind::Data,
+        size: 0,
+        etag: empty_md5,
+        blake3: blake3.to_hex().to_string(),
+        chunk_hashes,
+        inline: true,
+        content_type: link.content_type,
+        headers: stored,
+        meta_timestamp: ts,
+        delete_at: None,
+    };
+    Ok(Some(RequestedLink {
+        hash,
+        record,
+        owed,
+        row,
+    }))
 }
 
 async fn put(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {
@@ -329,6 +421,10 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
         Ok(o) => o,
         Err(r) => return r,
     };
+    let link = match requested_link(&headers, &t, ts) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let dest = t.device.files.data_path(t.partition, &hash, ts);
     if let Some(temp) = temp {
         if let Err(e) = temp.commit(dest.clone()).await {
@@ -370,17 +466,41 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
         }
     }
     let result = commit(&dev, move |d| {
-        d.db.write_object(part, &hash, &record, body.as_deref(), &owed)
+        let written = match &link {
+            None => {
+                d.db.write_object(part, &hash, &record, body.as_deref(), &owed)
+            }
+            Some(l) => {
+                let write = LinkWrite {
+                    hash: l.hash,
+                    record: &l.record,
+                    owed: &l.owed,
+                };
+                let (old, outcome, ticket) =
+                    d.db.write_version(part, &hash, &record, body.as_deref(), &owed, Some(&write))?;
+                let row = (outcome == Some(LinkOutcome::Linked))
+                    .then(|| serde_json::to_string(&l.row).ok())
+                    .flatten();
+                return Ok(((old, outcome, row), ticket));
+            }
+        };
+        written.map(|(old, ticket)| ((old, None, None), ticket))
     })
     .await;
     match result {
-        Ok(old) => {
+        Ok((old, link_outcome, link_row)) => {
             t.state.updates_queued.notify_one();
             if let Some(old) = old.filter(|o| o.kind == ObjectKind::Data && !o.inline) {
                 t.device.files.remove(part, &hash, old.timestamp).await;
             }
             let mut r = status(StatusCode::CREATED);
             set_header(r.headers_mut(), "etag", &etag);
+            if let Some(o) = link_outcome {
+                set_header(r.headers_mut(), LINK_HEADER, o.as_str());
+            }
+            if let Some(row) = link_row {
+                set_header(r.headers_mut(), LINK_ROW_HEADER, &row);
+            }
             with_row(r, row)
         }
         Err(e) => {
@@ -397,17 +517,18 @@ async fn put(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
 
 /// Runs an object write on the blocking pool, then waits for its WAL sync
 /// (shared with concurrent writers) without holding a thread. Returns the
-/// version replaced, whose file may go now. A conflict is answered only
+/// commit's result (with the version replaced, whose file may go now). A
+/// conflict is answered only
 /// once the newer version it lost to is durable too.
-async fn commit(
+async fn commit<T: Send + 'static>(
     dev: &Arc<Device>,
-    write: impl FnOnce(&Device) -> DbResult<(Option<ObjectRecord>, SyncTicket)> + Send + 'static,
-) -> DbResult<Option<ObjectRecord>> {
+    write: impl FnOnce(&Device) -> DbResult<(T, SyncTicket)> + Send + 'static,
+) -> DbResult<T> {
     let d = dev.clone();
     let written = tokio::task::spawn_blocking(move || write(&d))
         .await
         .expect("object write panicked");
-    let (old, ticket) = match written {
+    let (out, ticket) = match written {
         Ok(w) => w,
         Err(DbError::Conflict(ts)) => {
             dev.db.durable(dev.db.sync_point()).await?;
@@ -416,7 +537,7 @@ async fn commit(
         Err(e) => return Err(e),
     };
     dev.db.durable(ticket).await?;
-    Ok(old)
+    Ok(out)
 }
 
 /// Bodies up to this size are received in memory and written in one go.

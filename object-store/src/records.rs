@@ -146,6 +146,62 @@ pub struct ObjectRow {
     pub content_type: String,
 }
 
+/// The header of a versioned PUT that asks for a [`VersionLink`], and of
+/// the answer that says what became of it ([`LinkOutcome`]).
+pub const LINK_HEADER: &str = "x-nubo-version-link";
+/// The listing row of a link made current (as `x-nubo-listing-row` is the
+/// version's), for the proxy to make visible before it acknowledges.
+pub const LINK_ROW_HEADER: &str = "x-nubo-link-row";
+
+/// What a versioned PUT asks a node to make of the version's object (the
+/// `x-nubo-version-link` header): its current record, a link to the
+/// version, written in the version's batch with the version's timestamp.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VersionLink {
+    /// The container the versions are of, and the object.
+    pub container: String,
+    pub object: String,
+    pub content_type: String,
+    /// The link's stored headers (its target, the listing overrides).
+    pub headers: BTreeMap<String, String>,
+    /// The container servers this replica owes the link's listing row.
+    pub targets: Vec<Target>,
+}
+
+/// What became of a [`VersionLink`] on one device (the
+/// `x-nubo-version-link` header of the node's answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// The link is the object's current record.
+    Linked,
+    /// A newer current record (a racing writer's) stays.
+    Older,
+    /// The current record is a plain object, the null version, which the
+    /// proxy keeps as a version before it links.
+    NullCurrent,
+}
+
+impl LinkOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkOutcome::Linked => "linked",
+            LinkOutcome::Older => "older",
+            LinkOutcome::NullCurrent => "null-current",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LinkOutcome> {
+        [
+            LinkOutcome::Linked,
+            LinkOutcome::Older,
+            LinkOutcome::NullCurrent,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct AccountRecord {
     pub account: String,

@@ -143,6 +143,31 @@ for round_ in range(10):
     assert listed[0]["VersionId"] == newest and listed[0]["IsLatest"], (listed, newest)
     assert s3.head_object(Bucket=B, Key=key)["VersionId"] == newest, round_
 
+# Racing writers and deleters: every PUT is a version, every DELETE a
+# marker, and the newest of them all is current (a marker: no object).
+def write_or_delete(key, i):
+    if i % 3 == 2:
+        r = s3.delete_object(Bucket=B, Key=key)
+        assert r.get("DeleteMarker"), r
+        return ("marker", r["VersionId"])
+    return ("version", s3.put_object(Bucket=B, Key=key, Body=b"m%d" % i)["VersionId"])
+
+for round_ in range(10):
+    key = f"mixed-{round_}"
+    with ThreadPoolExecutor(6) as pool:
+        made = list(pool.map(lambda i: write_or_delete(key, i), range(6)))
+    kind, newest = max(made, key=lambda m: float(m[1]))
+    page = s3.list_object_versions(Bucket=B, Prefix=key)
+    listed = page.get("Versions", []) + page.get("DeleteMarkers", [])
+    assert sorted(v["VersionId"] for v in listed) == sorted(m[1] for m in made), (listed, made)
+    latest = [v["VersionId"] for v in listed if v["IsLatest"]]
+    assert latest == [newest], (latest, made)
+    if kind == "marker":
+        assert code(lambda: s3.head_object(Bucket=B, Key=key)) in ("404", "NoSuchKey"), (round_, made)
+    else:
+        assert s3.head_object(Bucket=B, Key=key)["VersionId"] == newest, (round_, made)
+        assert s3.get_object(Bucket=B, Key=key)["Body"].read() == b"m%d" % [m[1] for m in made].index(newest)
+
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"
 while True:

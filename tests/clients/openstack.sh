@@ -65,9 +65,35 @@ qemu-img create -q -f qcow2 "$W/disk.qcow2" 8M
 openstack image create --disk-format qcow2 --container-format bare --file "$W/disk.qcow2" os-qcow2 >/dev/null
 openstack image show os-qcow2 -f value -c disk_format | has -x qcow2 || fail "qcow2 image"
 
+# Key pairs: imported from a file, made by the CLI, per user.
+ssh-keygen -q -t ed25519 -N "" -C os-key -f "$W/id_os"
+openstack keypair create --public-key "$W/id_os.pub" os-key >/dev/null
+expected=$(ssh-keygen -l -E md5 -f "$W/id_os.pub" | awk '{print $2}' | sed 's/^MD5://')
+openstack keypair show os-key -f value -c fingerprint | has -x "$expected" \
+  || fail "keypair fingerprint: $(openstack keypair show os-key -f value -c fingerprint), want $expected"
+openstack keypair show --public-key os-key | has -F "$(cut -d' ' -f2 "$W/id_os.pub")" || fail "keypair public key"
+openstack keypair create os-made > "$W/made.pem"
+grep -q "PRIVATE KEY" "$W/made.pem" || fail "keypair create gave no private key"
+openstack keypair list -f value -c Name | sort | tr '\n' ' ' | has -x "os-key os-made " || fail "keypair list"
+if openstack keypair create --public-key "$W/id_os.pub" os-key >/dev/null 2>"$W/err"; then
+  fail "a second key pair of one name"
+fi
+has -i "already exists" "$W/err" || fail "duplicate key pair: $(cat "$W/err")"
+echo "ssh-ed25519 AAAAnotakey" > "$W/bad.pub"
+if openstack keypair create --public-key "$W/bad.pub" os-bad >/dev/null 2>&1; then fail "a malformed key accepted"; fi
+[ -z "$(alice keypair list -f value -c Name)" ] || fail "alice sees tester's key pairs"
+openstack keypair delete os-made
+openstack keypair list -f value -c Name | has -x os-made && fail "keypair delete"
+if openstack server create --image os-qcow2 --flavor m1.tiny --key-name no-such-key os-nokey >/dev/null 2>&1; then
+  fail "a server with an unknown key name"
+fi
+
 # A server from that image (an idle guest under software emulation).
-[ "$(openstack server create --image os-qcow2 --flavor m1.tiny --wait os-vm -f value -c status)" = ACTIVE ] \
+printf '#cloud-config\nruncmd: [echo hi]\n' > "$W/user-data"
+[ "$(openstack server create --image os-qcow2 --flavor m1.tiny --key-name os-key \
+      --user-data "$W/user-data" --wait os-vm -f value -c status)" = ACTIVE ] \
   || fail "server create --wait"
+openstack server show os-vm -f value -c key_name | has -x os-key || fail "server key_name"
 openstack server list -f value -c Name -c Status | has -x "os-vm ACTIVE" || fail "server list"
 openstack server show os-vm -f value -c status | has -x ACTIVE || fail "server show"
 openstack console log show os-vm >/dev/null || fail "console log show"

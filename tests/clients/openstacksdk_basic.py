@@ -29,4 +29,37 @@ assert conn.image.get_image(image.id).status == "active"
 assert "sdk-image" in [i.name for i in conn.image.images()]
 
 assert "m1.tiny" in [f.name for f in conn.compute.flavors()]
+
+# Key pairs: one the server generates (its private key given once), one
+# imported; duplicates and malformed keys refused as Nova refuses them.
+made = conn.compute.create_keypair(name="sdk-made")
+assert "PRIVATE KEY" in made.private_key, made
+assert made.public_key.startswith("ssh-ed25519 "), made.public_key
+shown = conn.compute.get_keypair("sdk-made")
+assert shown.fingerprint == made.fingerprint and shown.private_key is None, shown
+try:
+    conn.compute.create_keypair(name="sdk-made", public_key=made.public_key)
+    raise AssertionError("a second key pair of one name")
+except openstack.exceptions.ConflictException:
+    pass
+for bad_name, bad_key in [("sdk-bad", "ssh-rsa AAAA"), ("bad/name", made.public_key)]:
+    try:
+        conn.compute.create_keypair(name=bad_name, public_key=bad_key)
+        raise AssertionError(f"accepted {bad_name!r} {bad_key!r}")
+    except openstack.exceptions.BadRequestException:
+        pass
+imported = conn.compute.create_keypair(name="sdk key", public_key=made.public_key)
+assert imported.fingerprint == made.fingerprint
+# (openstack.sh, run before by the same user, leaves its own key.)
+def sdk_keys():
+    return sorted(k.name for k in conn.compute.keypairs() if k.name.startswith("sdk"))
+assert sdk_keys() == ["sdk key", "sdk-made"], sdk_keys()
+conn.compute.delete_keypair("sdk key")
+assert sdk_keys() == ["sdk-made"], sdk_keys()
+try:
+    conn.compute.get_keypair("sdk key")
+    raise AssertionError("a deleted key pair shown")
+except openstack.exceptions.NotFoundException:
+    pass
+conn.compute.delete_keypair("sdk-made")
 print("openstacksdk: ok")

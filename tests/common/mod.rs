@@ -293,6 +293,18 @@ impl Cluster {
         cmd
     }
 
+    /// `nubo server` against this cluster's compute API.
+    pub fn nubo_server(&self) -> Command {
+        let mut cmd = Command::new(nubo());
+        cmd.arg("server").args([
+            "--compute-url",
+            &format!("{}/v2.1", self.compute_url()),
+            "--auth-url",
+            &format!("{}/auth/v1.0", self.url()),
+        ]);
+        cmd
+    }
+
     /// The Keystone v3 API (`OS_AUTH_URL`).
     pub fn identity_url(&self) -> String {
         format!("http://127.0.0.1:{}/v3", self.identity_port)

@@ -45,7 +45,7 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
       <driver name='qemu' type='qcow2'/>
       <source file='{disk}'/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>{config_drive}
     <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>
   </devices>
 </domain>"#,
@@ -54,6 +54,14 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
         vcpus = spec.vcpus,
         disk = xml_escape(&spec.disk.to_string_lossy()),
         log = xml_escape(&spec.console_log.to_string_lossy()),
+        config_drive = spec
+            .config_drive
+            .as_ref()
+            .map(|d| format!(
+                "\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>",
+                xml_escape(&d.to_string_lossy())
+            ))
+            .unwrap_or_default(),
     )
 }
 
@@ -233,11 +241,25 @@ mod tests {
             ram_mb: 512,
             disk: "/data/a&b'.qcow2".into(),
             console_log: "/data/console.log".into(),
+            config_drive: None,
         };
         let xml = domain_xml(&spec, "qemu");
         assert!(xml.starts_with("<domain type='qemu'>"));
         assert!(xml.contains("<source file='/data/a&amp;b&apos;.qcow2'/>"));
         assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>512</memory>"));
         assert!(xml.contains("<target dev='vda' bus='virtio'/>"));
+        assert!(!xml.contains("vdb"));
+        // A config drive: the second disk, raw and read-only.
+        let with_drive = InstanceSpec {
+            config_drive: Some("/data/disk.config".into()),
+            ..spec
+        };
+        let xml = domain_xml(&with_drive, "qemu");
+        let vda = xml.find("dev='vda'").unwrap();
+        let drive = xml.find("<source file='/data/disk.config'/>").unwrap();
+        assert!(vda < drive, "the root disk comes first");
+        let rest = &xml[drive..];
+        assert!(rest.contains("<target dev='vdb' bus='virtio'/>") && rest.contains("<readonly/>"));
+        assert!(xml.contains("<driver name='qemu' type='raw'/>"));
     }
 }

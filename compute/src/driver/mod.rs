@@ -18,6 +18,9 @@ pub struct InstanceSpec {
     pub disk: PathBuf,
     /// Where the serial console is logged.
     pub console_log: PathBuf,
+    /// A config drive to attach read-only as the second disk.
+    #[serde(default)]
+    pub config_drive: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -165,24 +165,32 @@ impl Driver for QemuDriver {
             self.path(&spec.name, "json"),
             serde_json::to_vec(spec).expect("specs serialize"),
         )?;
-        let out = Command::new(&self.binary)
-            .args([
-                "-name",
-                &spec.name,
-                "-machine",
-                &format!("pc,accel={}", self.accel),
-            ])
-            .args([
-                "-m",
-                &spec.ram_mb.to_string(),
-                "-smp",
-                &spec.vcpus.to_string(),
-            ])
-            .arg("-drive")
-            .arg(format!(
-                "file={},format=qcow2,if=virtio",
-                qemu_opt(&spec.disk)
-            ))
+        let mut cmd = Command::new(&self.binary);
+        cmd.args([
+            "-name",
+            &spec.name,
+            "-machine",
+            &format!("pc,accel={}", self.accel),
+        ])
+        .args([
+            "-m",
+            &spec.ram_mb.to_string(),
+            "-smp",
+            &spec.vcpus.to_string(),
+        ])
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=qcow2,if=virtio",
+            qemu_opt(&spec.disk)
+        ));
+        // The second virtio disk (vdb), after the root disk (vda).
+        if let Some(drive) = &spec.config_drive {
+            cmd.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                qemu_opt(drive)
+            ));
+        }
+        let out = cmd
             // Appended, so the console survives a stop and start as
             // libvirt's does.
             .arg("-chardev")

@@ -21,7 +21,7 @@ mod queue;
 
 pub use group_sync::SyncTicket;
 pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica};
-pub use objects::MetaChange;
+pub use objects::{LinkWrite, MetaChange};
 
 use keyspace::Db;
 use rocksdb::Options;

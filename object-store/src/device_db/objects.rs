@@ -11,9 +11,10 @@
 //! record never points at a body that is not there. [`DeviceDb::objects`] walks every record of the device and
 //! yields errors rather than skipping them.
 
-use super::keyspace::{Durability, KeySpace};
+use super::keyspace::{Db, Durability, KeySpace};
 use super::{DbError, DbResult, DeviceDb, SyncTicket};
-use crate::records::{ObjectKind, ObjectRecord, PendingUpdate};
+use crate::records::{LinkOutcome, ObjectKind, ObjectRecord, PendingUpdate};
+use crate::version_names::is_version_link;
 use ring_tools::NameHash;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 use service_kit::timestamp::Timestamp;
@@ -59,6 +60,15 @@ fn object_key(part: u32, hash: &NameHash) -> Vec<u8> {
 
 fn body_key(part: u32, hash: &NameHash) -> Vec<u8> {
     INLINE_BODIES.key(&[&part.to_be_bytes(), &suffix_of(hash).to_be_bytes(), &hash.0])
+}
+
+/// The current record of an object that a version's write makes a link
+/// to that version, in the same batch ([`DeviceDb::write_version`]).
+pub struct LinkWrite<'a> {
+    pub hash: NameHash,
+    pub record: &'a ObjectRecord,
+    /// The link's listing rows.
+    pub owed: &'a [PendingUpdate],
 }
 
 /// One object record of a device, with where it lives.
@@ -121,10 +131,36 @@ impl DeviceDb {
         body: Option<&[u8]>,
         owed: &[PendingUpdate],
     ) -> DbResult<(Option<ObjectRecord>, SyncTicket)> {
+        let (old, _, ticket) = self.write_version(part, hash, record, body, owed, None)?;
+        Ok((old, ticket))
+    }
+
+    /// [`Self::write_object`] for a version, which may make its object's
+    /// current record a link to it in the same batch ([`LinkWrite`]): the
+    /// link is written unless the current record is as new or newer, or
+    /// is a plain object (a null version, which must first be kept as a
+    /// version: [`LinkOutcome::NullCurrent`]). The version is stored in
+    /// every case.
+    pub fn write_version(
+        &self,
+        part: u32,
+        hash: &NameHash,
+        record: &ObjectRecord,
+        body: Option<&[u8]>,
+        owed: &[PendingUpdate],
+        link: Option<&LinkWrite<'_>>,
+    ) -> DbResult<(Option<ObjectRecord>, Option<LinkOutcome>, SyncTicket)> {
         debug_assert_eq!(record.inline, body.is_some());
         let key = object_key(part, hash);
         let suffix = suffix_of(hash);
-        let _g = self.db.lock(&suffix_key(part, suffix));
+        // Both suffixes' stripes, in order (once if they share one).
+        let mut stripes = vec![Db::stripe(&suffix_key(part, suffix))];
+        if let Some(l) = link {
+            stripes.push(Db::stripe(&suffix_key(part, suffix_of(&l.hash))));
+        }
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _g: Vec<_> = stripes.iter().map(|s| self.db.lock_stripe(*s)).collect();
         let old = OBJECTS.get(&self.db, &key)?;
         if let Some(old) = &old {
             if old.timestamp >= record.timestamp {
@@ -132,19 +168,68 @@ impl DeviceDb {
             }
         }
         let mut batch = WriteBatch::default();
-        OBJECTS.put(&mut batch, &key, record);
+        let mut changed: Vec<(u16, Vec<u8>, &ObjectRecord)> = vec![(suffix, key.clone(), record)];
+        Self::put_record(&mut batch, part, hash, record, body, old.as_ref());
+        let _rows = self.queue_rows_into(&mut batch, owed);
+        let outcome = match link {
+            None => None,
+            Some(l) => {
+                let link_key = object_key(part, &l.hash);
+                let current = OBJECTS.get(&self.db, &link_key)?;
+                let outcome = match &current {
+                    Some(c) if c.timestamp >= l.record.timestamp => LinkOutcome::Older,
+                    Some(c) if c.kind == ObjectKind::Data && !is_version_link(c) => {
+                        LinkOutcome::NullCurrent
+                    }
+                    _ => LinkOutcome::Linked,
+                };
+                if outcome == LinkOutcome::Linked {
+                    Self::put_record(
+                        &mut batch,
+                        part,
+                        &l.hash,
+                        l.record,
+                        Some(b""),
+                        current.as_ref(),
+                    );
+                    let _rows = self.queue_rows_into(&mut batch, l.owed);
+                    changed.push((suffix_of(&l.hash), link_key, l.record));
+                }
+                Some(outcome)
+            }
+        };
+        let mut suffixes: Vec<u16> = changed.iter().map(|c| c.0).collect();
+        suffixes.dedup();
+        for s in suffixes {
+            let within: Vec<(&[u8], &ObjectRecord)> = changed
+                .iter()
+                .filter(|c| c.0 == s)
+                .map(|c| (&c.1[..], c.2))
+                .collect();
+            let suffix_hash = self
+                .suffix_hash_after(part, s, &[], &within)?
+                .expect("holds the new record");
+            batch.put(suffix_key(part, s), suffix_hash);
+        }
+        let ticket = self.db.write_unsynced(batch)?;
+        Ok((old, outcome, ticket))
+    }
+
+    /// A record and its inline body (if any) into `batch`, over `old`.
+    fn put_record(
+        batch: &mut WriteBatch,
+        part: u32,
+        hash: &NameHash,
+        record: &ObjectRecord,
+        body: Option<&[u8]>,
+        old: Option<&ObjectRecord>,
+    ) {
+        OBJECTS.put(batch, &object_key(part, hash), record);
         match body {
             Some(b) => batch.put(body_key(part, hash), b),
-            None if old.as_ref().is_some_and(|o| o.inline) => batch.delete(body_key(part, hash)),
+            None if old.is_some_and(|o| o.inline) => batch.delete(body_key(part, hash)),
             None => {}
         }
-        let _rows = self.queue_rows_into(&mut batch, owed);
-        let suffix_hash = self
-            .suffix_hash_after(part, suffix, &key, Some(record))?
-            .expect("holds the new record");
-        batch.put(suffix_key(part, suffix), suffix_hash);
-        let ticket = self.db.write_unsynced(batch)?;
-        Ok((old, ticket))
     }
 
     /// Changes an object's metadata (a POST) if `timestamp` is newer than
@@ -209,25 +294,24 @@ impl DeviceDb {
         Ok(rec)
     }
 
-    /// blake3 over the suffix's entries sorted by (name, timestamp, kind), as
-    /// they will be once the record under `key` is replaced by `new` (or
-    /// removed, when `new` is `None`); `None` when the suffix would be empty.
+    /// blake3 over the suffix's entries sorted by (name, timestamp, kind),
+    /// as they will be once the records under `removed` are gone and each
+    /// `(key, record)` of `new` is written; `None` when the suffix would be
+    /// empty.
     fn suffix_hash_after(
         &self,
         part: u32,
         suffix: u16,
-        key: &[u8],
-        new: Option<&ObjectRecord>,
+        removed: &[&[u8]],
+        new: &[(&[u8], &ObjectRecord)],
     ) -> DbResult<Option<[u8; 32]>> {
         let mut entries: Vec<(String, Timestamp, ObjectKind)> = OBJECTS
             .scan(&self.db, &suffix_prefix(part, suffix))?
             .into_iter()
-            .filter(|(k, _)| k[..] != *key)
+            .filter(|(k, _)| !removed.contains(&&k[..]) && !new.iter().any(|n| n.0 == &k[..]))
             .map(|(_, rec)| (full_name(&rec), rec.timestamp, rec.kind))
             .collect();
-        if let Some(p) = new {
-            entries.push((full_name(p), p.timestamp, p.kind));
-        }
+        entries.extend(new.iter().map(|(_, p)| (full_name(p), p.timestamp, p.kind)));
         Ok((!entries.is_empty()).then(|| hash_entries(entries)))
     }
 
@@ -347,7 +431,7 @@ impl DeviceDb {
                 if rec.inline {
                     batch.delete(body_key(part, hash));
                 }
-                match self.suffix_hash_after(part, suffix, &key, None)? {
+                match self.suffix_hash_after(part, suffix, &[&key[..]], &[])? {
                     Some(h) => batch.put(suffix_key(part, suffix), h),
                     None => batch.delete(suffix_key(part, suffix)),
                 }
@@ -463,6 +547,92 @@ mod tests {
         assert!(db.forget_object(3, &h, Timestamp(20)).unwrap());
         assert!(db.suffix_hashes(3).unwrap().is_empty());
         assert_eq!(db.object_partitions().unwrap(), Vec::<u32>::new());
+    }
+
+    /// The suffix hash a device would have with only these records, each
+    /// written on its own.
+    fn hashes_of(records: &[(&NameHash, &ObjectRecord, Option<&[u8]>)]) -> Vec<(u16, [u8; 32])> {
+        let (_dir, db) = open();
+        for (h, r, b) in records {
+            db.put_object_with_body(3, h, r, *b, &[]).unwrap();
+        }
+        db.suffix_hashes(3).unwrap()
+    }
+
+    #[test]
+    fn a_version_and_its_link_are_written_together_unless_something_newer_or_null_is_current() {
+        let (_dir, db) = open();
+        let version = |name: &str, ts| {
+            let mut r = record(name, ts, ObjectKind::Data);
+            r.inline = true;
+            r
+        };
+        let link = |ts| {
+            let mut r = version("obj", ts);
+            r.headers
+                .insert(crate::version_names::LINK_MARK.into(), "1".into());
+            r
+        };
+        let (v1, v2, v3, obj) = (hash_of("v1"), hash_of("v2"), hash_of("v3"), hash_of("obj"));
+        let write = |h: &NameHash, r: &ObjectRecord, l: &ObjectRecord| {
+            let w = LinkWrite {
+                hash: obj,
+                record: l,
+                owed: &[],
+            };
+            db.write_version(3, h, r, Some(b"body"), &[], Some(&w))
+                .map(|(_, outcome, _)| outcome)
+        };
+        // Nothing current: linked, both records and the suffix hashes as
+        // if each had been written alone.
+        assert_eq!(
+            write(&v2, &version("v2", 20), &link(20)).unwrap(),
+            Some(LinkOutcome::Linked)
+        );
+        assert_eq!(
+            db.object(3, &obj).unwrap().unwrap().timestamp,
+            Timestamp(20)
+        );
+        assert_eq!(db.inline_body(3, &obj).unwrap().as_deref(), Some(&b""[..]));
+        assert_eq!(
+            db.suffix_hashes(3).unwrap(),
+            hashes_of(&[
+                (&v2, &version("v2", 20), Some(b"body")),
+                (&obj, &link(20), Some(b"")),
+            ])
+        );
+        // An older version is stored, its link is not.
+        assert_eq!(
+            write(&v1, &version("v1", 10), &link(10)).unwrap(),
+            Some(LinkOutcome::Older)
+        );
+        assert!(db.object(3, &v1).unwrap().is_some());
+        assert_eq!(
+            db.object(3, &obj).unwrap().unwrap().timestamp,
+            Timestamp(20)
+        );
+        // A plain object current (the null version) is never replaced.
+        db.put_object_with_body(3, &obj, &version("obj", 25), Some(b"null"), &[])
+            .unwrap();
+        assert_eq!(
+            write(&v3, &version("v3", 30), &link(30)).unwrap(),
+            Some(LinkOutcome::NullCurrent)
+        );
+        assert!(db.object(3, &v3).unwrap().is_some());
+        assert_eq!(
+            db.inline_body(3, &obj).unwrap().as_deref(),
+            Some(&b"null"[..])
+        );
+        // A version older than one stored under its own name conflicts,
+        // and nothing is written.
+        assert!(matches!(
+            write(&v3, &version("v3", 30), &link(31)),
+            Err(DbError::Conflict(_))
+        ));
+        assert_eq!(
+            db.object(3, &obj).unwrap().unwrap().timestamp,
+            Timestamp(25)
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use super::checksums::{Algorithm, ChecksumCheck, Hasher};
 use super::encryption::{self, Key, Sealer};
 use super::limits::MAX_OBJECT_SIZE;
-use crate::records::Target as UpdateTarget;
+use crate::records::{LinkOutcome, Target as UpdateTarget, LINK_HEADER, LINK_ROW_HEADER};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -208,6 +208,10 @@ struct NodeAnswer {
     etag: Option<String>,
     /// The listing row the write queued (`x-nubo-listing-row`).
     row: Option<String>,
+    /// What became of the version link the write asked for.
+    link: Option<LinkOutcome>,
+    /// The listing row of the link, when it was made current.
+    link_row: Option<String>,
 }
 
 impl NodeAnswer {
@@ -216,6 +220,8 @@ impl NodeAnswer {
             status: resp.status(),
             etag: header_str(resp.headers(), "etag").map(|e| e.into_owned()),
             row: header_str(resp.headers(), "x-nubo-listing-row").map(|e| e.into_owned()),
+            link: header_str(resp.headers(), LINK_HEADER).and_then(|v| LinkOutcome::parse(&v)),
+            link_row: header_str(resp.headers(), LINK_ROW_HEADER).map(|e| e.into_owned()),
         }
     }
 }
@@ -264,6 +270,20 @@ impl Path {
         }
     }
 
+    /// The components the ring places this record by: a version with its
+    /// object, a versions container with its container
+    /// ([`crate::version_names`]).
+    fn placement(&self) -> Vec<&str> {
+        match self {
+            Path::Object(a, c, o) => {
+                let (c, o) = crate::version_names::placement(c, o);
+                vec![a, c, o]
+            }
+            Path::Container(a, c) => vec![a, crate::version_names::container_placement(c)],
+            Path::Account(_) => self.components(),
+        }
+    }
+
     fn internal(&self, device: &str, part: u32) -> String {
         let enc = service_kit::http_util::encode;
         let kind = match self {
@@ -292,6 +312,10 @@ pub struct WriteOutcome {
     pub row: Option<crate::records::ObjectRow>,
     /// The S3 checksum the proxy computed and checked for the body.
     pub checksum: Option<(Algorithm, String)>,
+    /// For a version whose nodes were asked to link it: what became of
+    /// the link ([`link_outcome`]), and its listing row once linked.
+    pub link: Option<LinkOutcome>,
+    pub link_row: Option<crate::records::ObjectRow>,
 }
 
 pub fn quorum(replicas: usize) -> usize {
@@ -320,7 +344,7 @@ impl Backend {
 
     /// Primaries then handoffs, and the partition.
     fn nodes(&self, ring: &Ring, path: &Path) -> (u32, Vec<Device>, usize) {
-        let (_, part) = ring.locate(&path.components());
+        let (_, part) = ring.locate(&path.placement());
         let replicas = ring.replicas();
         let mut nodes: Vec<Device> = ring.primaries(part).cloned().collect();
         nodes.extend(ring.handoffs(part).take(replicas * 2).cloned());
@@ -575,6 +599,8 @@ impl Backend {
                     statuses: vec![],
                     row: None,
                     checksum: None,
+                    link: None,
+                    link_row: None,
                 };
             }
             let mut out = summarize(early, replicas);
@@ -678,6 +704,8 @@ impl Backend {
                 statuses: vec![],
                 row: None,
                 checksum: None,
+                link: None,
+                link_row: None,
             };
         }
         let mut answers: Vec<_> = answers.into_iter().flatten().collect();
@@ -927,13 +955,42 @@ fn summarize(answers: Vec<NodeAnswer>, replicas: usize) -> WriteOutcome {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let link = link_outcome(&answers);
+    let link_row = answers
+        .iter()
+        .find_map(|a| a.link_row.as_deref())
+        .and_then(|r| serde_json::from_str(r).ok());
     WriteOutcome {
         status,
         etag,
         statuses,
         row,
         checksum: None,
+        link,
+        link_row,
     }
+}
+
+/// What became of a version link over the replicas that stored the
+/// version: made current only if every one of them linked it; a null
+/// version current anywhere must be kept first; otherwise something newer
+/// is current somewhere, and stays.
+fn link_outcome(answers: &[NodeAnswer]) -> Option<LinkOutcome> {
+    let stored: Vec<Option<LinkOutcome>> = answers
+        .iter()
+        .filter(|a| a.status.is_success())
+        .map(|a| a.link)
+        .collect();
+    if stored.is_empty() || stored.iter().all(|l| l.is_none()) {
+        return None;
+    }
+    Some(if stored.contains(&Some(LinkOutcome::NullCurrent)) {
+        LinkOutcome::NullCurrent
+    } else if stored.iter().all(|l| *l == Some(LinkOutcome::Linked)) {
+        LinkOutcome::Linked
+    } else {
+        LinkOutcome::Older
+    })
 }
 
 fn most_common(it: impl Iterator<Item = StatusCode>) -> StatusCode {
@@ -1076,6 +1133,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_link_counts_as_made_only_where_every_replica_that_stored_made_it() {
+        use LinkOutcome::*;
+        let answer = |status: u16, link| NodeAnswer {
+            status: StatusCode::from_u16(status).unwrap(),
+            etag: None,
+            row: None,
+            link,
+            link_row: None,
+        };
+        let of = |answers: &[NodeAnswer]| link_outcome(answers);
+        let linked = answer(201, Some(Linked));
+        assert_eq!(of(&[linked.clone(), linked.clone()]), Some(Linked));
+        // A failed replica's answer does not count.
+        assert_eq!(of(&[linked.clone(), answer(503, None)]), Some(Linked));
+        assert_eq!(of(&[linked.clone(), answer(201, Some(Older))]), Some(Older));
+        assert_eq!(
+            of(&[answer(201, Some(Older)), answer(201, Some(NullCurrent))]),
+            Some(NullCurrent)
+        );
+        // Not asked (or a node that does not know the header): the writer links.
+        assert_eq!(of(&[answer(201, None)]), None);
+        assert_eq!(of(&[linked.clone(), answer(201, None)]), Some(Older));
+        assert_eq!(of(&[answer(409, None)]), None);
+    }
+
+    #[test]
     fn a_served_range_comes_from_the_status_and_headers() {
         let mut h = HeaderMap::new();
         set_header(&mut h, "content-length", "10");
@@ -1102,6 +1185,8 @@ mod tests {
             status,
             etag: etag.map(str::to_string),
             row: None,
+            link: None,
+            link_row: None,
         };
         let ok = answer(StatusCode::CREATED, Some("e"));
         // Two writers raced: each replica holds this write or the newer.

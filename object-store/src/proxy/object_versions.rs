@@ -3,12 +3,10 @@
 //! `object_versioning`).
 //!
 //! A container's state (enabled, suspended) is its system metadata. Its
-//! versions live in a hidden container, `\0versions\0<container>` (no
-//! client can name it: names with NUL are refused), as
-//! `<object>\0<inverted time>` so that a listing gives each object's
-//! versions newest first; the null version (written while versioning was
-//! off or suspended) ends in `n`, and a delete marker is an empty object
-//! of Swift's marker type.
+//! versions live in a hidden container, named and placed as
+//! [`crate::version_names`] says; the null version is the one written
+//! while versioning was off or suspended, and a delete marker is an empty
+//! object of Swift's marker type.
 //!
 //! The object in the container itself is the current version:
 //! - a plain object: the null version, newer than every stored version;
@@ -20,7 +18,10 @@
 //! Every write keeps this so: a PUT with versioning enabled moves a null
 //! current object into the versions first, stores the new version and
 //! links it; a DELETE writes a marker and removes the current object;
-//! deleting a version relinks the newest one left.
+//! deleting a version relinks the newest one left. A new version's link
+//! and a marker's removal are dated at the version's or marker's own time,
+//! so that of racing writers the newest version or marker is current on
+//! every node, whatever order their writes arrive in.
 
 use super::containers::{ListQuery, ListTarget};
 use super::objects::{
@@ -29,7 +30,10 @@ use super::objects::{
 };
 use super::retention::{LockConfig, Retention};
 use super::symlinks::Link;
-use crate::records::ListingEntry;
+use crate::records::{LinkOutcome, ListingEntry, Target as UpdateTarget, VersionLink};
+use crate::version_names::LINK_MARK_KEY;
+pub use crate::version_names::{is_hidden, versions_container, NULL};
+use crate::version_names::{parse_version_name, version_name, Named};
 use http::HeaderMap;
 use service_kit::http_util::header_str;
 use service_kit::timestamp::Timestamp;
@@ -43,8 +47,6 @@ pub const STATE_HEADER: &str = "x-container-sysmeta-versions-enabled";
 pub const VERSION_ID_KEY: &str = "version-id";
 /// The content type of a delete marker (Swift's).
 pub const MARKER_TYPE: &str = "application/x-deleted;swift_versions_deleted=1";
-/// The id of the null version.
-pub const NULL: &str = "null";
 
 /// A container's versioning.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,57 +62,6 @@ impl State {
             Some("true") => State::Enabled,
             Some("false") => State::Suspended,
             _ => State::Off,
-        }
-    }
-}
-
-/// The hidden container of a container's versions.
-pub fn versions_container(container: &str) -> String {
-    format!("\0versions\0{container}")
-}
-
-/// Whether a container is hidden (a versions container).
-pub fn is_hidden(container: &str) -> bool {
-    container.starts_with('\0')
-}
-
-/// A version's name in the versions container.
-fn version_name(object: &str, at: Timestamp, null: bool) -> String {
-    format!(
-        "{object}\0{:020}{}",
-        u64::MAX - at.0,
-        if null { "n" } else { "" }
-    )
-}
-
-/// A version as its name in the versions container says.
-#[derive(Clone, Debug, PartialEq)]
-struct Named {
-    object: String,
-    at: Timestamp,
-    null: bool,
-}
-
-fn parse_version_name(name: &str) -> Option<Named> {
-    let (object, rest) = name.rsplit_once('\0')?;
-    let (digits, null) = match rest.strip_suffix('n') {
-        Some(d) => (d, true),
-        None => (rest, false),
-    };
-    let inverted: u64 = digits.parse().ok()?;
-    Some(Named {
-        object: object.to_string(),
-        at: Timestamp(u64::MAX - inverted),
-        null,
-    })
-}
-
-impl Named {
-    fn id(&self) -> String {
-        if self.null {
-            NULL.into()
-        } else {
-            self.at.to_string()
         }
     }
 }
@@ -217,6 +168,25 @@ impl Prepared {
         }
     }
 
+    /// The link the nodes are asked to make current with the version, in
+    /// the same write, when its size is known before it is sent.
+    pub(super) fn link_plan(
+        &self,
+        path: &ObjectPath,
+        content_type: &str,
+        size: Option<u64>,
+    ) -> Option<LinkPlan> {
+        match (self, size) {
+            (Prepared::Version { at, .. }, Some(size)) => Some(LinkPlan {
+                object: path.clone(),
+                at: *at,
+                content_type: content_type.to_string(),
+                size,
+            }),
+            _ => None,
+        }
+    }
+
     /// System metadata the stored object gets (where the write sets none
     /// of its own).
     pub(super) fn system(&self) -> Vec<(String, String)> {
@@ -231,6 +201,71 @@ impl Prepared {
             }
         }
     }
+}
+
+/// A version's link, written by the nodes with the version
+/// ([`crate::records::VersionLink`]): its timestamp is the version's, so
+/// that of racing writers the newest version's link wins on every node.
+pub(super) struct LinkPlan {
+    /// The object the version is of.
+    pub object: ObjectPath,
+    pub at: Timestamp,
+    content_type: String,
+    size: u64,
+}
+
+impl LinkPlan {
+    /// What one replica's node is asked to write, once the version's ETag
+    /// is known; `targets`: the container servers it owes the link's row.
+    pub(super) fn request(&self, etag: &str, targets: Vec<UpdateTarget>) -> VersionLink {
+        let id = self.at.to_string();
+        let version = Listed {
+            etag,
+            listed: etag,
+            size: self.size,
+            content_type: &self.content_type,
+            id: &id,
+        };
+        let target = version_path(
+            &self.object,
+            &version_name(&self.object.object, self.at, false),
+        );
+        VersionLink {
+            container: self.object.container.clone(),
+            object: self.object.object.clone(),
+            content_type: self.content_type.clone(),
+            headers: crate::object_server::stored_headers(
+                &link_meta(&target, &version).node_headers(),
+            ),
+            targets,
+        }
+    }
+}
+
+/// The metadata of a link to a stored version: a static link, listed as
+/// the version it stands for.
+fn link_meta(target: &ObjectPath, version: &Listed<'_>) -> ObjectMeta {
+    let link = Link {
+        container: target.container.clone(),
+        object: target.object.clone(),
+        account: None,
+        etag: Some(version.etag.to_string()),
+    };
+    let mut meta = ObjectMeta {
+        content_type: Some(version.content_type.to_string()),
+        ..Default::default()
+    };
+    meta.system.extend(link.system_meta(Some(version.size)));
+    meta.system.push((LINK_MARK_KEY.into(), "1".into()));
+    meta.system.push((
+        "container-update-override-size".into(),
+        version.size.to_string(),
+    ));
+    meta.system.push((
+        "container-update-override-etag".into(),
+        format!("{}; version_id={}", version.listed, version.id),
+    ));
+    meta
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -259,7 +294,8 @@ impl Objects {
                     Ok(Prepared::Plain { null_version: true })
                 }
                 State::Enabled => {
-                    self.keep_null_current(path).await?;
+                    // A null current object is kept as a version once the
+                    // nodes say there is one ([`LinkOutcome::NullCurrent`]).
                     let at = Timestamp::now();
                     let retention =
                         LockConfig::of(container)
@@ -279,11 +315,17 @@ impl Objects {
     /// `size`: the version's size, when the writer knows it (a chunked
     /// body's is read back); `listed`: its own listing ETag override (a
     /// large object's, with the ETags each API shows), kept by its link.
+    ///
+    /// `linked`: what the nodes made of the link they were asked to write
+    /// with the version ([`Prepared::link_plan`]); without one, or with a
+    /// null version current, the link is written here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn finish_write(
         &self,
         path: &ObjectPath,
         prepared: Prepared,
         mut written: Written,
+        linked: Option<LinkOutcome>,
         content_type: &str,
         size: Option<u64>,
         listed: Option<&str>,
@@ -296,6 +338,16 @@ impl Objects {
                 Ok(written)
             }
             Prepared::Version { at, .. } => {
+                written.version_id = Some(at.to_string());
+                match linked {
+                    // Current on every replica that stored it.
+                    Some(LinkOutcome::Linked) => return Ok(written),
+                    // A newer version's link or marker's removal is
+                    // current: its writer wrote it, at its own time, to
+                    // every replica, so it stays current everywhere.
+                    Some(LinkOutcome::Older) => return Ok(written),
+                    Some(LinkOutcome::NullCurrent) | None => self.keep_null_current(path).await?,
+                }
                 let target = version_path(path, &version_name(&path.object, at, false));
                 let size = match size {
                     Some(n) => n,
@@ -308,9 +360,7 @@ impl Objects {
                     content_type,
                     id: &at.to_string(),
                 };
-                self.link_current(path, &target, &version).await?;
-                self.settle(path, at).await?;
-                written.version_id = Some(at.to_string());
+                self.link_current(path, &target, &version, Some(at)).await?;
                 Ok(written)
             }
         }
@@ -321,35 +371,24 @@ impl Objects {
         Ok(read.info().length)
     }
 
-    /// Makes `path` a link to the stored version `target`.
+    /// Makes `path` a link to the stored version `target`, dated `at`
+    /// (the version's own time for a new version, so that the newest of
+    /// racing versions and markers is current on every node; now when the
+    /// current version goes back to an older one).
     async fn link_current(
         &self,
         path: &ObjectPath,
         target: &ObjectPath,
         version: &Listed<'_>,
+        at: Option<Timestamp>,
     ) -> ObjectResult<()> {
-        let link = Link {
-            container: target.container.clone(),
-            object: target.object.clone(),
-            account: None,
-            etag: Some(version.etag.to_string()),
+        let meta = link_meta(target, version);
+        let put = PutObject {
+            at,
+            ..PutObject::empty(path.clone(), meta)
         };
-        let mut meta = ObjectMeta {
-            content_type: Some(version.content_type.to_string()),
-            ..Default::default()
-        };
-        meta.system.extend(link.system_meta(Some(version.size)));
-        // Listed as the version it stands for.
-        meta.system.push((
-            "container-update-override-size".into(),
-            version.size.to_string(),
-        ));
-        meta.system.push((
-            "container-update-override-etag".into(),
-            format!("{}; version_id={}", version.listed, version.id),
-        ));
-        match self.write_plain(PutObject::empty(path.clone(), meta)).await {
-            // A racing writer's link is newer: settling sorts it out.
+        match self.write_plain(put).await {
+            // A racing writer's newer record stays current.
             Ok(_) | Err(ObjectError::Superseded { .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -357,26 +396,29 @@ impl Objects {
 
     /// With versioning enabled, a plain current object is the null
     /// version: it moves into the versions before anything replaces it.
-    async fn keep_null_current(&self, path: &ObjectPath) -> ObjectResult<()> {
-        let Some(current) = self.current(path).await? else {
-            return Ok(());
-        };
-        if Link::of(&current).is_some() {
-            return Ok(());
-        }
-        let at = header_str(&current, "x-timestamp")
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .unwrap_or_else(Timestamp::now);
-        let to = ObjectPath::new(
-            &path.account,
-            versions_container(&path.container),
-            version_name(&path.object, at, true),
-        );
-        let copied = self.copy(CopyObject::as_stored(path.clone(), to)).await;
-        match copied {
-            Ok(_) | Err(ObjectError::NoSuchObject) => Ok(()),
-            Err(e) => Err(e),
-        }
+    /// (Boxed: the copy is itself a write, which may end with this.)
+    fn keep_null_current<'a>(&'a self, path: &'a ObjectPath) -> Boxed<'a, ObjectResult<()>> {
+        Box::pin(async move {
+            let Some(current) = self.current(path).await? else {
+                return Ok(());
+            };
+            if Link::of(&current).is_some() {
+                return Ok(());
+            }
+            let at = header_str(&current, "x-timestamp")
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .unwrap_or_else(Timestamp::now);
+            let to = ObjectPath::new(
+                &path.account,
+                versions_container(&path.container),
+                version_name(&path.object, at, true),
+            );
+            let copied = self.copy(CopyObject::as_stored(path.clone(), to)).await;
+            match copied {
+                Ok(_) | Err(ObjectError::NoSuchObject) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// The current object's headers as stored (a link as itself).
@@ -460,8 +502,9 @@ impl Objects {
                     meta.system.push((VERSION_ID_KEY.into(), at.to_string()));
                 }
                 self.write_plain(PutObject::empty(marker, meta)).await?;
-                done_or_overtaken(self.remove(path).await)?;
-                self.settle(path, at).await?;
+                // At the marker's time, as a link is at its version's: the
+                // newer of a racing PUT and DELETE is current on every node.
+                done_or_overtaken(self.remove_at(path, at).await)?;
                 Ok(Deleted {
                     version_id: Some(if null { NULL.into() } else { at.to_string() }),
                     delete_marker: true,
@@ -502,19 +545,6 @@ impl Objects {
             version_id: Some(id.to_string()),
             delete_marker: marker,
         })
-    }
-
-    /// After this writer made version `mine` current: if a racing writer's
-    /// newer version (or marker) is stored, that one is made current
-    /// instead. Each writer looks after its own link write, so the last to
-    /// look sees every version stored before it and the newest wins, as it
-    /// would with one writer at a time.
-    async fn settle(&self, path: &ObjectPath, mine: Timestamp) -> ObjectResult<()> {
-        let newest = self.stored_versions(path, 1).await?.into_iter().next();
-        match newest {
-            Some((named, _)) if named.at != mine => self.relink(path).await,
-            _ => Ok(()),
-        }
     }
 
     /// Makes the newest stored version current, unless a null version is
@@ -560,7 +590,7 @@ impl Objects {
                     content_type,
                     id: &named.id(),
                 };
-                self.link_current(path, &target, &version).await
+                self.link_current(path, &target, &version, None).await
             }
             _ => done_or_overtaken(self.remove(path).await),
         }
@@ -762,28 +792,6 @@ fn done_or_overtaken(r: ObjectResult<()>) -> ObjectResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_sort_newest_first_and_parse_back() {
-        let old = version_name("a/b", Timestamp(100), false);
-        let new = version_name("a/b", Timestamp(200), false);
-        let null = version_name("a/b", Timestamp(150), true);
-        let mut names = vec![old.clone(), null.clone(), new.clone()];
-        names.sort();
-        assert_eq!(names, [new.clone(), null.clone(), old.clone()]);
-        let parsed = parse_version_name(&null).expect("parses");
-        assert_eq!(parsed.object, "a/b");
-        assert_eq!(parsed.at, Timestamp(150));
-        assert!(parsed.null);
-        assert_eq!(parsed.id(), NULL);
-        assert_eq!(
-            parse_version_name(&new).unwrap().id(),
-            Timestamp(200).to_string()
-        );
-        // A longer name with the same start sorts after every version.
-        assert!(version_name("a/b", Timestamp(1), false).as_str() < "a/b\u{1}");
-        assert!(parse_version_name("plain").is_none());
-    }
 
     #[test]
     fn states_from_metadata() {

@@ -19,13 +19,13 @@ use super::encryption::{
 };
 use super::limits::{check_metadata, MAX_MANIFEST_BYTES, MAX_OBJECT_SIZE};
 use super::manifest::StoredSegment;
-use super::object_versions::{is_hidden, Deleted, Prepared, State};
+use super::object_versions::{is_hidden, Deleted, LinkPlan, Prepared, State};
 use super::retention::LockConfig;
 use super::segments;
 use super::symlinks::Link;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
-use crate::records::{Target as UpdateTarget, INLINE_MAX};
+use crate::records::{LinkOutcome, ObjectRow, Target as UpdateTarget, INLINE_MAX, LINK_HEADER};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -297,6 +297,10 @@ pub struct PutObject {
     pub condition: Option<WriteCondition>,
     /// Server-side encryption of the body.
     pub sealing: Option<Sealing>,
+    /// The write's own time where it must be another record's (a version's
+    /// link is dated at its version, [`super::object_versions`]); `None`:
+    /// now. Never from a client.
+    pub at: Option<Timestamp>,
     pub body: Body,
 }
 
@@ -311,6 +315,7 @@ impl PutObject {
             expected_md5: None,
             condition: None,
             sealing: None,
+            at: None,
             body: empty(),
         }
     }
@@ -524,6 +529,16 @@ pub(crate) fn unix_now() -> u64 {
     Timestamp::now().secs()
 }
 
+/// A store's headers with the write's timestamp: the one its writer set
+/// ([`PutObject::at`]), else now.
+fn stamped(h: HeaderMap) -> HeaderMap {
+    if h.contains_key("x-timestamp") {
+        h
+    } else {
+        with_timestamp(h)
+    }
+}
+
 pub(super) fn with_timestamp(mut h: HeaderMap) -> HeaderMap {
     set_header(&mut h, "x-timestamp", &Timestamp::now().to_string());
     h
@@ -691,7 +706,8 @@ impl Objects {
     /// The container's primaries, as listing-row targets.
     fn container_replicas(&self, account: &str, container: &str) -> Vec<UpdateTarget> {
         let ring = self.backend.ring();
-        let (_, part) = ring.locate(&[account, container]);
+        let placed = crate::version_names::container_placement(container);
+        let (_, part) = ring.locate(&[account, placed]);
         ring.primaries(part)
             .map(|d| UpdateTarget {
                 addr: d.node_addr(),
@@ -706,22 +722,34 @@ impl Objects {
     /// after it shows it (the nodes keep the row queued and deliver it
     /// again durably). Waits at most `SYNC_DELIVERY` per replica.
     async fn list_at_once(&self, path: &ObjectPath, out: &WriteOutcome) {
-        let Some(row) = &out.row else { return };
-        let rows: Vec<(UpdateTarget, BatchedRow)> = self
-            .container_replicas(&path.account, &path.container)
-            .into_iter()
-            .map(|t| {
-                let batched = BatchedRow {
-                    partition: t.partition,
-                    account: path.account.clone(),
-                    container: path.container.clone(),
-                    object: path.object.clone(),
-                    row: row.clone(),
-                };
-                (t, batched)
+        if let Some(row) = &out.row {
+            self.list_rows_at_once(&[(path, row)]).await;
+        }
+    }
+
+    /// [`Self::list_at_once`] for rows of several objects, delivered
+    /// together (a version's and its link's reach the same container
+    /// servers, [`crate::version_names::container_placement`], in one
+    /// batch).
+    async fn list_rows_at_once(&self, rows: &[(&ObjectPath, &ObjectRow)]) {
+        let batched: Vec<(UpdateTarget, BatchedRow)> = rows
+            .iter()
+            .flat_map(|(path, row)| {
+                self.container_replicas(&path.account, &path.container)
+                    .into_iter()
+                    .map(|t| {
+                        let batched = BatchedRow {
+                            partition: t.partition,
+                            account: path.account.clone(),
+                            container: path.container.clone(),
+                            object: path.object.clone(),
+                            row: (*row).clone(),
+                        };
+                        (t, batched)
+                    })
             })
             .collect();
-        let listed = self.rows.deliver(rows).await;
+        let listed = self.rows.deliver(batched).await;
         crate::metrics::NodeMetrics::add(&self.backend.metrics.rows_listed_at_once, listed as u64);
     }
 
@@ -766,7 +794,7 @@ impl Objects {
             meta.content_type = Some(guess_content_type(&path.object).to_string());
         }
         let content_type = meta.content_type.clone().unwrap_or_default();
-        let (condition, length, body) = (req.condition, req.length, req.body);
+        let (condition, length, body, at) = (req.condition, req.length, req.body, req.at);
         let (mut expected_md5, checksum) = (req.expected_md5, req.checksum);
         let mut digests = BodyDigests::new(checksum);
         let mut stored_length = length;
@@ -798,6 +826,9 @@ impl Objects {
             };
             meta.add_missing_system(prepared.system());
             let mut h = meta.node_headers();
+            if let Some(at) = at {
+                set_header(&mut h, "x-timestamp", &at.to_string());
+            }
             if let Some(md5) = &expected_md5 {
                 set_header(&mut h, "etag", md5);
             }
@@ -806,9 +837,20 @@ impl Objects {
                 None => set_header(&mut h, "transfer-encoding", "chunked"),
             }
             let target = prepared.target(&path);
-            let written = self.store(&target, h, body, digests).await?;
-            self.finish_write(&path, prepared, written, &content_type, length, None)
-                .await
+            let link = prepared.link_plan(&path, &content_type, length);
+            let (written, linked) = self
+                .store_linked(&target, h, body, digests, link.as_ref())
+                .await?;
+            self.finish_write(
+                &path,
+                prepared,
+                written,
+                linked,
+                &content_type,
+                length,
+                None,
+            )
+            .await
         };
         match &condition {
             None => write.await,
@@ -888,8 +930,23 @@ impl Objects {
         path: &ObjectPath,
         h: HeaderMap,
         body: Body,
-        mut digests: BodyDigests,
+        digests: BodyDigests,
     ) -> ObjectResult<Written> {
+        Ok(self.store_linked(path, h, body, digests, None).await?.0)
+    }
+
+    /// [`Self::store`] of a version, whose nodes are asked to make it its
+    /// object's current version in the same write (`link`) where the body
+    /// is small enough to be read before it is sent: what became of that
+    /// link, `None` where it was not asked.
+    pub(super) async fn store_linked(
+        &self,
+        path: &ObjectPath,
+        h: HeaderMap,
+        body: Body,
+        mut digests: BodyDigests,
+        link: Option<&LinkPlan>,
+    ) -> ObjectResult<(Written, Option<LinkOutcome>)> {
         let targets = self.container_update_targets(&path.account, &path.container);
         let small = header_str(&h, "content-length")
             .and_then(|v| v.parse::<u64>().ok())
@@ -910,17 +967,30 @@ impl Objects {
                 let (tail, found) = digests.finish().map_err(|_| ObjectError::BadDigest)?;
                 bytes.extend_from_slice(&tail);
                 let bytes = bytes.freeze();
-                let mut h = h;
+                let mut h = stamped(h);
                 h.extend(found.headers);
+                // A version and its link carry the version's own time.
+                let links: Vec<String> = match link {
+                    Some(plan) => {
+                        set_header(&mut h, "x-timestamp", &plan.at.to_string());
+                        let replicas = self
+                            .container_update_targets(&plan.object.account, &plan.object.container);
+                        replicas
+                            .into_iter()
+                            .map(|owed| plan.request(&found.etag, owed))
+                            .filter_map(|l| serde_json::to_string(&l).ok())
+                            .collect()
+                    }
+                    None => Vec::new(),
+                };
                 let mut out = self
                     .backend
-                    .write(
-                        Method::PUT,
-                        &path.node(),
-                        with_timestamp(h),
-                        bytes,
-                        |i, h| owe_rows(&targets, i, h),
-                    )
+                    .write(Method::PUT, &path.node(), h, bytes, |i, h| {
+                        owe_rows(&targets, i, h);
+                        if let Some(l) = links.get(i) {
+                            set_header(h, LINK_HEADER, l);
+                        }
+                    })
                     .await;
                 if out.status == StatusCode::CONFLICT || out.status.is_success() {
                     // The ETag clients see (a sealed body's may not be
@@ -932,20 +1002,28 @@ impl Objects {
             }
             None => {
                 self.backend
-                    .put_object(&path.node(), with_timestamp(h), body, digests, targets)
+                    .put_object(&path.node(), stamped(h), body, digests, targets)
                     .await
             }
         };
-        self.list_at_once(path, &out).await;
+        let mut rows: Vec<(&ObjectPath, &ObjectRow)> = Vec::new();
+        if let Some(row) = &out.row {
+            rows.push((path, row));
+        }
+        if let (Some(plan), Some(row)) = (link, &out.link_row) {
+            rows.push((&plan.object, row));
+        }
+        self.list_rows_at_once(&rows).await;
         if !out.status.is_success() {
             return Err(write_error(&out, ObjectError::NoSuchContainer));
         }
-        Ok(Written {
+        let written = Written {
             etag: out.etag.unwrap_or_default().trim_matches('"').to_string(),
             last_modified: Timestamp::now(),
             checksum: out.checksum,
             version_id: None,
-        })
+        };
+        Ok((written, out.link))
     }
 
     /// Copies an object; a large source is copied as its content, or as
@@ -1010,6 +1088,7 @@ impl Objects {
             expected_md5: None,
             condition: None,
             sealing: req.sealing,
+            at: None,
             body: source.body,
         })
         .await

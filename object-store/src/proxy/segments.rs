@@ -243,6 +243,7 @@ impl Objects {
             path,
             prepared,
             written,
+            None,
             &content_type,
             Some(total),
             Some(&listed),

@@ -104,6 +104,7 @@ pub async fn create(objects: &Objects, account: &str, bucket: &str) -> S3Result<
             expected_md5: None,
             condition: Some(WriteCondition::IfNoneMatch),
             sealing: None,
+            at: None,
             body: full(account.to_string()),
         })
         .await;

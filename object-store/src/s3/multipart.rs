@@ -276,6 +276,7 @@ pub async fn upload_part(
             expected_md5: object::content_md5(request)?,
             condition: None,
             sealing,
+            at: None,
             body,
         },
         Some(&broke),

@@ -216,6 +216,7 @@ pub async fn put(
             expected_md5: content_md5(request)?,
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
             sealing,
+            at: None,
             body,
         },
         Some(&broke),

@@ -295,6 +295,7 @@ pub async fn extract(
                     expected_md5: None,
                     condition: None,
                     sealing: None,
+                    at: None,
                     body: file_body,
                 })
                 .await;

@@ -171,6 +171,7 @@ pub async fn handle(
                 expected_md5: None,
                 condition: None,
                 sealing: None,
+                at: None,
                 body,
             })
             .await;

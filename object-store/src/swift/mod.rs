@@ -1092,6 +1092,7 @@ async fn put_object(
             expected_md5: header_str(headers, "etag").map(|e| e.trim_matches('"').to_string()),
             condition: if_none_match.then_some(WriteCondition::IfNoneMatch),
             sealing: None,
+            at: None,
             body,
         })
         .await?;

@@ -2,17 +2,19 @@
 //! to the instance rules ([`crate::instance`]) and the conductor. Faults
 //! have Nova's shape, `{"badRequest": {"code": 400, "message": "..."}}`.
 
+mod keypairs;
+
 use crate::agent::{HostReport, AGENT_KEY_HEADER};
 use crate::conductor::{Compute, ComputeError, HostRecord};
 use crate::db::Kind;
-use crate::instance::{self, Action, Flavor, Server, TaskState, VmState};
+use crate::instance::{self, Action, Flavor, GuestData, Server, TaskState, VmState};
 use crate::rest::call;
 use crate::template_cache::ImageRef;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use service_kit::auth::{constant_time_eq, Identity};
 use service_kit::http_util::json_response;
-use service_kit::http_util::{collect_limited, header_str, query_pairs, Body};
+use service_kit::http_util::{collect_limited, decode, header_str, query_pairs, Body};
 use service_kit::ids::{new_id, now_iso8601};
 use service_kit::server::RequestBody;
 use sha2::{Digest, Sha224};
@@ -162,11 +164,12 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         .unwrap_or_default()
         .into_owned();
     // `/v2.1/<project>/servers` and `/v2.1/servers` both work.
-    const COLLECTIONS: [&str; 5] = [
+    const COLLECTIONS: [&str; 6] = [
         "servers",
         "flavors",
         "os-hypervisors",
         "os-availability-zone",
+        "os-keypairs",
         "limits",
     ];
     let mut rest = &parts[1..];
@@ -199,6 +202,10 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         (Method::GET, ["os-availability-zone"]) => zones(&c, false),
         (Method::GET, ["os-availability-zone", "detail"]) => zones(&c, true),
         (Method::GET, ["limits"]) => limits(&c, &who),
+        (Method::GET, ["os-keypairs"]) => keypairs::list(&c, &who),
+        (Method::POST, ["os-keypairs"]) => keypairs::create(&c, &who, req).await,
+        (Method::GET, ["os-keypairs", name]) => keypairs::show(&c, &who, &decode(name)),
+        (Method::DELETE, ["os-keypairs", name]) => keypairs::delete(&c, &who, &decode(name)),
         _ => fault(StatusCode::NOT_FOUND, "The resource could not be found."),
     }
 }
@@ -438,8 +445,8 @@ fn server_view(s: &Server, base: &str) -> Value {
         ],
         "OS-DCF:diskConfig": "MANUAL",
         "progress": 0,
-        "key_name": null,
-        "config_drive": "",
+        "key_name": s.guest.key_name,
+        "config_drive": if s.guest.config_drive { "True" } else { "" },
         "security_groups": [],
         "os-extended-volumes:volumes_attached": [],
         "OS-EXT-STS:vm_state": s.vm_state.name(),
@@ -630,6 +637,10 @@ async fn create_server(
             )
         }
     };
+    let guest = match guest_data(c, who, s) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
     let group = body["os:scheduler_hints"]["group"]
         .as_str()
         .map(str::to_string);
@@ -679,6 +690,7 @@ async fn create_server(
         created: created.clone(),
         updated: created,
         launched_at: None,
+        guest,
     };
     if let Err(e) = c.put_server(&server) {
         return internal(e);
@@ -702,6 +714,49 @@ async fn create_server(
             "adminPass": hex::encode(pass),
         }}),
     )
+}
+
+/// The key, user data and config drive a new server's guest is given
+/// (`key_name`, `user_data`, `config_drive`), checked as Nova checks them:
+/// 400 for an unknown key.
+fn guest_data(c: &Compute, who: &Identity, s: &Value) -> Result<GuestData, Response<Body>> {
+    let invalid = |field: &str| {
+        fault(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid input for field/attribute {field}."),
+        )
+    };
+    let (key_name, public_key) = match &s["key_name"] {
+        Value::Null => (None, None),
+        Value::String(name) => match keypairs::find(c, &who.user_id, name)? {
+            Some(pair) => (Some(pair.name), Some(pair.public_key)),
+            None => return Err(fault(StatusCode::BAD_REQUEST, "Invalid key_name provided.")),
+        },
+        _ => return Err(invalid("key_name")),
+    };
+    let user_data = match &s["user_data"] {
+        Value::Null => None,
+        Value::String(encoded) => {
+            instance::decode_user_data(encoded).map_err(|m| fault(StatusCode::BAD_REQUEST, m))?;
+            Some(encoded.clone())
+        }
+        _ => return Err(invalid("user_data")),
+    };
+    // Nova takes a boolean, or a string of one. No metadata service is
+    // reachable from guests yet, so every guest gets a drive: without one
+    // cloud-init finds nothing.
+    match &s["config_drive"] {
+        Value::Null | Value::Bool(_) => {}
+        Value::String(v)
+            if ["true", "false", "1", "0", ""].contains(&v.to_ascii_lowercase().as_str()) => {}
+        _ => return Err(invalid("config_drive")),
+    }
+    Ok(GuestData {
+        key_name,
+        public_key,
+        user_data,
+        config_drive: true,
+    })
 }
 
 fn delete_server(c: &Arc<Compute>, who: &Identity, id: &str) -> Response<Body> {

@@ -1,0 +1,254 @@
+//! What a guest learns about itself (cloud-init's OpenStack and EC2
+//! metadata): the documents Nova serves, built from an instance as its host
+//! keeps it. The config drive ([`crate::config_drive`]) carries them as
+//! files.
+//!
+//! Shapes follow Nova's `nova/api/metadata/base.py`: `meta_data.json`
+//! with `uuid`, `name`, `hostname`, `public_keys`, `keys`,
+//! `availability_zone`, `launch_index`, `project_id`, `meta`,
+//! `random_seed`; EC2's `meta-data.json` with `instance-id`, `hostname`,
+//! `local-hostname`, `placement`, `public-keys`, `instance-type`,
+//! `launch-index`.
+
+use crate::agent::Placed;
+use crate::instance::decode_user_data;
+use base64::Engine;
+use serde_json::{json, Value};
+
+/// What the metadata of one instance is built from.
+pub struct GuestView<'a> {
+    pub instance: &'a Placed,
+    /// The zone of its host.
+    pub availability_zone: &'a str,
+    /// 512 random bytes for the guest's entropy pool, new for each drive
+    /// (Nova's `random_seed`).
+    pub random_seed: &'a [u8],
+}
+
+/// A host name from a display name, as Nova sanitizes one: lower case,
+/// spaces and underscores to `-`, only letters, digits, `-` and `.`, no
+/// leading or trailing `-`/`.`, at most 63 characters; `server-<id>` when
+/// nothing is left.
+pub fn hostname(display_name: &str, id: &str) -> String {
+    let mapped: String = display_name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c == ' ' || c == '_' { '-' } else { c })
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect();
+    let trimmed: String = mapped
+        .trim_matches(|c| c == '-' || c == '.')
+        .chars()
+        .take(63)
+        .collect();
+    let trimmed = trimmed.trim_end_matches(['-', '.']).to_string();
+    if trimmed.is_empty() {
+        format!("server-{id}")
+    } else {
+        trimmed
+    }
+}
+
+/// EC2's instance id: `i-` and eight hex digits (of the UUID here; Nova
+/// uses its integer id).
+pub fn ec2_instance_id(id: &str) -> String {
+    let hex: String = id.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+    format!("i-{hex:0>8}")
+}
+
+impl GuestView<'_> {
+    fn hostname(&self) -> String {
+        hostname(&self.instance.name, &self.instance.id)
+    }
+
+    /// `openstack/latest/meta_data.json`.
+    pub fn openstack_meta_data(&self) -> Value {
+        let p = self.instance;
+        let (public_keys, keys) = match (&p.guest.key_name, &p.guest.public_key) {
+            (Some(name), Some(key)) => (
+                json!({ name: key }),
+                json!([{"name": name, "type": "ssh", "data": key}]),
+            ),
+            _ => (json!({}), json!([])),
+        };
+        json!({
+            "uuid": p.id,
+            "name": p.name,
+            "hostname": self.hostname(),
+            "launch_index": 0,
+            "availability_zone": self.availability_zone,
+            "project_id": p.account,
+            "public_keys": public_keys,
+            "keys": keys,
+            "meta": p.metadata,
+            "devices": [],
+            "random_seed": base64::engine::general_purpose::STANDARD.encode(self.random_seed),
+        })
+    }
+
+    /// `ec2/latest/meta-data.json`.
+    pub fn ec2_meta_data(&self) -> Value {
+        let p = self.instance;
+        let public_keys = match (&p.guest.key_name, &p.guest.public_key) {
+            (Some(_), Some(key)) => json!({"0": {"openssh-key": key}}),
+            _ => json!({}),
+        };
+        json!({
+            "instance-id": ec2_instance_id(&p.id),
+            "ami-launch-index": 0,
+            "hostname": self.hostname(),
+            "local-hostname": self.hostname(),
+            "public-hostname": self.hostname(),
+            "instance-type": p.flavor.name,
+            "placement": {"availability-zone": self.availability_zone},
+            "public-keys": public_keys,
+            "reservation-id": format!("r-{}", &ec2_instance_id(&p.id)[2..]),
+            "security-groups": ["default"],
+        })
+    }
+
+    /// `openstack/latest/network_data.json`: no networks yet (links,
+    /// networks and services empty), which cloud-init reads as "configure
+    /// nothing from here".
+    pub fn network_data(&self) -> Value {
+        json!({"links": [], "networks": [], "services": []})
+    }
+
+    /// The user data, decoded; `None` when the instance has none.
+    pub fn user_data(&self) -> Option<Vec<u8>> {
+        self.instance
+            .guest
+            .user_data
+            .as_deref()
+            .and_then(|u| decode_user_data(u).ok())
+    }
+
+    /// Every file of a config drive, by its path on the drive.
+    pub fn files(&self) -> Vec<(String, Vec<u8>)> {
+        let doc = |v: Value| serde_json::to_vec(&v).expect("json");
+        let mut files = vec![
+            (
+                "openstack/latest/meta_data.json".to_string(),
+                doc(self.openstack_meta_data()),
+            ),
+            (
+                "openstack/latest/network_data.json".to_string(),
+                doc(self.network_data()),
+            ),
+            (
+                "openstack/latest/vendor_data.json".to_string(),
+                doc(json!({})),
+            ),
+            (
+                "openstack/latest/vendor_data2.json".to_string(),
+                doc(json!({})),
+            ),
+            (
+                "ec2/latest/meta-data.json".to_string(),
+                doc(self.ec2_meta_data()),
+            ),
+        ];
+        if let Some(user_data) = self.user_data() {
+            files.push(("openstack/latest/user_data".to_string(), user_data.clone()));
+            files.push(("ec2/latest/user-data".to_string(), user_data));
+        }
+        files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::{Flavor, GuestData};
+    use crate::template_cache::ImageRef;
+
+    fn placed(guest: GuestData) -> Placed {
+        Placed {
+            id: "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab".into(),
+            name: "Web Server_1".into(),
+            account: "AUTH_test".into(),
+            user: "tester".into(),
+            image: ImageRef {
+                id: "img".into(),
+                disk_format: "qcow2".into(),
+                os_hash_value: None,
+                checksum: None,
+                blake3: None,
+                size: None,
+            },
+            flavor: Flavor {
+                id: "1".into(),
+                name: "m1.tiny".into(),
+                vcpus: 1,
+                ram: 128,
+                disk: 1,
+            },
+            group: None,
+            created: "t".into(),
+            metadata: [("role".to_string(), "web".to_string())].into(),
+            guest,
+        }
+    }
+
+    #[test]
+    fn host_names_are_sanitized_as_nova_does() {
+        assert_eq!(hostname("Web Server_1", "x"), "web-server-1");
+        assert_eq!(hostname("-a.b-", "x"), "a.b");
+        assert_eq!(hostname("ünï", "x"), "n");
+        assert_eq!(hostname("!!!", "abc"), "server-abc");
+        assert_eq!(hostname(&"a".repeat(70), "x").len(), 63);
+        assert_eq!(ec2_instance_id("6f1c2d3e-aaaa"), "i-6f1c2d3e");
+    }
+
+    #[test]
+    fn the_documents_carry_the_key_and_the_user_data() {
+        let guest = GuestData {
+            key_name: Some("mykey".into()),
+            public_key: Some("ssh-ed25519 AAAA me".into()),
+            user_data: Some("I2Nsb3VkLWNvbmZpZwo=".into()),
+            config_drive: true,
+        };
+        let p = placed(guest);
+        let view = GuestView {
+            instance: &p,
+            availability_zone: "az1",
+            random_seed: &[7; 512],
+        };
+        let meta = view.openstack_meta_data();
+        assert_eq!(meta["uuid"], p.id.as_str());
+        assert_eq!(meta["hostname"], "web-server-1");
+        assert_eq!(meta["public_keys"]["mykey"], "ssh-ed25519 AAAA me");
+        assert_eq!(meta["keys"][0]["data"], "ssh-ed25519 AAAA me");
+        assert_eq!(meta["availability_zone"], "az1");
+        assert_eq!(meta["meta"]["role"], "web");
+        assert_eq!(meta["random_seed"].as_str().unwrap().len(), 684);
+        let ec2 = view.ec2_meta_data();
+        assert_eq!(
+            ec2["public-keys"]["0"]["openssh-key"],
+            "ssh-ed25519 AAAA me"
+        );
+        assert_eq!(ec2["instance-id"], "i-6f1c2d3e");
+        assert_eq!(ec2["placement"]["availability-zone"], "az1");
+        let files = view.files();
+        let file = |name: &str| files.iter().find(|f| f.0 == name).map(|f| f.1.clone());
+        assert_eq!(
+            file("openstack/latest/user_data").unwrap(),
+            b"#cloud-config\n"
+        );
+        assert_eq!(file("ec2/latest/user-data").unwrap(), b"#cloud-config\n");
+        assert!(file("openstack/latest/network_data.json").is_some());
+    }
+
+    #[test]
+    fn without_key_or_user_data_there_is_none() {
+        let p = placed(GuestData::default());
+        let view = GuestView {
+            instance: &p,
+            availability_zone: "az1",
+            random_seed: &[0; 512],
+        };
+        assert_eq!(view.openstack_meta_data()["public_keys"], json!({}));
+        assert_eq!(view.ec2_meta_data()["public-keys"], json!({}));
+        assert!(!view.files().iter().any(|f| f.0.ends_with("user_data")));
+    }
+}
