@@ -7,4 +7,6 @@ source scripts/setup.sh
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-cargo test --release --workspace --all-targets
+# Every test binary runs even after one fails, so that a red run names
+# every failure at once.
+cargo test --release --workspace --all-targets --no-fail-fast
