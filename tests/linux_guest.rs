@@ -87,8 +87,18 @@ syslinux --offset 1048576 --install disk.img
 }
 
 #[test]
-fn slow_a_linux_guest_boots_and_reads_its_key_and_user_data_from_the_config_drive() {
-    let c = Cluster::start(1);
+fn slow_a_linux_guest_on_libvirt_reads_its_key_and_user_data_from_the_config_drive() {
+    guest_reads_its_config_drive("libvirt");
+}
+
+/// The QEMU driver attaches the drive by its own command line.
+#[test]
+fn slow_a_linux_guest_on_qemu_reads_its_key_and_user_data_from_the_config_drive() {
+    guest_reads_its_config_drive("qemu");
+}
+
+fn guest_reads_its_config_drive(driver: &str) {
+    let c = Cluster::start_with(1, &["--compute-driver", driver]);
     let (g, nova) = (Glance::new(&c), Nova::new(&c));
     let dir = tempfile::tempdir().unwrap();
     let disk = linux_disk(dir.path(), "NUBO-LINUX-UP");

@@ -37,6 +37,9 @@ pub enum KeyPairError {
     BadPublicKey,
     #[error("Keypair data is invalid: only ssh keys are supported")]
     UnsupportedType,
+    /// Not the client's fault (the OS random source, an encoder): a 500.
+    #[error("generating a key pair failed: {0}")]
+    Generation(String),
 }
 
 /// Nova's rule: letters, digits, `_`, `-` and space, 1 to 255 of them.
@@ -95,16 +98,13 @@ pub fn generate(
 ) -> Result<(KeyPair, String), KeyPairError> {
     check_name(name)?;
     check_type(key_type)?;
-    let private = PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519)
-        .map_err(|_| KeyPairError::BadPublicKey)?;
+    let failed = |e: ssh_key::Error| KeyPairError::Generation(e.to_string());
+    let private =
+        PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519).map_err(failed)?;
     let mut public = private.public_key().clone();
     public.set_comment(format!("Generated-by-Nubo {name}"));
-    let public_line = public
-        .to_openssh()
-        .map_err(|_| KeyPairError::BadPublicKey)?;
-    let pem = private
-        .to_openssh(LineEnding::LF)
-        .map_err(|_| KeyPairError::BadPublicKey)?;
+    let public_line = public.to_openssh().map_err(failed)?;
+    let pem = private.to_openssh(LineEnding::LF).map_err(failed)?;
     let pair = KeyPair {
         name: name.to_string(),
         user_id: user_id.to_string(),

@@ -2,7 +2,7 @@
 //! shown, imported, generated and deleted; the rules are
 //! [`crate::keypairs`]'.
 
-use super::{accepted, fault, internal, read_json};
+use super::{accepted, fault, internal, invalid_field, read_json};
 use crate::conductor::Compute;
 use crate::db::Kind;
 use crate::keypairs::{self, KeyPair};
@@ -91,12 +91,7 @@ pub async fn create(c: &Compute, who: &Identity, req: Request<RequestBody>) -> R
     let key_type = match &k["type"] {
         Value::Null => None,
         Value::String(t) => Some(t.as_str()),
-        _ => {
-            return fault(
-                StatusCode::BAD_REQUEST,
-                "Invalid input for field/attribute type.",
-            )
-        }
+        _ => return invalid_field("type"),
     };
     let now = now_iso8601();
     let made = match &k["public_key"] {
@@ -105,15 +100,11 @@ pub async fn create(c: &Compute, who: &Identity, req: Request<RequestBody>) -> R
         Value::String(public) => {
             keypairs::import(name, &who.user_id, public, key_type, &now).map(|p| (p, None))
         }
-        _ => {
-            return fault(
-                StatusCode::BAD_REQUEST,
-                "Invalid input for field/attribute public_key.",
-            )
-        }
+        _ => return invalid_field("public_key"),
     };
     let (pair, private) = match made {
         Ok(m) => m,
+        Err(e @ keypairs::KeyPairError::Generation(_)) => return internal(e),
         Err(e) => return fault(StatusCode::BAD_REQUEST, e.to_string()),
     };
     // One of two racing creators of a name wins; the other gets 409.

@@ -56,6 +56,14 @@ pub fn fault(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     service_kit::api_error::ApiError::response(&NovaFault { status, message })
 }
 
+/// Nova's fault for a field of the wrong type or value.
+fn invalid_field(field: &str) -> Response<Body> {
+    fault(
+        StatusCode::BAD_REQUEST,
+        format!("Invalid input for field/attribute {field}."),
+    )
+}
+
 fn accepted() -> Response<Body> {
     let mut r = Response::new(service_kit::http_util::empty());
     *r.status_mut() = StatusCode::ACCEPTED;
@@ -273,12 +281,7 @@ fn name_field(v: &Value) -> Result<&str, Response<Body>> {
     v["name"]
         .as_str()
         .filter(|n| !n.trim().is_empty() && n.len() <= 255)
-        .ok_or_else(|| {
-            fault(
-                StatusCode::BAD_REQUEST,
-                "Invalid input for field/attribute name.",
-            )
-        })
+        .ok_or_else(|| invalid_field("name"))
 }
 
 /// A positive integer field of a request body.
@@ -327,21 +330,13 @@ async fn create_flavor(
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
     };
     let Ok(vcpus) = u32::try_from(vcpus) else {
-        return fault(
-            StatusCode::BAD_REQUEST,
-            "Invalid input for field/attribute vcpus.",
-        );
+        return invalid_field("vcpus");
     };
     let id = match &f["id"] {
         Value::Null => new_id(),
         v => match ref_id(v).filter(|id| id.len() <= 255 && !id.contains('/')) {
             Some(id) => id,
-            None => {
-                return fault(
-                    StatusCode::BAD_REQUEST,
-                    "Invalid input for field/attribute id.",
-                )
-            }
+            None => return invalid_field("id"),
         },
     };
     let all = match flavors_sorted(c) {
@@ -610,32 +605,17 @@ async fn create_server(
                     Some(v) if k.len() <= 255 && v.len() <= 255 => {
                         out.insert(k.clone(), v.to_string());
                     }
-                    _ => {
-                        return fault(
-                            StatusCode::BAD_REQUEST,
-                            "Invalid input for field/attribute metadata.",
-                        )
-                    }
+                    _ => return invalid_field("metadata"),
                 }
             }
             out
         }
-        _ => {
-            return fault(
-                StatusCode::BAD_REQUEST,
-                "Invalid input for field/attribute metadata.",
-            )
-        }
+        _ => return invalid_field("metadata"),
     };
     let zone = match &s["availability_zone"] {
         Value::Null => None,
         Value::String(z) if !z.is_empty() => Some(z.clone()),
-        _ => {
-            return fault(
-                StatusCode::BAD_REQUEST,
-                "Invalid input for field/attribute availability_zone.",
-            )
-        }
+        _ => return invalid_field("availability_zone"),
     };
     let guest = match guest_data(c, who, s) {
         Ok(g) => g,
@@ -720,19 +700,13 @@ async fn create_server(
 /// (`key_name`, `user_data`, `config_drive`), checked as Nova checks them:
 /// 400 for an unknown key.
 fn guest_data(c: &Compute, who: &Identity, s: &Value) -> Result<GuestData, Response<Body>> {
-    let invalid = |field: &str| {
-        fault(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid input for field/attribute {field}."),
-        )
-    };
     let (key_name, public_key) = match &s["key_name"] {
         Value::Null => (None, None),
         Value::String(name) => match keypairs::find(c, &who.user_id, name)? {
             Some(pair) => (Some(pair.name), Some(pair.public_key)),
             None => return Err(fault(StatusCode::BAD_REQUEST, "Invalid key_name provided.")),
         },
-        _ => return Err(invalid("key_name")),
+        _ => return Err(invalid_field("key_name")),
     };
     let user_data = match &s["user_data"] {
         Value::Null => None,
@@ -740,7 +714,7 @@ fn guest_data(c: &Compute, who: &Identity, s: &Value) -> Result<GuestData, Respo
             instance::decode_user_data(encoded).map_err(|m| fault(StatusCode::BAD_REQUEST, m))?;
             Some(encoded.clone())
         }
-        _ => return Err(invalid("user_data")),
+        _ => return Err(invalid_field("user_data")),
     };
     // Nova takes a boolean, or a string of one. No metadata service is
     // reachable from guests yet, so every guest gets a drive: without one
@@ -749,7 +723,7 @@ fn guest_data(c: &Compute, who: &Identity, s: &Value) -> Result<GuestData, Respo
         Value::Null | Value::Bool(_) => {}
         Value::String(v)
             if ["true", "false", "1", "0", ""].contains(&v.to_ascii_lowercase().as_str()) => {}
-        _ => return Err(invalid("config_drive")),
+        _ => return Err(invalid_field("config_drive")),
     }
     Ok(GuestData {
         key_name,
@@ -859,12 +833,7 @@ async fn console(c: &Arc<Compute>, server: &Server, args: &Value) -> Response<Bo
         v => match v.as_i64().or_else(|| v.as_str()?.parse().ok()) {
             Some(-1) => None,
             Some(n) if n >= 0 => Some(n),
-            _ => {
-                return fault(
-                    StatusCode::BAD_REQUEST,
-                    "Invalid input for field/attribute length.",
-                )
-            }
+            _ => return invalid_field("length"),
         },
     };
     let path = match length {

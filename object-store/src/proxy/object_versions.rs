@@ -187,6 +187,14 @@ impl Prepared {
         }
     }
 
+    /// The time a version is dated at (its id, and its link's time).
+    pub(super) fn version_time(&self) -> Option<Timestamp> {
+        match self {
+            Prepared::Version { at, .. } => Some(*at),
+            Prepared::Plain { .. } => None,
+        }
+    }
+
     /// System metadata the stored object gets (where the write sets none
     /// of its own).
     pub(super) fn system(&self) -> Vec<(String, String)> {
@@ -215,9 +223,14 @@ pub(super) struct LinkPlan {
 }
 
 impl LinkPlan {
-    /// What one replica's node is asked to write, once the version's ETag
-    /// is known; `targets`: the container servers it owes the link's row.
-    pub(super) fn request(&self, etag: &str, targets: Vec<UpdateTarget>) -> VersionLink {
+    /// What each replica's node is asked to write, once the version's ETag
+    /// is known; `replicas`: for each, the container servers it owes the
+    /// link's row. The link itself is the same for all.
+    pub(super) fn requests(
+        &self,
+        etag: &str,
+        replicas: Vec<Vec<UpdateTarget>>,
+    ) -> Vec<VersionLink> {
         let id = self.at.to_string();
         let version = Listed {
             etag,
@@ -230,15 +243,18 @@ impl LinkPlan {
             &self.object,
             &version_name(&self.object.object, self.at, false),
         );
-        VersionLink {
-            container: self.object.container.clone(),
-            object: self.object.object.clone(),
-            content_type: self.content_type.clone(),
-            headers: crate::object_server::stored_headers(
-                &link_meta(&target, &version).node_headers(),
-            ),
-            targets,
-        }
+        let headers =
+            crate::object_server::stored_headers(&link_meta(&target, &version).node_headers());
+        replicas
+            .into_iter()
+            .map(|targets| VersionLink {
+                container: self.object.container.clone(),
+                object: self.object.object.clone(),
+                content_type: self.content_type.clone(),
+                headers: headers.clone(),
+                targets,
+            })
+            .collect()
     }
 }
 

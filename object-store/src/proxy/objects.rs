@@ -826,7 +826,8 @@ impl Objects {
             };
             meta.add_missing_system(prepared.system());
             let mut h = meta.node_headers();
-            if let Some(at) = at {
+            // A version is dated at its id, as its link is.
+            if let Some(at) = at.or(prepared.version_time()) {
                 set_header(&mut h, "x-timestamp", &at.to_string());
             }
             if let Some(md5) = &expected_md5 {
@@ -969,16 +970,13 @@ impl Objects {
                 let bytes = bytes.freeze();
                 let mut h = stamped(h);
                 h.extend(found.headers);
-                // A version and its link carry the version's own time.
                 let links: Vec<String> = match link {
                     Some(plan) => {
-                        set_header(&mut h, "x-timestamp", &plan.at.to_string());
                         let replicas = self
                             .container_update_targets(&plan.object.account, &plan.object.container);
-                        replicas
-                            .into_iter()
-                            .map(|owed| plan.request(&found.etag, owed))
-                            .filter_map(|l| serde_json::to_string(&l).ok())
+                        plan.requests(&found.etag, replicas)
+                            .iter()
+                            .filter_map(|l| serde_json::to_string(l).ok())
                             .collect()
                     }
                     None => Vec::new(),
