@@ -946,6 +946,18 @@ fn object_versioning() {
     assert_eq!(r.header("x-object-version-id"), Some("null"));
     let null = s.req("GET", "/ov/o?version-id=null", &[], b"");
     assert_eq!(null.body, b"null one");
+    // A client's own symlink written before versioning is the null
+    // version: kept when a version replaces it, as any plain object is.
+    s.req("PUT", "/ov3", &[], b"");
+    s.req("PUT", "/ov3/target", &[], b"aimed at");
+    let linked = s.req("PUT", "/ov3/l", &[("X-Symlink-Target", "ov3/target")], b"");
+    assert_eq!(linked.status, 201);
+    s.req("POST", "/ov3", &[("X-Versions-Enabled", "true")], b"");
+    s.req("PUT", "/ov3/l", &[], b"a version");
+    assert_eq!(s.req("GET", "/ov3/l", &[], b"").body, b"a version");
+    let kept = s.req("GET", "/ov3/l?version-id=null", &[], b"");
+    assert_eq!(kept.status, 200, "the symlink kept as the null version");
+    assert_eq!(kept.header("x-symlink-target"), Some("ov3/target"));
     // The older modes and this one exclude each other.
     let both = s.req(
         "PUT",

@@ -79,9 +79,15 @@ impl Named {
 pub const LINK_MARK: &str = "x-object-sysmeta-version-link";
 pub const LINK_MARK_KEY: &str = "version-link";
 
-/// Whether a stored object is a link to one of its versions.
+/// Whether a stored object is a link to one of its versions (and not a
+/// plain object or a client's own symlink: a null version).
 pub fn is_version_link(record: &crate::records::ObjectRecord) -> bool {
     record.headers.contains_key(LINK_MARK)
+}
+
+/// [`is_version_link`] of an object as a node's answer shows it.
+pub fn is_version_link_answer(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(LINK_MARK)
 }
 
 /// Where a container is placed on the ring: a versions container with the

@@ -31,8 +31,8 @@ use super::objects::{
 use super::retention::{LockConfig, Retention};
 use super::symlinks::Link;
 use crate::records::{LinkOutcome, ListingEntry, Target as UpdateTarget, VersionLink};
-use crate::version_names::LINK_MARK_KEY;
 pub use crate::version_names::{is_hidden, versions_container, NULL};
+use crate::version_names::{is_version_link_answer, LINK_MARK_KEY};
 use crate::version_names::{parse_version_name, version_name, Named};
 use http::HeaderMap;
 use service_kit::http_util::header_str;
@@ -418,7 +418,8 @@ impl Objects {
             let Some(current) = self.current(path).await? else {
                 return Ok(());
             };
-            if Link::of(&current).is_some() {
+            // A client's own symlink is a null version too.
+            if is_version_link_answer(&current) {
                 return Ok(());
             }
             let at = header_str(&current, "x-timestamp")
@@ -567,7 +568,7 @@ impl Objects {
     /// (a plain object, which is always the newest).
     async fn relink(&self, path: &ObjectPath) -> ObjectResult<()> {
         if let Some(current) = self.current(path).await? {
-            if Link::of(&current).is_none() {
+            if !is_version_link_answer(&current) {
                 return Ok(());
             }
         }
@@ -620,7 +621,7 @@ impl Objects {
     ) -> ObjectResult<(ObjectPath, bool)> {
         if id == NULL {
             if let Some(current) = self.current(path).await? {
-                if Link::of(&current).is_none() {
+                if !is_version_link_answer(&current) {
                     return Ok((path.clone(), false));
                 }
             }
