@@ -835,3 +835,49 @@ fn conditional_writes_keep_one_winner_with_a_node_down() {
         assert_eq!(s.req("GET", &path, &[], b"").status, 200);
     }
 }
+
+/// A null version current on only some replicas (written while a primary
+/// was down, not yet repaired by replication) survives versioning being
+/// enabled and a new version written: the restarted primary takes the new
+/// version's link at once, the others hold the null object, and the proxy
+/// keeps the null object from a replica that holds it before the link
+/// replaces it there. (It used to look only at the newest replica's answer,
+/// the new link, and the null version was overwritten everywhere.)
+#[test]
+fn a_null_version_on_some_replicas_only_is_kept_when_a_version_replaces_it() {
+    let mut c = Cluster::start(3);
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/nullkeep", &[], b"").status, 201);
+    // Three nodes in three zones: node 0 is a primary of every partition.
+    c.kill_node(0);
+    assert_eq!(
+        s.req("PUT", "/nullkeep/o", &[], b"written before versioning")
+            .status,
+        201
+    );
+    c.restart_node(0);
+    assert_eq!(
+        s.req("POST", "/nullkeep", &[("X-Versions-Enabled", "true")], b"")
+            .status,
+        204
+    );
+    let v = s.req("PUT", "/nullkeep/o", &[], b"the first version");
+    assert_eq!(v.status, 201);
+    assert_eq!(
+        s.req("GET", "/nullkeep/o", &[], b"").body,
+        b"the first version"
+    );
+    let null = s.req("GET", "/nullkeep/o?version-id=null", &[], b"");
+    assert_eq!(null.status, 200, "the null version was lost");
+    assert_eq!(null.body, b"written before versioning");
+    let listing = s.req("GET", "/nullkeep?versions&format=json", &[], b"");
+    let rows: serde_json::Value = serde_json::from_slice(&listing.body).unwrap();
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{rows}");
+    assert_eq!(ids[1], "null", "{rows}");
+}

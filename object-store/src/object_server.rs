@@ -8,7 +8,7 @@ use crate::device_db::{DbError, DbResult, LinkWrite, MetaChange, SyncTicket};
 use crate::object_body::{StoredBody, Unreadable};
 use crate::records::{
     LinkOutcome, ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget,
-    Update, VersionLink, INLINE_MAX, LINK_HEADER, LINK_ROW_HEADER,
+    Update, VersionLink, INLINE_MAX, LINK_HEADER, LINK_ROW_HEADER, STORED_AT_HEADER,
 };
 use crate::storage_node::{Device, Target};
 use crate::version_names;
@@ -583,6 +583,12 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
         Ok(Err(e)) => return db_error(e),
         Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
     };
+    let wanted = header_str(req.headers(), STORED_AT_HEADER).and_then(|t| t.parse().ok());
+    if wanted.is_some_and(|at: Timestamp| at != rec.timestamp) {
+        // Another record than the one asked for: no timestamp, so that
+        // the proxy neither takes it for a deletion nor stops here.
+        return status(StatusCode::NOT_FOUND);
+    }
     if rec.kind == ObjectKind::Tombstone || rec.is_expired(now_secs()) {
         return not_found_at(rec.timestamp.max(rec.meta_timestamp));
     }

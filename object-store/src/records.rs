@@ -149,6 +149,11 @@ pub struct ObjectRow {
 /// The header of a versioned PUT that asks for a [`VersionLink`], and of
 /// the answer that says what became of it ([`LinkOutcome`]).
 pub const LINK_HEADER: &str = "x-nubo-version-link";
+/// A read that wants one record only: the one stored at this timestamp
+/// (a replica holding another answers a bare 404, so that the proxy goes
+/// on to the next). How a null version current on only some replicas is
+/// read from one of them, whatever newer record the others hold.
+pub const STORED_AT_HEADER: &str = "x-nubo-stored-at";
 /// The listing row of a link made current (as `x-nubo-listing-row` is the
 /// version's), for the proxy to make visible before it acknowledges.
 pub const LINK_ROW_HEADER: &str = "x-nubo-link-row";

@@ -835,17 +835,7 @@ impl Backend {
         headers: &HeaderMap,
         need: usize,
     ) -> Option<Response<Body>> {
-        let ring = self.ring();
-        let (part, nodes, replicas) = self.nodes(&ring, path);
-        let asks = nodes[..replicas].iter().map(|dev| {
-            let req = self.request(&Method::HEAD, path, dev, part, headers, None, empty());
-            async move { self.client.send(&dev.node_addr(), req).await.ok() }
-        });
-        let answers: Vec<Response<Incoming>> = futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let answers = self.primaries_answers(path, headers).await;
         let usable: Vec<&Response<Incoming>> = answers
             .iter()
             .filter(|r| r.status().is_success() || r.status() == StatusCode::NOT_FOUND)
@@ -861,6 +851,36 @@ impl Backend {
         *out.status_mut() = best.status();
         *out.headers_mut() = best.headers().clone();
         Some(out)
+    }
+
+    /// The headers of each primary that holds `path` as found (its own
+    /// current record, whatever the others hold), in no order.
+    pub async fn heads_of_primaries(self: &Arc<Self>, path: &Path) -> Vec<HeaderMap> {
+        self.primaries_answers(path, &HeaderMap::new())
+            .await
+            .into_iter()
+            .filter(|r| r.status().is_success())
+            .map(|r| r.into_parts().0.headers)
+            .collect()
+    }
+
+    /// HEAD of `path` at every primary at once: the answers that came.
+    async fn primaries_answers(
+        self: &Arc<Self>,
+        path: &Path,
+        headers: &HeaderMap,
+    ) -> Vec<Response<Incoming>> {
+        let ring = self.ring();
+        let (part, nodes, replicas) = self.nodes(&ring, path);
+        let asks = nodes[..replicas].iter().map(|dev| {
+            let req = self.request(&Method::HEAD, path, dev, part, headers, None, empty());
+            async move { self.client.send(&dev.node_addr(), req).await.ok() }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Takes (or renews) the write lease on `path` ([`crate::write_locks`])

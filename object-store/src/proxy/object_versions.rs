@@ -415,22 +415,31 @@ impl Objects {
     /// (Boxed: the copy is itself a write, which may end with this.)
     fn keep_null_current<'a>(&'a self, path: &'a ObjectPath) -> Boxed<'a, ObjectResult<()>> {
         Box::pin(async move {
-            let Some(current) = self.current(path).await? else {
+            // Each primary's own current record, not the newest of them: a
+            // null version current on only some replicas (a divergence
+            // replication has not repaired yet) is kept even where the
+            // others already hold a newer version's link, which is about
+            // to replace it everywhere. A client's own symlink is a null
+            // version too.
+            let heads = self.backend.heads_of_primaries(&path.node()).await;
+            let Some(at) = heads
+                .iter()
+                .filter(|h| !is_version_link_answer(h))
+                .filter_map(|h| header_str(h, "x-timestamp")?.parse::<Timestamp>().ok())
+                .max()
+            else {
                 return Ok(());
             };
-            // A client's own symlink is a null version too.
-            if is_version_link_answer(&current) {
-                return Ok(());
-            }
-            let at = header_str(&current, "x-timestamp")
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .unwrap_or_else(Timestamp::now);
             let to = ObjectPath::new(
                 &path.account,
                 versions_container(&path.container),
                 version_name(&path.object, at, true),
             );
-            let copied = self.copy(CopyObject::as_stored(path.clone(), to)).await;
+            let copy = CopyObject {
+                source_stored_at: Some(at),
+                ..CopyObject::as_stored(path.clone(), to)
+            };
+            let copied = self.copy(copy).await;
             match copied {
                 Ok(_) | Err(ObjectError::NoSuchObject) => Ok(()),
                 Err(e) => Err(e),

@@ -25,7 +25,9 @@ use super::segments;
 use super::symlinks::Link;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
-use crate::records::{LinkOutcome, ObjectRow, Target as UpdateTarget, INLINE_MAX, LINK_HEADER};
+use crate::records::{
+    LinkOutcome, ObjectRow, Target as UpdateTarget, INLINE_MAX, LINK_HEADER, STORED_AT_HEADER,
+};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -377,6 +379,9 @@ pub struct ReadObject {
     pub version: Option<String>,
     /// The customer key an SSE-C object is opened with.
     pub customer_key: Option<CustomerKey>,
+    /// Exactly the record stored at this time, from whichever replica
+    /// holds it ([`crate::records::STORED_AT_HEADER`]).
+    pub stored_at: Option<Timestamp>,
 }
 
 /// An object as read: the status is 200, or 206 when `partial`.
@@ -457,6 +462,9 @@ pub struct CopyObject {
     pub source_version: Option<String>,
     /// The customer key an SSE-C source is opened with.
     pub source_key: Option<CustomerKey>,
+    /// Exactly the source record stored at this time (as
+    /// [`ReadObject::stored_at`]).
+    pub source_stored_at: Option<Timestamp>,
     /// Server-side encryption of the copy.
     pub sealing: Option<Sealing>,
 }
@@ -480,6 +488,7 @@ impl CopyObject {
             symlink: true,
             source_version: None,
             source_key: None,
+            source_stored_at: None,
             sealing: None,
         }
     }
@@ -500,6 +509,7 @@ impl ReadObject {
             symlink: false,
             version: None,
             customer_key: None,
+            stored_at: None,
         }
     }
 
@@ -1038,6 +1048,7 @@ impl Objects {
                 symlink: req.symlink,
                 version: req.source_version,
                 customer_key: req.source_key,
+                stored_at: req.source_stored_at,
             })
             .await?;
         if req.symlink {
@@ -1238,10 +1249,13 @@ impl Objects {
     pub(super) async fn read_one(&self, req: ReadObject) -> ObjectResult<ObjectRead> {
         let path = req.path.node();
         let multi = req.range.as_deref().is_some_and(|r| r.contains(','));
+        let mut h = HeaderMap::new();
+        if let Some(at) = req.stored_at {
+            set_header(&mut h, STORED_AT_HEADER, &at.to_string());
+        }
         let resp = if req.head || multi {
-            self.backend.head_newest(&path, HeaderMap::new()).await
+            self.backend.head_newest(&path, h).await
         } else {
-            let mut h = HeaderMap::new();
             if let Some(r) = &req.range {
                 set_header(&mut h, "range", r);
             }

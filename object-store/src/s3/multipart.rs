@@ -330,6 +330,7 @@ pub async fn upload_part_copy(
             symlink: false,
             source_version: None,
             source_key,
+            source_stored_at: None,
             sealing,
         },
     )

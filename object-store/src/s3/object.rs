@@ -387,6 +387,7 @@ macro_rules! read_request {
             symlink: false,
             version: $input.version_id.clone(),
             customer_key: sse::customer_key_of!($input)?,
+            stored_at: None,
         }
     };
 }
@@ -695,6 +696,7 @@ pub async fn copy(
             symlink: false,
             source_version: source_version.clone(),
             source_key,
+            source_stored_at: None,
             sealing,
         },
     )

@@ -961,6 +961,7 @@ async fn copy(
                 .find(|(k, _)| k == "version-id")
                 .map(|(_, v)| v),
             source_key: None,
+            source_stored_at: None,
             sealing: None,
         })
         .await?;
@@ -1118,6 +1119,7 @@ async fn get_object(
             symlink: query_value(req, "symlink").as_deref() == Some("get"),
             version: query_value(req, "version-id"),
             customer_key: None,
+            stored_at: None,
         })
         .await?;
     let mut r = Response::new(read.body);
