@@ -43,6 +43,11 @@ enum ServerCommand {
         /// A file of user data for cloud-init (sent base64-encoded).
         #[arg(long)]
         user_data: Option<PathBuf>,
+        /// A network (name or id) to have an interface on, as
+        /// `NETWORK` or `NETWORK=ADDRESS` for a fixed address; repeated for
+        /// several. `none`: no interface. Default: the first network.
+        #[arg(long)]
+        network: Vec<String>,
         /// Wait until it is ACTIVE (or ERROR), at most this many seconds.
         #[arg(long)]
         wait: Option<u64>,
@@ -99,9 +104,10 @@ pub fn run(args: ServerArgs) -> Result<()> {
                 flavor,
                 key_name,
                 user_data,
+                network,
                 wait,
             } => {
-                let flavor = flavor_id(&c, &flavor).await?;
+                let flavor = id_by_name(&c, "flavors", "name", &flavor).await?;
                 let mut server = json!({"name": name, "imageRef": image, "flavorRef": flavor});
                 if let Some(k) = key_name {
                     server["key_name"] = Value::String(k);
@@ -111,6 +117,24 @@ pub fn run(args: ServerArgs) -> Result<()> {
                         .with_context(|| format!("reading {}", file.display()))?;
                     server["user_data"] =
                         Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+                }
+                if network.iter().any(|n| n == "none") {
+                    server["networks"] = json!("none");
+                } else if !network.is_empty() {
+                    let mut nics = Vec::new();
+                    for n in &network {
+                        let (net, fixed) = match n.split_once('=') {
+                            Some((net, ip)) => (net, Some(ip)),
+                            None => (n.as_str(), None),
+                        };
+                        let mut nic =
+                            json!({"uuid": id_by_name(&c, "os-networks", "label", net).await?});
+                        if let Some(ip) = fixed {
+                            nic["fixed_ip"] = json!(ip);
+                        }
+                        nics.push(nic);
+                    }
+                    server["networks"] = Value::Array(nics);
                 }
                 let made = c
                     .json(Method::POST, "/servers", Some(json!({ "server": server })))
@@ -135,17 +159,18 @@ pub fn run(args: ServerArgs) -> Result<()> {
             ServerCommand::List => {
                 let v = c.json(Method::GET, "/servers/detail", None).await?;
                 println!(
-                    "{:<36}  {:<20} {:<8} {:<12} Key",
-                    "ID", "Name", "Status", "Host"
+                    "{:<36}  {:<20} {:<8} {:<12} {:<12} Networks",
+                    "ID", "Name", "Status", "Host", "Key"
                 );
                 for s in v["servers"].as_array().into_iter().flatten() {
                     println!(
-                        "{:<36}  {:<20} {:<8} {:<12} {}",
+                        "{:<36}  {:<20} {:<8} {:<12} {:<12} {}",
                         s["id"].as_str().unwrap_or(""),
                         s["name"].as_str().unwrap_or(""),
                         s["status"].as_str().unwrap_or(""),
                         s["OS-EXT-SRV-ATTR:host"].as_str().unwrap_or(""),
-                        s["key_name"].as_str().unwrap_or("")
+                        s["key_name"].as_str().unwrap_or(""),
+                        addresses(s)
                     );
                 }
                 Ok(())
@@ -259,16 +284,24 @@ fn write_private(path: &std::path::Path, key: &str) -> Result<()> {
 }
 
 /// A flavor's id from its id or its name.
-async fn flavor_id(c: &ServiceClient, wanted: &str) -> Result<String> {
-    let v = c.json(Method::GET, "/flavors", None).await?;
-    let flavors = v["flavors"].as_array().cloned().unwrap_or_default();
-    flavors
+/// The id of one of a collection's items (`flavors`, `os-networks`) given
+/// its id or its name (the `name_key` field).
+async fn id_by_name(
+    c: &ServiceClient,
+    collection: &str,
+    name_key: &str,
+    wanted: &str,
+) -> Result<String> {
+    let v = c.json(Method::GET, &format!("/{collection}"), None).await?;
+    let key = collection.trim_start_matches("os-");
+    let items = v[key].as_array().cloned().unwrap_or_default();
+    items
         .iter()
         .find(|f| f["id"] == wanted)
-        .or_else(|| flavors.iter().find(|f| f["name"] == wanted))
+        .or_else(|| items.iter().find(|f| f[name_key] == wanted))
         .and_then(|f| f["id"].as_str())
         .map(str::to_string)
-        .with_context(|| format!("no flavor {wanted}"))
+        .with_context(|| format!("no {} {wanted}", key.trim_end_matches('s')))
 }
 
 /// Polls a new server until it is ACTIVE; ERROR or the deadline fail.

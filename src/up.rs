@@ -284,6 +284,7 @@ fn prepare_compute(args: &UpArgs, auth: &AuthConfig) -> Result<(PathBuf, PathBuf
         host_down_after_secs: 10,
         max_attempts: 3,
         create_classic_flavors: true,
+        networks: compute::network::default_networks(),
     };
     let agent = compute::config::AgentConfig {
         bind_ip: "127.0.0.1".into(),

@@ -862,6 +862,8 @@ fn the_nubo_server_cli_launches_with_a_key_and_user_data() {
         "mine",
         "--user-data",
         dir.path().join("user-data").to_str().unwrap(),
+        "--network",
+        "private=10.42.0.9",
         "--wait",
         "120",
     ]);
@@ -869,22 +871,22 @@ fn the_nubo_server_cli_launches_with_a_key_and_user_data() {
     assert!(created.contains(" ACTIVE"), "{created}");
     let listed = ok(&["list"]);
     assert!(listed.contains(&id) && listed.contains("mine"), "{listed}");
+    assert!(listed.contains("private=10.42.0.9"), "{listed}");
     let shown: Value = serde_json::from_str(&ok(&["show", &id])).unwrap();
     assert_eq!(shown["key_name"], "mine");
     let nova = Nova::new(&c);
     nova.wait_console(&id, "NUBO-CLI-UP", 1, BOOT);
     assert!(ok(&["console-log", &id]).contains("NUBO-CLI-UP"));
-    let (refused, _, err) = cli(&[
-        "create",
-        "x",
-        "--image",
-        &image,
-        "--flavor",
-        "m1.tiny",
-        "--key-name",
-        "gone",
-    ]);
-    assert!(!refused && err.contains("Invalid key_name"), "{err}");
+    // Refused: an unknown key (by the API), an unknown network (by the CLI).
+    for (option, value, why) in [
+        ("--key-name", "gone", "Invalid key_name"),
+        ("--network", "nowhere", "no network nowhere"),
+    ] {
+        let (refused, _, err) = cli(&[
+            "create", "x", "--image", &image, "--flavor", "m1.tiny", option, value,
+        ]);
+        assert!(!refused && err.contains(why), "{err}");
+    }
     ok(&["delete", &id]);
     nova.wait_gone(&id, BOOT);
 }
@@ -955,4 +957,99 @@ fn after_a_restart_the_api_reconciles_with_the_hosts() {
     assert!(metric(&c.compute_url(), "nubo_reconciled_total") >= 2.0);
     delete_all(&nova, &[kept, lost, vanished]);
     assert!(qemu_processes(c.data_dir()).is_empty());
+}
+
+/// Guest networks through the API: `os-networks` lists the configured
+/// network; a server gets an address from it (shown in `addresses` and
+/// `os-interface`, with a stable MAC); a taken fixed address is 409 and an
+/// unknown network or an address outside it 400, with nothing booted;
+/// `none` gives no interface; deleting a server frees its address for the
+/// next one that asks for it.
+#[test]
+fn networks_hand_out_addresses_once_and_take_them_back() {
+    let c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let image = upload_image(&g, "idle", "raw", &idle_marker_disk("NUBO-NET", 1 << 20));
+    let (st, nets) = nova.call("GET", "/os-networks", None);
+    assert_eq!(st, 200, "{nets}");
+    assert_eq!(nets["networks"][0]["label"], "private", "{nets}");
+    assert_eq!(nets["networks"][0]["cidr"], "10.42.0.0/24", "{nets}");
+    let net_id = nets["networks"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        nova.call("GET", &format!("/os-networks/{net_id}"), None).0,
+        200
+    );
+    assert_eq!(nova.call("GET", "/os-networks/nope", None).0, 404);
+
+    let a = nova.create("a", &image, "1", json!({}));
+    let shown = nova.wait_status(&a, &["ACTIVE"], BOOT);
+    let addr = &shown["addresses"]["private"][0];
+    assert_eq!(addr["addr"], "10.42.0.2", "{shown}");
+    assert_eq!(addr["version"], 4);
+    assert_eq!(addr["OS-EXT-IPS:type"], "fixed");
+    let mac = addr["OS-EXT-IPS-MAC:mac_addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(mac.starts_with("fa:16:3e:"), "{mac}");
+    let (st, ifaces) = nova.call("GET", &format!("/servers/{a}/os-interface"), None);
+    assert_eq!(st, 200, "{ifaces}");
+    let iface = &ifaces["interfaceAttachments"][0];
+    assert_eq!(iface["mac_addr"], mac.as_str());
+    assert_eq!(iface["net_id"], net_id.as_str());
+    assert_eq!(iface["fixed_ips"][0]["ip_address"], "10.42.0.2");
+    let port = iface["port_id"].as_str().unwrap();
+    let (st, one) = nova.call("GET", &format!("/servers/{a}/os-interface/{port}"), None);
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(
+        nova.call("GET", &format!("/servers/{a}/os-interface/nope"), None)
+            .0,
+        404
+    );
+
+    let create = |networks: Value| {
+        nova.call(
+            "POST",
+            "/servers",
+            Some(json!({"server": {"name": "b", "imageRef": image, "flavorRef": "1", "networks": networks}})),
+        )
+    };
+    let (st, v) = create(json!([{"uuid": net_id, "fixed_ip": "10.42.0.2"}]));
+    assert_eq!(st, 409, "a taken address: {v}");
+    assert!(v["conflictingRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&a));
+    for bad in [
+        json!([{"uuid": "5fd2e3a0-0000-4000-8000-000000000000"}]),
+        json!([{"uuid": net_id, "fixed_ip": "10.42.1.5"}]),
+        json!([{"uuid": net_id, "fixed_ip": "10.42.0.1"}]),
+        json!([{"uuid": net_id, "fixed_ip": "not an address"}]),
+        json!([{"port": "5fd2e3a0-0000-4000-8000-000000000000"}]),
+        json!("everything"),
+    ] {
+        let (st, v) = create(bad.clone());
+        assert_eq!(st, 400, "{bad}: {v}");
+        assert!(v["badRequest"]["message"].is_string(), "{v}");
+    }
+    let (_, list) = nova.call("GET", "/servers", None);
+    assert_eq!(
+        list["servers"].as_array().unwrap().len(),
+        1,
+        "refused requests booted nothing: {list}"
+    );
+    let (st, v) = create(json!("none"));
+    assert_eq!(st, 202, "{v}");
+    let none = v["server"]["id"].as_str().unwrap().to_string();
+    let shown = nova.wait_status(&none, &["ACTIVE"], BOOT);
+    assert_eq!(shown["addresses"], json!({}), "{shown}");
+
+    nova.delete(&a);
+    nova.wait_gone(&a, BOOT);
+    let (st, v) = create(json!([{"uuid": net_id, "fixed_ip": "10.42.0.2"}]));
+    assert_eq!(st, 202, "the deleted server's address is free again: {v}");
+    let again = v["server"]["id"].as_str().unwrap().to_string();
+    let shown = nova.wait_status(&again, &["ACTIVE"], BOOT);
+    assert_eq!(shown["addresses"]["private"][0]["addr"], "10.42.0.2");
+    delete_all(&nova, &[none, again]);
 }

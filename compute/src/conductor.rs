@@ -7,7 +7,9 @@ use crate::agent::{HostAction, HostReport, LaunchRequest, Placed, AGENT_KEY_HEAD
 use crate::config::ApiConfig;
 use crate::db::{ComputeDb, Kind};
 use crate::driver::PowerState;
+use crate::fixed_ips;
 use crate::instance::{self, Action, Fault, Resolution, Server, TaskState, VmState};
+use crate::network::Network;
 use crate::rest::{call, RestError};
 use crate::scheduler::{self, Host, Request};
 use crate::template_cache::ImageRef;
@@ -131,6 +133,7 @@ impl Compute {
             s.task_state = None;
             if deleting && s.host.is_none() {
                 self.db.delete(Kind::Server, &s.id)?;
+                fixed_ips::release(&self.db, &s.guest.nics);
                 continue;
             }
             if deleting || s.vm_state == VmState::Building {
@@ -152,6 +155,15 @@ impl Compute {
 
     pub fn servers(&self) -> Result<Vec<Server>, StoreError> {
         self.db.all(Kind::Server)
+    }
+
+    /// The guest networks (checked when the configuration was loaded).
+    pub fn networks(&self) -> Vec<Network> {
+        self.config
+            .networks
+            .iter()
+            .filter_map(|n| Network::parse(n).ok())
+            .collect()
     }
 
     pub fn put_server(&self, s: &Server) -> Result<(), StoreError> {
@@ -409,6 +421,7 @@ impl Compute {
         };
         if s.task_state == Some(TaskState::Deleting) {
             let _ = self.db.delete(Kind::Server, &id);
+            fixed_ips::release(&self.db, &s.guest.nics);
             return;
         }
         s.vm_state = VmState::Error;
@@ -511,11 +524,15 @@ impl Compute {
         let _g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) | Err(ComputeError::NotFound(_)) if server.host.is_none() => {
+                fixed_ips::release(&self.db, &server.guest.nics);
                 let _ = self.db.delete(Kind::Server, &id);
             }
             // A tombstone until the host's heartbeats stop showing it, so a
             // heartbeat taken before the delete cannot bring it back.
             Ok(_) | Err(ComputeError::NotFound(_)) => {
+                // The guest is gone from its host: its addresses are free
+                // before anyone can see the server gone.
+                fixed_ips::release(&self.db, &server.guest.nics);
                 if let Ok(Some(mut s)) = self.server(&id) {
                     s.vm_state = VmState::Deleted;
                     s.task_state = None;
@@ -538,6 +555,7 @@ impl Compute {
                 } else {
                     tracing::warn!(server = %id, %host, "host is down: deleted here, to be reaped when it reports");
                     s.vm_state = VmState::Deleted;
+                    fixed_ips::release(&self.db, &server.guest.nics);
                 }
                 let _ = self.put_server(&s);
             }

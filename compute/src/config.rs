@@ -1,6 +1,7 @@
 //! The compute API's and the compute agent's configuration files (TOML);
 //! `nubo up` writes both.
 
+use crate::network::{Network, NetworkConfig};
 use crate::scheduler::{AllocationRatios, Policy};
 use serde::{Deserialize, Serialize};
 use service_kit::auth::AuthConfig;
@@ -71,6 +72,10 @@ pub struct ApiConfig {
     /// Create m1.tiny, m1.small and m1.medium when there are no flavors.
     #[serde(default)]
     pub create_classic_flavors: bool,
+    /// The guest networks addresses are handed out of; the first is the
+    /// one `networks: "auto"` picks.
+    #[serde(default = "crate::network::default_networks")]
+    pub networks: Vec<NetworkConfig>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,6 +142,11 @@ impl Validate for ApiConfig {
             ("allocation_ratios.disk", r.disk),
         ] {
             check(v.is_finite() && v > 0.0, field, "must be a number above 0")?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for n in &self.networks {
+            Network::parse(n).map_err(|e| format!("networks: {e}"))?;
+            check(names.insert(&n.name), "networks", "names must differ")?;
         }
         self.auth.validate()
     }

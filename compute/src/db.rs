@@ -1,5 +1,6 @@
 //! The compute API's records, as JSON under a key per kind
-//! (`flavor/<id>`, `server/<id>`, `host/<name>`, `keypair/<user>/<name>`)
+//! (`flavor/<id>`, `server/<id>`, `host/<name>`, `keypair/<user>/<name>`,
+//! `fixed_ip/<network>/<address>`)
 //! in the shared [`JsonStore`] (each write synced).
 
 use serde::de::DeserializeOwned;
@@ -15,6 +16,8 @@ pub enum Kind {
     Host,
     /// Key pairs, by `<hex of the user id>/<name>`: a user's own prefix.
     KeyPair,
+    /// Addresses handed out, by `<network id>/<address>`.
+    FixedIp,
 }
 
 impl Kind {
@@ -24,6 +27,7 @@ impl Kind {
             Kind::Server => "server/",
             Kind::Host => "host/",
             Kind::KeyPair => "keypair/",
+            Kind::FixedIp => "fixed_ip/",
         }
     }
 

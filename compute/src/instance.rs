@@ -174,6 +174,9 @@ pub struct GuestData {
     /// Whether the guest gets a config drive ([`crate::config_drive`]).
     #[serde(default)]
     pub config_drive: bool,
+    /// Its interfaces, with the addresses the API gave them.
+    #[serde(default)]
+    pub nics: Vec<crate::network::Nic>,
 }
 
 /// The most `user_data` Nova takes, base64-encoded.

@@ -4,9 +4,10 @@
 //!
 //! The pure cores: [`scheduler`] (filters and weighers), [`instance`]
 //! (Nova's states, allowed actions, reconciliation), [`keypairs`] (SSH
-//! keys: names, parsing, fingerprints). The shells: [`api`]
+//! keys: names, parsing, fingerprints), [`network`] (subnets, addresses,
+//! MACs). The shells: [`api`]
 //! (HTTP) over [`conductor`] (build, retry, actions, heartbeats) and
-//! [`db`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
+//! [`db`] and [`fixed_ips`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
 //! [`template_cache`] and [`overlay`]. [`boot_disk`] builds the tiny guest
 //! the tests boot.
 
@@ -22,9 +23,11 @@ pub mod config;
 pub mod config_drive;
 pub mod db;
 pub mod driver;
+pub mod fixed_ips;
 pub mod instance;
 pub mod keypairs;
 pub mod metadata;
+pub mod network;
 pub mod overlay;
 pub mod rest;
 pub mod scheduler;

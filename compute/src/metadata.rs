@@ -104,14 +104,47 @@ impl GuestView<'_> {
             "public-keys": public_keys,
             "reservation-id": format!("r-{}", &ec2_instance_id(&p.id)[2..]),
             "security-groups": ["default"],
+            "local-ipv4": p.guest.nics.first().map(|n| n.address.to_string()),
         })
     }
 
-    /// `openstack/latest/network_data.json`: no networks yet (links,
-    /// networks and services empty), which cloud-init reads as "configure
-    /// nothing from here".
+    /// `openstack/latest/network_data.json` as Nova writes it: a link per
+    /// interface (by MAC), its fixed address with the network's gateway
+    /// as the default route. No interface: empty lists, which cloud-init
+    /// reads as "configure nothing from here".
     pub fn network_data(&self) -> Value {
-        json!({"links": [], "networks": [], "services": []})
+        let p = self.instance;
+        let mut links = Vec::new();
+        let mut networks = Vec::new();
+        for (i, nic) in p.guest.nics.iter().enumerate() {
+            let link = nic.tap(&p.id, i);
+            let netmask = nic
+                .prefix()
+                .map(|n| std::net::Ipv4Addr::from(u32::MAX << (32 - u32::from(n))).to_string());
+            links.push(json!({
+                "id": link,
+                "vif_id": nic.port_id(&p.id),
+                "type": "bridge",
+                "mtu": 1500,
+                "ethernet_mac_address": nic.mac,
+            }));
+            let routes: Vec<Value> = nic
+                .gateway()
+                .map(|g| json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": g.to_string()}))
+                .into_iter()
+                .collect();
+            networks.push(json!({
+                "id": format!("network{i}"),
+                "type": "ipv4",
+                "link": link,
+                "ip_address": nic.address.to_string(),
+                "netmask": netmask,
+                "routes": routes,
+                "network_id": nic.network_id,
+                "services": [],
+            }));
+        }
+        json!({"links": links, "networks": networks, "services": []})
     }
 
     /// The user data, decoded; `None` when the instance has none.
@@ -191,6 +224,41 @@ mod tests {
     }
 
     #[test]
+    fn network_data_describes_each_interface_with_its_route() {
+        let nic = crate::network::Nic {
+            network_id: "net-1".into(),
+            network: "private".into(),
+            cidr: "10.42.0.0/24".into(),
+            address: "10.42.0.7".parse().unwrap(),
+            mac: "fa:16:3e:01:02:03".into(),
+        };
+        let p = placed(GuestData {
+            nics: vec![nic],
+            ..GuestData::default()
+        });
+        let view = GuestView {
+            instance: &p,
+            availability_zone: "nova",
+            random_seed: &[0u8; 4],
+        };
+        let d = view.network_data();
+        assert_eq!(d["links"][0]["ethernet_mac_address"], "fa:16:3e:01:02:03");
+        assert_eq!(d["links"][0]["id"], d["networks"][0]["link"]);
+        assert_eq!(d["networks"][0]["ip_address"], "10.42.0.7");
+        assert_eq!(d["networks"][0]["netmask"], "255.255.255.0");
+        assert_eq!(d["networks"][0]["routes"][0]["gateway"], "10.42.0.1");
+        assert_eq!(d["networks"][0]["network_id"], "net-1");
+        assert_eq!(view.ec2_meta_data()["local-ipv4"], "10.42.0.7");
+        let none = placed(GuestData::default());
+        let view = GuestView {
+            instance: &none,
+            availability_zone: "nova",
+            random_seed: &[0u8; 4],
+        };
+        assert_eq!(view.network_data()["links"], serde_json::json!([]));
+    }
+
+    #[test]
     fn host_names_are_sanitized_as_nova_does() {
         assert_eq!(hostname("Web Server_1", "x"), "web-server-1");
         assert_eq!(hostname("-a.b-", "x"), "a.b");
@@ -207,6 +275,7 @@ mod tests {
             public_key: Some("ssh-ed25519 AAAA me".into()),
             user_data: Some("I2Nsb3VkLWNvbmZpZwo=".into()),
             config_drive: true,
+            nics: Vec::new(),
         };
         let p = placed(guest);
         let view = GuestView {

@@ -11,8 +11,13 @@ pub fn rand_bytes<const N: usize>() -> [u8; N] {
 
 /// A random (version 4) UUID.
 pub fn new_id() -> String {
-    let mut b = rand_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
+    uuid_of(rand_bytes::<16>(), 4)
+}
+
+/// `bytes` as a UUID of `version` (4: random; 5: from a hash), its version
+/// and variant bits set.
+pub fn uuid_of(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
     format!(

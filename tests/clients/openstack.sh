@@ -96,6 +96,9 @@ printf '#cloud-config\nruncmd: [echo hi]\n' > "$W/user-data"
 openstack server show os-vm -f value -c key_name | has -x os-key || fail "server key_name"
 openstack server list -f value -c Name -c Status | has -x "os-vm ACTIVE" || fail "server list"
 openstack server show os-vm -f value -c status | has -x ACTIVE || fail "server show"
+openstack server show os-vm -f value -c addresses | has "private.*10\.42\.0\.[0-9]" \
+  || fail "server addresses"
+openstack server list -f value -c Networks | has "10\.42\.0\." || fail "server list Networks"
 openstack console log show os-vm >/dev/null || fail "console log show"
 if alice server show os-vm >/dev/null 2>&1; then fail "another project's member sees the server"; fi
 openstack server delete --wait os-vm

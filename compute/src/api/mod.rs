@@ -3,11 +3,14 @@
 //! have Nova's shape, `{"badRequest": {"code": 400, "message": "..."}}`.
 
 mod keypairs;
+mod networks;
 
 use crate::agent::{HostReport, AGENT_KEY_HEADER};
 use crate::conductor::{Compute, ComputeError, HostRecord};
 use crate::db::Kind;
+use crate::fixed_ips;
 use crate::instance::{self, Action, Flavor, GuestData, Server, TaskState, VmState};
+use crate::network;
 use crate::rest::call;
 use crate::template_cache::ImageRef;
 use http::{Method, Request, Response, StatusCode};
@@ -172,8 +175,9 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         .unwrap_or_default()
         .into_owned();
     // `/v2.1/<project>/servers` and `/v2.1/servers` both work.
-    const COLLECTIONS: [&str; 6] = [
+    const COLLECTIONS: [&str; 7] = [
         "servers",
+        "os-networks",
         "flavors",
         "os-hypervisors",
         "os-availability-zone",
@@ -204,6 +208,12 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         (Method::DELETE, ["servers", id]) => delete_server(&c, &who, id),
         (Method::POST, ["servers", id, "action"]) => action(&c, &who, id, req).await,
         (Method::GET, ["servers", id, "diagnostics"]) => diagnostics(&c, &who, id).await,
+        (Method::GET, ["servers", id, "os-interface"]) => networks::interfaces(&c, &who, id),
+        (Method::GET, ["servers", id, "os-interface", port]) => {
+            networks::interface(&c, &who, id, port)
+        }
+        (Method::GET, ["os-networks"]) => networks::list(&c),
+        (Method::GET, ["os-networks", id]) => networks::show(&c, &decode(id)),
         (Method::GET, ["os-hypervisors"]) => hypervisors(&c, &who, false, None),
         (Method::GET, ["os-hypervisors", "detail"]) => hypervisors(&c, &who, true, None),
         (Method::GET, ["os-hypervisors", id]) => hypervisors(&c, &who, true, Some(id)),
@@ -431,7 +441,7 @@ fn server_view(s: &Server, base: &str) -> Value {
         },
         "created": s.created,
         "updated": s.updated,
-        "addresses": {},
+        "addresses": networks::addresses(&s.guest.nics),
         "accessIPv4": "",
         "accessIPv6": "",
         "links": [
@@ -617,9 +627,13 @@ async fn create_server(
         Value::String(z) if !z.is_empty() => Some(z.clone()),
         _ => return invalid_field("availability_zone"),
     };
-    let guest = match guest_data(c, who, s) {
+    let mut guest = match guest_data(c, who, s) {
         Ok(g) => g,
         Err(r) => return r,
+    };
+    let requested = match network::parse_requested(&s["networks"]) {
+        Ok(r) => r,
+        Err(m) => return fault(StatusCode::BAD_REQUEST, m),
     };
     let group = body["os:scheduler_hints"]["group"]
         .as_str()
@@ -650,9 +664,16 @@ async fn create_server(
         Ok(i) => i,
         Err(r) => return r,
     };
+    // Addresses last, once nothing else can refuse the request; the
+    // server's record (written next) names them, and its delete frees them.
+    let id = new_id();
+    guest.nics = match fixed_ips::allocate(&c.db, &c.networks(), &id, &requested) {
+        Ok(nics) => nics,
+        Err(e) => return networks::alloc_fault(e),
+    };
     let created = now_iso8601();
     let server = Server {
-        id: new_id(),
+        id,
         name: name.to_string(),
         account: who.account.clone(),
         user: who.user.clone(),
@@ -673,6 +694,7 @@ async fn create_server(
         guest,
     };
     if let Err(e) = c.put_server(&server) {
+        fixed_ips::release(&c.db, &server.guest.nics);
         return internal(e);
     }
     tokio::spawn(
@@ -730,6 +752,7 @@ fn guest_data(c: &Compute, who: &Identity, s: &Value) -> Result<GuestData, Respo
         public_key,
         user_data,
         config_drive: true,
+        nics: Vec::new(),
     })
 }
 
