@@ -88,6 +88,7 @@ fn hypervisor_start(base: &std::path::Path, runs: usize) -> f64 {
             disk,
             console_log: dir.path().join(format!("{i}.log")),
             config_drive: None,
+            nics: Vec::new(),
         };
         let started = Instant::now();
         driver.launch(&spec).unwrap();

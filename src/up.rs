@@ -44,6 +44,41 @@ pub struct UpArgs {
     /// The ring's min_part_hours when it is first built.
     #[arg(long, default_value_t = 1)]
     pub min_part_hours: u32,
+    /// The Linux bridge the local host puts guests of the `private`
+    /// network (10.42.0.0/24) on, made with the gateway 10.42.0.1 and a
+    /// DHCP server (dnsmasq); `none`: guests get no interface. Needs root
+    /// (CAP_NET_ADMIN) and dnsmasq, else guests get none either.
+    #[arg(long, default_value = "nubr0")]
+    pub guest_bridge: String,
+}
+
+/// The local host's bridge for the first network, where it can make one.
+fn guest_bridges(bridge: &str) -> Vec<compute::config::HostBridge> {
+    if bridge == "none" {
+        return Vec::new();
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dnsmasq = std::process::Command::new("dnsmasq")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root || !dnsmasq {
+        eprintln!(
+            "up: guests get no network interface (the bridge {bridge} needs {})",
+            if root { "dnsmasq" } else { "root" }
+        );
+        return Vec::new();
+    }
+    let network = compute::network::default_networks()
+        .into_iter()
+        .next()
+        .map(|n| n.name)
+        .unwrap_or_default();
+    vec![compute::config::HostBridge {
+        network,
+        bridge: bridge.to_string(),
+    }]
 }
 
 const DEVICES_PER_NODE: u16 = 2;
@@ -304,6 +339,7 @@ fn prepare_compute(args: &UpArgs, auth: &AuthConfig) -> Result<(PathBuf, PathBuf
         heartbeat_secs: 2,
         shutdown_timeout_secs: 5,
         base_unused_secs: 86_400,
+        bridges: guest_bridges(&args.guest_bridge),
     };
     let api_path = dir.join("compute-api.toml");
     std::fs::write(&api_path, toml::to_string(&api)?)?;

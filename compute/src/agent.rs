@@ -10,6 +10,7 @@ use crate::config::AgentConfig;
 use crate::driver::libvirt::LibvirtDriver;
 use crate::driver::qemu::QemuDriver;
 use crate::driver::{console_tail, Driver, DriverError, InstanceSpec, PowerState};
+use crate::host_network::HostNetwork;
 use crate::instance::{Flavor, GuestData, InstanceReport};
 use crate::rest::call;
 use crate::template_cache::{ImageRef, TemplateCache};
@@ -92,6 +93,8 @@ pub struct Agent {
     pub host: String,
     driver: Box<dyn Driver>,
     pub templates: TemplateCache,
+    /// Bridges, taps and DHCP for the guests' interfaces.
+    pub network: HostNetwork,
     client: HttpClient,
     capacity: (u32, u64, u64),
     launches_ok: AtomicU64,
@@ -205,6 +208,7 @@ impl Agent {
             host,
             driver,
             templates,
+            network: HostNetwork::new(config.bridges.clone(), &config.data_dir),
             client: HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
                 node: Duration::from_secs(10),
@@ -232,6 +236,7 @@ impl Agent {
             disk: dir.join("disk.qcow2"),
             console_log: dir.join("console.log"),
             config_drive: p.guest.config_drive.then(|| dir.join("disk.config")),
+            nics: self.network.specs(&p.id, &p.guest.nics),
         }
     }
 
@@ -329,6 +334,7 @@ impl Agent {
             let name = self.domain(&p.id);
             blocking(|| {
                 let _ = self.driver.destroy(&name);
+                self.network.unplug(&p.id, &p.guest.nics);
                 let _ = std::fs::remove_dir_all(&dir);
             });
             self.launches_failed.fetch_add(1, Ordering::Relaxed);
@@ -363,6 +369,10 @@ impl Agent {
             let record = self.dir(&p.id).join("instance.json");
             std::fs::write(&record, serde_json::to_vec(p).expect("json"))
                 .map_err(|e| e.to_string())?;
+            let hostname = crate::metadata::hostname(&p.name, &p.id);
+            self.network
+                .plug(&p.id, &hostname, &p.guest.nics)
+                .map_err(|e| format!("guest network: {e}"))?;
             self.driver.launch(&spec).map_err(|e| e.to_string())
         })
     }
@@ -415,6 +425,9 @@ impl Agent {
         match self.driver.destroy(&self.domain(id)) {
             Ok(()) | Err(DriverError::NotFound(_)) => {}
             Err(e) => return Err(e),
+        }
+        if let Some(p) = self.load(id) {
+            self.network.unplug(id, &p.guest.nics);
         }
         match std::fs::remove_dir_all(self.dir(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),

@@ -122,6 +122,22 @@ pub struct AgentConfig {
     /// A base unused by any instance for this long is removed.
     #[serde(default = "day")]
     pub base_unused_secs: u64,
+    /// The bridges that carry the API's networks on this host; an
+    /// interface on a network without one here is not attached (the
+    /// guest boots without it).
+    #[serde(default)]
+    pub bridges: Vec<HostBridge>,
+}
+
+/// A guest network's bridge on one host ([`crate::host_network`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostBridge {
+    /// The network's name in the API's configuration.
+    pub network: String,
+    /// The Linux bridge (made if missing, with the network's gateway
+    /// address and a DHCP server for the guests on it); at most 15 bytes.
+    pub bridge: String,
 }
 
 impl Validate for ApiConfig {
@@ -163,6 +179,18 @@ impl Validate for AgentConfig {
             matches!(self.driver.as_str(), "auto" | "libvirt" | "qemu"),
             "driver",
             "must be auto, libvirt or qemu",
-        )
+        )?;
+        for b in &self.bridges {
+            check(
+                !b.bridge.is_empty()
+                    && b.bridge.len() <= 15
+                    && b.bridge
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+                "bridges",
+                "a bridge name is 1 to 15 letters, digits, - or _",
+            )?;
+        }
+        Ok(())
     }
 }

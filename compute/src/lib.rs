@@ -8,6 +8,7 @@
 //! MACs). The shells: [`api`]
 //! (HTTP) over [`conductor`] (build, retry, actions, heartbeats) and
 //! [`db`] and [`fixed_ips`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
+//! [`host_network`] (bridges, taps, DHCP),
 //! [`template_cache`] and [`overlay`]. [`boot_disk`] builds the tiny guest
 //! the tests boot.
 
@@ -24,6 +25,7 @@ pub mod config_drive;
 pub mod db;
 pub mod driver;
 pub mod fixed_ips;
+pub mod host_network;
 pub mod instance;
 pub mod keypairs;
 pub mod metadata;

@@ -30,6 +30,7 @@ fn spec(dir: &Path, name: &str, base: &Path) -> InstanceSpec {
         disk,
         console_log: dir.join(format!("{name}.log")),
         config_drive: None,
+        nics: Vec::new(),
     }
 }
 

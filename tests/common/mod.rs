@@ -6,6 +6,7 @@
 #[path = "../../image-registry/tests/corpus/mod.rs"]
 pub mod corpus;
 pub mod glance;
+pub mod linux_guest;
 pub mod nova;
 
 #[allow(unused_imports)]
@@ -211,6 +212,13 @@ impl Cluster {
         let (proxy_port, registry_port, compute_port, agent_port, identity_port) =
             (base, base + 1, base + 2, base + 3, base + 4);
         let node_base_port = base + 5;
+        // Guests get no bridge in the machine's own namespace: only a test
+        // that runs the cluster inside a namespace of its own asks for one.
+        let no_bridge: &[&str] = if flags.contains(&"--guest-bridge") {
+            &[]
+        } else {
+            &["--guest-bridge", "none"]
+        };
         let mut child = Command::new(nubo())
             .args(["up", "--data-dir"])
             .arg(dir.path())
@@ -230,6 +238,7 @@ impl Cluster {
                 "--identity-port",
                 &identity_port.to_string(),
             ])
+            .args(no_bridge)
             .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

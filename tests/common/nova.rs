@@ -111,6 +111,19 @@ impl Nova {
         v["output"].as_str().unwrap_or_default().to_string()
     }
 
+    /// What follows `prefix` on the first console line that has it
+    /// (trimmed); panics, showing the console, if none does.
+    pub fn console_line(&self, id: &str, prefix: &str) -> String {
+        let out = self.console(id);
+        out.lines()
+            .find_map(|l| {
+                l.trim_end_matches('\r')
+                    .split_once(prefix)
+                    .map(|(_, r)| r.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {prefix:?} line on {id}'s console:\n{out}"))
+    }
+
     /// Waits until the console shows `marker` at least `times` times.
     pub fn wait_console(&self, id: &str, marker: &str, times: usize, limit: Duration) {
         let deadline = Instant::now() + limit;

@@ -45,7 +45,7 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
       <driver name='qemu' type='qcow2'/>
       <source file='{disk}'/>
       <target dev='vda' bus='virtio'/>
-    </disk>{config_drive}
+    </disk>{config_drive}{nics}
     <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>
   </devices>
 </domain>"#,
@@ -62,6 +62,17 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
                 xml_escape(&d.to_string_lossy())
             ))
             .unwrap_or_default(),
+        // An existing tap (`managed='no'`): libvirt neither makes nor
+        // removes it, the agent does ([`crate::host_network`]).
+        nics = spec
+            .nics
+            .iter()
+            .map(|n| format!(
+                "\n    <interface type='ethernet'>\n      <mac address='{}'/>\n      <target dev='{}' managed='no'/>\n      <model type='virtio'/>\n    </interface>",
+                xml_escape(&n.mac),
+                xml_escape(&n.tap)
+            ))
+            .collect::<String>(),
     )
 }
 
@@ -242,6 +253,7 @@ mod tests {
             disk: "/data/a&b'.qcow2".into(),
             console_log: "/data/console.log".into(),
             config_drive: None,
+            nics: Vec::new(),
         };
         let xml = domain_xml(&spec, "qemu");
         assert!(xml.starts_with("<domain type='qemu'>"));
@@ -261,5 +273,18 @@ mod tests {
         let rest = &xml[drive..];
         assert!(rest.contains("<target dev='vdb' bus='virtio'/>") && rest.contains("<readonly/>"));
         assert!(xml.contains("<driver name='qemu' type='raw'/>"));
+        assert!(!xml.contains("<interface"));
+        // An interface: virtio on the agent's own tap, its MAC kept.
+        let with_nic = InstanceSpec {
+            nics: vec![crate::driver::NicSpec {
+                tap: "tap0123456789a0".into(),
+                mac: "fa:16:3e:01:02:03".into(),
+            }],
+            ..with_drive
+        };
+        let xml = domain_xml(&with_nic, "qemu");
+        assert!(xml.contains(
+            "<interface type='ethernet'>\n      <mac address='fa:16:3e:01:02:03'/>\n      <target dev='tap0123456789a0' managed='no'/>\n      <model type='virtio'/>\n    </interface>"
+        ), "{xml}");
     }
 }

@@ -21,6 +21,18 @@ pub struct InstanceSpec {
     /// A config drive to attach read-only as the second disk.
     #[serde(default)]
     pub config_drive: Option<PathBuf>,
+    /// Network interfaces (virtio-net), each on a tap device the agent
+    /// made and put on its network's bridge ([`crate::host_network`]).
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
+}
+
+/// One virtio-net interface on an existing tap device.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    pub tap: String,
+    pub mac: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -190,6 +190,17 @@ impl Driver for QemuDriver {
                 qemu_opt(drive)
             ));
         }
+        // Interfaces on the agent's taps (names and MACs of hex digits,
+        // made by the agent); QEMU runs no script of its own.
+        for (i, nic) in spec.nics.iter().enumerate() {
+            cmd.arg("-netdev")
+                .arg(format!(
+                    "tap,id=net{i},ifname={},script=no,downscript=no",
+                    nic.tap
+                ))
+                .arg("-device")
+                .arg(format!("virtio-net-pci,netdev=net{i},mac={}", nic.mac));
+        }
         let out = cmd
             // Appended, so the console survives a stop and start as
             // libvirt's does.

@@ -1,0 +1,103 @@
+//! A real Linux guest for the slow compute tests: Debian's kernel
+//! (`linux-image-amd64`) and `busybox-static` packed into a bootable disk
+//! (MBR with syslinux, one FAT partition holding the kernel, an initramfs
+//! whose init prints a line on the serial console, reads its config drive
+//! as cloud-init would and prints what it found, takes an address by DHCP
+//! where it has an interface, then powers off). Its user data may order
+//! `PING <address>` (printed `PING-OK`/`PING-FAIL`) and `STAY <seconds>`.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Builds the disk in `dir`; its path. No mounting: sfdisk writes the
+/// partition table, mkfs.fat and mtools work on the image at an offset,
+/// and syslinux installs itself the same way.
+pub fn linux_disk(dir: &Path, marker: &str) -> std::path::PathBuf {
+    let kernel = std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("vmlinuz-")
+        })
+        .expect("a Debian kernel in /boot (linux-image-amd64; the test command installs it)");
+    let script = format!(
+        r#"set -euo pipefail
+cd "$DIR"
+mkdir -p root/bin root/modules root/mnt
+cp /bin/busybox root/bin/busybox
+# The kernel's own modules for virtio disks, VFAT and virtio-net (Debian
+# builds them as modules), loaded by the init in the order of modules.dep:
+# each after what it needs.
+MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk fat vfat nls_cp437 nls_ascii failover net_failover virtio_net"
+MODDIR=/lib/modules/$(basename "$KERNEL" | sed 's/^vmlinuz-//')
+for m in $MODULES; do cp "$(find "$MODDIR" -name "$m.ko")" root/modules/; done
+# What udhcpc runs with the lease: the address on the interface, as
+# cloud-init's DHCP would leave it.
+cat > root/bin/dhcp-script <<'SCRIPT'
+#!/bin/busybox sh
+case "$1" in
+  bound|renew) ifconfig "$interface" "$ip" netmask "$subnet" up; echo "DHCP-BOUND $ip" ;;
+esac
+SCRIPT
+chmod 755 root/bin/dhcp-script
+cat > root/init <<INIT
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mkdir -p /proc /dev /sys
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+exec >/dev/ttyS0 2>&1
+echo "{marker} \$(uname -sr)"
+for m in $MODULES; do insmod /modules/\$m.ko; done
+# What cloud-init's ConfigDrive source does: find the volume by its label.
+for i in 1 2 3 4 5 6 7 8 9 10; do dev=\$(findfs LABEL=config-2) && break; sleep 1; done
+if [ -n "\$dev" ] && mount -t vfat -o ro "\$dev" /mnt; then
+  echo "DRIVE-META \$(cat /mnt/openstack/latest/meta_data.json)"
+  echo "DRIVE-EC2 \$(cat /mnt/ec2/latest/meta-data.json)"
+  echo "DRIVE-USER \$(cat /mnt/openstack/latest/user_data)"
+  # Test orders in the user data: ping an address, stay up a while.
+  peer=\$(sed -n 's/^PING //p' /mnt/openstack/latest/user_data)
+  stay=\$(sed -n 's/^STAY //p' /mnt/openstack/latest/user_data)
+else
+  echo "DRIVE-MISSING"
+fi
+echo "DRIVE-END"
+# An interface: its address by DHCP, as a cloud image gets it.
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up
+  ip link set eth0 up
+  udhcpc -i eth0 -n -q -t 20 -T 2 -s /bin/dhcp-script || echo "DHCP-FAILED"
+  echo "NET-UP \$(cat /sys/class/net/eth0/address)"
+  if [ -n "\$peer" ]; then
+    if ping -c 3 -W 3 "\$peer" >/dev/null; then echo "PING-OK \$peer"; else echo "PING-FAIL \$peer"; fi
+  fi
+  [ -n "\$stay" ] && sleep "\$stay"
+fi
+poweroff -f
+INIT
+chmod 755 root/init
+(cd root && find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.gz)
+cp "$KERNEL" vmlinuz
+printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL vmlinuz\n  APPEND initrd=initrd.gz console=ttyS0 quiet panic=-1\n' > syslinux.cfg
+truncate -s 64M disk.img
+printf 'label: dos\nstart=2048, type=c, bootable\n' | sfdisk -q disk.img
+dd if=/usr/lib/syslinux/mbr/mbr.bin of=disk.img conv=notrunc bs=440 count=1 status=none
+mkfs.fat --offset 2048 -n NUBO disk.img $((64 * 1024 - 1024)) > /dev/null
+mcopy -i disk.img@@1M vmlinuz initrd.gz syslinux.cfg ::/
+syslinux --offset 1048576 --install disk.img
+"#
+    );
+    super::run_ok(
+        Command::new("bash")
+            .args(["-c", &script])
+            .env("DIR", dir)
+            .env("KERNEL", &kernel),
+    );
+    dir.join("disk.img")
+}

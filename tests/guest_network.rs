@@ -1,0 +1,147 @@
+//! Slow: guests on a network. Two real Linux guests (`common::linux_guest`)
+//! launched through the API on the `private` network take the addresses
+//! the API handed out by DHCP from the host's dnsmasq, over taps on the
+//! host's bridge, and one pings the other; deleting them leaves no tap and
+//! no DHCP entry behind.
+//!
+//! The bridge, the taps, dnsmasq and every guest packet stay inside a
+//! network namespace this test makes: it runs itself again inside it
+//! (`ip netns exec`), cluster and all, so nothing is added to the
+//! machine's own namespace. The QEMU driver only: libvirtd lives in the
+//! machine's namespace and could not open a tap made in this one (the
+//! libvirt domain XML of an interface is unit-tested).
+
+mod common;
+use common::glance::Glance;
+use common::linux_guest::linux_disk;
+use common::nova::{upload_image, Nova};
+use common::Cluster;
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const INSIDE: &str = "NUBO_GUEST_NETWORK_INSIDE";
+const BRIDGE: &str = "nubr0";
+
+/// A namespace of the test's own, and everything left running in it,
+/// removed on drop.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // dnsmasq forks away from the agent: end whatever still runs here.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn slow_guests_get_their_addresses_by_dhcp_and_reach_each_other() {
+    if std::env::var_os(INSIDE).is_some() {
+        return inside_the_namespace();
+    }
+    let ns = Namespace(format!("nubo-gn-{}", std::process::id()));
+    common::run_ok(Command::new("ip").args(["netns", "add", &ns.0]));
+    common::run_ok(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "slow_guests_get_their_addresses_by_dhcp_and_reach_each_other",
+            "--nocapture",
+        ])
+        .env(INSIDE, "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the test inside the namespace failed");
+}
+
+fn taps() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tap"))
+        .collect()
+}
+
+fn dhcp_entries(data_dir: &Path) -> Vec<String> {
+    let dir = data_dir
+        .join("compute-host/networks")
+        .join(format!("{BRIDGE}.hosts"));
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn inside_the_namespace() {
+    let c = Cluster::start_with(1, &["--compute-driver", "qemu", "--guest-bridge", BRIDGE]);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let dir = tempfile::tempdir().unwrap();
+    let disk = linux_disk(dir.path(), "NUBO-GUEST-BOOT");
+    let image = upload_image(&g, "net-guest", "raw", &std::fs::read(disk).unwrap());
+    let (_, nets) = nova.call("GET", "/os-networks", None);
+    let net_id = nets["networks"][0]["id"].as_str().unwrap().to_string();
+    let user_data = |text: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    };
+    // B, at a fixed address, stays up; A pings it.
+    let b = nova.create(
+        "guest-b",
+        &image,
+        "1",
+        json!({
+            "networks": [{"uuid": net_id, "fixed_ip": "10.42.0.10"}],
+            "user_data": user_data("STAY 240\n"),
+        }),
+    );
+    nova.wait_console(&b, "NET-UP", 1, Duration::from_secs(300));
+    let a = nova.create(
+        "guest-a",
+        &image,
+        "1",
+        json!({"user_data": user_data("PING 10.42.0.10\n")}),
+    );
+    nova.wait_console(&a, "PING-", 1, Duration::from_secs(300));
+    let line = |id: &str, prefix: &str| nova.console_line(id, prefix);
+    for (id, name) in [(&a, "a"), (&b, "b")] {
+        let shown = nova.show(id);
+        let addr = &shown["addresses"]["private"][0];
+        assert_eq!(
+            line(id, "DHCP-BOUND"),
+            addr["addr"].as_str().unwrap(),
+            "guest {name} has the address the API shows"
+        );
+        assert_eq!(
+            line(id, "NET-UP"),
+            addr["OS-EXT-IPS-MAC:mac_addr"].as_str().unwrap(),
+            "guest {name} has the MAC the API shows"
+        );
+    }
+    assert_eq!(line(&b, "DHCP-BOUND"), "10.42.0.10");
+    assert_eq!(line(&a, "PING-"), "OK 10.42.0.10", "a reaches b");
+    assert_eq!(taps().len(), 2, "a tap per guest: {:?}", taps());
+    assert_eq!(dhcp_entries(c.data_dir()).len(), 2);
+
+    nova.delete(&a);
+    nova.delete(&b);
+    nova.wait_gone(&a, Duration::from_secs(60));
+    nova.wait_gone(&b, Duration::from_secs(60));
+    assert_eq!(taps(), Vec::<String>::new(), "taps left behind");
+    assert_eq!(
+        dhcp_entries(c.data_dir()),
+        Vec::<String>::new(),
+        "DHCP entries left behind"
+    );
+}
