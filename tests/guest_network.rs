@@ -1,8 +1,9 @@
 //! Slow: guests on a network. Two real Linux guests (`common::linux_guest`)
 //! launched through the API on the `private` network take the addresses
 //! the API handed out by DHCP from the host's dnsmasq, over taps on the
-//! host's bridge, and one pings the other; deleting them leaves no tap and
-//! no DHCP entry behind.
+//! host's bridge, one pings the other, and each reads its own metadata
+//! (key, address, user data) from the metadata service at
+//! 169.254.169.254; deleting them leaves no tap and no DHCP entry behind.
 //!
 //! The bridge, the taps, dnsmasq and every guest packet stay inside a
 //! network namespace this test makes: it runs itself again inside it
@@ -107,11 +108,18 @@ fn inside_the_namespace() {
         }),
     );
     nova.wait_console(&b, "NET-UP", 1, Duration::from_secs(300));
+    let (st, made) = nova.call(
+        "POST",
+        "/os-keypairs",
+        Some(json!({"keypair": {"name": "net-key"}})),
+    );
+    assert_eq!(st, 200, "{made}");
+    let public_key = made["keypair"]["public_key"].as_str().unwrap().to_string();
     let a = nova.create(
         "guest-a",
         &image,
         "1",
-        json!({"user_data": user_data("PING 10.42.0.10\n")}),
+        json!({"user_data": user_data("PING 10.42.0.10\n"), "key_name": "net-key"}),
     );
     nova.wait_console(&a, "PING-", 1, Duration::from_secs(300));
     let line = |id: &str, prefix: &str| nova.console_line(id, prefix);
@@ -131,6 +139,16 @@ fn inside_the_namespace() {
     }
     assert_eq!(line(&b, "DHCP-BOUND"), "10.42.0.10");
     assert_eq!(line(&a, "PING-"), "OK 10.42.0.10", "a reaches b");
+    // The metadata service knows each guest by its address.
+    let meta: serde_json::Value = serde_json::from_str(&line(&a, "MD-META"))
+        .unwrap_or_else(|e| panic!("MD-META: {e}; the console:\n{}", nova.console(&a)));
+    assert_eq!(meta["uuid"], a.as_str());
+    assert_eq!(meta["public_keys"]["net-key"], public_key.as_str());
+    assert_eq!(line(&a, "MD-IP"), line(&a, "DHCP-BOUND"));
+    assert_eq!(line(&a, "MD-KEY"), public_key);
+    assert_eq!(line(&a, "MD-USER"), "PING 10.42.0.10");
+    assert_eq!(line(&b, "MD-IP"), "10.42.0.10");
+    assert_eq!(line(&b, "MD-KEY"), "none", "b has no key");
     assert_eq!(taps().len(), 2, "a tap per guest: {:?}", taps());
     assert_eq!(dhcp_entries(c.data_dir()).len(), 2);
 

@@ -647,6 +647,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     let agent = Arc::new(Agent::open(config).context("starting the compute agent")?);
     tracing::info!(%addr, host = %agent.host, driver = agent.driver.name(), "compute agent listening");
+    if !agent.config.bridges.is_empty() {
+        tokio::spawn(crate::metadata_service::run(agent.clone()));
+    }
     let beat = agent.clone();
     tokio::spawn(async move {
         let every = Duration::from_secs(beat.config.heartbeat_secs);

@@ -4,7 +4,7 @@
 //! dnsmasq serving DHCP on it with a static entry per interface (MAC →
 //! the address the API handed out, nothing from a pool), and a tap device
 //! per interface on the bridge, which the drivers give the guest as
-//! virtio-net.
+//! virtio-net. The bridge also holds the metadata service's address.
 //!
 //! Links are made with iproute2's `ip` (what Nova's linux_net did; a
 //! netlink crate would replace a handful of commands with a protocol
@@ -236,17 +236,19 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
+/// The bridge, up, with the network's gateway and the metadata service's
+/// address ([`crate::metadata_service`]), which guests reach through the
+/// gateway.
 fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
     if !link_exists(bridge) {
         ip(&["link", "add", "name", bridge, "type", "bridge"])?;
     }
-    ip(&[
-        "addr",
-        "replace",
-        &format!("{gateway}/{prefix}"),
-        "dev",
-        bridge,
-    ])?;
+    for address in [
+        format!("{gateway}/{prefix}"),
+        format!("{}/32", crate::metadata_service::ADDRESS),
+    ] {
+        ip(&["addr", "replace", &address, "dev", bridge])?;
+    }
     ip(&["link", "set", bridge, "up"])
 }
 

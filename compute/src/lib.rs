@@ -8,7 +8,7 @@
 //! MACs). The shells: [`api`]
 //! (HTTP) over [`conductor`] (build, retry, actions, heartbeats) and
 //! [`db`] and [`fixed_ips`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
-//! [`host_network`] (bridges, taps, DHCP),
+//! [`host_network`] (bridges, taps, DHCP), [`metadata_service`],
 //! [`template_cache`] and [`overlay`]. [`boot_disk`] builds the tiny guest
 //! the tests boot.
 
@@ -29,6 +29,7 @@ pub mod host_network;
 pub mod instance;
 pub mod keypairs;
 pub mod metadata;
+pub mod metadata_service;
 pub mod network;
 pub mod overlay;
 pub mod rest;

@@ -1,7 +1,8 @@
 //! What a guest learns about itself (cloud-init's OpenStack and EC2
 //! metadata): the documents Nova serves, built from an instance as its host
 //! keeps it. The config drive ([`crate::config_drive`]) carries them as
-//! files.
+//! files; the metadata service ([`crate::metadata_service`]) answers them
+//! by path ([`GuestView::answer`]).
 //!
 //! Shapes follow Nova's `nova/api/metadata/base.py`: `meta_data.json`
 //! with `uuid`, `name`, `hostname`, `public_keys`, `keys`,
@@ -48,6 +49,24 @@ pub fn hostname(display_name: &str, id: &str) -> String {
         trimmed
     }
 }
+
+/// The EC2 metadata versions the service lists at `/` (cloud-init asks
+/// for `2009-04-04`); every one answers as `latest`.
+const EC2_VERSIONS: [&str; 3] = ["1.0", "2009-04-04", "latest"];
+
+/// The OpenStack metadata versions the service lists at `/openstack`, as
+/// Nova lists them (cloud-init takes the newest it knows).
+const OPENSTACK_VERSIONS: [&str; 9] = [
+    "2012-08-10",
+    "2013-04-04",
+    "2013-10-17",
+    "2015-10-15",
+    "2016-06-30",
+    "2016-10-06",
+    "2017-02-22",
+    "2018-08-27",
+    "latest",
+];
 
 /// EC2's instance id: `i-` and eight hex digits (of the UUID here; Nova
 /// uses its integer id).
@@ -156,6 +175,90 @@ impl GuestView<'_> {
             .and_then(|u| decode_user_data(u).ok())
     }
 
+    /// The metadata service's answer for `path` (its body), as Nova's
+    /// serves it: `/openstack[/<version>[/<file>]]` and EC2's
+    /// `/<version>[/meta-data[/<key>...]|/user-data]`, any version
+    /// answering as `latest`; a listing is a name per line, a sub-tree's
+    /// name ending in `/`. `None`: 404.
+    pub fn answer(&self, path: &str) -> Option<Vec<u8>> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let lines = |names: &[&str]| names.join("\n").into_bytes();
+        match parts.as_slice() {
+            [] => Some(lines(&EC2_VERSIONS)),
+            ["openstack"] => Some(lines(&OPENSTACK_VERSIONS)),
+            ["openstack", _version] => {
+                let mut names: Vec<&str> = vec![
+                    "meta_data.json",
+                    "network_data.json",
+                    "vendor_data.json",
+                    "vendor_data2.json",
+                ];
+                if self.instance.guest.user_data.is_some() {
+                    names.push("user_data");
+                }
+                Some(lines(&names))
+            }
+            ["openstack", _version, file] => self
+                .files()
+                .into_iter()
+                .find(|(name, _)| name.strip_prefix("openstack/latest/") == Some(*file))
+                .map(|(_, body)| body),
+            [_version] => {
+                let mut names = vec!["meta-data"];
+                if self.instance.guest.user_data.is_some() {
+                    names.push("user-data");
+                }
+                Some(lines(&names))
+            }
+            [_version, "user-data"] => self.user_data(),
+            [_version, "meta-data", keys @ ..] => self.ec2_answer(keys),
+            _ => None,
+        }
+    }
+
+    /// EC2's `meta-data` tree, walked down `keys`.
+    fn ec2_answer(&self, keys: &[&str]) -> Option<Vec<u8>> {
+        let tree = self.ec2_meta_data();
+        // EC2 lists the keys as `<index>=<name>` and serves each by index.
+        if keys == ["public-keys"] {
+            let name = self.instance.guest.key_name.as_deref()?;
+            return Some(format!("0={name}").into_bytes());
+        }
+        let mut node = &tree;
+        for key in keys {
+            node = node.get(key)?;
+        }
+        Some(match node {
+            Value::Object(m) => {
+                let names: Vec<String> = m
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| {
+                        if v.is_object() {
+                            format!("{k}/")
+                        } else {
+                            k.clone()
+                        }
+                    })
+                    .collect();
+                names.join("\n").into_bytes()
+            }
+            Value::String(s) => s.clone().into_bytes(),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes(),
+            Value::Null => return None,
+            other => other.to_string().into_bytes(),
+        })
+    }
+
     /// Every file of a config drive, by its path on the drive.
     pub fn files(&self) -> Vec<(String, Vec<u8>)> {
         let doc = |v: Value| serde_json::to_vec(&v).expect("json");
@@ -249,6 +352,10 @@ mod tests {
         assert_eq!(d["networks"][0]["routes"][0]["gateway"], "10.42.0.1");
         assert_eq!(d["networks"][0]["network_id"], "net-1");
         assert_eq!(view.ec2_meta_data()["local-ipv4"], "10.42.0.7");
+        assert_eq!(
+            view.answer("/latest/meta-data/local-ipv4"),
+            Some(b"10.42.0.7".to_vec())
+        );
         let none = placed(GuestData::default());
         let view = GuestView {
             instance: &none,
@@ -256,6 +363,69 @@ mod tests {
             random_seed: &[0u8; 4],
         };
         assert_eq!(view.network_data()["links"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn the_service_answers_each_path_as_nova_does() {
+        let guest = GuestData {
+            key_name: Some("mykey".into()),
+            public_key: Some("ssh-ed25519 AAAA me".into()),
+            user_data: Some("aGVsbG8=".into()),
+            config_drive: true,
+            nics: Vec::new(),
+        };
+        let p = placed(guest);
+        let view = GuestView {
+            instance: &p,
+            availability_zone: "nova",
+            random_seed: &[7u8; 4],
+        };
+        let text = |path: &str| view.answer(path).map(|b| String::from_utf8(b).unwrap());
+        assert!(text("/").unwrap().lines().any(|l| l == "2009-04-04"));
+        assert!(text("/openstack").unwrap().ends_with("latest"));
+        assert!(text("/openstack/latest/").unwrap().contains("user_data"));
+        let meta: Value =
+            serde_json::from_str(&text("/openstack/latest/meta_data.json").unwrap()).unwrap();
+        assert_eq!(meta["public_keys"]["mykey"], "ssh-ed25519 AAAA me");
+        assert_eq!(
+            text("/openstack/2018-08-27/meta_data.json"),
+            text("/openstack/latest/meta_data.json"),
+            "a version answers as latest"
+        );
+        assert_eq!(text("/openstack/latest/user_data").unwrap(), "hello");
+        assert_eq!(text("/latest/user-data").unwrap(), "hello");
+        let keys = text("/latest/meta-data/").unwrap();
+        for k in ["instance-id", "hostname", "placement/", "public-keys/"] {
+            assert!(keys.lines().any(|l| l == k), "{k} in {keys}");
+        }
+        assert!(
+            !keys.contains("local-ipv4"),
+            "no interface, no address: {keys}"
+        );
+        assert_eq!(
+            text("/2009-04-04/meta-data/instance-id").unwrap(),
+            "i-6f1c2d3e"
+        );
+        assert_eq!(
+            text("/latest/meta-data/placement/availability-zone").unwrap(),
+            "nova"
+        );
+        assert_eq!(text("/latest/meta-data/public-keys").unwrap(), "0=mykey");
+        assert_eq!(
+            text("/latest/meta-data/public-keys/0/").unwrap(),
+            "openssh-key"
+        );
+        assert_eq!(
+            text("/latest/meta-data/public-keys/0/openssh-key").unwrap(),
+            "ssh-ed25519 AAAA me"
+        );
+        for missing in [
+            "/latest/meta-data/nothing",
+            "/openstack/latest/nothing",
+            "/a/b/c/d",
+        ] {
+            assert_eq!(view.answer(missing), None, "{missing}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! (MBR with syslinux, one FAT partition holding the kernel, an initramfs
 //! whose init prints a line on the serial console, reads its config drive
 //! as cloud-init would and prints what it found, takes an address by DHCP
-//! where it has an interface, then powers off). Its user data may order
+//! where it has an interface and asks the metadata service (169.254.169.254)
+//! what it read from the drive, then powers off). Its user data may order
 //! `PING <address>` (printed `PING-OK`/`PING-FAIL`) and `STAY <seconds>`.
 
 use std::path::Path;
@@ -40,7 +41,10 @@ for m in $MODULES; do cp "$(find "$MODDIR" -name "$m.ko")" root/modules/; done
 cat > root/bin/dhcp-script <<'SCRIPT'
 #!/bin/busybox sh
 case "$1" in
-  bound|renew) ifconfig "$interface" "$ip" netmask "$subnet" up; echo "DHCP-BOUND $ip" ;;
+  bound|renew)
+    ifconfig "$interface" "$ip" netmask "$subnet" up
+    [ -n "$router" ] && route add default gw "$router"
+    echo "DHCP-BOUND $ip" ;;
 esac
 SCRIPT
 chmod 755 root/bin/dhcp-script
@@ -74,6 +78,20 @@ if [ -e /sys/class/net/eth0 ]; then
   ip link set eth0 up
   udhcpc -i eth0 -n -q -t 20 -T 2 -s /bin/dhcp-script || echo "DHCP-FAILED"
   echo "NET-UP \$(cat /sys/class/net/eth0/address)"
+  # What cloud-init's OpenStack and EC2 sources ask the metadata service
+  # (by nc: busybox-static's wget crashes in its resolver).
+  get() {{
+    # stdin held open a moment: busybox nc may stop reading at its EOF.
+    r=\$( (printf 'GET %s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "\$1"; sleep 1) | nc -w 5 169.254.169.254 80 | tr -d '\r')
+    case "\$r" in
+      "HTTP/1."[01]" 200"*) echo "\$r" | sed '1,/^\$/d' ;;
+      *) echo none ;;
+    esac
+  }}
+  echo "MD-META \$(get /openstack/latest/meta_data.json)"
+  echo "MD-IP \$(get /latest/meta-data/local-ipv4)"
+  echo "MD-KEY \$(get /latest/meta-data/public-keys/0/openssh-key)"
+  echo "MD-USER \$(get /latest/user-data | head -n 1)"
   if [ -n "\$peer" ]; then
     if ping -c 3 -W 3 "\$peer" >/dev/null; then echo "PING-OK \$peer"; else echo "PING-FAIL \$peer"; fi
   fi

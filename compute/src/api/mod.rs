@@ -738,9 +738,9 @@ fn guest_data(c: &Compute, who: &Identity, s: &Value) -> Result<GuestData, Respo
         }
         _ => return Err(invalid_field("user_data")),
     };
-    // Nova takes a boolean, or a string of one. No metadata service is
-    // reachable from guests yet, so every guest gets a drive: without one
-    // cloud-init finds nothing.
+    // Nova takes a boolean, or a string of one. Every guest gets a drive:
+    // the metadata service is served only by hosts with a guest bridge,
+    // and a guest without either finds nothing.
     match &s["config_drive"] {
         Value::Null | Value::Bool(_) => {}
         Value::String(v)
