@@ -283,7 +283,6 @@ fn write_private(path: &std::path::Path, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// A flavor's id from its id or its name.
 /// The id of one of a collection's items (`flavors`, `os-networks`) given
 /// its id or its name (the `name_key` field).
 async fn id_by_name(

@@ -62,6 +62,8 @@ pub struct Compute {
     /// Launches: the first one of an image on a host fetches it.
     launch_client: HttpClient,
     pub metrics: ApiMetrics,
+    /// The guest networks of the configuration, checked.
+    pub networks: Vec<Network>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +99,14 @@ impl Compute {
                 db.put(Kind::Flavor, &f.id, &f)?;
             }
         }
+        let networks = config
+            .networks
+            .iter()
+            .map(Network::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
         Ok(Compute {
+            networks,
             auth: TempAuth::new(config.auth.clone()).map_err(std::io::Error::other)?,
             db,
             seen: Mutex::new(BTreeMap::new()),
@@ -133,7 +142,7 @@ impl Compute {
             s.task_state = None;
             if deleting && s.host.is_none() {
                 self.db.delete(Kind::Server, &s.id)?;
-                fixed_ips::release(&self.db, &s.guest.nics);
+                fixed_ips::release(&self.db, &s.id, &s.guest.nics);
                 continue;
             }
             if deleting || s.vm_state == VmState::Building {
@@ -155,15 +164,6 @@ impl Compute {
 
     pub fn servers(&self) -> Result<Vec<Server>, StoreError> {
         self.db.all(Kind::Server)
-    }
-
-    /// The guest networks (checked when the configuration was loaded).
-    pub fn networks(&self) -> Vec<Network> {
-        self.config
-            .networks
-            .iter()
-            .filter_map(|n| Network::parse(n).ok())
-            .collect()
     }
 
     pub fn put_server(&self, s: &Server) -> Result<(), StoreError> {
@@ -421,7 +421,7 @@ impl Compute {
         };
         if s.task_state == Some(TaskState::Deleting) {
             let _ = self.db.delete(Kind::Server, &id);
-            fixed_ips::release(&self.db, &s.guest.nics);
+            fixed_ips::release(&self.db, &s.id, &s.guest.nics);
             return;
         }
         s.vm_state = VmState::Error;
@@ -524,7 +524,7 @@ impl Compute {
         let _g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) | Err(ComputeError::NotFound(_)) if server.host.is_none() => {
-                fixed_ips::release(&self.db, &server.guest.nics);
+                fixed_ips::release(&self.db, &server.id, &server.guest.nics);
                 let _ = self.db.delete(Kind::Server, &id);
             }
             // A tombstone until the host's heartbeats stop showing it, so a
@@ -532,7 +532,7 @@ impl Compute {
             Ok(_) | Err(ComputeError::NotFound(_)) => {
                 // The guest is gone from its host: its addresses are free
                 // before anyone can see the server gone.
-                fixed_ips::release(&self.db, &server.guest.nics);
+                fixed_ips::release(&self.db, &server.id, &server.guest.nics);
                 if let Ok(Some(mut s)) = self.server(&id) {
                     s.vm_state = VmState::Deleted;
                     s.task_state = None;
@@ -555,7 +555,7 @@ impl Compute {
                 } else {
                     tracing::warn!(server = %id, %host, "host is down: deleted here, to be reaped when it reports");
                     s.vm_state = VmState::Deleted;
-                    fixed_ips::release(&self.db, &server.guest.nics);
+                    fixed_ips::release(&self.db, &server.id, &server.guest.nics);
                 }
                 let _ = self.put_server(&s);
             }

@@ -78,7 +78,7 @@ pub fn allocate(
                 mac: mac_for(server_id, &net.id),
             }),
             Err(e) => {
-                release(db, &nics);
+                release(db, server_id, &nics);
                 return Err(e);
             }
         }
@@ -122,11 +122,21 @@ fn take(
     Err(AllocError::Exhausted)
 }
 
-/// Gives a server's addresses back (best effort: a record left behind
-/// names its server, and is freed by the next delete of it).
-pub fn release(db: &ComputeDb, nics: &[Nic]) {
+/// Gives back the addresses of `nics` that `server_id` still holds. One
+/// handed on to another server since (a second delete of this one, a
+/// stale record) stays with it. No race: while this server holds an
+/// address nobody else can take it, so a record found to be its own is
+/// still its own when it is removed. Best effort: a record left behind
+/// names its server.
+pub fn release(db: &ComputeDb, server_id: &str, nics: &[Nic]) {
     for nic in nics {
-        if let Err(e) = db.delete(Kind::FixedIp, &key(&nic.network_id, nic.address)) {
+        let k = key(&nic.network_id, nic.address);
+        let freed = match db.get::<Allocation>(Kind::FixedIp, &k) {
+            Ok(Some(a)) if a.server_id == server_id => db.delete(Kind::FixedIp, &k),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = freed {
             tracing::warn!(address = %nic.address, error = %e, "a fixed address was not released");
         }
     }
@@ -166,9 +176,15 @@ mod tests {
             allocate(&db, &nets, "s5", &Requested::Auto),
             Err(AllocError::Exhausted)
         ));
-        release(&db, &got[2]);
+        release(&db, "s2", &got[2]);
         let again = allocate(&db, &nets, "s6", &Requested::Auto).unwrap();
         assert_eq!(again[0].address.to_string(), "10.9.0.4");
+        // s2 released twice (a repeated delete): s6's address stays s6's.
+        release(&db, "s2", &got[2]);
+        assert!(matches!(
+            allocate(&db, &nets, "s7", &Requested::Auto),
+            Err(AllocError::Exhausted)
+        ));
         assert_eq!(
             allocate(&db, &nets, "s7", &Requested::None).unwrap(),
             vec![]

@@ -15,7 +15,7 @@
 
 use crate::config::HostBridge;
 use crate::driver::NicSpec;
-use crate::network::Nic;
+use crate::network::{Network, Nic};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -90,18 +90,17 @@ impl HostNetwork {
     pub fn plug(&self, id: &str, hostname: &str, nics: &[Nic]) -> Result<(), NetError> {
         let _one = self.setup.lock().unwrap_or_else(|p| p.into_inner());
         for p in self.plugged(id, nics) {
-            let (gateway, prefix) = match (p.nic.gateway(), p.nic.prefix()) {
-                (Some(g), Some(n)) => (g, n),
-                _ => return Err(NetError::Invalid(p.tap, "no network address")),
+            let Some(subnet) = p.nic.subnet() else {
+                return Err(NetError::Invalid(p.tap, "no network address"));
             };
-            ensure_bridge(p.bridge, gateway, prefix)?;
+            ensure_bridge(p.bridge, &subnet)?;
             let hosts = self.hosts_dir(p.bridge);
             std::fs::create_dir_all(&hosts)?;
             write_atomic(
                 &hosts.join(&p.tap),
                 &host_entry(&p.nic.mac, p.nic.address, hostname),
             )?;
-            self.ensure_dhcp(p.bridge, p.nic, gateway)?;
+            self.ensure_dhcp(p.bridge, &subnet)?;
             self.reload_dhcp(p.bridge);
             if link_exists(&p.tap) {
                 ip(&["link", "del", &p.tap])?;
@@ -165,19 +164,17 @@ impl HostNetwork {
             .then_some(pid)
     }
 
-    fn ensure_dhcp(&self, bridge: &str, nic: &Nic, gateway: Ipv4Addr) -> Result<(), NetError> {
+    fn ensure_dhcp(&self, bridge: &str, subnet: &Network) -> Result<(), NetError> {
         if self.dhcp_pid(bridge).is_some() {
             return Ok(());
         }
         let args = dnsmasq_args(
             bridge,
-            gateway,
-            nic,
+            subnet,
             &self.hosts_dir(bridge),
             &self.dir.join(format!("{bridge}.leases")),
             &self.pid_file(bridge),
-        )
-        .ok_or(NetError::Invalid(bridge.to_string(), "no network address"))?;
+        );
         // dnsmasq forks into the background once it listens: its exit
         // status says whether it started.
         run("dnsmasq", &args)
@@ -185,10 +182,17 @@ impl HostNetwork {
 
     /// dnsmasq re-reads its host entries on SIGHUP.
     fn reload_dhcp(&self, bridge: &str) {
-        if let Some(pid) = self.dhcp_pid(bridge) {
-            if let Err(e) = run("kill", &["-HUP".to_string(), pid.to_string()]) {
-                tracing::warn!(%bridge, error = %e, "dnsmasq was not told of a change");
-            }
+        let Some(pid) = self
+            .dhcp_pid(bridge)
+            .and_then(|p| libc::pid_t::try_from(p).ok())
+        else {
+            return;
+        };
+        // SAFETY: kill has no memory preconditions; the pid is dnsmasq's
+        // (its command line was read just now).
+        if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+            let e = io::Error::last_os_error();
+            tracing::warn!(%bridge, error = %e, "dnsmasq was not told of a change");
         }
     }
 }
@@ -204,16 +208,13 @@ pub fn host_entry(mac: &str, address: Ipv4Addr, hostname: &str) -> String {
 /// machine's read.
 pub fn dnsmasq_args(
     bridge: &str,
-    gateway: Ipv4Addr,
-    nic: &Nic,
+    subnet: &Network,
     hosts: &Path,
     leases: &Path,
     pid: &Path,
-) -> Option<Vec<String>> {
-    let prefix = nic.prefix()?;
-    let base = Ipv4Addr::from(u32::from(gateway) - 1);
-    let netmask = Ipv4Addr::from(u32::MAX << (32 - u32::from(prefix)));
-    Some(vec![
+) -> Vec<String> {
+    let (base, netmask, gateway) = (subnet.base, subnet.netmask(), subnet.gateway());
+    vec![
         "--conf-file=/dev/null".into(),
         "--no-hosts".into(),
         "--no-resolv".into(),
@@ -229,7 +230,7 @@ pub fn dnsmasq_args(
         format!("--pid-file={}", pid.display()),
         "--dhcp-no-override".into(),
         "--user=root".into(),
-    ])
+    ]
 }
 
 fn link_exists(name: &str) -> bool {
@@ -239,12 +240,12 @@ fn link_exists(name: &str) -> bool {
 /// The bridge, up, with the network's gateway and the metadata service's
 /// address ([`crate::metadata_service`]), which guests reach through the
 /// gateway.
-fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+fn ensure_bridge(bridge: &str, subnet: &Network) -> Result<(), NetError> {
     if !link_exists(bridge) {
         ip(&["link", "add", "name", bridge, "type", "bridge"])?;
     }
     for address in [
-        format!("{gateway}/{prefix}"),
+        format!("{}/{}", subnet.gateway(), subnet.prefix),
         format!("{}/32", crate::metadata_service::ADDRESS),
     ] {
         ip(&["addr", "replace", &address, "dev", bridge])?;
@@ -314,13 +315,11 @@ mod tests {
     fn dnsmasq_serves_static_addresses_on_its_bridge_only() {
         let args = dnsmasq_args(
             "nubr0",
-            Ipv4Addr::new(10, 42, 0, 1),
-            &nic("private"),
+            &nic("private").subnet().unwrap(),
             Path::new("/d/h"),
             Path::new("/d/l"),
             Path::new("/d/p"),
-        )
-        .unwrap();
+        );
         for want in [
             "--port=0",
             "--conf-file=/dev/null",

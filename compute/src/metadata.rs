@@ -137,9 +137,8 @@ impl GuestView<'_> {
         let mut networks = Vec::new();
         for (i, nic) in p.guest.nics.iter().enumerate() {
             let link = nic.tap(&p.id, i);
-            let netmask = nic
-                .prefix()
-                .map(|n| std::net::Ipv4Addr::from(u32::MAX << (32 - u32::from(n))).to_string());
+            let subnet = nic.subnet();
+            let netmask = subnet.as_ref().map(|s| s.netmask().to_string());
             links.push(json!({
                 "id": link,
                 "vif_id": nic.port_id(&p.id),
@@ -147,9 +146,8 @@ impl GuestView<'_> {
                 "mtu": 1500,
                 "ethernet_mac_address": nic.mac,
             }));
-            let routes: Vec<Value> = nic
-                .gateway()
-                .map(|g| json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": g.to_string()}))
+            let routes: Vec<Value> = subnet
+                .map(|s| json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": s.gateway().to_string()}))
                 .into_iter()
                 .collect();
             networks.push(json!({

@@ -45,9 +45,9 @@ async fn handle(agent: Arc<Agent>, req: Request<RequestBody>) -> Response<Body> 
         return status(StatusCode::NOT_FOUND);
     };
     let path = req.uri().path().to_string();
-    let agent2 = agent.clone();
+    // Reads every instance record of the host: blocking file I/O.
     let answer = tokio::task::spawn_blocking(move || {
-        let placed = agent2.placed();
+        let placed = agent.placed();
         let instance = placed.iter().find(|p| {
             p.guest
                 .nics
@@ -58,7 +58,7 @@ async fn handle(agent: Arc<Agent>, req: Request<RequestBody>) -> Response<Body> 
         getrandom::fill(&mut random_seed).expect("the OS random source works");
         let view = GuestView {
             instance,
-            availability_zone: &agent2.config.availability_zone,
+            availability_zone: &agent.config.availability_zone,
             random_seed: &random_seed,
         };
         view.answer(&path)

@@ -141,15 +141,15 @@ impl Nic {
         format!("tap{id}{index:x}")
     }
 
-    pub fn gateway(&self) -> Option<Ipv4Addr> {
-        let (base, _) = self.cidr.split_once('/')?;
-        Some(Ipv4Addr::from(
-            u32::from(base.parse::<Ipv4Addr>().ok()?) + 1,
-        ))
-    }
-
-    pub fn prefix(&self) -> Option<u8> {
-        self.cidr.split_once('/')?.1.parse().ok()
+    /// The subnet the interface is on (its gateway, netmask...), from the
+    /// `cidr` it carries; `None` only for a record not made by
+    /// [`crate::fixed_ips`].
+    pub fn subnet(&self) -> Option<Network> {
+        Network::parse(&NetworkConfig {
+            name: self.network.clone(),
+            cidr: self.cidr.clone(),
+        })
+        .ok()
     }
 
     /// The id of the interface (Nova's `port_id`): stable for the server
@@ -306,7 +306,9 @@ mod tests {
         let tap = nic.tap("0f1e2d3c-4b5a-4978-8877-665544332211", 0);
         assert_eq!(tap, "tap0f1e2d3c4b0");
         assert!(tap.len() <= 15);
-        assert_eq!(nic.gateway(), Some(Ipv4Addr::new(10, 42, 0, 1)));
+        let subnet = nic.subnet().unwrap();
+        assert_eq!(subnet.gateway(), Ipv4Addr::new(10, 42, 0, 1));
+        assert_eq!(subnet.netmask(), Ipv4Addr::new(255, 255, 255, 0));
     }
 
     #[test]

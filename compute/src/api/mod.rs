@@ -667,7 +667,7 @@ async fn create_server(
     // Addresses last, once nothing else can refuse the request; the
     // server's record (written next) names them, and its delete frees them.
     let id = new_id();
-    guest.nics = match fixed_ips::allocate(&c.db, &c.networks(), &id, &requested) {
+    guest.nics = match fixed_ips::allocate(&c.db, &c.networks, &id, &requested) {
         Ok(nics) => nics,
         Err(e) => return networks::alloc_fault(e),
     };
@@ -694,7 +694,7 @@ async fn create_server(
         guest,
     };
     if let Err(e) = c.put_server(&server) {
-        fixed_ips::release(&c.db, &server.guest.nics);
+        fixed_ips::release(&c.db, &server.id, &server.guest.nics);
         return internal(e);
     }
     tokio::spawn(

@@ -24,12 +24,12 @@ fn network_view(n: &Network) -> Value {
 }
 
 pub fn list(c: &Compute) -> Response<Body> {
-    let nets: Vec<Value> = c.networks().iter().map(network_view).collect();
+    let nets: Vec<Value> = c.networks.iter().map(network_view).collect();
     json_response(StatusCode::OK, &json!({ "networks": nets }))
 }
 
 pub fn show(c: &Compute, id: &str) -> Response<Body> {
-    match c.networks().iter().find(|n| n.id == id || n.name == id) {
+    match c.networks.iter().find(|n| n.id == id || n.name == id) {
         Some(n) => json_response(StatusCode::OK, &json!({ "network": network_view(n) })),
         None => fault(
             StatusCode::NOT_FOUND,
