@@ -87,6 +87,7 @@ fn hypervisor_start(base: &std::path::Path, runs: usize) -> f64 {
             ram_mb: 512,
             disk,
             console_log: dir.path().join(format!("{i}.log")),
+            console_socket: None,
             config_drive: None,
             nics: Vec::new(),
         };

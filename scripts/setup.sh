@@ -6,14 +6,14 @@ set -euo pipefail
 # Debian packages: a C/C++ toolchain and libclang (RocksDB is compiled from
 # source through bindgen), pkg-config, Python venvs for the client tests,
 # iproute2 and util-linux for the fault tests (network namespaces, a small tmpfs).
-# libvirt and dnsmasq (DHCP for guests) for the compute hosts. QEMU (qemu-img for the image tests,
+# libvirt, dnsmasq (DHCP for guests) and nftables (security groups) for the compute hosts. QEMU (qemu-img for the image tests,
 # qemu-system-x86 for guests) below.
 # The Linux guest the compute tests boot is packed from Debian's kernel and
-# busybox-static onto a disk made bootable with syslinux (dosfstools,
+# busybox-static (and dropbear-bin, its SSH server) onto a disk made bootable with syslinux (dosfstools,
 # mtools, cpio: no mounting needed).
-APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux dnsmasq-base
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux dnsmasq-base nftables
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
-  linux-image-amd64 busybox-static syslinux syslinux-common mtools dosfstools cpio fdisk)
+  linux-image-amd64 busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools cpio fdisk)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

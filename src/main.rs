@@ -69,6 +69,7 @@ mod identity_cli;
 mod image_cli;
 mod ring_push;
 mod server_cli;
+mod server_console;
 mod service_client;
 mod status;
 mod up;

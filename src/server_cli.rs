@@ -1,7 +1,8 @@
 //! `nubo server ...` and `nubo keypair ...`: a person's client of the
 //! compute API, to launch a VM and reach it from the shell without writing
 //! JSON (create with an image, flavor, key pair and user data; list, show,
-//! console log, delete; key pairs made, imported, listed, deleted).
+//! console log, interactive console, delete; key pairs made, imported,
+//! listed, deleted).
 
 use crate::service_client::{Login, ServiceClient};
 use anyhow::{bail, Context, Result};
@@ -56,6 +57,14 @@ enum ServerCommand {
     Show {
         id: String,
     },
+    /// Its interactive serial console (Ctrl-] leaves).
+    Console {
+        id: String,
+        /// With piped input: the command ends once the input is over and
+        /// the guest has printed nothing for this many seconds.
+        #[arg(long, default_value_t = 2)]
+        quiet_secs: u64,
+    },
     /// The last lines of its serial console.
     ConsoleLog {
         id: String,
@@ -95,7 +104,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let c = ServiceClient::login(&args.login, &args.compute_url, "compute API").await?;
         match args.command {
             ServerCommand::Create {
@@ -180,6 +189,9 @@ pub fn run(args: ServerArgs) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v["server"])?);
                 Ok(())
             }
+            ServerCommand::Console { id, quiet_secs } => {
+                crate::server_console::attach(&c, &id, Duration::from_secs(quiet_secs)).await
+            }
             ServerCommand::ConsoleLog { id, length } => {
                 let mut action = json!({});
                 if let Some(n) = length {
@@ -203,7 +215,11 @@ pub fn run(args: ServerArgs) -> Result<()> {
             }
             ServerCommand::Keypair(k) => keypair(&c, k).await,
         }
-    })
+    });
+    // Not waiting for the console's stdin reader: it blocks in read(2)
+    // until the next key, which may never come.
+    rt.shutdown_background();
+    result
 }
 
 async fn keypair(c: &ServiceClient, command: KeypairCommand) -> Result<()> {

@@ -46,8 +46,9 @@ pub struct UpArgs {
     pub min_part_hours: u32,
     /// The Linux bridge the local host puts guests of the `private`
     /// network (10.42.0.0/24) on, made with the gateway 10.42.0.1 and a
-    /// DHCP server (dnsmasq); `none`: guests get no interface. Needs root
-    /// (CAP_NET_ADMIN) and dnsmasq, else guests get none either.
+    /// DHCP server (dnsmasq), security groups enforced with nftables;
+    /// `none`: guests get no interface. Needs root (CAP_NET_ADMIN),
+    /// dnsmasq and nft, else guests get none either.
     #[arg(long, default_value = "nubr0")]
     pub guest_bridge: String,
 }
@@ -59,15 +60,23 @@ fn guest_bridges(bridge: &str) -> Vec<compute::config::HostBridge> {
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let dnsmasq = std::process::Command::new("dnsmasq")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !root || !dnsmasq {
-        eprintln!(
-            "up: guests get no network interface (the bridge {bridge} needs {})",
-            if root { "dnsmasq" } else { "root" }
-        );
+    let runs = |program: &str| {
+        std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing = if !root {
+        Some("root")
+    } else if !runs("dnsmasq") {
+        Some("dnsmasq")
+    } else if compute::host_firewall::available().is_err() {
+        Some("nftables and br_netfilter")
+    } else {
+        None
+    };
+    if let Some(missing) = missing {
+        eprintln!("up: guests get no network interface (the bridge {bridge} needs {missing})");
         return Vec::new();
     }
     let network = compute::network::default_networks()

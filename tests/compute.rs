@@ -548,7 +548,9 @@ fn two_hosts_each_policy_places_as_specified_and_failures_move_on() {
                 "scheduler",
                 toml::Value::Table(toml::from_str("policy = \"random\"").unwrap()),
             ),
-            ("host_down_after_secs", toml::Value::Integer(3)),
+            // Three heartbeats (nubo up beats every 2 s): a busy machine
+            // delays a beat, it does not lose a live host.
+            ("host_down_after_secs", toml::Value::Integer(6)),
         ],
     );
     wait_hosts_up(&nova, &[&a, "host-b"]);
@@ -1052,4 +1054,290 @@ fn networks_hand_out_addresses_once_and_take_them_back() {
     let shown = nova.wait_status(&again, &["ACTIVE"], BOOT);
     assert_eq!(shown["addresses"]["private"][0]["addr"], "10.42.0.2");
     delete_all(&nova, &[none, again]);
+}
+
+/// Security groups through the API, as nova-network answers: each project
+/// has its `default` (members reach each other), groups and rules are
+/// checked with Nova's messages, a name is taken once even by racing
+/// creates, a group in use or `default` cannot go, servers name their
+/// groups on create and by actions, and another project sees none of it.
+/// (The hosts' enforcement is tests/guest_network.rs.)
+#[test]
+fn security_groups_follow_nova_network() {
+    let c = Cluster::start(1);
+    let (g, nova) = (Glance::new(&c), Nova::new(&c));
+    let (st, v) = nova.call("GET", "/os-security-groups", None);
+    assert_eq!(st, 200, "{v}");
+    let groups = v["security_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{v}");
+    let default = &groups[0];
+    assert_eq!(default["name"], "default");
+    assert_eq!(default["tenant_id"], "AUTH_test");
+    let default_id = default["id"].as_str().unwrap().to_string();
+    assert_eq!(default["rules"][0]["group"]["name"], "default", "{default}");
+    assert_eq!(default["rules"][0]["ip_protocol"], Value::Null);
+
+    // Sixteen racing creates of one name: exactly one group.
+    let created: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let nova = &nova;
+                s.spawn(move || {
+                    nova.call(
+                        "POST",
+                        "/os-security-groups",
+                        Some(json!({"security_group": {"name": "web", "description": format!("try {i}")}})),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        created.iter().filter(|s| **s == 200).count(),
+        1,
+        "{created:?}"
+    );
+    assert!(
+        created.iter().all(|s| *s == 200 || *s == 400),
+        "{created:?}"
+    );
+    let (_, v) = nova.call("GET", "/os-security-groups", None);
+    let web = v["security_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "web")
+        .unwrap()
+        .clone();
+    let web_id = web["id"].as_str().unwrap().to_string();
+    let (st, v) = nova.call(
+        "POST",
+        "/os-security-groups",
+        Some(json!({"security_group": {"name": "web", "description": ""}})),
+    );
+    assert_eq!(
+        (st, v["badRequest"]["message"].as_str()),
+        (400, Some("Security group web already exists"))
+    );
+    for bad in [
+        json!({"security_group": {"name": "", "description": ""}}),
+        json!({"security_group": {"name": "x".repeat(256), "description": ""}}),
+        json!({"security_group": {"description": "no name"}}),
+        json!({}),
+    ] {
+        assert_eq!(
+            nova.call("POST", "/os-security-groups", Some(bad.clone()))
+                .0,
+            400,
+            "{bad}"
+        );
+    }
+
+    // Rules, refused as Nova refuses them.
+    let rule = |body: Value| {
+        let mut r = body;
+        r["parent_group_id"] = json!(web_id);
+        nova.call(
+            "POST",
+            "/os-security-group-rules",
+            Some(json!({"security_group_rule": r})),
+        )
+    };
+    let (st, ssh) =
+        rule(json!({"ip_protocol": "tcp", "from_port": 22, "to_port": "22", "cidr": "10.9.8.7/8"}));
+    assert_eq!(st, 200, "{ssh}");
+    let ssh = &ssh["security_group_rule"];
+    assert_eq!(ssh["ip_range"]["cidr"], "10.0.0.0/8");
+    assert_eq!(
+        (ssh["from_port"].as_i64(), ssh["to_port"].as_i64()),
+        (Some(22), Some(22))
+    );
+    assert_eq!(ssh["parent_group_id"], web_id.as_str());
+    let ssh_id = ssh["id"].as_str().unwrap().to_string();
+    for (body, message) in [
+        (
+            json!({"ip_protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.0.0.0/8"}),
+            "This rule already exists in group",
+        ),
+        (
+            json!({"ip_protocol": "gre", "from_port": 1, "to_port": 2}),
+            "Invalid IP protocol gre.",
+        ),
+        (
+            json!({"ip_protocol": "tcp", "from_port": 90, "to_port": 80}),
+            "Invalid port range 90:80. Former value cannot be greater than the later",
+        ),
+        (
+            json!({"ip_protocol": "udp", "from_port": 0, "to_port": 80}),
+            "Valid UDP ports should be between 1-65535",
+        ),
+        (
+            json!({"ip_protocol": "icmp", "from_port": 300, "to_port": 0}),
+            "For ICMP, the type:code must be valid",
+        ),
+        (
+            json!({"ip_protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": "10.0.0.0/40"}),
+            "10.0.0.0/40 is not a valid IP network.",
+        ),
+        (
+            json!({"cidr": "10.0.0.0/8"}),
+            "Not enough parameters to build a valid rule.",
+        ),
+    ] {
+        let (st, v) = rule(body.clone());
+        assert_eq!(st, 400, "{body}: {v}");
+        let got = v["badRequest"]["message"].as_str().unwrap();
+        assert!(got.contains(message), "{body}: {got}");
+    }
+    let (st, v) = rule(json!({"group_id": "no-such-group"}));
+    assert_eq!(st, 404, "{v}");
+    let (st, members) = rule(json!({"group_id": default_id}));
+    assert_eq!(st, 200, "{members}");
+    assert_eq!(members["security_group_rule"]["group"]["name"], "default");
+    let (st, _) = nova.call(
+        "POST",
+        "/os-security-group-rules",
+        Some(json!({"security_group_rule": {"parent_group_id": "nope", "ip_protocol": "tcp", "from_port": 1, "to_port": 2}})),
+    );
+    assert_eq!(st, 404);
+    let (_, shown) = nova.call("GET", &format!("/os-security-groups/{web_id}"), None);
+    assert_eq!(
+        shown["security_group"]["rules"].as_array().unwrap().len(),
+        2,
+        "{shown}"
+    );
+    assert_eq!(
+        nova.call(
+            "DELETE",
+            &format!("/os-security-group-rules/{ssh_id}"),
+            None
+        )
+        .0,
+        202
+    );
+    assert_eq!(
+        nova.call(
+            "DELETE",
+            &format!("/os-security-group-rules/{ssh_id}"),
+            None
+        )
+        .0,
+        404
+    );
+
+    // Servers: default unless named; an unknown group refuses the create.
+    let image = upload_image(&g, "idle", "raw", &idle_marker_disk("NUBO-SG", 1 << 20));
+    let (st, v) = nova.call(
+        "POST",
+        "/servers",
+        Some(json!({"server": {"name": "x", "imageRef": image, "flavorRef": "1", "security_groups": [{"name": "nope"}]}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Security group nope not found"));
+    let plain = nova.create("plain", &image, "1", json!({}));
+    let webby = nova.create(
+        "webby",
+        &image,
+        "1",
+        json!({"security_groups": [{"name": "web"}, {"name": web_id}]}),
+    );
+    assert_eq!(
+        nova.show(&plain)["security_groups"],
+        json!([{"name": "default"}])
+    );
+    assert_eq!(
+        nova.show(&webby)["security_groups"],
+        json!([{"name": "web"}])
+    );
+    let (st, v) = nova.call("GET", &format!("/servers/{webby}/os-security-groups"), None);
+    assert_eq!(st, 200);
+    assert_eq!(v["security_groups"][0]["id"], web_id.as_str());
+    let (st, v) = nova.action(&webby, json!({"addSecurityGroup": {"name": "web"}}));
+    assert_eq!(st, 400, "{v}");
+    assert!(v["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already associated"));
+    assert_eq!(
+        nova.action(&webby, json!({"addSecurityGroup": {"name": "nope"}}))
+            .0,
+        404
+    );
+    assert_eq!(
+        nova.action(&webby, json!({"addSecurityGroup": {"name": "default"}}))
+            .0,
+        202
+    );
+    assert_eq!(
+        nova.action(&webby, json!({"removeSecurityGroup": {"name": "web"}}))
+            .0,
+        202
+    );
+    let (st, v) = nova.action(&webby, json!({"removeSecurityGroup": {"name": "web"}}));
+    assert_eq!(st, 400, "{v}");
+    assert!(v["badRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not associated"));
+    assert_eq!(
+        nova.show(&webby)["security_groups"],
+        json!([{"name": "default"}])
+    );
+
+    // default and groups in use stay.
+    let (st, v) = nova.call("DELETE", &format!("/os-security-groups/{default_id}"), None);
+    assert_eq!(
+        (st, v["badRequest"]["message"].as_str()),
+        (400, Some("Removing default security group not allowed."))
+    );
+    assert_eq!(
+        nova.action(&plain, json!({"addSecurityGroup": {"name": "web"}}))
+            .0,
+        202
+    );
+    let (st, v) = nova.call("DELETE", &format!("/os-security-groups/{web_id}"), None);
+    assert_eq!(
+        (st, v["badRequest"]["message"].as_str()),
+        (400, Some("Security group is still in use"))
+    );
+
+    // Another project: its own default, nothing of ours.
+    let other = Nova {
+        token: common::login_as(&c.url(), "test2:tester2", "testing2").1,
+        ..Nova::new(&c)
+    };
+    let (_, v) = other.call("GET", "/os-security-groups", None);
+    let theirs = v["security_groups"].as_array().unwrap();
+    assert_eq!(theirs.len(), 1, "{v}");
+    assert_ne!(theirs[0]["id"], default_id.as_str());
+    assert_eq!(
+        other
+            .call("GET", &format!("/os-security-groups/{web_id}"), None)
+            .0,
+        404
+    );
+    assert_eq!(
+        other
+            .call("DELETE", &format!("/os-security-groups/{web_id}"), None)
+            .0,
+        404
+    );
+
+    // Once no server is in it, it goes.
+    delete_all(&nova, &[plain, webby]);
+    assert_eq!(
+        nova.call("DELETE", &format!("/os-security-groups/{web_id}"), None)
+            .0,
+        202
+    );
+    assert_eq!(
+        nova.call("GET", &format!("/os-security-groups/{web_id}"), None)
+            .0,
+        404
+    );
 }

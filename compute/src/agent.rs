@@ -10,9 +10,11 @@ use crate::config::AgentConfig;
 use crate::driver::libvirt::LibvirtDriver;
 use crate::driver::qemu::QemuDriver;
 use crate::driver::{console_tail, Driver, DriverError, InstanceSpec, PowerState};
-use crate::host_network::HostNetwork;
+use crate::host_firewall::{HostFirewall, Port};
+use crate::host_network::{HostNetwork, NetError};
 use crate::instance::{Flavor, GuestData, InstanceReport};
 use crate::rest::call;
+use crate::security_groups::GuardedNic;
 use crate::template_cache::{ImageRef, TemplateCache};
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -58,6 +60,18 @@ pub struct LaunchRequest {
     /// Where to fetch the image, and the owner's token to fetch it with.
     pub registry_url: String,
     pub token: String,
+    /// What this host's guest interfaces let in, the new one's included
+    /// ([`crate::host_firewall`]), as of the launch.
+    #[serde(default)]
+    pub firewall: Option<Vec<GuardedNic>>,
+}
+
+/// The API's answer to a heartbeat.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    /// What this host's guest interfaces let in.
+    #[serde(default)]
+    pub firewall: Vec<GuardedNic>,
 }
 
 /// A host's heartbeat.
@@ -95,10 +109,20 @@ pub struct Agent {
     pub templates: TemplateCache,
     /// Bridges, taps and DHCP for the guests' interfaces.
     pub network: HostNetwork,
+    /// Security groups on those interfaces (hosts with bridges only).
+    firewall: Option<HostFirewall>,
     client: HttpClient,
     capacity: (u32, u64, u64),
     launches_ok: AtomicU64,
     launches_failed: AtomicU64,
+}
+
+/// An instance's console socket, unless its path is too long for a Unix
+/// socket address (108 bytes with the NUL): a deep data directory then
+/// gives a logged console only, not a guest that fails to launch.
+fn console_socket_path(dir: &std::path::Path) -> Option<PathBuf> {
+    let path = dir.join("console.sock");
+    (path.as_os_str().len() < 100).then_some(path)
 }
 
 fn valid_id(id: &str) -> bool {
@@ -185,7 +209,8 @@ fn open_driver(config: &AgentConfig, host: &str) -> Result<Box<dyn Driver>, Driv
     }
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+/// The agent's error answer, `{"error": "..."}` (the API reads `error`).
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
     json_response(status, &json!({"error": message.to_string()}))
 }
 
@@ -203,7 +228,16 @@ impl Agent {
         let host = config.host.clone().unwrap_or_else(hostname);
         let driver = open_driver(&config, &host)?;
         let templates = TemplateCache::open(&config.data_dir.join("_base"))?;
+        // Guests on a bridge are guarded or not launched at all.
+        let firewall = if config.bridges.is_empty() {
+            None
+        } else {
+            Some(HostFirewall::new().map_err(|e| {
+                DriverError::Hypervisor(format!("security groups need nftables: {e}"))
+            })?)
+        };
         Ok(Agent {
+            firewall,
             capacity: measure_capacity(&config),
             host,
             driver,
@@ -235,9 +269,24 @@ impl Agent {
             ram_mb: p.flavor.ram,
             disk: dir.join("disk.qcow2"),
             console_log: dir.join("console.log"),
+            console_socket: console_socket_path(&dir),
             config_drive: p.guest.config_drive.then(|| dir.join("disk.config")),
             nics: self.network.specs(&p.id, &p.guest.nics),
         }
+    }
+
+    /// Applies security groups to the guest interfaces this host has, with
+    /// the API's latest word on them (`guarded`) or the one before.
+    fn refresh_firewall(&self, guarded: Option<Vec<GuardedNic>>) -> Result<(), NetError> {
+        let Some(firewall) = &self.firewall else {
+            return Ok(());
+        };
+        let ports: Vec<Port> = self
+            .placed()
+            .iter()
+            .flat_map(|p| self.network.ports(&p.id, &p.guest.nics))
+            .collect();
+        firewall.update(guarded, &ports)
     }
 
     /// The instances this host keeps.
@@ -252,6 +301,11 @@ impl Agent {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// Where the serial console of an instance this host keeps listens.
+    pub(crate) fn console_socket(&self, id: &str) -> Option<PathBuf> {
+        self.load(id).and_then(|p| self.spec(&p).console_socket)
     }
 
     fn load(&self, id: &str) -> Option<Placed> {
@@ -328,7 +382,9 @@ impl Agent {
             }
             Err(e) => return Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         }
-        let result = self.build(&p, &req.registry_url, &req.token).await;
+        let result = self
+            .build(&p, &req.registry_url, &req.token, req.firewall)
+            .await;
         if let Err(e) = &result {
             tracing::warn!(instance = %p.id, error = %e, "launch failed");
             let name = self.domain(&p.id);
@@ -344,7 +400,13 @@ impl Agent {
         result.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))
     }
 
-    async fn build(&self, p: &Placed, registry_url: &str, token: &str) -> Result<(), String> {
+    async fn build(
+        &self,
+        p: &Placed,
+        registry_url: &str,
+        token: &str,
+        firewall: Option<Vec<GuardedNic>>,
+    ) -> Result<(), String> {
         let (base, format) = self
             .templates
             .base(&p.image, registry_url, token)
@@ -373,6 +435,8 @@ impl Agent {
             self.network
                 .plug(&p.id, &hostname, &p.guest.nics)
                 .map_err(|e| format!("guest network: {e}"))?;
+            self.refresh_firewall(firewall)
+                .map_err(|e| format!("guest firewall: {e}"))?;
             self.driver.launch(&spec).map_err(|e| e.to_string())
         })
     }
@@ -426,13 +490,20 @@ impl Agent {
             Ok(()) | Err(DriverError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
-        if let Some(p) = self.load(id) {
+        let placed = self.load(id);
+        if let Some(p) = &placed {
             self.network.unplug(id, &p.guest.nics);
         }
         match std::fs::remove_dir_all(self.dir(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
+        if placed.is_some() {
+            if let Err(e) = self.refresh_firewall(None) {
+                tracing::warn!(instance = %id, error = %e, "the firewall still has its rules");
+            }
+        }
+        Ok(())
     }
 
     fn console(&self, id: &str, lines: Option<usize>) -> Result<String, DriverError> {
@@ -567,6 +638,13 @@ impl Agent {
         .await
         .map_err(|e| e.to_string())?;
         if status.is_success() {
+            // An older API answers `{}`: no word on the firewall then.
+            if let Ok(answer) = serde_json::from_value::<HeartbeatAnswer>(body) {
+                if self.firewall.is_some() {
+                    blocking(|| self.refresh_firewall(Some(answer.firewall)))
+                        .map_err(|e| format!("applying security groups: {e}"))?;
+                }
+            }
             Ok(())
         } else {
             Err(format!("the API answered {status}: {body}"))
@@ -580,6 +658,11 @@ pub async fn handle(agent: Arc<Agent>, req: Request<RequestBody>) -> Response<Bo
     let method = req.method().clone();
     match parts.as_slice() {
         ["healthcheck"] => return service_kit::http_util::text(StatusCode::OK, "OK"),
+        // Opened by the console's user with the API's token, not the agent key.
+        ["instances", id, "serial"] if method == Method::GET => {
+            let id = id.to_string();
+            return crate::serial_console::serve(agent, &id, req).await;
+        }
         ["metrics"] => {
             let text = blocking(|| agent.metrics());
             return service_kit::http_util::text(StatusCode::OK, text);
@@ -650,11 +733,17 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     if !agent.config.bridges.is_empty() {
         tokio::spawn(crate::metadata_service::run(agent.clone()));
     }
+    // Heartbeats keep their own beat: a fixed period from the previous
+    // beat's start, not a pause after it and after pruning (a slow prune
+    // or a busy machine must not make a live host look down).
     let beat = agent.clone();
     tokio::spawn(async move {
-        let every = Duration::from_secs(beat.config.heartbeat_secs);
+        let every = Duration::from_secs(beat.config.heartbeat_secs.max(1));
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
+            ticks.tick().await;
             match beat.heartbeat().await {
                 Ok(()) if failing => {
                     tracing::info!("the compute API answers heartbeats again");
@@ -667,15 +756,20 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
                 }
                 Err(_) => {}
             }
-            let pruner = beat.clone();
-            let _ = tokio::task::spawn_blocking(move || pruner.prune_bases()).await;
             // Until the API answers (it may be starting too), try again soon.
-            let pause = if failing {
-                every.min(Duration::from_millis(500))
-            } else {
-                every
-            };
-            tokio::time::sleep(pause).await;
+            if failing {
+                tokio::time::sleep(every.min(Duration::from_millis(500))).await;
+                ticks.reset_immediately();
+            }
+        }
+    });
+    let pruner = agent.clone();
+    tokio::spawn(async move {
+        let every = Duration::from_secs(pruner.config.heartbeat_secs.max(1));
+        loop {
+            let agent = pruner.clone();
+            let _ = tokio::task::spawn_blocking(move || agent.prune_bases()).await;
+            tokio::time::sleep(every).await;
         }
     });
     service_kit::server::serve(

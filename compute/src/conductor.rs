@@ -12,6 +12,7 @@ use crate::instance::{self, Action, Fault, Resolution, Server, TaskState, VmStat
 use crate::network::Network;
 use crate::rest::{call, RestError};
 use crate::scheduler::{self, Host, Request};
+use crate::security_groups::{self, GuardedNic, SecurityGroup};
 use crate::template_cache::ImageRef;
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -356,6 +357,8 @@ impl Compute {
                 },
                 registry_url: self.config.registry_url.clone(),
                 token: token.clone(),
+                // Claimed, the server is among the host's already.
+                firewall: self.firewall_of(&name).ok(),
             };
             let result = call(
                 &self.launch_client,
@@ -432,7 +435,15 @@ impl Compute {
         let _ = self.put_server(&s);
     }
 
-    fn host_url(&self, host: &str) -> Result<String, ComputeError> {
+    /// What the guest interfaces on `host` let in: its servers' security
+    /// groups, with source groups resolved across all hosts.
+    pub fn firewall_of(&self, host: &str) -> Result<Vec<GuardedNic>, StoreError> {
+        let groups: Vec<SecurityGroup> = self.db.all(Kind::SecurityGroup)?;
+        Ok(security_groups::ingress_of(host, &self.servers()?, &groups))
+    }
+
+    /// The agent of `host` (`http://host:port`), as its heartbeats give it.
+    pub fn host_url(&self, host: &str) -> Result<String, ComputeError> {
         let record: Option<HostRecord> = self.db.get(Kind::Host, host)?;
         record
             .map(|h| h.report.url)
@@ -670,6 +681,7 @@ impl Compute {
                     launched_at: Some(rep.created.clone()),
                     // The host's report carries no key or user data.
                     guest: Default::default(),
+                    security_groups: Vec::new(),
                 })?;
             }
             Resolution::Reap(id) => {

@@ -1,6 +1,6 @@
 //! The compute API's records, as JSON under a key per kind
 //! (`flavor/<id>`, `server/<id>`, `host/<name>`, `keypair/<user>/<name>`,
-//! `fixed_ip/<network>/<address>`)
+//! `fixed_ip/<network>/<address>`, `security_group/<account>/<id>`)
 //! in the shared [`JsonStore`] (each write synced).
 
 use serde::de::DeserializeOwned;
@@ -18,6 +18,8 @@ pub enum Kind {
     KeyPair,
     /// Addresses handed out, by `<network id>/<address>`.
     FixedIp,
+    /// Security groups with their rules, by `<hex of the account>/<id>`.
+    SecurityGroup,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Host => "host/",
             Kind::KeyPair => "keypair/",
             Kind::FixedIp => "fixed_ip/",
+            Kind::SecurityGroup => "security_group/",
         }
     }
 
@@ -63,6 +66,20 @@ impl ComputeDb {
         value: &T,
     ) -> Result<bool, StoreError> {
         self.store.insert(&kind.key(id), value)
+    }
+
+    /// Changes a record atomically with respect to every other write
+    /// (`change` may refuse).
+    pub fn update<T, E>(
+        &self,
+        kind: Kind,
+        id: &str,
+        change: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<service_kit::json_store::Updated<T, E>, StoreError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.store.update(&kind.key(id), change)
     }
 
     pub fn delete(&self, kind: Kind, id: &str) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@
 
 use crate::config::HostBridge;
 use crate::driver::NicSpec;
+use crate::host_firewall::Port;
 use crate::network::{Network, Nic};
 use std::io;
 use std::net::Ipv4Addr;
@@ -44,6 +45,7 @@ pub struct HostNetwork {
 
 /// One interface as this host carries it.
 struct Plugged<'a> {
+    index: usize,
     nic: &'a Nic,
     bridge: &'a str,
     tap: String,
@@ -66,6 +68,7 @@ impl HostNetwork {
             .filter_map(|(i, nic)| {
                 let b = self.bridges.iter().find(|b| b.network == nic.network)?;
                 Some(Plugged {
+                    index: i,
                     nic,
                     bridge: &b.bridge,
                     tap: nic.tap(id, i),
@@ -81,6 +84,20 @@ impl HostNetwork {
             .map(|p| NicSpec {
                 tap: p.tap,
                 mac: p.nic.mac.clone(),
+            })
+            .collect()
+    }
+
+    /// The interfaces the host firewall guards ([`crate::host_firewall`]).
+    pub fn ports(&self, id: &str, nics: &[Nic]) -> Vec<Port> {
+        self.plugged(id, nics)
+            .into_iter()
+            .map(|p| Port {
+                server_id: id.to_string(),
+                index: p.index,
+                mac: p.nic.mac.clone(),
+                address: p.nic.address.to_string(),
+                tap: p.tap,
             })
             .collect()
     }

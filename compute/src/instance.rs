@@ -159,6 +159,10 @@ pub struct Server {
     /// What the guest receives through its metadata.
     #[serde(default)]
     pub guest: GuestData,
+    /// Its security groups, by name (unique in a project and never
+    /// renamed; [`crate::security_groups`]).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 /// What an instance is given at launch for its guest to read (cloud-init's
@@ -447,6 +451,7 @@ mod tests {
             updated: "2026-01-01T00:00:00Z".into(),
             launched_at: None,
             guest: GuestData::default(),
+            security_groups: Vec::new(),
         }
     }
 

@@ -5,10 +5,11 @@
 //! The pure cores: [`scheduler`] (filters and weighers), [`instance`]
 //! (Nova's states, allowed actions, reconciliation), [`keypairs`] (SSH
 //! keys: names, parsing, fingerprints), [`network`] (subnets, addresses,
-//! MACs). The shells: [`api`]
+//! MACs), [`security_groups`] (rules, what each guest lets in). The shells: [`api`]
 //! (HTTP) over [`conductor`] (build, retry, actions, heartbeats) and
 //! [`db`] and [`fixed_ips`]; [`agent`] (one per host) over [`driver`] (libvirt or QEMU),
-//! [`host_network`] (bridges, taps, DHCP), [`metadata_service`],
+//! [`host_network`] (bridges, taps, DHCP), [`host_firewall`] (nftables), [`metadata_service`],
+//! [`serial_console`],
 //! [`template_cache`] and [`overlay`]. [`boot_disk`] builds the tiny guest
 //! the tests boot.
 
@@ -25,6 +26,7 @@ pub mod config_drive;
 pub mod db;
 pub mod driver;
 pub mod fixed_ips;
+pub mod host_firewall;
 pub mod host_network;
 pub mod instance;
 pub mod keypairs;
@@ -34,4 +36,6 @@ pub mod network;
 pub mod overlay;
 pub mod rest;
 pub mod scheduler;
+pub mod security_groups;
+pub mod serial_console;
 pub mod template_cache;

@@ -29,6 +29,7 @@ fn spec(dir: &Path, name: &str, base: &Path) -> InstanceSpec {
         ram_mb: 64,
         disk,
         console_log: dir.join(format!("{name}.log")),
+        console_socket: Some(dir.join(format!("{name}.sock"))),
         config_drive: None,
         nics: Vec::new(),
     }
@@ -54,6 +55,10 @@ fn suite(driver: &dyn Driver, dir: &Path, prefix: &str) {
         PowerState::Running
     );
     assert_eq!(driver.list().unwrap(), [format!("{prefix}idle-1")]);
+    // The interactive console's socket listens while the guest runs.
+    let socket = s.console_socket.clone().unwrap();
+    std::os::unix::net::UnixStream::connect(&socket)
+        .unwrap_or_else(|e| panic!("the console socket {}: {e}", socket.display()));
     let stats = driver.stats(&format!("{prefix}idle-1")).unwrap();
     assert_eq!(stats.memory_max_kib, 64 * 1024);
     assert!(stats.cpu_time_ns > 0, "{stats:?}");

@@ -519,6 +519,36 @@ async fn fetch_revocations(
     Ok(events.events)
 }
 
+/// A capability for `subject` until `expires` (Unix seconds), signed with
+/// a key both ends share: `<expires>.<hex HMAC-SHA256>`. Handed to a
+/// client by one service and checked by another (a console URL the API
+/// gives out and a compute agent accepts) without a call between them.
+pub fn sign_expiring(key: &[u8], subject: &str, expires: u64) -> String {
+    format!(
+        "{expires}.{}",
+        hex::encode(expiring_mac(key, subject, expires))
+    )
+}
+
+/// Whether `token` is [`sign_expiring`]'s for `subject` and unexpired at
+/// `now` (Unix seconds). The signature is compared in constant time.
+pub fn verify_expiring(key: &[u8], subject: &str, token: &str, now: u64) -> bool {
+    let Some((expires, mac)) = token.split_once('.') else {
+        return false;
+    };
+    let (Ok(expires), Ok(mac)) = (expires.parse::<u64>(), hex::decode(mac)) else {
+        return false;
+    };
+    now < expires && constant_time_eq(&expiring_mac(key, subject, expires), &mac)
+}
+
+fn expiring_mac(key: &[u8], subject: &str, expires: u64) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
+    // The length first: no subject can be shifted into the expiry.
+    mac.update(format!("{}:{subject}:{expires}", subject.len()).as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Compares secrets in time that does not depend on where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -547,6 +577,29 @@ mod tests {
             identity_url: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn expiring_capabilities_name_their_subject_and_end() {
+        let t = sign_expiring(b"k", "serial:abc", 1000);
+        assert!(verify_expiring(b"k", "serial:abc", &t, 999));
+        assert!(!verify_expiring(b"k", "serial:abc", &t, 1000), "expired");
+        assert!(
+            !verify_expiring(b"k", "serial:abd", &t, 999),
+            "other subject"
+        );
+        assert!(
+            !verify_expiring(b"other", "serial:abc", &t, 999),
+            "other key"
+        );
+        let later = t.replacen("1000.", "2000.", 1);
+        assert!(
+            !verify_expiring(b"k", "serial:abc", &later, 999),
+            "moved expiry"
+        );
+        for bad in ["", "1000", "x.y", "1000.zz", "1000."] {
+            assert!(!verify_expiring(b"k", "serial:abc", bad, 0), "{bad:?}");
+        }
     }
 
     #[test]

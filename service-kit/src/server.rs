@@ -143,9 +143,12 @@ pub async fn serve<S, F, Fut>(
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
+            // Upgrades allowed: a handler may take the connection over
+            // (`hyper::upgrade::on`, a console's WebSocket).
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }

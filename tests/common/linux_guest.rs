@@ -5,7 +5,10 @@
 //! as cloud-init would and prints what it found, takes an address by DHCP
 //! where it has an interface and asks the metadata service (169.254.169.254)
 //! what it read from the drive, then powers off). Its user data may order
-//! `PING <address>` (printed `PING-OK`/`PING-FAIL`) and `STAY <seconds>`.
+//! `PING <address>` (printed `PING-OK`/`PING-FAIL`), `STAY <seconds>`,
+//! `SHELL` (a shell on the serial console, `SHELL-READY` printed) and
+//! `SSH` (the metadata service's key made root's, Debian's dropbear
+//! started on port 22, `SSH-READY` printed).
 
 use std::path::Path;
 use std::process::Command;
@@ -28,8 +31,17 @@ pub fn linux_disk(dir: &Path, marker: &str) -> std::path::PathBuf {
     let script = format!(
         r#"set -euo pipefail
 cd "$DIR"
-mkdir -p root/bin root/modules root/mnt
+mkdir -p root/bin root/modules root/mnt root/etc root/root
 cp /bin/busybox root/bin/busybox
+# dropbear (Debian's dropbear-bin) with the libraries it links, for SSH.
+mkdir -p root/sbin
+cp /usr/sbin/dropbear root/sbin/dropbear
+for lib in $(ldd /usr/sbin/dropbear | grep -o '/[^ ]*'); do
+  mkdir -p "root$(dirname "$lib")"
+  cp -L "$lib" "root$lib"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > root/etc/passwd
+printf '/bin/sh\n' > root/etc/shells
 # The kernel's own modules for virtio disks, VFAT and virtio-net (Debian
 # builds them as modules), loaded by the init in the order of modules.dep:
 # each after what it needs.
@@ -68,6 +80,8 @@ if [ -n "\$dev" ] && mount -t vfat -o ro "\$dev" /mnt; then
   # Test orders in the user data: ping an address, stay up a while.
   peer=\$(sed -n 's/^PING //p' /mnt/openstack/latest/user_data)
   stay=\$(sed -n 's/^STAY //p' /mnt/openstack/latest/user_data)
+  shell=\$(grep -x SHELL /mnt/openstack/latest/user_data)
+  ssh=\$(grep -x SSH /mnt/openstack/latest/user_data)
 else
   echo "DRIVE-MISSING"
 fi
@@ -92,10 +106,25 @@ if [ -e /sys/class/net/eth0 ]; then
   echo "MD-IP \$(get /latest/meta-data/local-ipv4)"
   echo "MD-KEY \$(get /latest/meta-data/public-keys/0/openssh-key)"
   echo "MD-USER \$(get /latest/user-data | head -n 1)"
+  # What cloud-init does with the key: root's authorized key; then sshd.
+  if [ -n "\$ssh" ]; then
+    mkdir -p /root/.ssh /etc/dropbear /dev/pts
+    mount -t devpts devpts /dev/pts
+    get /latest/meta-data/public-keys/0/openssh-key > /root/.ssh/authorized_keys
+    chmod 700 /root /root/.ssh
+    chmod 600 /root/.ssh/authorized_keys
+    /sbin/dropbear -R -p 22 && echo "SSH-READY"
+  fi
   if [ -n "\$peer" ]; then
     if ping -c 3 -W 3 "\$peer" >/dev/null; then echo "PING-OK \$peer"; else echo "PING-FAIL \$peer"; fi
   fi
   [ -n "\$stay" ] && sleep "\$stay"
+fi
+# A shell on the serial console (the interactive console's test types
+# into it); the guest powers off when it ends.
+if [ -n "\$shell" ]; then
+  echo "SHELL-READY"
+  sh -i </dev/ttyS0 >/dev/ttyS0 2>&1
 fi
 poweroff -f
 INIT
@@ -118,4 +147,54 @@ syslinux --offset 1048576 --install disk.img
             .env("KERNEL", &kernel),
     );
     dir.join("disk.img")
+}
+
+/// Pipes `input` into `nubo server console`, which sends it and ends once
+/// the guest has been quiet for 5 s; what the guest printed.
+pub fn type_into_console(c: &super::Cluster, id: &str, input: &str) -> String {
+    use std::io::Write;
+    let mut child = c
+        .nubo_server()
+        .args(["console", id, "--quiet-secs", "5"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nubo server console: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether the guest `from` reaches `address` by ping, asked through its
+/// serial console (the guest's user data said `SHELL`). The answer's
+/// marker is computed by the guest's shell, so the echo of the command
+/// line itself never matches.
+pub fn reaches(c: &super::Cluster, from: &str, address: &str) -> bool {
+    for _ in 0..3 {
+        let out = type_into_console(
+            c,
+            from,
+            &format!(
+                "ping -c 1 -W 3 {address} >/dev/null 2>&1 && echo REACH-$((40+2)) || echo FAIL-$((40+2))\n"
+            ),
+        );
+        if out.contains("REACH-42") {
+            return true;
+        }
+        if out.contains("FAIL-42") {
+            return false;
+        }
+    }
+    panic!("the guest {from} did not answer on its console");
 }

@@ -2,10 +2,12 @@
 //! to the instance rules ([`crate::instance`]) and the conductor. Faults
 //! have Nova's shape, `{"badRequest": {"code": 400, "message": "..."}}`.
 
+mod consoles;
 mod keypairs;
 mod networks;
+mod security_groups;
 
-use crate::agent::{HostReport, AGENT_KEY_HEADER};
+use crate::agent::{HeartbeatAnswer, HostReport, AGENT_KEY_HEADER};
 use crate::conductor::{Compute, ComputeError, HostRecord};
 use crate::db::Kind;
 use crate::fixed_ips;
@@ -19,6 +21,7 @@ use service_kit::auth::{constant_time_eq, Identity};
 use service_kit::http_util::json_response;
 use service_kit::http_util::{collect_limited, decode, header_str, query_pairs, Body};
 use service_kit::ids::{new_id, now_iso8601};
+use service_kit::json_store::StoreError;
 use service_kit::server::RequestBody;
 use sha2::{Digest, Sha224};
 use std::collections::BTreeMap;
@@ -175,9 +178,11 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         .unwrap_or_default()
         .into_owned();
     // `/v2.1/<project>/servers` and `/v2.1/servers` both work.
-    const COLLECTIONS: [&str; 7] = [
+    const COLLECTIONS: [&str; 9] = [
         "servers",
         "os-networks",
+        "os-security-groups",
+        "os-security-group-rules",
         "flavors",
         "os-hypervisors",
         "os-availability-zone",
@@ -208,9 +213,25 @@ pub async fn handle(c: Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         (Method::DELETE, ["servers", id]) => delete_server(&c, &who, id),
         (Method::POST, ["servers", id, "action"]) => action(&c, &who, id, req).await,
         (Method::GET, ["servers", id, "diagnostics"]) => diagnostics(&c, &who, id).await,
+        (Method::POST, ["servers", id, "remote-consoles"]) => {
+            consoles::remote(&c, &who, id, req).await
+        }
         (Method::GET, ["servers", id, "os-interface"]) => networks::interfaces(&c, &who, id),
         (Method::GET, ["servers", id, "os-interface", port]) => {
             networks::interface(&c, &who, id, port)
+        }
+        (Method::GET, ["servers", id, "os-security-groups"]) => {
+            security_groups::of_server(&c, &who, id)
+        }
+        (Method::GET, ["os-security-groups"]) => security_groups::list(&c, &who),
+        (Method::POST, ["os-security-groups"]) => security_groups::create(&c, &who, req).await,
+        (Method::GET, ["os-security-groups", id]) => security_groups::show(&c, &who, id),
+        (Method::DELETE, ["os-security-groups", id]) => security_groups::delete(&c, &who, id),
+        (Method::POST, ["os-security-group-rules"]) => {
+            security_groups::create_rule(&c, &who, req).await
+        }
+        (Method::DELETE, ["os-security-group-rules", id]) => {
+            security_groups::delete_rule(&c, &who, id)
         }
         (Method::GET, ["os-networks"]) => networks::list(&c),
         (Method::GET, ["os-networks", id]) => networks::show(&c, &decode(id)),
@@ -452,7 +473,7 @@ fn server_view(s: &Server, base: &str) -> Value {
         "progress": 0,
         "key_name": s.guest.key_name,
         "config_drive": if s.guest.config_drive { "True" } else { "" },
-        "security_groups": [],
+        "security_groups": s.security_groups.iter().map(|g| json!({"name": g})).collect::<Vec<_>>(),
         "os-extended-volumes:volumes_attached": [],
         "OS-EXT-STS:vm_state": s.vm_state.name(),
         "OS-EXT-STS:task_state": s.task_state.map(TaskState::name),
@@ -635,6 +656,10 @@ async fn create_server(
         Ok(r) => r,
         Err(m) => return fault(StatusCode::BAD_REQUEST, m),
     };
+    let groups = match security_groups::requested(c, who, &s["security_groups"]) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
     let group = body["os:scheduler_hints"]["group"]
         .as_str()
         .map(str::to_string);
@@ -692,6 +717,7 @@ async fn create_server(
         updated: created,
         launched_at: None,
         guest,
+        security_groups: groups,
     };
     if let Err(e) = c.put_server(&server) {
         fixed_ips::release(&c.db, &server.id, &server.guest.nics);
@@ -712,7 +738,7 @@ async fn create_server(
                 {"rel": "bookmark", "href": format!("{base}/servers/{}", server.id)},
             ],
             "OS-DCF:diskConfig": "MANUAL",
-            "security_groups": [{"name": "default"}],
+            "security_groups": server.security_groups.iter().map(|g| json!({"name": g})).collect::<Vec<_>>(),
             "adminPass": hex::encode(pass),
         }}),
     )
@@ -814,7 +840,13 @@ async fn action(
         },
         "os-stop" => Action::Stop,
         "os-start" => Action::Start,
-        "os-getConsoleOutput" => return console(c, &server, args).await,
+        "os-getConsoleOutput" => return consoles::output(c, &server, args).await,
+        "os-getSerialConsole" => return consoles::serial_action(c, &server, args),
+        "addSecurityGroup" => return security_groups::change_server(c, &server, args, true),
+        "removeSecurityGroup" => return security_groups::change_server(c, &server, args, false),
+        "os-getVNCConsole" | "os-getSPICEConsole" | "os-getRDPConsole" => {
+            return consoles::unavailable(args["type"].as_str().unwrap_or("?"))
+        }
         other => {
             return fault(
                 StatusCode::BAD_REQUEST,
@@ -843,29 +875,6 @@ fn placed_host(server: &Server, what: &str) -> Result<String, Response<Body>> {
                 server.vm_state.name()
             ),
         )),
-    }
-}
-
-async fn console(c: &Arc<Compute>, server: &Server, args: &Value) -> Response<Body> {
-    let host = match placed_host(server, "os-getConsoleOutput") {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let length = match &args["length"] {
-        Value::Null => None,
-        v => match v.as_i64().or_else(|| v.as_str()?.parse().ok()) {
-            Some(-1) => None,
-            Some(n) if n >= 0 => Some(n),
-            _ => return invalid_field("length"),
-        },
-    };
-    let path = match length {
-        Some(n) => format!("/instances/{}/console?length={n}", server.id),
-        None => format!("/instances/{}/console", server.id),
-    };
-    match c.agent_call(&host, Method::GET, &path, None).await {
-        Ok(v) => json_response(StatusCode::OK, &json!({"output": v["output"]})),
-        Err(e) => compute_error(e),
     }
 }
 
@@ -1041,8 +1050,15 @@ async fn heartbeat(c: &Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         Ok(r) => r,
         Err(e) => return fault(StatusCode::BAD_REQUEST, format!("Malformed heartbeat: {e}")),
     };
-    match service_kit::server::blocking(|| c.heartbeat(report)) {
-        Ok(()) => json_response(StatusCode::OK, &json!({})),
+    let host = report.name.clone();
+    let answer = service_kit::server::blocking(|| -> Result<HeartbeatAnswer, StoreError> {
+        c.heartbeat(report)?;
+        Ok(HeartbeatAnswer {
+            firewall: c.firewall_of(&host)?,
+        })
+    });
+    match answer {
+        Ok(a) => json_response(StatusCode::OK, &serde_json::to_value(a).expect("json")),
         Err(e) => internal(e),
     }
 }

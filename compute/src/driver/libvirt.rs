@@ -46,14 +46,14 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
       <source file='{disk}'/>
       <target dev='vda' bus='virtio'/>
     </disk>{config_drive}{nics}
-    <serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>
+    {serial}
   </devices>
 </domain>"#,
         name = xml_escape(&spec.name),
         ram = spec.ram_mb,
         vcpus = spec.vcpus,
         disk = xml_escape(&spec.disk.to_string_lossy()),
-        log = xml_escape(&spec.console_log.to_string_lossy()),
+        serial = serial_xml(spec),
         config_drive = spec
             .config_drive
             .as_ref()
@@ -74,6 +74,21 @@ pub fn domain_xml(spec: &InstanceSpec, domain_type: &str) -> String {
             ))
             .collect::<String>(),
     )
+}
+
+/// The serial port: a Unix socket libvirt's QEMU listens on, logged to
+/// the console log (`<log>`), or only the log.
+fn serial_xml(spec: &InstanceSpec) -> String {
+    let log = xml_escape(&spec.console_log.to_string_lossy());
+    match &spec.console_socket {
+        Some(socket) => format!(
+            "<serial type='unix'><source mode='bind' path='{}'/><log file='{log}' append='on'/><target port='0'/></serial>",
+            xml_escape(&socket.to_string_lossy())
+        ),
+        None => format!(
+            "<serial type='file'><source path='{log}' append='on'/><target port='0'/></serial>"
+        ),
+    }
 }
 
 /// Powers a domain off if it runs. A guest may power itself off between
@@ -252,6 +267,7 @@ mod tests {
             ram_mb: 512,
             disk: "/data/a&b'.qcow2".into(),
             console_log: "/data/console.log".into(),
+            console_socket: None,
             config_drive: None,
             nics: Vec::new(),
         };
@@ -261,6 +277,18 @@ mod tests {
         assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>512</memory>"));
         assert!(xml.contains("<target dev='vda' bus='virtio'/>"));
         assert!(!xml.contains("vdb"));
+        assert!(xml.contains("<serial type='file'><source path='/data/console.log' append='on'/>"));
+        // An interactive console: a socket libvirt's QEMU binds, logged.
+        let interactive = domain_xml(
+            &InstanceSpec {
+                console_socket: Some("/data/console.sock".into()),
+                ..spec.clone()
+            },
+            "qemu",
+        );
+        assert!(interactive.contains(
+            "<serial type='unix'><source mode='bind' path='/data/console.sock'/><log file='/data/console.log' append='on'/>"
+        ));
         // A config drive: the second disk, raw and read-only.
         let with_drive = InstanceSpec {
             config_drive: Some("/data/disk.config".into()),

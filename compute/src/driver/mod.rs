@@ -18,6 +18,11 @@ pub struct InstanceSpec {
     pub disk: PathBuf,
     /// Where the serial console is logged.
     pub console_log: PathBuf,
+    /// A Unix socket QEMU listens on for the serial console (logged to
+    /// `console_log` all the same): the interactive console connects to it
+    /// ([`crate::serial_console`]). None: the console is only logged.
+    #[serde(default)]
+    pub console_socket: Option<PathBuf>,
     /// A config drive to attach read-only as the second disk.
     #[serde(default)]
     pub config_drive: Option<PathBuf>,

@@ -205,10 +205,19 @@ impl Driver for QemuDriver {
             // Appended, so the console survives a stop and start as
             // libvirt's does.
             .arg("-chardev")
-            .arg(format!(
-                "file,id=console,append=on,path={}",
-                qemu_opt(&spec.console_log)
-            ))
+            .arg(match &spec.console_socket {
+                // A listening socket for the interactive console, not
+                // waiting for a client; everything logged all the same.
+                Some(socket) => format!(
+                    "socket,id=console,path={},server=on,wait=off,logfile={},logappend=on",
+                    qemu_opt(socket),
+                    qemu_opt(&spec.console_log)
+                ),
+                None => format!(
+                    "file,id=console,append=on,path={}",
+                    qemu_opt(&spec.console_log)
+                ),
+            })
             .args(["-serial", "chardev:console"])
             .args([
                 "-display",
@@ -239,7 +248,20 @@ impl Driver for QemuDriver {
         if self.pid(name).is_none() {
             return Ok(PowerState::Shutoff);
         }
-        let status = self.qmp(name, "query-status")?;
+        // A guest powering itself off: its QMP goes before its process,
+        // which then ends within moments.
+        let status = match self.qmp(name, "query-status") {
+            Ok(s) => s,
+            Err(e) => {
+                for _ in 0..40 {
+                    if self.pid(name).is_none() {
+                        return Ok(PowerState::Shutoff);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                return Err(e);
+            }
+        };
         Ok(match status["status"].as_str() {
             Some("running") => PowerState::Running,
             Some("paused") | Some("suspended") => PowerState::Paused,
