@@ -11,7 +11,7 @@ set -euo pipefail
 # The Linux guest the compute tests boot is packed from Debian's kernel and
 # busybox-static (and dropbear-bin, its SSH server) onto a disk made bootable with syslinux (dosfstools,
 # mtools, cpio: no mounting needed).
-APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux dnsmasq-base nftables
+APT_PACKAGES=(build-essential pkg-config libclang-dev clang python3-venv procps diffutils iproute2 util-linux dnsmasq-base dnsmasq-utils nftables
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
   linux-image-amd64 busybox-static dropbear-bin syslinux syslinux-common mtools dosfstools cpio fdisk)
 

@@ -6,7 +6,8 @@
 //! 169.254.169.254; security groups then decide who reaches whom (asked of
 //! the guests through their serial consoles), and a guest cannot send
 //! from an address not its own; deleting them leaves no tap, no DHCP
-//! entry and no firewall chain behind.
+//! entry and no firewall chain behind, and a new guest given a deleted
+//! one's address gets it by DHCP.
 //!
 //! The bridge, the taps, dnsmasq and every guest packet stay inside a
 //! network namespace this test makes: it runs itself again inside it
@@ -204,6 +205,24 @@ fn inside_the_namespace() {
         !rules.contains("in-tap"),
         "firewall chains left behind:\n{rules}"
     );
+
+    // b's address, handed to a new guest (another MAC), is leased to it:
+    // the delete released b's lease.
+    let c2 = nova.create(
+        "guest-c",
+        &image,
+        "1",
+        json!({"networks": [{"uuid": net_id, "fixed_ip": "10.42.0.10"}]}),
+    );
+    nova.wait_console(&c2, "NET-UP", 1, Duration::from_secs(300));
+    assert_eq!(
+        nova.console_line(&c2, "DHCP-BOUND"),
+        "10.42.0.10",
+        "a reused address got no lease:\n{}",
+        nova.console(&c2)
+    );
+    nova.delete(&c2);
+    nova.wait_gone(&c2, Duration::from_secs(60));
 }
 
 fn nft_ruleset() -> String {

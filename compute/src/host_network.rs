@@ -9,7 +9,8 @@
 //! Links are made with iproute2's `ip` (what Nova's linux_net did; a
 //! netlink crate would replace a handful of commands with a protocol
 //! client for no gain here) and DHCP by Debian's dnsmasq (the DHCP server
-//! nova-network and Neutron run; no Rust DHCP server is as well kept). No
+//! nova-network and Neutron run; no Rust DHCP server is as well kept),
+//! its leases released by dnsmasq-utils' `dhcp_release` when a guest goes. No
 //! NAT and no route off the host are made: those are the operator's (see
 //! the README).
 
@@ -138,6 +139,20 @@ impl HostNetwork {
                 if let Err(e) = ip(&["link", "del", &p.tap]) {
                     tracing::warn!(tap = %p.tap, error = %e, "a tap was not removed");
                 }
+            }
+            // The lease goes too (what nova-network's release_dhcp did):
+            // dnsmasq keeps an address leased to a MAC that is gone and
+            // would not give it to the next guest handed that address.
+            let released = run(
+                "dhcp_release",
+                &[
+                    p.bridge.to_string(),
+                    p.nic.address.to_string(),
+                    p.nic.mac.clone(),
+                ],
+            );
+            if let Err(e) = released {
+                tracing::warn!(tap = %p.tap, error = %e, "a DHCP lease was not released");
             }
             match std::fs::remove_file(self.hosts_dir(p.bridge).join(&p.tap)) {
                 Ok(()) => self.reload_dhcp(p.bridge),
