@@ -87,6 +87,7 @@ fn guest_bridges(bridge: &str) -> Vec<compute::config::HostBridge> {
     vec![compute::config::HostBridge {
         network,
         bridge: bridge.to_string(),
+        masquerade: false,
     }]
 }
 

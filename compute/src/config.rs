@@ -138,6 +138,12 @@ pub struct HostBridge {
     /// The Linux bridge (made if missing, with the network's gateway
     /// address and a DHCP server for the guests on it); at most 15 bytes.
     pub bridge: String,
+    /// Outbound NAT for the network's guests (a production host's
+    /// choice): traffic from the network's subnet to anywhere outside it
+    /// is masqueraded behind the host's own address, and the host forwards
+    /// IPv4. Off by default; `nubo up` never turns it on.
+    #[serde(default)]
+    pub masquerade: bool,
 }
 
 impl Validate for ApiConfig {

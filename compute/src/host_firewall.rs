@@ -36,6 +36,9 @@ pub struct Port {
     pub tap: String,
     pub mac: String,
     pub address: String,
+    /// Its network (`a.b.c.d/n`) when its bridge masquerades outbound
+    /// traffic ([`crate::config::HostBridge::masquerade`]).
+    pub masquerade: Option<String>,
 }
 
 /// The host's firewall: the last word of the API and the rule set applied.
@@ -98,6 +101,9 @@ impl HostFirewall {
         if state.applied.as_deref() == Some(rules.as_str()) {
             return Ok(());
         }
+        if ports.iter().any(|p| p.masquerade.is_some()) {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
         nft(&rules)?;
         state.applied = Some(rules);
         Ok(())
@@ -135,6 +141,16 @@ pub fn render(ports: &[Port], guarded: &[GuardedNic]) -> String {
     let mut inet = String::new();
     let mut chains = String::new();
     let mut bridge = String::new();
+    let mut nat: Vec<&str> = ports
+        .iter()
+        .filter_map(|p| p.masquerade.as_deref())
+        .collect();
+    nat.sort();
+    nat.dedup();
+    let nat: String = nat
+        .iter()
+        .map(|net| format!("\t\tip saddr {net} ip daddr != {net} masquerade\n"))
+        .collect();
     for p in ports {
         let ingress = guarded
             .iter()
@@ -179,6 +195,11 @@ pub fn render(ports: &[Port], guarded: &[GuardedNic]) -> String {
          \tchain prerouting {{\n\
          \t\ttype filter hook prerouting priority filter; policy accept;\n\
          {bridge}\t}}\n\
+         }}\n\
+         table ip nubo_nat\ndelete table ip nubo_nat\ntable ip nubo_nat {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         {nat}\t}}\n\
          }}\n"
     )
 }
@@ -217,6 +238,7 @@ mod tests {
             tap: tap.into(),
             mac: "fa:16:3e:00:00:01".into(),
             address: addr.into(),
+            masquerade: None,
         }
     }
 
@@ -293,6 +315,79 @@ mod tests {
         let moved = render(&[port("a", "tapa0", "10.42.0.9")], &guarded);
         let chain = moved.split("chain in-tapa0 {").nth(1).unwrap();
         assert_eq!(chain[..chain.find('}').unwrap()].trim(), "drop");
+    }
+
+    #[test]
+    fn masquerading_networks_get_one_nat_rule_each() {
+        let mut a = port("a", "tapa0", "10.42.0.2");
+        a.masquerade = Some("10.42.0.0/24".into());
+        let mut b = port("b", "tapb0", "10.42.0.3");
+        b.masquerade = Some("10.42.0.0/24".into());
+        let text = render(&[a, b, port("c", "tapc0", "10.43.0.2")], &[]);
+        assert_eq!(
+            text.matches("masquerade").count(),
+            1,
+            "one rule per network:\n{text}"
+        );
+        assert!(text.contains("ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/24 masquerade"));
+        assert!(!render(&[], &[]).contains("masquerade"));
+    }
+
+    /// What `render` writes is accepted by nftables itself: `nft --check`
+    /// (a transaction the kernel validates and discards; nothing changes).
+    /// Skipped where nft cannot run (not installed, not root).
+    #[test]
+    fn nftables_accepts_the_rules() {
+        let mut a = port("a", "tapa0", "10.42.0.2");
+        a.masquerade = Some("10.42.0.0/24".into());
+        let guarded = vec![GuardedNic {
+            server_id: "a".into(),
+            index: 0,
+            address: "10.42.0.2".into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            ingress: vec![
+                Ingress {
+                    protocol: Some(Protocol::Icmp),
+                    ports: Some((8, 0)),
+                    sources: vec!["10.0.0.0/8".into()],
+                },
+                Ingress {
+                    protocol: Some(Protocol::Udp),
+                    ports: Some((53, 53)),
+                    sources: vec!["0.0.0.0/0".into()],
+                },
+                Ingress {
+                    protocol: None,
+                    ports: None,
+                    sources: vec!["10.42.0.3/32".into()],
+                },
+            ],
+        }];
+        let text = render(&[a, port("b", "tapb0", "10.42.0.3")], &guarded);
+        if nft("list tables\n").is_err() {
+            eprintln!("nft cannot run here; the check is skipped");
+            return;
+        }
+        let checked = std::process::Command::new("nft")
+            .args(["--check", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .expect("piped")
+                    .write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
     }
 
     #[test]

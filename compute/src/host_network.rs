@@ -47,6 +47,7 @@ pub struct HostNetwork {
 /// One interface as this host carries it.
 struct Plugged<'a> {
     index: usize,
+    masquerade: bool,
     nic: &'a Nic,
     bridge: &'a str,
     tap: String,
@@ -71,6 +72,7 @@ impl HostNetwork {
                 Some(Plugged {
                     index: i,
                     nic,
+                    masquerade: b.masquerade,
                     bridge: &b.bridge,
                     tap: nic.tap(id, i),
                 })
@@ -98,6 +100,7 @@ impl HostNetwork {
                 index: p.index,
                 mac: p.nic.mac.clone(),
                 address: p.nic.address.to_string(),
+                masquerade: p.masquerade.then(|| p.nic.cidr.clone()),
                 tap: p.tap,
             })
             .collect()
@@ -328,6 +331,7 @@ mod tests {
             vec![HostBridge {
                 network: "private".into(),
                 bridge: "nubr0".into(),
+                masquerade: false,
             }],
             dir.path(),
         );
