@@ -1268,11 +1268,34 @@ fn security_groups_follow_nova_network() {
             .0,
         404
     );
+    // Each change is pushed to the hosts at once (not only with the next
+    // heartbeat).
+    // (Counted once the launches' own pushes have landed.)
+    let agent = format!("http://127.0.0.1:{}", c.agent_port);
+    nova.wait_status(&plain, &["ACTIVE"], BOOT);
+    nova.wait_status(&webby, &["ACTIVE"], BOOT);
+    let mut pushes = metric(&agent, "nubo_agent_firewall_pushes_total");
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = metric(&agent, "nubo_agent_firewall_pushes_total");
+        if now == pushes {
+            break;
+        }
+        pushes = now;
+    }
     assert_eq!(
         nova.action(&webby, json!({"addSecurityGroup": {"name": "default"}}))
             .0,
         202
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&agent, "nubo_agent_firewall_pushes_total") <= pushes {
+        assert!(
+            Instant::now() < deadline,
+            "no firewall push reached the host"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(
         nova.action(&webby, json!({"removeSecurityGroup": {"name": "web"}}))
             .0,

@@ -115,6 +115,8 @@ pub struct Agent {
     capacity: (u32, u64, u64),
     launches_ok: AtomicU64,
     launches_failed: AtomicU64,
+    /// Security group pushes received from the API (`PUT /firewall`).
+    firewall_pushes: AtomicU64,
 }
 
 /// An instance's console socket, unless its path is too long for a Unix
@@ -249,6 +251,7 @@ impl Agent {
             }),
             launches_ok: AtomicU64::new(0),
             launches_failed: AtomicU64::new(0),
+            firewall_pushes: AtomicU64::new(0),
             config,
         })
     }
@@ -583,6 +586,11 @@ impl Agent {
             "{result=\"failed\"}",
             failed as f64,
         );
+        line(
+            "nubo_agent_firewall_pushes_total",
+            "",
+            self.firewall_pushes.load(Ordering::Relaxed) as f64,
+        );
         let placed = self.placed();
         line("nubo_agent_instances", "", placed.len() as f64);
         for p in placed {
@@ -704,6 +712,21 @@ pub async fn handle(agent: Arc<Agent>, req: Request<RequestBody>) -> Response<Bo
             blocking(|| agent.act(&id, action)).map(|()| json!({}))
         }
         (Method::DELETE, ["instances", id]) => blocking(|| agent.delete(id)).map(|()| json!({})),
+        // The API's word on security groups between heartbeats.
+        (Method::PUT, ["firewall"]) => {
+            let Some(body) = collect_limited(req.into_body(), 16 << 20).await else {
+                return error(StatusCode::BAD_REQUEST, "body too large");
+            };
+            let answer: HeartbeatAnswer = match serde_json::from_slice(&body) {
+                Ok(a) => a,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            };
+            agent.firewall_pushes.fetch_add(1, Ordering::Relaxed);
+            return match blocking(|| agent.refresh_firewall(Some(answer.firewall))) {
+                Ok(()) => json_response(StatusCode::OK, &json!({})),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            };
+        }
         (Method::GET, ["instances", id, "console"]) => {
             let lines = query_pairs(query.as_deref())
                 .into_iter()

@@ -3,7 +3,9 @@
 //! claim, launch on the agent, retry on the next host), running actions and
 //! deletes on the agents, and reconciling the records with each heartbeat.
 
-use crate::agent::{HostAction, HostReport, LaunchRequest, Placed, AGENT_KEY_HEADER};
+use crate::agent::{
+    HeartbeatAnswer, HostAction, HostReport, LaunchRequest, Placed, AGENT_KEY_HEADER,
+};
 use crate::config::ApiConfig;
 use crate::db::{ComputeDb, Kind};
 use crate::driver::PowerState;
@@ -58,6 +60,9 @@ pub struct Compute {
     /// Scheduling and claiming a host happen one server at a time, so two
     /// builds never both take the last room on a host.
     claims: tokio::sync::Mutex<()>,
+    /// Firewall pushes go one at a time, each computed when it starts, so
+    /// that a host never gets an older one after a newer one.
+    pushes: tokio::sync::Mutex<()>,
     /// Short calls: the registry, agents' actions and consoles.
     pub client: HttpClient,
     /// Launches: the first one of an image on a host fetches it.
@@ -113,6 +118,7 @@ impl Compute {
             seen: Mutex::new(BTreeMap::new()),
             records: Mutex::new(()),
             pending: Mutex::new(BTreeMap::new()),
+            pushes: tokio::sync::Mutex::new(()),
             claims: tokio::sync::Mutex::new(()),
             client: HttpClient::new(Timeouts {
                 connect: Duration::from_secs(2),
@@ -372,6 +378,8 @@ impl Compute {
             match result {
                 Ok((status, _)) if status.is_success() => {
                     self.metrics.launches_ok.fetch_add(1, Ordering::Relaxed);
+                    // Hosts whose guests let this one's groups in.
+                    self.push_firewalls();
                     let after = self.update(&id, |s| {
                         s.vm_state = VmState::Active;
                         s.power_state = Some(PowerState::Running);
@@ -440,6 +448,34 @@ impl Compute {
     pub fn firewall_of(&self, host: &str) -> Result<Vec<GuardedNic>, StoreError> {
         let groups: Vec<SecurityGroup> = self.db.all(Kind::SecurityGroup)?;
         Ok(security_groups::ingress_of(host, &self.servers()?, &groups))
+    }
+
+    /// Tells every host that is up what its guests let in now, rather than
+    /// at its next heartbeat: after a change of rules or of a group's
+    /// members (a server joins or leaves a group, is launched or deleted;
+    /// a deleted server's address may be handed out at once). A host that
+    /// misses it learns it from its next heartbeat.
+    pub fn push_firewalls(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _one = this.pushes.lock().await;
+            let Ok(hosts) = this.hosts() else {
+                return;
+            };
+            for h in hosts.iter().filter(|h| this.is_up(&h.report.name)) {
+                let name = &h.report.name;
+                let Ok(firewall) = this.firewall_of(name) else {
+                    continue;
+                };
+                let body = serde_json::to_value(HeartbeatAnswer { firewall }).expect("json");
+                if let Err(e) = this
+                    .agent_call(name, Method::PUT, "/firewall", Some(&body))
+                    .await
+                {
+                    tracing::warn!(host = %name, error = %e, "security groups not pushed; the next heartbeat brings them");
+                }
+            }
+        });
     }
 
     /// The agent of `host` (`http://host:port`), as its heartbeats give it.
@@ -532,6 +568,9 @@ impl Compute {
                     .await
             }
         };
+        // After the records below: a freed address must stop counting as a
+        // member's on every host.
+        let _push = PushOnDrop(&self);
         let _g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) | Err(ComputeError::NotFound(_)) if server.host.is_none() => {
@@ -723,5 +762,13 @@ impl Compute {
             }
         }
         Ok(())
+    }
+}
+/// Pushes the firewalls when dropped: on every way out of a function.
+struct PushOnDrop<'a>(&'a Arc<Compute>);
+
+impl Drop for PushOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.push_firewalls();
     }
 }

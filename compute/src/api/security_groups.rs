@@ -4,7 +4,8 @@
 //! (`GET /servers/{id}/os-security-groups`, the `addSecurityGroup` and
 //! `removeSecurityGroup` actions, `security_groups` on create). The rules
 //! and what they let in are [`crate::security_groups`]; the hosts enforce
-//! them from their next heartbeat ([`crate::host_firewall`]).
+//! them ([`crate::host_firewall`]), told at once and again with every
+//! heartbeat.
 //!
 //! Groups are stored by project and name (`<hex account>/<hex name>`), so
 //! that a name is taken once however many create it at once; names are
@@ -254,17 +255,20 @@ pub async fn create_rule(
         },
     );
     match updated {
-        Ok(Updated::Done(g)) => json_response(
-            StatusCode::OK,
-            &json!({ "security_group_rule": rule_view(&g, &rule, &all) }),
-        ),
+        Ok(Updated::Done(g)) => {
+            c.push_firewalls();
+            json_response(
+                StatusCode::OK,
+                &json!({ "security_group_rule": rule_view(&g, &rule, &all) }),
+            )
+        }
         Ok(Updated::Refused(message)) => fault(StatusCode::BAD_REQUEST, message),
         Ok(Updated::Missing) => not_found(&parent_id),
         Err(e) => internal(e),
     }
 }
 
-pub fn delete_rule(c: &Compute, who: &Identity, id: &str) -> Response<Body> {
+pub fn delete_rule(c: &Arc<Compute>, who: &Identity, id: &str) -> Response<Body> {
     let all = match groups_of(c, &who.account) {
         Ok(a) => a,
         Err(e) => return internal(e),
@@ -286,7 +290,10 @@ pub fn delete_rule(c: &Compute, who: &Identity, id: &str) -> Response<Body> {
         },
     );
     match updated {
-        Ok(Updated::Done(_)) => accepted(),
+        Ok(Updated::Done(_)) => {
+            c.push_firewalls();
+            accepted()
+        }
         Ok(_) => gone(),
         Err(e) => internal(e),
     }
@@ -352,7 +359,7 @@ pub fn requested(c: &Compute, who: &Identity, v: &Value) -> Result<Vec<String>, 
 }
 
 /// `addSecurityGroup` (`add`) and `removeSecurityGroup`: `{"name": ...}`.
-pub fn change_server(c: &Compute, server: &Server, args: &Value, add: bool) -> Response<Body> {
+pub fn change_server(c: &Arc<Compute>, server: &Server, args: &Value, add: bool) -> Response<Body> {
     let Some(name) = args["name"].as_str().filter(|n| !n.is_empty()) else {
         return invalid_field("name");
     };
@@ -389,7 +396,10 @@ pub fn change_server(c: &Compute, server: &Server, args: &Value, add: bool) -> R
         }
     });
     match (changed, refusal) {
-        (Ok(Some(_)), None) => accepted(),
+        (Ok(Some(_)), None) => {
+            c.push_firewalls();
+            accepted()
+        }
         (Ok(Some(_)), Some(message)) => fault(StatusCode::BAD_REQUEST, message),
         (Ok(None), _) => super::not_found(&server.id),
         (Err(e), _) => internal(e),
