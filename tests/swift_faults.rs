@@ -881,3 +881,53 @@ fn a_null_version_on_some_replicas_only_is_kept_when_a_version_replaces_it() {
     assert_eq!(ids.len(), 2, "{rows}");
     assert_eq!(ids[1], "null", "{rows}");
 }
+
+/// A storage node serves the record a read names by its timestamp
+/// (`x-nubo-stored-at`, what the proxy sends to copy a null version from
+/// the replica that holds it) and nothing else: another record answers a
+/// bare 404, without the `x-backend-timestamp` that would make the proxy
+/// take it for a deletion.
+#[test]
+fn a_node_serves_only_the_record_a_read_names() {
+    let c = Cluster::start(1);
+    let s = Swift::new(&c);
+    assert_eq!(s.req("PUT", "/storedat", &[], b"").status, 201);
+    assert_eq!(s.req("PUT", "/storedat/o", &[], b"first").status, 201);
+    let (port, device, holds) = c
+        .placement("AUTH_test", "storedat", "o")
+        .into_iter()
+        .find(|(_, _, h)| h.is_primary)
+        .unwrap();
+    let node_get = |stored_at: Option<&str>| {
+        let extra = stored_at
+            .map(|t| format!("x-nubo-stored-at: {t}\r\n"))
+            .unwrap_or_default();
+        common::raw(
+            port,
+            &format!(
+                "GET /obj/{device}/{}/AUTH_test/storedat/o HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n",
+                holds.partition
+            ),
+            b"",
+        )
+    };
+    let first = node_get(None);
+    assert_eq!(first.status, 200);
+    let first_at = first.header("x-timestamp").unwrap().to_string();
+    assert_eq!(node_get(Some(&first_at)).body, b"first");
+    assert_eq!(s.req("PUT", "/storedat/o", &[], b"second").status, 201);
+    let second_at = node_get(None).header("x-timestamp").unwrap().to_string();
+    assert_ne!(first_at, second_at);
+    let named = node_get(Some(&second_at));
+    assert_eq!((named.status, named.body.as_slice()), (200, &b"second"[..]));
+    let gone = node_get(Some(&first_at));
+    assert_eq!(
+        gone.status, 404,
+        "a record the read did not name was served"
+    );
+    assert!(
+        gone.header("x-backend-timestamp").is_none(),
+        "{:?}",
+        gone.headers
+    );
+}
