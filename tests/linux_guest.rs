@@ -154,11 +154,34 @@ fn console_refusals(nova: &Nova, id: &str) {
         401,
         "another instance's"
     );
-    assert_eq!(handshake(&url), 101, "the token the API gave");
+    // One client at a time: a second is told so while the first stays.
+    let (status, first) = handshake_held(&url);
+    assert_eq!(status, 101, "the token the API gave");
+    assert_eq!(
+        handshake(&url),
+        409,
+        "a second client while the first is on"
+    );
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handshake(&url) != 101 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console stayed taken after its client left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // (That last client left at once; the agent notices within moments.)
+    std::thread::sleep(Duration::from_millis(500));
 }
 
 /// The status a WebSocket handshake to `url` (`ws://host:port/...`) gets.
 fn handshake(url: &str) -> u16 {
+    handshake_held(url).0
+}
+
+/// A handshake's status and its connection, held open by the caller.
+fn handshake_held(url: &str) -> (u16, std::net::TcpStream) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("ws://").unwrap();
     let (addr, path) = rest.split_at(rest.find('/').unwrap());
@@ -172,5 +195,5 @@ fn handshake(url: &str) -> u16 {
     .unwrap();
     let mut head = [0u8; 12];
     s.read_exact(&mut head).unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+    (String::from_utf8_lossy(&head[9..12]).parse().unwrap(), s)
 }

@@ -117,6 +117,8 @@ pub struct Agent {
     launches_failed: AtomicU64,
     /// Security group pushes received from the API (`PUT /firewall`).
     firewall_pushes: AtomicU64,
+    /// Instances whose serial console has a client ([`crate::serial_console`]).
+    pub(crate) console_sessions: std::sync::Mutex<HashSet<String>>,
 }
 
 /// An instance's console socket, unless its path is too long for a Unix
@@ -252,6 +254,7 @@ impl Agent {
             launches_ok: AtomicU64::new(0),
             launches_failed: AtomicU64::new(0),
             firewall_pushes: AtomicU64::new(0),
+            console_sessions: std::sync::Mutex::new(HashSet::new()),
             config,
         })
     }

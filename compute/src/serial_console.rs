@@ -54,8 +54,9 @@ pub fn url(agent_url: &str, instance_id: &str, token: &str) -> String {
 
 /// Answers `GET /instances/{id}/serial?token=`: 401 without a valid token
 /// for this instance, 409 when the guest's console is not listening
-/// (stopped), 400 when the request is no WebSocket handshake; otherwise
-/// 101 and the console until either side closes.
+/// (stopped) or has a client already, 400 when the request is no
+/// WebSocket handshake; otherwise 101 and the console until either side
+/// closes.
 pub async fn serve(agent: Arc<Agent>, id: &str, req: Request<RequestBody>) -> Response<Body> {
     let token = query_pairs(req.uri().query())
         .into_iter()
@@ -94,6 +95,14 @@ pub async fn serve(agent: Arc<Agent>, id: &str, req: Request<RequestBody>) -> Re
             format!("no instance {id} on this host"),
         );
     };
+    // One client at a time, as the guest's serial port has one: a second
+    // would wait unseen behind the first.
+    let Some(session) = Session::begin(&agent, id) else {
+        return error(
+            StatusCode::CONFLICT,
+            format!("the console of {id} is in use by another client"),
+        );
+    };
     // Connected before answering 101, so that a stopped guest is an error
     // the client can read, not a WebSocket that closes at once.
     let guest = match tokio::net::UnixStream::connect(&socket).await {
@@ -116,6 +125,7 @@ pub async fn serve(agent: Arc<Agent>, id: &str, req: Request<RequestBody>) -> Re
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
                         .await;
                 join(ws, guest).await;
+                drop(session);
                 tracing::info!(instance = %id, "serial console closed");
             }
             Err(e) => tracing::warn!(instance = %id, error = %e, "console upgrade failed"),
@@ -142,6 +152,35 @@ pub async fn serve(agent: Arc<Agent>, id: &str, req: Request<RequestBody>) -> Re
         );
     }
     r
+}
+
+/// An instance's console in use, until dropped.
+struct Session {
+    agent: Arc<Agent>,
+    id: String,
+}
+
+impl Session {
+    fn begin(agent: &Arc<Agent>, id: &str) -> Option<Session> {
+        let mut open = agent
+            .console_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        open.insert(id.to_string()).then(|| Session {
+            agent: agent.clone(),
+            id: id.to_string(),
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.agent
+            .console_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// Copies both ways until the client closes, the guest's socket ends (the
