@@ -22,6 +22,7 @@ mod common;
 use common::glance::Glance;
 use common::linux_guest::linux_disk;
 use common::nova::{upload_image, Nova};
+use common::own_namespace;
 use common::Cluster;
 use image_registry::inspect::DiskFormat;
 use serde_json::json;
@@ -29,34 +30,17 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const INSIDE: &str = "NUBO_GUEST_READY_INSIDE";
 const READY: &str = "MD-USER";
 const LIMIT: Duration = Duration::from_secs(300);
 
 fn main() {
     let full_run = std::env::args().any(|a| a == "--bench");
-    if std::env::var_os(INSIDE).is_some() {
+    if own_namespace::inside() {
         return inside(if full_run { 5 } else { 1 });
     }
-    let ns = format!("nubo-gr-{}", std::process::id());
-    common::run_ok(Command::new("ip").args(["netns", "add", &ns]));
-    common::run_ok(Command::new("ip").args(["-n", &ns, "link", "set", "lo", "up"]));
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(std::env::current_exe().unwrap())
-        .args(std::env::args().skip(1))
-        .env(INSIDE, "1")
-        .status()
-        .unwrap();
-    // dnsmasq forks away from the agent: end whatever still runs there.
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = Command::new("kill").args(["-KILL", pid]).status();
-        }
-    }
-    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     assert!(
-        status.success(),
+        own_namespace::rerun_inside("nubo-gr", &args),
         "the benchmark inside the namespace failed"
     );
 }

@@ -1239,6 +1239,28 @@ fn security_groups_follow_nova_network() {
         .as_str()
         .unwrap()
         .contains("Security group nope not found"));
+    // Changes are pushed to the hosts at once (not only with the next
+    // heartbeat): counted by the agent once the pushes settle.
+    let agent = format!("http://127.0.0.1:{}", c.agent_port);
+    let settled_pushes = || {
+        let mut pushes = metric(&agent, "nubo_agent_firewall_pushes_total");
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = metric(&agent, "nubo_agent_firewall_pushes_total");
+            if now == pushes {
+                return pushes;
+            }
+            pushes = now;
+        }
+    };
+    let pushed_after = |before: f64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&agent, "nubo_agent_firewall_pushes_total") <= before {
+            assert!(Instant::now() < deadline, "no firewall push after {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let before_launches = settled_pushes();
     let plain = nova.create("plain", &image, "1", json!({}));
     let webby = nova.create(
         "webby",
@@ -1268,34 +1290,21 @@ fn security_groups_follow_nova_network() {
             .0,
         404
     );
-    // Each change is pushed to the hosts at once (not only with the next
-    // heartbeat).
-    // (Counted once the launches' own pushes have landed.)
-    let agent = format!("http://127.0.0.1:{}", c.agent_port);
+    // (Counted once the launches' own pushes have landed: one each.)
     nova.wait_status(&plain, &["ACTIVE"], BOOT);
     nova.wait_status(&webby, &["ACTIVE"], BOOT);
-    let mut pushes = metric(&agent, "nubo_agent_firewall_pushes_total");
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = metric(&agent, "nubo_agent_firewall_pushes_total");
-        if now == pushes {
-            break;
-        }
-        pushes = now;
-    }
+    let pushes = settled_pushes();
+    assert!(
+        pushes >= before_launches + 2.0,
+        "launches pushed {} times",
+        pushes - before_launches
+    );
     assert_eq!(
         nova.action(&webby, json!({"addSecurityGroup": {"name": "default"}}))
             .0,
         202
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&agent, "nubo_agent_firewall_pushes_total") <= pushes {
-        assert!(
-            Instant::now() < deadline,
-            "no firewall push reached the host"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pushed_after(pushes, "addSecurityGroup");
     assert_eq!(
         nova.action(&webby, json!({"removeSecurityGroup": {"name": "web"}}))
             .0,
@@ -1352,7 +1361,9 @@ fn security_groups_follow_nova_network() {
     );
 
     // Once no server is in it, it goes.
+    let before_deletes = settled_pushes();
     delete_all(&nova, &[plain, webby]);
+    pushed_after(before_deletes, "a delete");
     assert_eq!(
         nova.call("DELETE", &format!("/os-security-groups/{web_id}"), None)
             .0,

@@ -20,51 +20,26 @@ mod common;
 use common::glance::Glance;
 use common::linux_guest::{linux_disk, reaches, type_into_console};
 use common::nova::{upload_image, Nova};
+use common::own_namespace;
 use common::Cluster;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const INSIDE: &str = "NUBO_GUEST_NETWORK_INSIDE";
 const BRIDGE: &str = "nubr0";
-
-/// A namespace of the test's own, and everything left running in it,
-/// removed on drop.
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        // dnsmasq forks away from the agent: end whatever still runs here.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.0]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 #[test]
 fn slow_guests_get_their_addresses_by_dhcp_and_reach_each_other() {
-    if std::env::var_os(INSIDE).is_some() {
+    if own_namespace::inside() {
         return inside_the_namespace();
     }
-    let ns = Namespace(format!("nubo-gn-{}", std::process::id()));
-    common::run_ok(Command::new("ip").args(["netns", "add", &ns.0]));
-    common::run_ok(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "slow_guests_get_their_addresses_by_dhcp_and_reach_each_other",
-            "--nocapture",
-        ])
-        .env(INSIDE, "1")
-        .status()
-        .unwrap();
-    assert!(status.success(), "the test inside the namespace failed");
+    let test = "slow_guests_get_their_addresses_by_dhcp_and_reach_each_other";
+    let args = ["--exact", test, "--nocapture"].map(String::from);
+    assert!(
+        own_namespace::rerun_inside("nubo-gn", &args),
+        "the test inside the namespace failed"
+    );
 }
 
 fn taps() -> Vec<String> {

@@ -66,12 +66,14 @@ pub struct LaunchRequest {
     pub firewall: Option<Vec<GuardedNic>>,
 }
 
-/// The API's answer to a heartbeat.
+/// The API's answer to a heartbeat, and its push between heartbeats
+/// (`PUT /firewall`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HeartbeatAnswer {
-    /// What this host's guest interfaces let in.
+    /// What this host's guest interfaces let in; absent (an API that says
+    /// nothing of it, `{}`): the host keeps what it has.
     #[serde(default)]
-    pub firewall: Vec<GuardedNic>,
+    pub firewall: Option<Vec<GuardedNic>>,
 }
 
 /// A host's heartbeat.
@@ -649,14 +651,10 @@ impl Agent {
         .await
         .map_err(|e| e.to_string())?;
         if status.is_success() {
-            // An older API answers `{}`: no word on the firewall then.
-            if let Ok(answer) = serde_json::from_value::<HeartbeatAnswer>(body) {
-                if self.firewall.is_some() {
-                    blocking(|| self.refresh_firewall(Some(answer.firewall)))
-                        .map_err(|e| format!("applying security groups: {e}"))?;
-                }
-            }
-            Ok(())
+            let answer: HeartbeatAnswer = serde_json::from_value(body)
+                .map_err(|e| format!("a malformed heartbeat answer: {e}"))?;
+            blocking(|| self.refresh_firewall(answer.firewall))
+                .map_err(|e| format!("applying security groups: {e}"))
         } else {
             Err(format!("the API answered {status}: {body}"))
         }
@@ -725,7 +723,7 @@ pub async fn handle(agent: Arc<Agent>, req: Request<RequestBody>) -> Response<Bo
                 Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             agent.firewall_pushes.fetch_add(1, Ordering::Relaxed);
-            return match blocking(|| agent.refresh_firewall(Some(answer.firewall))) {
+            return match blocking(|| agent.refresh_firewall(answer.firewall)) {
                 Ok(()) => json_response(StatusCode::OK, &json!({})),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             };

@@ -459,15 +459,19 @@ impl Compute {
         let this = self.clone();
         tokio::spawn(async move {
             let _one = this.pushes.lock().await;
-            let Ok(hosts) = this.hosts() else {
+            let read = || -> Result<_, StoreError> {
+                let groups: Vec<SecurityGroup> = this.db.all(Kind::SecurityGroup)?;
+                Ok((this.hosts()?, this.servers()?, groups))
+            };
+            let Ok((hosts, servers, groups)) = read() else {
                 return;
             };
             for h in hosts.iter().filter(|h| this.is_up(&h.report.name)) {
                 let name = &h.report.name;
-                let Ok(firewall) = this.firewall_of(name) else {
-                    continue;
+                let answer = HeartbeatAnswer {
+                    firewall: Some(security_groups::ingress_of(name, &servers, &groups)),
                 };
-                let body = serde_json::to_value(HeartbeatAnswer { firewall }).expect("json");
+                let body = serde_json::to_value(answer).expect("json");
                 if let Err(e) = this
                     .agent_call(name, Method::PUT, "/firewall", Some(&body))
                     .await
@@ -613,8 +617,9 @@ impl Compute {
     }
 
     /// Records a heartbeat and reconciles the host's instances with the
-    /// records; each disagreement is resolved and logged.
-    pub fn heartbeat(self: &Arc<Self>, report: HostReport) -> Result<(), StoreError> {
+    /// records; each disagreement is resolved and logged. The answer says
+    /// what the host's guests let in, from the same read of the servers.
+    pub fn heartbeat(self: &Arc<Self>, report: HostReport) -> Result<HeartbeatAnswer, StoreError> {
         self.metrics.heartbeats.fetch_add(1, Ordering::Relaxed);
         let name = report.name.clone();
         {
@@ -642,13 +647,14 @@ impl Compute {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.clone(), Instant::now());
-        let resolutions = {
+        let (resolutions, servers) = {
             let _g = self.records.lock().unwrap_or_else(|p| p.into_inner());
             let reported: HashSet<&str> = report.instances.iter().map(|i| i.id.as_str()).collect();
-            let records: Vec<Server> = self
-                .servers()?
-                .into_iter()
+            let servers = self.servers()?;
+            let records: Vec<Server> = servers
+                .iter()
                 .filter(|s| s.host.as_deref() == Some(&name) || reported.contains(s.id.as_str()))
+                .cloned()
                 .collect();
             let found = instance::reconcile(&name, &records, &report.instances);
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -659,7 +665,11 @@ impl Compute {
             for r in &resolutions {
                 self.apply_locked(&name, r, &records)?;
             }
-            resolutions
+            (resolutions, servers)
+        };
+        let groups: Vec<SecurityGroup> = self.db.all(Kind::SecurityGroup)?;
+        let answer = HeartbeatAnswer {
+            firewall: Some(security_groups::ingress_of(&name, &servers, &groups)),
         };
         for r in resolutions {
             self.metrics.reconciled.fetch_add(1, Ordering::Relaxed);
@@ -679,7 +689,7 @@ impl Compute {
                 });
             }
         }
-        Ok(())
+        Ok(answer)
     }
 
     /// The record side of one resolution (the records lock is held).
@@ -764,6 +774,7 @@ impl Compute {
         Ok(())
     }
 }
+
 /// Pushes the firewalls when dropped: on every way out of a function.
 struct PushOnDrop<'a>(&'a Arc<Compute>);
 

@@ -1,6 +1,6 @@
 //! The compute API's records, as JSON under a key per kind
 //! (`flavor/<id>`, `server/<id>`, `host/<name>`, `keypair/<user>/<name>`,
-//! `fixed_ip/<network>/<address>`, `security_group/<account>/<id>`)
+//! `fixed_ip/<network>/<address>`, `security_group/<account>/<name>`)
 //! in the shared [`JsonStore`] (each write synced).
 
 use serde::de::DeserializeOwned;
@@ -18,7 +18,8 @@ pub enum Kind {
     KeyPair,
     /// Addresses handed out, by `<network id>/<address>`.
     FixedIp,
-    /// Security groups with their rules, by `<hex of the account>/<id>`.
+    /// Security groups with their rules, by `<hex of the account>/<hex of
+    /// the name>`: a name is taken once, however many create it at once.
     SecurityGroup,
 }
 

@@ -70,7 +70,7 @@ pub fn available() -> Result<(), NetError> {
             message: format!("{SYSCTL} is missing: the kernel has no br_netfilter"),
         });
     }
-    nft("list tables\n")
+    nft(&["-f", "-"], "list tables\n")
 }
 
 impl HostFirewall {
@@ -89,31 +89,36 @@ impl HostFirewall {
     }
 
     /// Renders the rules of `ports` with what the API said (`guarded`, or
-    /// the last word when None) and applies them if they changed. Before
-    /// the API's first word, nothing is applied (the rules of a previous
-    /// run stay) unless a port is new.
+    /// its last word when None) and applies them if they changed. Before
+    /// the API's first word since the agent started nothing is applied:
+    /// the rules already in the kernel stay until it comes (with the first
+    /// heartbeat, or a launch, which brings it).
     pub fn update(&self, guarded: Option<Vec<GuardedNic>>, ports: &[Port]) -> Result<(), NetError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = guarded {
             state.guarded = Some(g);
         }
-        let rules = render(ports, state.guarded.as_deref().unwrap_or_default());
+        let Some(said) = state.guarded.as_deref() else {
+            return Ok(());
+        };
+        let rules = render(ports, said);
         if state.applied.as_deref() == Some(rules.as_str()) {
             return Ok(());
         }
         if ports.iter().any(|p| p.masquerade.is_some()) {
             std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
         }
-        nft(&rules)?;
+        nft(&["-f", "-"], &rules)?;
         state.applied = Some(rules);
         Ok(())
     }
 }
 
-fn nft(input: &str) -> Result<(), NetError> {
+/// Runs `nft` with `args`, `input` on its standard input.
+fn nft(args: &[&str], input: &str) -> Result<(), NetError> {
     use std::io::Write as _;
     let mut child = std::process::Command::new("nft")
-        .args(["-f", "-"])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -130,13 +135,14 @@ fn nft(input: &str) -> Result<(), NetError> {
         return Ok(());
     }
     Err(NetError::Command {
-        command: "nft -f -".into(),
+        command: format!("nft {}", args.join(" ")),
         message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     })
 }
 
-/// The host's whole rule set, as one nft transaction that replaces both
-/// tables. Pure: the tests read it.
+/// The host's whole rule set, as one nft transaction that replaces all
+/// three tables (`inet nubo`, `bridge nubo`, `ip nubo_nat`). Pure: the
+/// tests read it.
 pub fn render(ports: &[Port], guarded: &[GuardedNic]) -> String {
     let mut inet = String::new();
     let mut chains = String::new();
@@ -364,30 +370,13 @@ mod tests {
             ],
         }];
         let text = render(&[a, port("b", "tapb0", "10.42.0.3")], &guarded);
-        if nft("list tables\n").is_err() {
+        if nft(&["-f", "-"], "list tables\n").is_err() {
             eprintln!("nft cannot run here; the check is skipped");
             return;
         }
-        let checked = std::process::Command::new("nft")
-            .args(["--check", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write as _;
-                child
-                    .stdin
-                    .take()
-                    .expect("piped")
-                    .write_all(text.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        assert!(
-            checked.status.success(),
-            "{}\n{text}",
-            String::from_utf8_lossy(&checked.stderr)
-        );
+        if let Err(e) = nft(&["--check", "-f", "-"], &text) {
+            panic!("{e}\n{text}");
+        }
     }
 
     #[test]

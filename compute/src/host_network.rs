@@ -11,8 +11,8 @@
 //! client for no gain here) and DHCP by Debian's dnsmasq (the DHCP server
 //! nova-network and Neutron run; no Rust DHCP server is as well kept),
 //! its leases released by dnsmasq-utils' `dhcp_release` when a guest goes. No
-//! NAT and no route off the host are made: those are the operator's (see
-//! the README).
+//! route off the host is made; outbound NAT only where a bridge's
+//! configuration asks for it ([`crate::host_firewall`]).
 
 use crate::config::HostBridge;
 use crate::driver::NicSpec;

@@ -11,6 +11,7 @@
 
 use crate::instance::{Server, VmState};
 use crate::network::Nic;
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -146,17 +147,17 @@ pub fn parse_rule(id: String, r: &RuleRequest) -> Result<Rule, InvalidRule> {
     })
 }
 
-/// `a.b.c.d/n` with the host bits cleared; Nova's message otherwise.
+/// `a.b.c.d/n` with the host bits cleared (a bare address is its /32);
+/// Nova's message otherwise.
 pub fn normalize_cidr(cidr: &str) -> Result<String, InvalidRule> {
-    let bad = || InvalidRule(format!("{cidr} is not a valid IP network."));
-    let (addr, len) = cidr.split_once('/').unwrap_or((cidr, "32"));
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-    let len: u32 = len.parse().map_err(|_| bad())?;
-    if len > 32 {
-        return Err(bad());
-    }
-    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    Ok(format!("{}/{len}", Ipv4Addr::from(u32::from(addr) & mask)))
+    let net = match cidr.parse::<Ipv4Net>() {
+        Ok(net) => net.trunc(),
+        Err(_) => cidr
+            .parse::<Ipv4Addr>()
+            .map(Ipv4Net::from)
+            .map_err(|_| InvalidRule(format!("{cidr} is not a valid IP network.")))?,
+    };
+    Ok(net.to_string())
 }
 
 /// Whether two rules allow the same traffic (Nova refuses the second).
@@ -180,6 +181,11 @@ pub fn default_group(account: &str) -> SecurityGroup {
         description: "default".into(),
         account: account.into(),
     }
+}
+
+/// Whether a live server is in a group (of its own project, by name).
+pub fn is_member(s: &Server, g: &SecurityGroup) -> bool {
+    s.vm_state != VmState::Deleted && s.account == g.account && s.security_groups.contains(&g.name)
 }
 
 /// What one guest interface lets in: the rules of the server's groups,
@@ -209,18 +215,13 @@ pub struct Ingress {
 /// all groups. A rule whose source group has no members allows nothing
 /// and is left out.
 pub fn ingress_of(host: &str, servers: &[Server], groups: &[SecurityGroup]) -> Vec<GuardedNic> {
-    let live = |s: &&Server| s.vm_state != VmState::Deleted;
-    let member = |s: &Server, g: &SecurityGroup| {
-        s.account == g.account && s.security_groups.contains(&g.name)
-    };
     let members = |group_id: &str| -> Vec<String> {
         let Some(group) = groups.iter().find(|g| g.id == group_id) else {
             return Vec::new();
         };
         let mut addrs: Vec<String> = servers
             .iter()
-            .filter(live)
-            .filter(|s| member(s, group))
+            .filter(|s| is_member(s, group))
             .flat_map(|s| s.guest.nics.iter().map(|n| format!("{}/32", n.address)))
             .collect();
         addrs.sort();
@@ -230,11 +231,10 @@ pub fn ingress_of(host: &str, servers: &[Server], groups: &[SecurityGroup]) -> V
     let mut out = Vec::new();
     for s in servers
         .iter()
-        .filter(live)
-        .filter(|s| s.host.as_deref() == Some(host))
+        .filter(|s| s.vm_state != VmState::Deleted && s.host.as_deref() == Some(host))
     {
         let mut ingress: Vec<Ingress> = Vec::new();
-        for g in groups.iter().filter(|g| member(s, g)) {
+        for g in groups.iter().filter(|g| is_member(s, g)) {
             for r in &g.rules {
                 let sources = match &r.source {
                     Source::Cidr(c) => vec![c.clone()],

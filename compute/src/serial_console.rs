@@ -89,7 +89,7 @@ pub async fn serve(agent: Arc<Agent>, id: &str, req: Request<RequestBody>) -> Re
     // Nova's proxy speaks the `binary` subprotocol; echo it when asked.
     let binary = header_str(headers, "sec-websocket-protocol")
         .is_some_and(|p| p.split(',').any(|p| p.trim() == "binary"));
-    let Some(socket) = agent.console_socket(id) else {
+    let Some(socket) = service_kit::server::blocking(|| agent.console_socket(id)) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no instance {id} on this host"),

@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod glance;
 pub mod linux_guest;
 pub mod nova;
+pub mod own_namespace;
 
 #[allow(unused_imports)]
 pub use corpus::run_ok;

@@ -7,7 +7,7 @@ mod keypairs;
 mod networks;
 mod security_groups;
 
-use crate::agent::{HeartbeatAnswer, HostReport, AGENT_KEY_HEADER};
+use crate::agent::{HostReport, AGENT_KEY_HEADER};
 use crate::conductor::{Compute, ComputeError, HostRecord};
 use crate::db::Kind;
 use crate::fixed_ips;
@@ -21,7 +21,6 @@ use service_kit::auth::{constant_time_eq, Identity};
 use service_kit::http_util::json_response;
 use service_kit::http_util::{collect_limited, decode, header_str, query_pairs, Body};
 use service_kit::ids::{new_id, now_iso8601};
-use service_kit::json_store::StoreError;
 use service_kit::server::RequestBody;
 use sha2::{Digest, Sha224};
 use std::collections::BTreeMap;
@@ -1050,14 +1049,7 @@ async fn heartbeat(c: &Arc<Compute>, req: Request<RequestBody>) -> Response<Body
         Ok(r) => r,
         Err(e) => return fault(StatusCode::BAD_REQUEST, format!("Malformed heartbeat: {e}")),
     };
-    let host = report.name.clone();
-    let answer = service_kit::server::blocking(|| -> Result<HeartbeatAnswer, StoreError> {
-        c.heartbeat(report)?;
-        Ok(HeartbeatAnswer {
-            firewall: c.firewall_of(&host)?,
-        })
-    });
-    match answer {
+    match service_kit::server::blocking(|| c.heartbeat(report)) {
         Ok(a) => json_response(StatusCode::OK, &serde_json::to_value(a).expect("json")),
         Err(e) => internal(e),
     }

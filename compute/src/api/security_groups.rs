@@ -14,9 +14,10 @@
 use super::{accepted, fault, internal, invalid_field, read_json, visible};
 use crate::conductor::Compute;
 use crate::db::Kind;
-use crate::instance::{Server, VmState};
+use crate::instance::Server;
 use crate::security_groups::{
-    self, parse_rule, same_traffic, Rule, RuleRequest, SecurityGroup, Source, DEFAULT_GROUP,
+    self, is_member, parse_rule, same_traffic, Rule, RuleRequest, SecurityGroup, Source,
+    DEFAULT_GROUP,
 };
 use http::{Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -161,15 +162,6 @@ pub async fn create(c: &Arc<Compute>, who: &Identity, req: Request<RequestBody>)
     }
 }
 
-/// The live servers of the project in a group.
-fn members<'a>(servers: &'a [Server], g: &'a SecurityGroup) -> impl Iterator<Item = &'a Server> {
-    servers.iter().filter(move |s| {
-        s.vm_state != VmState::Deleted
-            && s.account == g.account
-            && s.security_groups.contains(&g.name)
-    })
-}
-
 pub fn delete(c: &Compute, who: &Identity, id: &str) -> Response<Body> {
     let group = match find(c, &who.account, id) {
         Ok(Some(g)) if g.id == id => g,
@@ -186,7 +178,7 @@ pub fn delete(c: &Compute, who: &Identity, id: &str) -> Response<Body> {
         Ok(s) => s,
         Err(e) => return internal(e),
     };
-    if members(&servers, &group).next().is_some() {
+    if servers.iter().any(|s| is_member(s, &group)) {
         return fault(StatusCode::BAD_REQUEST, "Security group is still in use");
     }
     match c

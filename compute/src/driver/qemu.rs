@@ -249,15 +249,16 @@ impl Driver for QemuDriver {
             return Ok(PowerState::Shutoff);
         }
         // A guest powering itself off: its QMP goes before its process,
-        // which then ends within moments.
+        // which then ends within moments. (Bounded short: heartbeats ask
+        // every instance's state.)
         let status = match self.qmp(name, "query-status") {
             Ok(s) => s,
             Err(e) => {
-                for _ in 0..40 {
+                for _ in 0..25 {
                     if self.pid(name).is_none() {
                         return Ok(PowerState::Shutoff);
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 return Err(e);
             }
