@@ -168,6 +168,30 @@ for round_ in range(10):
         assert s3.head_object(Bucket=B, Key=key)["VersionId"] == newest, (round_, made)
         assert s3.get_object(Bucket=B, Key=key)["Body"].read() == b"m%d" % [m[1] for m in made].index(newest)
 
+# Deletes by version id racing new versions: deleting the current version
+# makes the newest one left current, and neither that relink nor a second
+# deleter's may overtake a newer version written meanwhile (30 rounds:
+# three versions, then the newest two deleted while two more are written).
+def delete_or_write(key, job):
+    if job[0] == "delete":
+        s3.delete_object(Bucket=B, Key=key, VersionId=job[1])
+        return None
+    return s3.put_object(Bucket=B, Key=key, Body=job[1])["VersionId"]
+
+for round_ in range(30):
+    key = f"relink-{round_}"
+    old = [s3.put_object(Bucket=B, Key=key, Body=b"old%d" % i)["VersionId"] for i in range(3)]
+    jobs = [("delete", old[2]), ("put", b"new0"), ("delete", old[1]), ("put", b"new1")]
+    with ThreadPoolExecutor(4) as pool:
+        made = [m for m in pool.map(lambda j: delete_or_write(key, j), jobs) if m]
+    newest = max(made, key=float)
+    listed = s3.list_object_versions(Bucket=B, Prefix=key)["Versions"]
+    assert sorted(v["VersionId"] for v in listed) == sorted([old[0]] + made), (round_, listed, made)
+    assert [v["VersionId"] for v in listed if v["IsLatest"]] == [newest], (round_, listed, made)
+    got = s3.get_object(Bucket=B, Key=key)
+    assert got["VersionId"] == newest, (round_, got["VersionId"], old, made)
+    assert got["Body"].read() == (b"new0", b"new1")[made.index(newest)], round_
+
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"
 while True:

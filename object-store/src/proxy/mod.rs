@@ -107,9 +107,10 @@ pub async fn handle(state: Arc<ProxyState>, req: Request<RequestBody>) -> Respon
         ("auth", swift::auth_response(&state, &req).await)
     } else if let Some(rest) = path.strip_prefix("/v1/") {
         let rest = rest.to_string();
-        ("swift", swift::handle(&state, req, &rest).await)
+        // Boxed: a front end's future holds every operation's state (large), kept off the worker thread's stack.
+        ("swift", Box::pin(swift::handle(&state, req, &rest)).await)
     } else {
-        ("s3", crate::s3::handle(&state.s3, req).await)
+        ("s3", Box::pin(crate::s3::handle(&state.s3, req)).await)
     };
     state.backend().metrics.record(
         api,

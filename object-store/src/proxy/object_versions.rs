@@ -20,13 +20,14 @@
 //! links it; a DELETE writes a marker and removes the current object;
 //! deleting a version relinks the newest one left. A new version's link
 //! and a marker's removal are dated at the version's or marker's own time,
-//! so that of racing writers the newest version or marker is current on
-//! every node, whatever order their writes arrive in.
+//! and a relink just after the record it replaces, so that of racing
+//! writers the newest version or marker is current on every node, whatever
+//! order their writes arrive in.
 
 use super::containers::{ListQuery, ListTarget};
 use super::objects::{
     CopyObject, ObjectError, ObjectMeta, ObjectPath, ObjectResult, Objects, PutObject, ReadObject,
-    Written,
+    WhenBusy, Written,
 };
 use super::retention::{LockConfig, Retention};
 use super::symlinks::Link;
@@ -376,7 +377,7 @@ impl Objects {
                     content_type,
                     id: &at.to_string(),
                 };
-                self.link_current(path, &target, &version, Some(at)).await?;
+                self.link_current(path, &target, &version, at).await?;
                 Ok(written)
             }
         }
@@ -389,18 +390,19 @@ impl Objects {
 
     /// Makes `path` a link to the stored version `target`, dated `at`
     /// (the version's own time for a new version, so that the newest of
-    /// racing versions and markers is current on every node; now when the
-    /// current version goes back to an older one).
+    /// racing versions and markers is current on every node; just after
+    /// the record it replaces when the current version goes back to an
+    /// older one: [`Self::relink`]).
     async fn link_current(
         &self,
         path: &ObjectPath,
         target: &ObjectPath,
         version: &Listed<'_>,
-        at: Option<Timestamp>,
+        at: Timestamp,
     ) -> ObjectResult<()> {
         let meta = link_meta(target, version);
         let put = PutObject {
-            at,
+            at: Some(at),
             ..PutObject::empty(path.clone(), meta)
         };
         match self.write_plain(put).await {
@@ -542,8 +544,21 @@ impl Objects {
 
     /// Deletes one version of `path` (`null` included), unless its
     /// retention forbids it ([`super::retention`]); the newest one left
-    /// becomes current.
+    /// becomes current. Deletes of one object's versions take turns (the
+    /// name's lease): each relinks what the one before it left, so that
+    /// two of them cannot each link a version the other removed.
     pub async fn delete_version(
+        &self,
+        path: &ObjectPath,
+        id: &str,
+        bypass_governance: bool,
+    ) -> ObjectResult<Deleted> {
+        // Boxed, as [`Objects::write_if`]'s write.
+        let work = Box::pin(self.delete_version_now(path, id, bypass_governance));
+        self.leased(path, WhenBusy::Wait, work).await
+    }
+
+    async fn delete_version_now(
         &self,
         path: &ObjectPath,
         id: &str,
@@ -566,21 +581,36 @@ impl Objects {
             }
         }
         done_or_overtaken(self.remove(&version).await)?;
-        self.relink(path).await?;
+        self.relink(path, &version).await?;
         Ok(Deleted {
             version_id: Some(id.to_string()),
             delete_marker: marker,
         })
     }
 
-    /// Makes the newest stored version current, unless a null version is
-    /// (a plain object, which is always the newest).
-    async fn relink(&self, path: &ObjectPath) -> ObjectResult<()> {
-        if let Some(current) = self.current(path).await? {
-            if !is_version_link_answer(&current) {
+    /// After the version `deleted` is removed: makes the newest stored
+    /// version current, where the current record was a link to `deleted`
+    /// or there is none (a marker was current). A null version current (a
+    /// plain object, always the newest) or a link to another version (the
+    /// newest, or one written since) stays.
+    ///
+    /// The link (or the removal, when a marker or nothing is left) is
+    /// dated one tick after the current record it replaces, not now: a
+    /// version or marker written meanwhile is dated after that record
+    /// too, later than this relink, so it stays current on every node
+    /// whatever order the writes reach them in.
+    async fn relink(&self, path: &ObjectPath, deleted: &ObjectPath) -> ObjectResult<()> {
+        let (current, current_at) = self.newest_record(path).await?;
+        if let Some(c) = current {
+            let links_deleted = is_version_link_answer(&c)
+                && Link::of(&c).is_some_and(|l| {
+                    l.container == deleted.container && l.object == deleted.object
+                });
+            if !links_deleted {
                 return Ok(());
             }
         }
+        let at = current_at.map_or_else(Timestamp::now, |t| Timestamp(t.0 + 1));
         let newest = self.stored_versions(path, 1).await?.into_iter().next();
         match newest {
             Some((named, entry)) if !is_marker(&entry) => {
@@ -616,9 +646,9 @@ impl Objects {
                     content_type,
                     id: &named.id(),
                 };
-                self.link_current(path, &target, &version, None).await
+                self.link_current(path, &target, &version, at).await
             }
-            _ => done_or_overtaken(self.remove(path).await),
+            _ => done_or_overtaken(self.remove_at(path, at).await),
         }
     }
 

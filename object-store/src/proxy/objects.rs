@@ -336,6 +336,19 @@ pub enum WriteCondition {
 
 /// How long a conditional writer's lease lasts without renewal.
 const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a writer that waits for a name's lease waits at most.
+const LEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a writer does when another holds the name's lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WhenBusy {
+    /// Gives up at once (S3's conditional writes:
+    /// `ConditionalRequestConflict`).
+    Refuse,
+    /// Waits for it (changes that must not interleave, as deletes of
+    /// versions and the relinks that follow them).
+    Wait,
+}
 
 /// Aborts a task when dropped (a lease's renewal, when its write ends or
 /// is abandoned).
@@ -878,28 +891,54 @@ impl Objects {
         condition: &WriteCondition,
         write: impl std::future::Future<Output = ObjectResult<T>>,
     ) -> ObjectResult<T> {
+        let work = async {
+            self.check_condition(&path.node(), condition).await?;
+            write.await
+        };
+        // Boxed: nested unboxed, the writes' futures overflowed a worker
+        // thread's stack.
+        self.leased(path, WhenBusy::Refuse, Box::pin(work)).await
+    }
+
+    /// Runs `work` holding the lease on `path`'s name
+    /// ([`crate::write_locks`]), renewed while it runs (a long upload
+    /// keeps it). A name whose lease another holds is refused
+    /// ([`ObjectError::ConditionalConflict`]) or waited for, at most
+    /// [`LEASE_WAIT`] ([`ObjectError::Unavailable`] after that).
+    pub(super) async fn leased<T>(
+        &self,
+        path: &ObjectPath,
+        when_busy: WhenBusy,
+        work: impl std::future::Future<Output = ObjectResult<T>>,
+    ) -> ObjectResult<T> {
         let node_path = path.node();
         let token = hex::encode(service_kit::ids::rand_bytes::<16>());
-        match self.backend.lease(&node_path, &token, LEASE_TTL).await {
-            Lease::Held => {}
-            Lease::Busy => return Err(ObjectError::ConditionalConflict),
-            Lease::Unavailable => {
-                return Err(ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE))
+        let give_up = std::time::Instant::now() + LEASE_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.backend.lease(&node_path, &token, LEASE_TTL).await {
+                Lease::Held => break,
+                Lease::Busy if when_busy == WhenBusy::Refuse => {
+                    return Err(ObjectError::ConditionalConflict)
+                }
+                Lease::Busy if std::time::Instant::now() < give_up => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Lease::Busy | Lease::Unavailable => {
+                    return Err(ObjectError::Unavailable(StatusCode::SERVICE_UNAVAILABLE))
+                }
             }
         }
-        let result = async {
-            self.check_condition(&node_path, condition).await?;
-            // A long upload keeps its lease.
-            let (backend, p, t) = (self.backend.clone(), node_path.clone(), token.clone());
-            let _renewal = AbortOnDrop(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(LEASE_TTL / 3).await;
-                    backend.lease(&p, &t, LEASE_TTL).await;
-                }
-            }));
-            write.await
-        }
-        .await;
+        let (backend, p, t) = (self.backend.clone(), node_path.clone(), token.clone());
+        let renewal = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_TTL / 3).await;
+                backend.lease(&p, &t, LEASE_TTL).await;
+            }
+        }));
+        let result = work.await;
+        drop(renewal);
         self.backend.release(&node_path, &token).await;
         result
     }
@@ -1210,6 +1249,25 @@ impl Objects {
             return Err(write_error(&out, ObjectError::NoSuchObject));
         }
         Ok(())
+    }
+
+    /// The newest record every replica has of `path`: its headers
+    /// (`None`: no object, or a tombstone) and its time (a tombstone's
+    /// too; `None`: no replica knows the name).
+    pub(super) async fn newest_record(
+        &self,
+        path: &ObjectPath,
+    ) -> ObjectResult<(Option<HeaderMap>, Option<Timestamp>)> {
+        let r = self
+            .backend
+            .head_newest(&path.node(), HeaderMap::new())
+            .await;
+        let at = header_str(r.headers(), "x-backend-timestamp").and_then(|t| t.parse().ok());
+        match r.status() {
+            s if s.is_success() => Ok((Some(client_headers(r.headers())), at)),
+            StatusCode::NOT_FOUND => Ok((None, at)),
+            s => Err(read_error(s, r.headers())),
+        }
     }
 
     /// An object's headers, asked of every replica (the newest wins).
