@@ -8,7 +8,9 @@
 //!
 //! Full run (figures in README): `cargo bench --bench cluster_load`
 //! (`-- --swift` or `-- --s3` for one API, `-- --small` for the 4 KiB
-//! phases only, `-- --size N` for N-byte objects only). Under `cargo test` it runs a few
+//! phases only, `-- --size N` for N-byte objects only,
+//! `-- --versioning-cost` for 4 KiB PUTs into a plain and a versioned
+//! container in alternating rounds). Under `cargo test` it runs a few
 //! operations of each kind as a smoke test. Bounded: a fixed count per
 //! phase and a time cap per phase.
 
@@ -362,6 +364,104 @@ fn row(name: &str, ops: usize, size: usize, elapsed: Duration, lat: &[Duration],
     );
 }
 
+/// `--versioning-cost`: 4 KiB PUTs into a plain container and into a
+/// versioned one of the same cluster, in alternating rounds (plain first,
+/// then versioned first, and so on), so that the machine's drift in speed
+/// between runs falls on both alike. Prints each kind's totals and the
+/// change; returns the errors.
+#[allow(clippy::too_many_arguments)]
+fn versioning_cost(
+    rt: &tokio::runtime::Runtime,
+    client: &Arc<HttpClient>,
+    cluster: &Cluster,
+    addr: &str,
+    api: &Api,
+    swift: &Api,
+    count: usize,
+    concurrency: usize,
+    cap: Duration,
+) -> usize {
+    const ROUNDS: usize = 10;
+    let kinds = ["plain", "versioned"];
+    for kind in kinds {
+        let container = format!("cost-{}-{kind}", api.name());
+        rt.block_on(call(
+            client,
+            addr,
+            api.request(addr, Method::PUT, &container, Bytes::new()),
+        ));
+        if kind == "versioned" {
+            let mut on = swift.request(addr, Method::POST, &container, Bytes::new());
+            on.headers_mut()
+                .insert("x-versions-enabled", "true".parse().unwrap());
+            let done = rt.block_on(call(client, addr, on));
+            assert!(
+                done.is_some_and(|(s, _)| s.is_success()),
+                "versioning enabled"
+            );
+        }
+    }
+    let phase = Phase {
+        name: "PUT 4 KiB",
+        method: Method::PUT,
+        size: 4096,
+        count: count.div_ceil(ROUNDS),
+    };
+    let body = Bytes::from(vec![0x5au8; phase.size]);
+    // Per kind: ops, seconds, latencies, errors, services' CPU seconds.
+    let mut totals: Vec<(usize, f64, Vec<Duration>, usize, f64)> =
+        vec![(0, 0.0, Vec::new(), 0, 0.0); 2];
+    for round in 0..ROUNDS {
+        for k in [round % 2, 1 - round % 2] {
+            // Each round's objects under a prefix of their own: every PUT
+            // makes a new object (or a key's first version).
+            let container = format!("cost-{}-{}/r{round}", api.name(), kinds[k]);
+            let before = service_costs(cluster);
+            let o = rt.block_on(run_phase(
+                client.clone(),
+                addr.to_string(),
+                api.clone(),
+                container,
+                &phase,
+                body.clone(),
+                concurrency,
+                cap,
+            ));
+            let after = service_costs(cluster);
+            let t = &mut totals[k];
+            t.0 += o.ops;
+            t.1 += o.elapsed.as_secs_f64();
+            t.2.extend(o.latencies);
+            t.3 += o.errors;
+            t.4 += (after.0 - before.0) + (after.1 - before.1);
+        }
+    }
+    let mut rates = Vec::new();
+    for (k, t) in totals.iter_mut().enumerate() {
+        t.2.sort();
+        row(
+            &format!("{} PUT {}", api.name(), kinds[k]),
+            t.0,
+            phase.size,
+            Duration::from_secs_f64(t.1),
+            &t.2,
+            t.3,
+        );
+        println!(
+            "{:<16} services' CPU {:.3} ms/op",
+            "",
+            t.4 * 1e3 / t.0.max(1) as f64
+        );
+        rates.push(t.0 as f64 / t.1);
+    }
+    println!(
+        "{} versioning cost on 4 KiB PUTs ({ROUNDS} alternating rounds): {:+.1}% ops/s",
+        api.name(),
+        (rates[1] / rates[0] - 1.0) * 100.0
+    );
+    totals.iter().map(|t| t.3).sum()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full_run = args.iter().any(|a| a == "--bench");
@@ -387,9 +487,6 @@ fn main() {
     let concurrency = 16;
     let cap = Duration::from_secs(if full_run { 90 } else { 30 });
     let (small, large) = if full_run { (20_000, 96) } else { (64, 2) };
-    // `--versioned`: every container keeps versions (the cost of
-    // versioning, against a run without).
-    let versioned = args.iter().any(|a| a == "--versioned");
     let swift = Api::Swift {
         path: swift_path,
         token,
@@ -406,12 +503,7 @@ fn main() {
         });
     }
     println!(
-        "cluster load: 3 nodes, concurrency {concurrency}{}{}",
-        if versioned {
-            ", versioned containers"
-        } else {
-            ""
-        },
+        "cluster load: 3 nodes, concurrency {concurrency}{}",
         if full_run {
             ""
         } else {
@@ -423,6 +515,27 @@ fn main() {
         "phase", "ops", "ops/s", "MB/s", "p50 ms", "p99 ms", "errors"
     );
     let mut total_errors = 0;
+    let cost_only = args.iter().any(|a| a == "--versioning-cost");
+    // The smoke run (`cargo test`) runs a few of these too.
+    if cost_only || !full_run {
+        for api in &apis {
+            total_errors += versioning_cost(
+                &rt,
+                &client,
+                &cluster,
+                &addr,
+                api,
+                &swift,
+                small,
+                concurrency,
+                cap,
+            );
+        }
+    }
+    if cost_only {
+        assert_eq!(total_errors, 0, "every operation must succeed");
+        return;
+    }
     for api in &apis {
         let mut phases = vec![
             Phase {
@@ -501,17 +614,6 @@ fn main() {
                 &addr,
                 api.request(&addr, Method::PUT, &container, Bytes::new()),
             ));
-            if versioned {
-                // One versioning for both APIs: a bucket is a container.
-                let mut on = swift.request(&addr, Method::POST, &container, Bytes::new());
-                on.headers_mut()
-                    .insert("x-versions-enabled", "true".parse().unwrap());
-                let done = rt.block_on(call(&client, &addr, on));
-                assert!(
-                    done.is_some_and(|(s, _)| s.is_success()),
-                    "versioning enabled"
-                );
-            }
             let before = service_costs(&cluster);
             let o = rt.block_on(run_phase(
                 client.clone(),

@@ -2,7 +2,7 @@
 //! and the object listing, fed by listing rows from object servers. Every
 //! change queues the container's stats for its account's servers.
 
-use crate::device_db::{ContainerChange, DbError, ListParams, Listed};
+use crate::device_db::{ContainerChange, DbError, ListParams, Listed, RowToApply};
 use crate::object_server::request_timestamp;
 use crate::records::{
     ContainerRecord, ContainerRow, ListingEntry, MetaMap, ObjectRow, PendingUpdate,
@@ -268,23 +268,30 @@ pub async fn handle_rows(
     let st = state.clone();
     let result = tokio::task::spawn_blocking(move || {
         let ring = st.ring();
-        let mut owed = Vec::new();
-        for r in &rows {
-            let hash = ring.hasher().container(&r.account, &r.container);
-            if let Some(rec) = dev.db.apply_object_row(
-                r.partition,
-                &hash,
-                &r.account,
-                &r.container,
-                &r.object,
-                &r.row,
-            )? {
-                owed.extend(account_updates(&ring, &rec, false));
-            }
+        let to_apply: Vec<RowToApply<'_>> = rows
+            .iter()
+            .map(|r| RowToApply {
+                part: r.partition,
+                container_hash: ring.hasher().container(&r.account, &r.container),
+                account: &r.account,
+                container: &r.container,
+                object: &r.object,
+                row: &r.row,
+            })
+            .collect();
+        // Each changed container's stats once, however many of its rows
+        // came (a row delivered again changes nothing, and owes nothing).
+        let owed: Vec<_> = dev
+            .db
+            .apply_object_rows(&to_apply)?
+            .iter()
+            .flat_map(|rec| account_updates(&ring, rec, false))
+            .collect();
+        if !owed.is_empty() {
+            dev.db.queue(&owed, false)?;
         }
         // One WAL sync for the rows and the stats they make owed, shared
         // with concurrent writers and waited for below without a thread.
-        dev.db.queue(&owed, false)?;
         Ok(durable.then(|| dev.db.sync_point()))
     })
     .await

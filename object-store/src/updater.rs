@@ -109,12 +109,7 @@ pub async fn run(state: Arc<NodeState>) {
             }
             rows_from.insert(device.name.clone(), next_from);
             let dev = device.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                for (k, u) in delivered {
-                    let _ = dev.db.dequeue(&k, &u);
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || dev.db.dequeue_all(&delivered)).await;
         }
         if more && !failed {
             continue;

@@ -18,6 +18,17 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use service_kit::timestamp::Timestamp;
+use std::collections::HashMap;
+
+/// One object row to apply to its container's listing.
+pub struct RowToApply<'a> {
+    pub part: u32,
+    pub container_hash: NameHash,
+    pub account: &'a str,
+    pub container: &'a str,
+    pub object: &'a str,
+    pub row: &'a ObjectRow,
+}
 
 const CONTAINERS: KeySpace<ContainerRecord> = KeySpace::new(b'c');
 const OBJECT_ROWS: KeySpace<ObjectRow> = KeySpace::new(b'r');
@@ -310,11 +321,7 @@ impl DeviceDb {
         Ok(rec)
     }
 
-    /// Applies one object row to a container listing if it is newer than the
-    /// row held, keeping the container's counters. Deferred: callers apply
-    /// a batch of rows and then [`DeviceDb::sync`] once. Returns the
-    /// container record after the change, or `None` when the row was not
-    /// newer.
+    /// Applies one object row ([`Self::apply_object_rows`]).
     pub fn apply_object_row(
         &self,
         part: u32,
@@ -324,27 +331,74 @@ impl DeviceDb {
         object: &str,
         row: &ObjectRow,
     ) -> DbResult<Option<ContainerRecord>> {
-        let ckey = record_key(&CONTAINERS, part, container_hash);
-        let _g = self.db.lock(&ckey);
-        let rkey = row_key(&OBJECT_ROWS, container_hash, object);
-        let old = OBJECT_ROWS.get(&self.db, &rkey)?;
-        if old.as_ref().is_some_and(|o| o.timestamp >= row.timestamp) {
-            return Ok(None);
-        }
-        let mut rec = self.container_or_new(&ckey, account, container)?;
-        if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
-            rec.object_count = rec.object_count.saturating_sub(1);
-            rec.bytes_used = rec.bytes_used.saturating_sub(o.size);
-        }
-        if !row.deleted {
-            rec.object_count += 1;
-            rec.bytes_used += row.size;
-        }
+        let one = RowToApply {
+            part,
+            container_hash: *container_hash,
+            account,
+            container,
+            object,
+            row,
+        };
+        Ok(self.apply_object_rows(&[one])?.into_iter().next())
+    }
+
+    /// Applies object rows where newer than the container's (a row as new
+    /// or older changes nothing), with each container's counters, in one
+    /// batch under the containers' lock stripes (not synced: the caller
+    /// asks for a sync point). Returns the records of the containers that
+    /// changed, once each, whose stats are now owed to their account.
+    pub fn apply_object_rows(&self, rows: &[RowToApply<'_>]) -> DbResult<Vec<ContainerRecord>> {
+        let ckeys: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| record_key(&CONTAINERS, r.part, &r.container_hash))
+            .collect();
+        // Every stripe at once, in ascending order (as every taker of
+        // several does), so that two batches cannot deadlock.
+        let mut stripes: Vec<usize> = ckeys.iter().map(|k| Db::stripe(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _g: Vec<_> = stripes.iter().map(|s| self.db.lock_stripe(*s)).collect();
+        // What this batch has changed so far: a row may come twice.
+        let mut records: Vec<(Vec<u8>, ContainerRecord)> = Vec::new();
+        let mut written: HashMap<Vec<u8>, ObjectRow> = HashMap::new();
         let mut batch = WriteBatch::default();
-        OBJECT_ROWS.put(&mut batch, &rkey, row);
-        CONTAINERS.put(&mut batch, &ckey, &rec);
+        for (r, ckey) in rows.iter().zip(ckeys) {
+            let rkey = row_key(&OBJECT_ROWS, &r.container_hash, r.object);
+            let old = match written.get(&rkey) {
+                Some(w) => Some(w.clone()),
+                None => OBJECT_ROWS.get(&self.db, &rkey)?,
+            };
+            if old.as_ref().is_some_and(|o| o.timestamp >= r.row.timestamp) {
+                continue;
+            }
+            let i = match records.iter().position(|(k, _)| *k == ckey) {
+                Some(i) => i,
+                None => {
+                    let rec = self.container_or_new(&ckey, r.account, r.container)?;
+                    records.push((ckey, rec));
+                    records.len() - 1
+                }
+            };
+            let rec = &mut records[i].1;
+            if let Some(o) = old.as_ref().filter(|o| !o.deleted) {
+                rec.object_count = rec.object_count.saturating_sub(1);
+                rec.bytes_used = rec.bytes_used.saturating_sub(o.size);
+            }
+            if !r.row.deleted {
+                rec.object_count += 1;
+                rec.bytes_used += r.row.size;
+            }
+            OBJECT_ROWS.put(&mut batch, &rkey, r.row);
+            written.insert(rkey, r.row.clone());
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (ckey, rec) in &records {
+            CONTAINERS.put(&mut batch, ckey, rec);
+        }
         self.db.write(batch, Durability::Deferred)?;
-        Ok(Some(rec))
+        Ok(records.into_iter().map(|(_, rec)| rec).collect())
     }
 
     /// A page of a container's objects.
@@ -658,6 +712,51 @@ mod tests {
         };
         f(&mut p);
         p
+    }
+
+    #[test]
+    fn rows_applied_together_count_as_one_by_one() {
+        let (_dir, db) = open();
+        let (c, v) = (hash_of("a/c"), hash_of("a/v"));
+        let mut big = row(20, false);
+        big.size = 5;
+        let rows = [
+            // A newer row, then an older one of the same object: the older
+            // changes nothing.
+            (c, "c", "x", big.clone()),
+            (c, "c", "x", row(10, false)),
+            // An older row, then a newer deletion of the same object.
+            (c, "c", "y", row(10, false)),
+            (c, "c", "y", row(30, true)),
+            (c, "c", "z", row(10, false)),
+            // Another container.
+            (v, "v", "x", row(10, false)),
+        ];
+        let batch: Vec<RowToApply<'_>> = rows
+            .iter()
+            .map(|(h, cont, obj, r)| RowToApply {
+                part: 1,
+                container_hash: *h,
+                account: "a",
+                container: cont,
+                object: obj,
+                row: r,
+            })
+            .collect();
+        let changed = db.apply_object_rows(&batch).unwrap();
+        let counts: Vec<(String, u64, u64)> = changed
+            .iter()
+            .map(|r| (r.container.clone(), r.object_count, r.bytes_used))
+            .collect();
+        assert_eq!(counts, [("c".into(), 2, 6), ("v".into(), 1, 1)]);
+        let stored = db.container(1, &c).unwrap().unwrap();
+        assert_eq!((stored.object_count, stored.bytes_used), (2, 6));
+        let listed = db.list_objects(&c, &params(|_| {})).unwrap();
+        assert_eq!(names(&listed), ["x", "z"]);
+        // Delivered again: nothing changes, nothing is owed.
+        assert!(db.apply_object_rows(&batch).unwrap().is_empty());
+        let stored = db.container(1, &c).unwrap().unwrap();
+        assert_eq!((stored.object_count, stored.bytes_used), (2, 6));
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod objects;
 mod queue;
 
 pub use group_sync::SyncTicket;
-pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica};
+pub use listings::{ContainerChange, ListParams, Listed, ListingKind, Replica, RowToApply};
 pub use objects::{LinkWrite, MetaChange};
 
 use keyspace::Db;

@@ -229,6 +229,23 @@ impl DeviceDb {
         }
         Ok(())
     }
+
+    /// [`Self::dequeue`] of many: the owed rows in one batch, stats one by
+    /// one (each compared under its lock).
+    pub fn dequeue_all(&self, delivered: &[(Vec<u8>, PendingUpdate)]) -> DbResult<()> {
+        let mut rows = WriteBatch::default();
+        for (key, update) in delivered {
+            if key.first() == Some(&OWED_ROWS.tag()) {
+                rows.delete(key);
+            } else {
+                self.dequeue(key, update)?;
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.db.write(rows, Durability::Deferred)
+    }
 }
 
 #[cfg(test)]
