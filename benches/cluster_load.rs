@@ -9,8 +9,8 @@
 //! Full run (figures in README): `cargo bench --bench cluster_load`
 //! (`-- --swift` or `-- --s3` for one API, `-- --small` for the 4 KiB
 //! phases only, `-- --size N` for N-byte objects only,
-//! `-- --versioning-cost` for 4 KiB PUTs into a plain and a versioned
-//! container in alternating rounds). Under `cargo test` it runs a few
+//! `-- --versioning-cost` for 4 KiB PUTs and GETs in a plain and a
+//! versioned container in alternating rounds). Under `cargo test` it runs a few
 //! operations of each kind as a smoke test. Bounded: a fixed count per
 //! phase and a time cap per phase.
 
@@ -367,8 +367,8 @@ fn row(name: &str, ops: usize, size: usize, elapsed: Duration, lat: &[Duration],
 /// `--versioning-cost`: 4 KiB PUTs into a plain container and into a
 /// versioned one of the same cluster, in alternating rounds (plain first,
 /// then versioned first, and so on), so that the machine's drift in speed
-/// between runs falls on both alike. Prints each kind's totals and the
-/// change; returns the errors.
+/// between runs falls on both alike; then GETs of them the same way.
+/// Prints each kind's totals and the change; returns the errors.
 #[allow(clippy::too_many_arguments)]
 fn versioning_cost(
     rt: &tokio::runtime::Runtime,
@@ -408,58 +408,66 @@ fn versioning_cost(
         count: count.div_ceil(ROUNDS),
     };
     let body = Bytes::from(vec![0x5au8; phase.size]);
-    // Per kind: ops, seconds, latencies, errors, services' CPU seconds.
-    let mut totals: Vec<(usize, f64, Vec<Duration>, usize, f64)> =
-        vec![(0, 0.0, Vec::new(), 0, 0.0); 2];
-    for round in 0..ROUNDS {
-        for k in [round % 2, 1 - round % 2] {
-            // Each round's objects under a prefix of their own: every PUT
-            // makes a new object (or a key's first version).
-            let container = format!("cost-{}-{}/r{round}", api.name(), kinds[k]);
-            let before = service_costs(cluster);
-            let o = rt.block_on(run_phase(
-                client.clone(),
-                addr.to_string(),
-                api.clone(),
-                container,
-                &phase,
-                body.clone(),
-                concurrency,
-                cap,
-            ));
-            let after = service_costs(cluster);
-            let t = &mut totals[k];
-            t.0 += o.ops;
-            t.1 += o.elapsed.as_secs_f64();
-            t.2.extend(o.latencies);
-            t.3 += o.errors;
-            t.4 += (after.0 - before.0) + (after.1 - before.1);
+    let mut errors = 0;
+    for method in [Method::PUT, Method::GET] {
+        let phase = Phase {
+            method: method.clone(),
+            ..phase
+        };
+        // Per kind: ops, seconds, latencies, errors, services' CPU seconds.
+        let mut totals: Vec<(usize, f64, Vec<Duration>, usize, f64)> =
+            vec![(0, 0.0, Vec::new(), 0, 0.0); 2];
+        for round in 0..ROUNDS {
+            for k in [round % 2, 1 - round % 2] {
+                // Each round's objects under a prefix of their own: every
+                // PUT makes a new object (or a key's first version).
+                let container = format!("cost-{}-{}/r{round}", api.name(), kinds[k]);
+                let before = service_costs(cluster);
+                let o = rt.block_on(run_phase(
+                    client.clone(),
+                    addr.to_string(),
+                    api.clone(),
+                    container,
+                    &phase,
+                    body.clone(),
+                    concurrency,
+                    cap,
+                ));
+                let after = service_costs(cluster);
+                let t = &mut totals[k];
+                t.0 += o.ops;
+                t.1 += o.elapsed.as_secs_f64();
+                t.2.extend(o.latencies);
+                t.3 += o.errors;
+                t.4 += (after.0 - before.0) + (after.1 - before.1);
+            }
         }
-    }
-    let mut rates = Vec::new();
-    for (k, t) in totals.iter_mut().enumerate() {
-        t.2.sort();
-        row(
-            &format!("{} PUT {}", api.name(), kinds[k]),
-            t.0,
-            phase.size,
-            Duration::from_secs_f64(t.1),
-            &t.2,
-            t.3,
-        );
+        let mut rates = Vec::new();
+        for (k, t) in totals.iter_mut().enumerate() {
+            t.2.sort();
+            row(
+                &format!("{} {method} {}", api.name(), kinds[k]),
+                t.0,
+                phase.size,
+                Duration::from_secs_f64(t.1),
+                &t.2,
+                t.3,
+            );
+            println!(
+                "{:<16} services' CPU {:.3} ms/op",
+                "",
+                t.4 * 1e3 / t.0.max(1) as f64
+            );
+            rates.push(t.0 as f64 / t.1);
+        }
         println!(
-            "{:<16} services' CPU {:.3} ms/op",
-            "",
-            t.4 * 1e3 / t.0.max(1) as f64
+            "{} versioning cost on 4 KiB {method}s ({ROUNDS} alternating rounds): {:+.1}% ops/s",
+            api.name(),
+            (rates[1] / rates[0] - 1.0) * 100.0
         );
-        rates.push(t.0 as f64 / t.1);
+        errors += totals.iter().map(|t| t.3).sum::<usize>();
     }
-    println!(
-        "{} versioning cost on 4 KiB PUTs ({ROUNDS} alternating rounds): {:+.1}% ops/s",
-        api.name(),
-        (rates[1] / rates[0] - 1.0) * 100.0
-    );
-    totals.iter().map(|t| t.3).sum()
+    errors
 }
 
 fn main() {
