@@ -417,6 +417,9 @@ fn versioning_cost(
         // Per kind: ops, seconds, latencies, errors, services' CPU seconds.
         let mut totals: Vec<(usize, f64, Vec<Duration>, usize, f64)> =
             vec![(0, 0.0, Vec::new(), 0, 0.0); 2];
+        // Per round, each kind's ops/s: the spread of the rounds' changes
+        // shows how far one figure can be trusted on this machine.
+        let mut round_rates: [Vec<f64>; 2] = Default::default();
         for round in 0..ROUNDS {
             for k in [round % 2, 1 - round % 2] {
                 // Each round's objects under a prefix of their own: every
@@ -440,6 +443,7 @@ fn versioning_cost(
                 t.2.extend(o.latencies);
                 t.3 += o.errors;
                 t.4 += (after.0 - before.0) + (after.1 - before.1);
+                round_rates[k].push(o.ops as f64 / o.elapsed.as_secs_f64());
             }
         }
         let mut rates = Vec::new();
@@ -460,10 +464,20 @@ fn versioning_cost(
             );
             rates.push(t.0 as f64 / t.1);
         }
+        let mut changes: Vec<f64> = round_rates[0]
+            .iter()
+            .zip(&round_rates[1])
+            .map(|(plain, versioned)| (versioned / plain - 1.0) * 100.0)
+            .collect();
+        changes.sort_by(f64::total_cmp);
         println!(
-            "{} versioning cost on 4 KiB {method}s ({ROUNDS} alternating rounds): {:+.1}% ops/s",
+            "{} versioning cost on 4 KiB {method}s ({ROUNDS} alternating rounds): {:+.1}% ops/s \
+             (rounds: median {:+.1}%, from {:+.1}% to {:+.1}%)",
             api.name(),
-            (rates[1] / rates[0] - 1.0) * 100.0
+            (rates[1] / rates[0] - 1.0) * 100.0,
+            (changes[ROUNDS / 2 - 1] + changes[ROUNDS / 2]) / 2.0,
+            changes[0],
+            changes[ROUNDS - 1],
         );
         errors += totals.iter().map(|t| t.3).sum::<usize>();
     }

@@ -3,6 +3,13 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: the services allocate many small,
+/// short-lived buffers (records, headers, rows) from many threads, where
+/// glibc's arenas spend a tenth of a storage node's CPU
+/// (`cargo bench --bench cluster_load`, README "S3 benchmarks").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nubo",
@@ -90,6 +97,13 @@ enum ClusterCommand {
     Status(status::StatusArgs),
 }
 
+/// A service worker thread's stack. Request futures nest deeply (a
+/// versioned S3 write is a conditional write, then a copy, then a link,
+/// each a future inside the one before), and one more level once overflowed
+/// tokio's default of 2 MiB; the memory is reserved, not used, until a
+/// request needs it.
+const WORKER_STACK: usize = 8 << 20;
+
 /// Loads and checks a service's config, then runs the service on a
 /// multi-threaded runtime until it stops.
 fn serve<C, Fut>(config: &std::path::Path, run: impl FnOnce(C) -> Fut) -> anyhow::Result<()>
@@ -100,6 +114,7 @@ where
     let config = service_kit::config::load(config)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK)
         .build()?
         .block_on(run(config))
 }

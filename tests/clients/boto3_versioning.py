@@ -4,6 +4,8 @@ write, reads and deletes of versions, delete markers, ListObjectVersions
 the clean-up conformance suites do (delete every version, then the
 bucket). The same versions through python-swiftclient."""
 import hashlib
+import random
+import time
 
 from s3common import client, code, swift_connection
 
@@ -191,6 +193,28 @@ for round_ in range(30):
     got = s3.get_object(Bucket=B, Key=key)
     assert got["VersionId"] == newest, (round_, got["VersionId"], old, made)
     assert got["Body"].read() == (b"new0", b"new1")[made.index(newest)], round_
+
+# Deletes by version id racing each other (40 rounds: four versions; the
+# current one deleted, and the one before it a moment later, so that the
+# second delete lands while the first relinks the newest version left).
+# They take turns under the object's lease: neither relinks a version the
+# other is removing, and the oldest two are left, the newer current.
+def delete_after(key, pause, version):
+    time.sleep(pause)
+    s3.delete_object(Bucket=B, Key=key, VersionId=version)
+
+for round_ in range(40):
+    key = f"redelete-{round_}"
+    old = [s3.put_object(Bucket=B, Key=key, Body=b"old%d" % i)["VersionId"] for i in range(4)]
+    jobs = [(0, old[3]), (random.uniform(0, 0.012), old[2])]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda j: delete_after(key, *j), jobs))
+    listed = s3.list_object_versions(Bucket=B, Prefix=key)["Versions"]
+    assert sorted(v["VersionId"] for v in listed) == sorted(old[:2]), (round_, listed)
+    assert [v["VersionId"] for v in listed if v["IsLatest"]] == [old[1]], (round_, listed)
+    got = s3.get_object(Bucket=B, Key=key)
+    assert got["VersionId"] == old[1], (round_, got["VersionId"], old)
+    assert got["Body"].read() == b"old1", round_
 
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"

@@ -30,6 +30,9 @@ pub struct RowToApply<'a> {
     pub row: &'a ObjectRow,
 }
 
+/// How many of another replica's rows are merged in one write.
+const MERGE_BATCH: usize = 512;
+
 const CONTAINERS: KeySpace<ContainerRecord> = KeySpace::new(b'c');
 const OBJECT_ROWS: KeySpace<ObjectRow> = KeySpace::new(b'r');
 const ACCOUNTS: KeySpace<AccountRecord> = KeySpace::new(b'a');
@@ -322,6 +325,7 @@ impl DeviceDb {
     }
 
     /// Applies one object row ([`Self::apply_object_rows`]).
+    #[cfg(test)]
     pub fn apply_object_row(
         &self,
         part: u32,
@@ -360,6 +364,7 @@ impl DeviceDb {
         let _g: Vec<_> = stripes.iter().map(|s| self.db.lock_stripe(*s)).collect();
         // What this batch has changed so far: a row may come twice.
         let mut records: Vec<(Vec<u8>, ContainerRecord)> = Vec::new();
+        let mut record_of: HashMap<Vec<u8>, usize> = HashMap::new();
         let mut written: HashMap<Vec<u8>, ObjectRow> = HashMap::new();
         let mut batch = WriteBatch::default();
         for (r, ckey) in rows.iter().zip(ckeys) {
@@ -371,10 +376,11 @@ impl DeviceDb {
             if old.as_ref().is_some_and(|o| o.timestamp >= r.row.timestamp) {
                 continue;
             }
-            let i = match records.iter().position(|(k, _)| *k == ckey) {
-                Some(i) => i,
+            let i = match record_of.get(&ckey) {
+                Some(i) => *i,
                 None => {
                     let rec = self.container_or_new(&ckey, r.account, r.container)?;
+                    record_of.insert(ckey.clone(), records.len());
                     records.push((ckey, rec));
                     records.len() - 1
                 }
@@ -457,9 +463,21 @@ impl DeviceDb {
     pub fn merge_replica(&self, part: u32, hash: &NameHash, theirs: &Replica) -> DbResult<()> {
         match theirs {
             Replica::Container(record, rows) => {
-                for (name, row) in rows {
-                    let (a, c) = (&record.account, &record.container);
-                    self.apply_object_row(part, hash, a, c, name, row)?;
+                // In batches as the container server applies rows: one
+                // write, each container's counters once, per batch.
+                for chunk in rows.chunks(MERGE_BATCH) {
+                    let batch: Vec<RowToApply<'_>> = chunk
+                        .iter()
+                        .map(|(name, row)| RowToApply {
+                            part,
+                            container_hash: *hash,
+                            account: &record.account,
+                            container: &record.container,
+                            object: name,
+                            row,
+                        })
+                        .collect();
+                    self.apply_object_rows(&batch)?;
                 }
                 let key = record_key(&CONTAINERS, part, hash);
                 {

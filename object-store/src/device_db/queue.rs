@@ -212,15 +212,27 @@ impl DeviceDb {
         Ok(n)
     }
 
-    /// Removes a delivered update unless a newer one replaced it meanwhile
-    /// (an owed row, whose key is its own, is simply removed).
-    /// Deferred: losing a removal only means sending the update again.
-    pub fn dequeue(&self, key: &[u8], delivered: &PendingUpdate) -> DbResult<()> {
-        if key.first() == Some(&OWED_ROWS.tag()) {
-            let mut batch = WriteBatch::default();
-            batch.delete(key);
-            return self.db.write(batch, Durability::Deferred);
+    /// Removes delivered updates: the owed rows (each under a key of its
+    /// own) in one batch, stats one by one, each unless a newer one
+    /// replaced it meanwhile. Deferred: losing a removal only means sending
+    /// the update again.
+    pub fn dequeue_all(&self, delivered: &[(Vec<u8>, PendingUpdate)]) -> DbResult<()> {
+        let mut rows = WriteBatch::default();
+        for (key, update) in delivered {
+            if key.first() == Some(&OWED_ROWS.tag()) {
+                rows.delete(key);
+            } else {
+                self.dequeue_stats(key, update)?;
+            }
         }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.db.write(rows, Durability::Deferred)
+    }
+
+    /// Removes delivered stats, compared under their key's lock.
+    fn dequeue_stats(&self, key: &[u8], delivered: &PendingUpdate) -> DbResult<()> {
         let _g = self.db.lock(key);
         if QUEUE.get(&self.db, key)?.as_ref() == Some(delivered) {
             let mut batch = WriteBatch::default();
@@ -228,23 +240,6 @@ impl DeviceDb {
             self.db.write(batch, Durability::Deferred)?;
         }
         Ok(())
-    }
-
-    /// [`Self::dequeue`] of many: the owed rows in one batch, stats one by
-    /// one (each compared under its lock).
-    pub fn dequeue_all(&self, delivered: &[(Vec<u8>, PendingUpdate)]) -> DbResult<()> {
-        let mut rows = WriteBatch::default();
-        for (key, update) in delivered {
-            if key.first() == Some(&OWED_ROWS.tag()) {
-                rows.delete(key);
-            } else {
-                self.dequeue(key, update)?;
-            }
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.db.write(rows, Durability::Deferred)
     }
 }
 
@@ -294,10 +289,10 @@ mod tests {
         // A newer update arrives while the older is being delivered: the
         // delivery does not remove it.
         db.queue(&[(about, stats(30))], true).unwrap();
-        db.dequeue(&q[0].0, &q[0].1).unwrap();
+        db.dequeue_all(&q[..1]).unwrap();
         assert_eq!(db.queue_depth().unwrap(), 1);
         let q = db.queued(&DeviceDb::rows_start(), 10).unwrap();
-        db.dequeue(&q[0].0, &q[0].1).unwrap();
+        db.dequeue_all(&q[..1]).unwrap();
         assert_eq!(db.queue_depth().unwrap(), 0);
     }
 

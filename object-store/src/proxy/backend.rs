@@ -322,7 +322,9 @@ pub fn quorum(replicas: usize) -> usize {
     replicas.div_ceil(2).max(1)
 }
 
-fn backend_timestamp(h: &HeaderMap) -> Timestamp {
+/// The time of the record a node's answer is about (its
+/// `x-backend-timestamp`, a tombstone's too); zero when it names none.
+pub(crate) fn backend_timestamp(h: &HeaderMap) -> Timestamp {
     header_str(h, "x-backend-timestamp")
         .and_then(|v| v.parse().ok())
         .unwrap_or_default()

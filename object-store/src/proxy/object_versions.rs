@@ -619,12 +619,10 @@ impl Objects {
                     bytes,
                     content_type,
                     slo_etag,
+                    s3_etag,
                     ..
                 } = &entry
                 else {
-                    return Ok(());
-                };
-                let ListingEntry::Object { s3_etag, .. } = &entry else {
                     return Ok(());
                 };
                 let etag = slo_etag

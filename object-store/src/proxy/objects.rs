@@ -1262,7 +1262,7 @@ impl Objects {
             .backend
             .head_newest(&path.node(), HeaderMap::new())
             .await;
-        let at = header_str(r.headers(), "x-backend-timestamp").and_then(|t| t.parse().ok());
+        let at = Some(super::backend::backend_timestamp(r.headers())).filter(|t| t.0 > 0);
         match r.status() {
             s if s.is_success() => Ok((Some(client_headers(r.headers())), at)),
             StatusCode::NOT_FOUND => Ok((None, at)),
