@@ -206,9 +206,21 @@ fn get_complete(c: &Cluster, token: &str, path: &str) -> Option<Vec<u8>> {
 /// byte, and the client receives one whole, correct 200.
 #[test]
 fn a_bad_chunk_mid_body_is_served_from_another_replica() {
+    a_bad_chunk_mid_body(&[]);
+}
+
+/// The same, of a versioned object's current version, which the node that
+/// holds its link serves in the link's stead: the next replica is asked
+/// for the version the same way.
+#[test]
+fn a_bad_chunk_mid_body_of_a_version_is_served_from_another_replica() {
+    a_bad_chunk_mid_body(&[("X-Versions-Enabled", "true")]);
+}
+
+fn a_bad_chunk_mid_body(container_headers: &[(&str, &str)]) {
     let c = Cluster::start(3);
     let s = Swift::new(&c);
-    assert_eq!(s.req("PUT", "/mid", &[], b"").status, 201);
+    assert_eq!(s.req("PUT", "/mid", container_headers, b"").status, 201);
     let body: Vec<u8> = (0..(3u32 << 20) + 12345).map(|i| (i % 241) as u8).collect();
     assert_eq!(s.req("PUT", "/mid/o", &[], &body).status, 201);
     let (port, device, _) = c.placement("AUTH_test", "mid", "o").remove(0);

@@ -968,6 +968,115 @@ fn object_versioning() {
     assert_eq!(both.status, 400);
 }
 
+/// A read of a versioned object is served by the node that holds its link,
+/// with the version stored beside it, in one read: the body, version id,
+/// ranges and conditions are the version's, as when the proxy follows the
+/// link itself.
+#[test]
+fn versioned_reads_follow_the_link_on_its_node() {
+    let s = swift();
+    let c = cluster();
+    let followed = || -> u64 {
+        (0..3)
+            .map(|n| c.node_metric(n, "nubo_version_links_followed_total"))
+            .sum()
+    };
+    let on = s.req("PUT", "/ovread", &[("X-Versions-Enabled", "true")], b"");
+    assert_eq!(on.status, 201);
+    s.req("PUT", "/ovread/o", &[], b"one");
+    let two = s.req("PUT", "/ovread/o", &[], b"two");
+    let id = two.header("x-object-version-id").unwrap().to_string();
+    let before = followed();
+    let g = s.req("GET", "/ovread/o", &[], b"");
+    assert_eq!(g.body, b"two");
+    assert_eq!(g.header("x-object-version-id"), Some(id.as_str()));
+    assert_eq!(g.header("etag"), Some(md5_hex(b"two").as_str()));
+    assert!(g.header("content-location").is_none());
+    let part = s.req("GET", "/ovread/o", &[("Range", "bytes=1-2")], b"");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, b"wo");
+    let same = s.req(
+        "GET",
+        "/ovread/o",
+        &[("If-None-Match", &md5_hex(b"two"))],
+        b"",
+    );
+    assert_eq!(same.status, 304);
+    assert!(
+        followed() >= before + 3,
+        "each read was one read, on the link's node"
+    );
+    // After a delete marker there is no link to follow.
+    assert_eq!(s.req("DELETE", "/ovread/o", &[], b"").status, 204);
+    assert_eq!(s.req("GET", "/ovread/o", &[], b"").status, 404);
+}
+
+/// A delete by version id takes turns with a conditional write of the same
+/// object (both hold the name's lease): while an `If-None-Match: *`
+/// upload streams, the delete waits, and after 10 s it gets 503 and the
+/// version stays; once the upload is done, the delete goes through.
+#[test]
+fn version_deletes_wait_for_a_conditional_write() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s = swift();
+    let on = s.req("PUT", "/ovlease", &[("X-Versions-Enabled", "true")], b"");
+    assert_eq!(on.status, 201);
+    let first = s.req("PUT", "/ovlease/o", &[], b"first");
+    let id = first.header("x-object-version-id").unwrap().to_string();
+    // A delete marker current: `If-None-Match: *` holds.
+    assert_eq!(s.req("DELETE", "/ovlease/o", &[], b"").status, 204);
+
+    let (host, base) = s
+        .url
+        .strip_prefix("http://")
+        .and_then(|r| r.split_once('/'))
+        .unwrap();
+    let mut upload = std::net::TcpStream::connect(host).unwrap();
+    upload
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        upload,
+        "PUT /{base}/ovlease/o HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {}\r\n\
+         If-None-Match: *\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        s.token
+    )
+    .unwrap();
+    let streaming = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let mut body = upload.try_clone().unwrap();
+        let streaming = streaming.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while streaming.load(Ordering::SeqCst) {
+                body.write_all(b"1\r\nx\r\n").unwrap();
+                sent += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            body.write_all(b"0\r\n\r\n").unwrap();
+            sent
+        })
+    };
+    // The upload has its lease long before a second passes.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let version = format!("/ovlease/o?version-id={id}");
+    let waited = s.req("DELETE", &version, &[], b"");
+    assert_eq!(waited.status, 503, "{}", waited.text());
+    assert_eq!(s.req("GET", &version, &[], b"").body, b"first");
+
+    streaming.store(false, Ordering::SeqCst);
+    let sent = writer.join().unwrap();
+    let mut answer = Vec::new();
+    let _ = upload.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(s.req("GET", "/ovlease/o", &[], b"").body, vec![b'x'; sent]);
+    assert_eq!(s.req("DELETE", &version, &[], b"").status, 204);
+    assert_eq!(s.req("GET", &version, &[], b"").status, 404);
+}
+
 /// Account quotas: only an operator (`.reseller_admin`: `admin:admin`, as
 /// in Swift's all-in-one setup) sets `X-Account-Meta-Quota-Bytes`, the
 /// account's own admin gets 403; a write past it is 413 and stores

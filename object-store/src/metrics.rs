@@ -21,6 +21,9 @@ pub struct NodeMetrics {
     /// Object bodies quarantined, by reads or by the auditor.
     pub quarantined: AtomicU64,
     pub expired: AtomicU64,
+    /// Reads of a versioned object answered with the version its link
+    /// names, in one read ([`crate::records::FOLLOW_VERSION_HEADER`]).
+    pub version_links_followed: AtomicU64,
     pub lifecycle_passes: AtomicU64,
     pub lifecycle_expired: AtomicU64,
     pub lifecycle_noncurrent_expired: AtomicU64,
@@ -109,6 +112,11 @@ pub async fn render(state: &NodeState) -> String {
             "nubo_expirer_expired_total",
             "Objects turned into tombstones by the expirer.",
             &m.expired,
+        ),
+        (
+            "nubo_version_links_followed_total",
+            "Reads of a versioned object served with the version its link names, in one read.",
+            &m.version_links_followed,
         ),
         (
             "nubo_lifecycle_passes_total",

@@ -8,7 +8,8 @@ use crate::device_db::{DbError, DbResult, LinkWrite, MetaChange, SyncTicket};
 use crate::object_body::{StoredBody, Unreadable};
 use crate::records::{
     LinkOutcome, ObjectKind, ObjectRecord, ObjectRow, PendingUpdate, Target as UpdateTarget,
-    Update, VersionLink, INLINE_MAX, LINK_HEADER, LINK_ROW_HEADER, STORED_AT_HEADER,
+    Update, VersionLink, FOLLOWED_ETAG_HEADER, FOLLOWED_VERSION_HEADER, FOLLOW_VERSION_HEADER,
+    INLINE_MAX, LINK_HEADER, LINK_ROW_HEADER, STORED_AT_HEADER,
 };
 use crate::storage_node::{Device, Target};
 use crate::version_names;
@@ -592,6 +593,22 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
     if rec.kind == ObjectKind::Tombstone || rec.is_expired(now_secs()) {
         return not_found_at(rec.timestamp.max(rec.meta_timestamp));
     }
+    // Asked to, a link to a version is followed here, to the version
+    // stored beside it: one read rather than two.
+    let follow = wanted.is_none()
+        && req.headers().contains_key(FOLLOW_VERSION_HEADER)
+        && version_names::is_version_link(&rec);
+    let linked = match follow {
+        true => linked_version(&t, &rec).await,
+        false => None,
+    };
+    // The answer is dated as the link (`x-backend-timestamp`), which is
+    // what a replica's tombstone or another's link is compared with.
+    let link_at = rec.timestamp;
+    let (hash, rec, followed) = match linked {
+        Some(v) => (v.hash, v.record, Some((v.target, v.etag))),
+        None => (hash, rec, None),
+    };
     // One range is served here; the proxy splits multi-range requests.
     // A large-object manifest is assembled by the proxy, which applies the
     // client's range to the whole; the manifest itself is always sent whole.
@@ -649,7 +666,64 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
             &format!("bytes {first}-{last}/{}", rec.size),
         );
     }
+    if let Some((target, etag)) = followed {
+        crate::metrics::NodeMetrics::add(&t.state.metrics.version_links_followed, 1);
+        set_header(
+            resp.headers_mut(),
+            "x-backend-timestamp",
+            &link_at.to_string(),
+        );
+        set_header(resp.headers_mut(), FOLLOWED_VERSION_HEADER, &target);
+        if let Some(etag) = etag {
+            set_header(resp.headers_mut(), FOLLOWED_ETAG_HEADER, &etag);
+        }
+    }
     resp
+}
+
+/// A version found where its link is ([`linked_version`]).
+struct LinkedVersion {
+    hash: NameHash,
+    record: ObjectRecord,
+    /// The link's target as stored (percent-encoded).
+    target: String,
+    /// The ETag the link says the version has.
+    etag: Option<String>,
+}
+
+/// The version a version link names, where it is stored here (placed with
+/// its object, so on this partition) and holds data. `None` leaves the
+/// link to the proxy, which follows it as any link.
+async fn linked_version(t: &Target<'_>, link: &ObjectRecord) -> Option<LinkedVersion> {
+    let target = link
+        .headers
+        .get(crate::proxy::symlinks::TARGET_HEADER)?
+        .clone();
+    let named = crate::proxy::symlinks::Link::of_stored(&link.headers)?;
+    if named.account.is_some()
+        || named.container == link.container
+        || version_names::placement(&named.container, &named.object)
+            != (link.container.as_str(), link.object.as_str())
+    {
+        return None;
+    }
+    let hash = t
+        .state
+        .ring()
+        .hasher()
+        .object(&link.account, &named.container, &named.object);
+    let (dev, part) = (t.device.clone(), t.partition);
+    let record = tokio::task::spawn_blocking(move || dev.db.object(part, &hash))
+        .await
+        .ok()?
+        .ok()??;
+    let live = record.kind == ObjectKind::Data && !record.is_expired(now_secs());
+    live.then_some(LinkedVersion {
+        hash,
+        record,
+        target,
+        etag: named.etag,
+    })
 }
 
 async fn delete(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {

@@ -154,6 +154,15 @@ pub const LINK_HEADER: &str = "x-nubo-version-link";
 /// on to the next). How a null version current on only some replicas is
 /// read from one of them, whatever newer record the others hold.
 pub const STORED_AT_HEADER: &str = "x-nubo-stored-at";
+/// A GET that asks a node, where the object's current record is a link
+/// to one of its versions, for that version (stored beside it) rather than
+/// the link; and the answer that gives it, naming the version as the link
+/// does (its percent-encoded `<container>/<object>`), with the ETag the
+/// link says the version has, for the proxy to check as it checks any
+/// static link's.
+pub const FOLLOW_VERSION_HEADER: &str = "x-nubo-follow-version-link";
+pub const FOLLOWED_VERSION_HEADER: &str = "x-nubo-followed-version";
+pub const FOLLOWED_ETAG_HEADER: &str = "x-nubo-followed-version-etag";
 /// The listing row of a link made current (as `x-nubo-listing-row` is the
 /// version's), for the proxy to make visible before it acknowledges.
 pub const LINK_ROW_HEADER: &str = "x-nubo-link-row";

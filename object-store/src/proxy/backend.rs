@@ -11,7 +11,10 @@
 use super::checksums::{Algorithm, ChecksumCheck, Hasher};
 use super::encryption::{self, Key, Sealer};
 use super::limits::MAX_OBJECT_SIZE;
-use crate::records::{LinkOutcome, Target as UpdateTarget, LINK_HEADER, LINK_ROW_HEADER};
+use crate::records::{
+    LinkOutcome, Target as UpdateTarget, FOLLOWED_VERSION_HEADER, FOLLOW_VERSION_HEADER,
+    LINK_HEADER, LINK_ROW_HEADER,
+};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -769,6 +772,7 @@ impl Backend {
                             part,
                             others: nodes[n + 1..].to_vec(),
                             timestamp: backend_timestamp(resp.headers()),
+                            followed: resp.headers().contains_key(FOLLOWED_VERSION_HEADER),
                             next: first,
                             last,
                         })
@@ -1050,6 +1054,9 @@ struct Resume {
     part: u32,
     others: Vec<Device>,
     timestamp: Timestamp,
+    /// The body is a version its link's node served in the link's stead
+    /// ([`FOLLOW_VERSION_HEADER`]): the next replica must do the same.
+    followed: bool,
     /// The next byte the client expects, and the last one it asked for.
     next: u64,
     last: u64,
@@ -1110,13 +1117,17 @@ impl Resume {
                 "range",
                 &format!("bytes={}-{}", self.next, self.last),
             );
+            if self.followed {
+                set_header(&mut h, FOLLOW_VERSION_HEADER, "1");
+            }
             let req =
                 self.backend
                     .request(&Method::GET, &self.path, &dev, self.part, &h, None, empty());
             let Ok(resp) = self.backend.client.send(&dev.node_addr(), req).await else {
                 continue;
             };
-            let same_version = backend_timestamp(resp.headers()) == self.timestamp;
+            let same_version = backend_timestamp(resp.headers()) == self.timestamp
+                && resp.headers().contains_key(FOLLOWED_VERSION_HEADER) == self.followed;
             let expected = if self.next == 0 {
                 resp.status() == StatusCode::OK || resp.status() == StatusCode::PARTIAL_CONTENT
             } else {

@@ -26,7 +26,8 @@ use super::symlinks::Link;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
 use crate::records::{
-    LinkOutcome, ObjectRow, Target as UpdateTarget, INLINE_MAX, LINK_HEADER, STORED_AT_HEADER,
+    LinkOutcome, ObjectRow, Target as UpdateTarget, FOLLOWED_VERSION_HEADER, FOLLOW_VERSION_HEADER,
+    INLINE_MAX, LINK_HEADER, STORED_AT_HEADER,
 };
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -1305,6 +1306,21 @@ impl Objects {
     /// GET or HEAD of one object; a symlink is answered as itself, with no
     /// body, its range and conditions left for its target.
     pub(super) async fn read_one(&self, req: ReadObject) -> ObjectResult<ObjectRead> {
+        let (req, parts, body) = self.fetch_one(req, false).await?;
+        self.answer_one(&req, parts, body).await
+    }
+
+    /// Reads one object from the nodes: a HEAD of every replica (the
+    /// newest wins), or a GET of one. With `follow_version_link`, a GET of
+    /// an object whose current record links one of its versions may be
+    /// answered by the node with that version (stored beside the link and
+    /// checked there against the link's ETag); the request returned then
+    /// names the version.
+    pub(super) async fn fetch_one(
+        &self,
+        mut req: ReadObject,
+        follow_version_link: bool,
+    ) -> ObjectResult<(ReadObject, http::response::Parts, Body)> {
         let path = req.path.node();
         let multi = req.range.as_deref().is_some_and(|r| r.contains(','));
         let mut h = HeaderMap::new();
@@ -1317,12 +1333,35 @@ impl Objects {
             if let Some(r) = &req.range {
                 set_header(&mut h, "range", r);
             }
+            if follow_version_link && !req.symlink && req.stored_at.is_none() {
+                set_header(&mut h, FOLLOW_VERSION_HEADER, "1");
+            }
             self.backend.read(Method::GET, &path, h, None).await
         };
         let (parts, body) = resp.into_parts();
         if !parts.status.is_success() {
             return Err(read_error(parts.status, &parts.headers));
         }
+        if follow_version_link {
+            let followed = header_str(&parts.headers, FOLLOWED_VERSION_HEADER)
+                .and_then(|target| Link::parse(&target));
+            if let Some((container, object)) = followed {
+                req.path = ObjectPath::new(&req.path.account, container, object);
+            }
+        }
+        Ok((req, parts, body))
+    }
+
+    /// What the client gets of one object as a node answered
+    /// ([`Self::fetch_one`]).
+    pub(super) async fn answer_one(
+        &self,
+        req: &ReadObject,
+        parts: http::response::Parts,
+        body: Body,
+    ) -> ObjectResult<ObjectRead> {
+        let path = req.path.node();
+        let multi = req.range.as_deref().is_some_and(|r| r.contains(','));
         if !req.symlink && Link::of(&parts.headers).is_some() {
             return Ok(ObjectRead {
                 partial: false,
@@ -1331,15 +1370,15 @@ impl Objects {
             });
         }
         if !req.manifest && segments::is_large(&parts.headers) {
-            return self.get_large(&req, parts.headers).await;
+            return self.get_large(req, parts.headers).await;
         }
         if let Some(sealed) = Sealed::of(&parts.headers) {
-            return self.read_sealed(&req, &sealed, parts.headers, body).await;
+            return self.read_sealed(req, &sealed, parts.headers, body).await;
         }
         if req.customer_key.is_some() {
             return Err(OpenError::NotApplicable.into());
         }
-        let headers = answer_headers(&req, &parts.headers)?;
+        let headers = answer_headers(req, &parts.headers)?;
         if req.head {
             return Ok(ObjectRead {
                 partial: false,

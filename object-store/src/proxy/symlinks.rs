@@ -12,6 +12,7 @@ use super::objects::{
     ObjectError, ObjectMeta, ObjectPath, ObjectRead, ObjectResult, Objects, PutObject, ReadObject,
     Written,
 };
+use crate::records::FOLLOWED_ETAG_HEADER;
 use http::HeaderMap;
 use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use service_kit::http_util::PATH;
@@ -57,6 +58,19 @@ impl Link {
         let sys = |key: &str| {
             header_str(headers, &format!("x-object-sysmeta-{key}")).map(|v| v.into_owned())
         };
+        Some(Link {
+            container,
+            object,
+            account: sys(ACCOUNT_KEY),
+            etag: sys(ETAG_KEY),
+        })
+    }
+
+    /// The link a stored record's headers make, if it is one (as a node
+    /// holds it: [`Link::of`] reads a node's answer).
+    pub fn of_stored(headers: &std::collections::BTreeMap<String, String>) -> Option<Link> {
+        let (container, object) = Link::parse(headers.get(TARGET_HEADER)?)?;
+        let sys = |key: &str| headers.get(&format!("x-object-sysmeta-{key}")).cloned();
         Some(Link {
             container,
             object,
@@ -152,8 +166,25 @@ impl Objects {
     pub(super) async fn read_through_links(&self, req: ReadObject) -> ObjectResult<ObjectRead> {
         let mut req = req;
         let mut want_etag: Option<String> = None;
-        for hop in 0..=MAX_HOPS {
-            let read = self.read_one(req.clone()).await?;
+        let mut hop = 0;
+        while hop <= MAX_HOPS {
+            // A versioned object's first read may come back as the version
+            // its link names, from the node that holds both: that hop is
+            // made (within a temporary URL's reach: a container's own
+            // versions are).
+            let follow = hop == 0
+                && req
+                    .segments_within
+                    .as_ref()
+                    .is_none_or(|c| *c == req.path.container);
+            let (fetched, parts, body) = self.fetch_one(req.clone(), follow).await?;
+            if fetched.path != req.path {
+                want_etag =
+                    header_str(&parts.headers, FOLLOWED_ETAG_HEADER).map(|e| e.into_owned());
+                req = fetched;
+                hop += 1;
+            }
+            let read = self.answer_one(&req, parts, body).await?;
             if let Some(want) = want_etag.take() {
                 let got = read.info().etag;
                 if got != want.trim_matches('"') {
@@ -198,6 +229,7 @@ impl Objects {
             }
             want_etag = link.etag.clone();
             req.path = ObjectPath::new(&req.path.account, link.container, link.object);
+            hop += 1;
         }
         Err(ObjectError::Broken(format!(
             "Too many levels of symbolic links, maximum allowed is {MAX_HOPS}"
