@@ -1313,9 +1313,9 @@ impl Objects {
     /// Reads one object from the nodes: a HEAD of every replica (the
     /// newest wins), or a GET of one. With `follow_version_link`, a GET of
     /// an object whose current record links one of its versions may be
-    /// answered by the node with that version (stored beside the link and
-    /// checked there against the link's ETag); the request returned then
-    /// names the version.
+    /// answered by the node with that version (stored beside the link; the
+    /// caller checks the ETag the answer says the link gives it); the
+    /// request returned then names the version.
     pub(super) async fn fetch_one(
         &self,
         mut req: ReadObject,
