@@ -969,9 +969,9 @@ fn object_versioning() {
 }
 
 /// A read of a versioned object is served by the node that holds its link,
-/// with the version stored beside it, in one read: the body, version id,
-/// ranges and conditions are the version's, as when the proxy follows the
-/// link itself.
+/// with the version stored beside it, in one read (a HEAD by every replica
+/// that holds both): the body, version id, ranges and conditions are the
+/// version's, as when the proxy follows the link itself.
 #[test]
 fn versioned_reads_follow_the_link_on_its_node() {
     let s = swift();
@@ -1005,6 +1005,26 @@ fn versioned_reads_follow_the_link_on_its_node() {
     assert!(
         followed() >= before + 3,
         "each read was one read, on the link's node"
+    );
+    // A HEAD asks every replica, and each that holds both answers with the
+    // version; so does a multi-range GET's HEAD.
+    let before = followed();
+    let h = s.req("HEAD", "/ovread/o", &[], b"");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("x-object-version-id"), Some(id.as_str()));
+    assert_eq!(h.header("content-length"), Some("3"));
+    let parts = s.req("GET", "/ovread/o", &[("Range", "bytes=0-0,2-2")], b"");
+    assert_eq!(parts.status, 206);
+    assert!(
+        parts
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("multipart/byteranges")),
+        "{:?}",
+        parts.header("content-type")
+    );
+    assert!(
+        followed() >= before + 2 * 2,
+        "the HEAD and the multi-range GET's HEAD were answered with the version"
     );
     // After a delete marker there is no link to follow.
     assert_eq!(s.req("DELETE", "/ovread/o", &[], b"").status, 204);

@@ -1311,9 +1311,9 @@ impl Objects {
     }
 
     /// Reads one object from the nodes: a HEAD of every replica (the
-    /// newest wins), or a GET of one. With `follow_version_link`, a GET of
+    /// newest wins), or a GET of one. With `follow_version_link`, a read of
     /// an object whose current record links one of its versions may be
-    /// answered by the node with that version (stored beside the link; the
+    /// answered by the nodes with that version (stored beside the link; the
     /// caller checks the ETag the answer says the link gives it); the
     /// request returned then names the version.
     pub(super) async fn fetch_one(
@@ -1327,14 +1327,16 @@ impl Objects {
         if let Some(at) = req.stored_at {
             set_header(&mut h, STORED_AT_HEADER, &at.to_string());
         }
+        // Each replica that holds the version beside the link answers with
+        // it, dated as the link: of several, the newest still wins.
+        if follow_version_link && !req.symlink && req.stored_at.is_none() {
+            set_header(&mut h, FOLLOW_VERSION_HEADER, "1");
+        }
         let resp = if req.head || multi {
             self.backend.head_newest(&path, h).await
         } else {
             if let Some(r) = &req.range {
                 set_header(&mut h, "range", r);
-            }
-            if follow_version_link && !req.symlink && req.stored_at.is_none() {
-                set_header(&mut h, FOLLOW_VERSION_HEADER, "1");
             }
             self.backend.read(Method::GET, &path, h, None).await
         };
