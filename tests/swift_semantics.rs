@@ -974,8 +974,9 @@ fn object_versioning() {
 /// version's, as when the proxy follows the link itself.
 #[test]
 fn versioned_reads_follow_the_link_on_its_node() {
-    let s = swift();
-    let c = cluster();
+    // A cluster of its own: the counts below are of this test's reads only.
+    let c = &Cluster::start(3);
+    let s = Swift::new(c);
     let followed = || -> u64 {
         (0..3)
             .map(|n| c.node_metric(n, "nubo_version_links_followed_total"))
@@ -1006,6 +1007,7 @@ fn versioned_reads_follow_the_link_on_its_node() {
         followed() >= before + 3,
         "each read was one read, on the link's node"
     );
+    assert_eq!(followed(), before + 3, "one answer per read");
     // A HEAD asks every replica, and each that holds both answers with the
     // version; so does a multi-range GET's HEAD.
     let before = followed();
@@ -1025,6 +1027,11 @@ fn versioned_reads_follow_the_link_on_its_node() {
     assert!(
         followed() >= before + 2 * 2,
         "the HEAD and the multi-range GET's HEAD were answered with the version"
+    );
+    assert_eq!(
+        followed(),
+        before + 2 * 3,
+        "by each of the three replicas, for the HEAD and the multi-range GET's HEAD"
     );
     // After a delete marker there is no link to follow.
     assert_eq!(s.req("DELETE", "/ovread/o", &[], b"").status, 204);

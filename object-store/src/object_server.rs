@@ -685,7 +685,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
 struct LinkedVersion {
     hash: NameHash,
     record: ObjectRecord,
-    /// The link's target as stored (percent-encoded).
+    /// The link's target, percent-encoded as stored.
     target: String,
     /// The ETag the link says the version has.
     etag: Option<String>,
@@ -695,10 +695,6 @@ struct LinkedVersion {
 /// its object, so on this partition) and holds data. `None` leaves the
 /// link to the proxy, which follows it as any link.
 async fn linked_version(t: &Target<'_>, link: &ObjectRecord) -> Option<LinkedVersion> {
-    let target = link
-        .headers
-        .get(crate::proxy::symlinks::TARGET_HEADER)?
-        .clone();
     let named = crate::proxy::symlinks::Link::of_stored(&link.headers)?;
     if named.account.is_some()
         || named.container == link.container
@@ -718,10 +714,10 @@ async fn linked_version(t: &Target<'_>, link: &ObjectRecord) -> Option<LinkedVer
         .ok()?
         .ok()??;
     let live = record.kind == ObjectKind::Data && !record.is_expired(now_secs());
-    live.then_some(LinkedVersion {
+    live.then(|| LinkedVersion {
         hash,
         record,
-        target,
+        target: named.target(),
         etag: named.etag,
     })
 }
