@@ -414,9 +414,10 @@ fn versioning_cost(
             method: method.clone(),
             ..phase
         };
-        // Per kind: ops, seconds, latencies, errors, services' CPU seconds.
-        let mut totals: Vec<(usize, f64, Vec<Duration>, usize, f64)> =
-            vec![(0, 0.0, Vec::new(), 0, 0.0); 2];
+        // Per kind: ops, seconds, latencies, errors, and the services'
+        // costs (nodes' and proxy's CPU seconds, WAL syncs).
+        let mut totals: Vec<(usize, f64, Vec<Duration>, usize, (f64, f64, u64))> =
+            vec![(0, 0.0, Vec::new(), 0, (0.0, 0.0, 0)); 2];
         // Per round, each kind's ops/s: the spread of the rounds' changes
         // shows how far one figure can be trusted on this machine.
         let mut round_rates: [Vec<f64>; 2] = Default::default();
@@ -442,7 +443,9 @@ fn versioning_cost(
                 t.1 += o.elapsed.as_secs_f64();
                 t.2.extend(o.latencies);
                 t.3 += o.errors;
-                t.4 += (after.0 - before.0) + (after.1 - before.1);
+                t.4 .0 += after.0 - before.0;
+                t.4 .1 += after.1 - before.1;
+                t.4 .2 += after.2 - before.2;
                 round_rates[k].push(o.ops as f64 / o.elapsed.as_secs_f64());
             }
         }
@@ -457,10 +460,15 @@ fn versioning_cost(
                 &t.2,
                 t.3,
             );
+            let (nodes, proxy, syncs) = t.4;
+            let ops = t.0.max(1) as f64;
             println!(
-                "{:<16} services' CPU {:.3} ms/op",
+                "{:<16} services' CPU {:.3} ms/op (nodes {:.3}, proxy {:.3}); WAL syncs {:.2}/op",
                 "",
-                t.4 * 1e3 / t.0.max(1) as f64
+                (nodes + proxy) * 1e3 / ops,
+                nodes * 1e3 / ops,
+                proxy * 1e3 / ops,
+                syncs as f64 / ops
             );
             rates.push(t.0 as f64 / t.1);
         }

@@ -306,6 +306,8 @@ fn ranges_and_conditions() {
     assert_eq!(multi.status, 206);
     let ct = multi.header("content-type").unwrap();
     assert!(ct.starts_with("multipart/byteranges"), "{ct}");
+    // The object's ETag stays on the multipart answer (as swob keeps it).
+    assert_eq!(multi.header("etag"), Some(etag.as_str()));
     let text = multi.body.clone();
     assert_eq!(
         multi

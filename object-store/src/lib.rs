@@ -7,7 +7,7 @@
 //! [`updater`] delivers listing updates owed to other nodes; [`write_locks`]
 //! serializes conditional writes of one name. [`version_names`] is what
 //! nodes and proxies both know of object versions: their names and where
-//! the ring places them.
+//! the ring places them; [`symlink_format`] how a link is stored.
 //!
 //! Proxy: [`proxy`] (quorum reads and writes in [`proxy::backend`]) and the
 //! [`swift`] API on top of it.
@@ -37,6 +37,7 @@ pub(crate) mod replicator;
 pub(crate) mod s3;
 pub mod storage_node;
 pub(crate) mod swift;
+pub(crate) mod symlink_format;
 pub(crate) mod updater;
 pub(crate) mod version_names;
 pub(crate) mod write_locks;

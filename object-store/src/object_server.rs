@@ -17,7 +17,7 @@ use crate::write_locks;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use md5::{Digest, Md5};
-use ring_tools::NameHash;
+use ring_tools::{NameHash, Ring};
 use service_kit::http_util::{empty, header_str, set_header, status, text, Body};
 use service_kit::range::Ranges;
 use service_kit::server::RequestBody;
@@ -576,15 +576,28 @@ pub fn describe(rec: &ObjectRecord, headers: &mut HeaderMap) {
 }
 
 async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Response<Body> {
-    let dev = t.device.clone();
-    let part = t.partition;
-    let rec = match tokio::task::spawn_blocking(move || dev.db.object(part, &hash)).await {
+    let wanted = header_str(req.headers(), STORED_AT_HEADER).and_then(|t| t.parse().ok());
+    // Asked to, a link to a version is followed here, to the version
+    // stored beside it: one read rather than two, in one blocking call.
+    let follow = wanted.is_none() && req.headers().contains_key(FOLLOW_VERSION_HEADER);
+    let ring = follow.then(|| t.state.ring());
+    let (dev, part) = (t.device.clone(), t.partition);
+    let found = tokio::task::spawn_blocking(move || {
+        let Some(rec) = dev.db.object(part, &hash)? else {
+            return Ok(None);
+        };
+        let linked = ring
+            .filter(|_| version_names::is_version_link(&rec))
+            .and_then(|ring| linked_version(&dev, part, &ring, &rec));
+        Ok(Some((rec, linked)))
+    })
+    .await;
+    let (rec, linked) = match found {
         Ok(Ok(Some(r))) => r,
         Ok(Ok(None)) => return status(StatusCode::NOT_FOUND),
         Ok(Err(e)) => return db_error(e),
         Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR),
     };
-    let wanted = header_str(req.headers(), STORED_AT_HEADER).and_then(|t| t.parse().ok());
     if wanted.is_some_and(|at: Timestamp| at != rec.timestamp) {
         // Another record than the one asked for: no timestamp, so that
         // the proxy neither takes it for a deletion nor stops here.
@@ -593,15 +606,6 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
     if rec.kind == ObjectKind::Tombstone || rec.is_expired(now_secs()) {
         return not_found_at(rec.timestamp.max(rec.meta_timestamp));
     }
-    // Asked to, a link to a version is followed here, to the version
-    // stored beside it: one read rather than two.
-    let follow = wanted.is_none()
-        && req.headers().contains_key(FOLLOW_VERSION_HEADER)
-        && version_names::is_version_link(&rec);
-    let linked = match follow {
-        true => linked_version(&t, &rec).await,
-        false => None,
-    };
     // The answer is dated as the link (`x-backend-timestamp`), which is
     // what a replica's tombstone or another's link is compared with.
     let link_at = rec.timestamp;
@@ -617,7 +621,7 @@ async fn get(t: Target<'_>, hash: NameHash, req: Request<RequestBody>) -> Respon
         || rec.headers.contains_key("x-object-manifest")
         || rec
             .headers
-            .contains_key(crate::proxy::symlinks::TARGET_HEADER);
+            .contains_key(crate::symlink_format::TARGET_HEADER);
     let range_header = header_str(req.headers(), "range").filter(|_| !manifest);
     let range = service_kit::range::resolve(range_header.as_deref(), rec.size);
     let (first, last, partial) = match range {
@@ -692,10 +696,15 @@ struct LinkedVersion {
 }
 
 /// The version a version link names, where it is stored here (placed with
-/// its object, so on this partition) and holds data. `None` leaves the
-/// link to the proxy, which follows it as any link.
-async fn linked_version(t: &Target<'_>, link: &ObjectRecord) -> Option<LinkedVersion> {
-    let named = crate::proxy::symlinks::Link::of_stored(&link.headers)?;
+/// its object, so on this partition) and holds data. `None` (a read error
+/// too) leaves the link to the proxy, which follows it as any link.
+fn linked_version(
+    dev: &Device,
+    part: u32,
+    ring: &Ring,
+    link: &ObjectRecord,
+) -> Option<LinkedVersion> {
+    let named = crate::symlink_format::Link::of_stored(&link.headers)?;
     if named.account.is_some()
         || named.container == link.container
         || version_names::placement(&named.container, &named.object)
@@ -703,16 +712,10 @@ async fn linked_version(t: &Target<'_>, link: &ObjectRecord) -> Option<LinkedVer
     {
         return None;
     }
-    let hash = t
-        .state
-        .ring()
+    let hash = ring
         .hasher()
         .object(&link.account, &named.container, &named.object);
-    let (dev, part) = (t.device.clone(), t.partition);
-    let record = tokio::task::spawn_blocking(move || dev.db.object(part, &hash))
-        .await
-        .ok()?
-        .ok()??;
+    let record = dev.db.object(part, &hash).ok()??;
     let live = record.kind == ObjectKind::Data && !record.is_expired(now_secs());
     live.then(|| LinkedVersion {
         hash,

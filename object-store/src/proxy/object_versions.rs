@@ -30,8 +30,8 @@ use super::objects::{
     WhenBusy, Written,
 };
 use super::retention::{LockConfig, Retention};
-use super::symlinks::Link;
 use crate::records::{LinkOutcome, ListingEntry, Target as UpdateTarget, VersionLink};
+use crate::symlink_format::Link;
 pub use crate::version_names::{is_hidden, versions_container, NULL};
 use crate::version_names::{is_version_link_answer, LINK_MARK_KEY};
 use crate::version_names::{parse_version_name, version_name, Named};

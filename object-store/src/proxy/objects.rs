@@ -22,13 +22,13 @@ use super::manifest::StoredSegment;
 use super::object_versions::{is_hidden, Deleted, LinkPlan, Prepared, State};
 use super::retention::LockConfig;
 use super::segments;
-use super::symlinks::Link;
 use crate::container_server::BatchedRow;
 use crate::listing_rows::RowBatches;
 use crate::records::{
     LinkOutcome, ObjectRow, Target as UpdateTarget, FOLLOWED_VERSION_HEADER, FOLLOW_VERSION_HEADER,
     INLINE_MAX, LINK_HEADER, STORED_AT_HEADER,
 };
+use crate::symlink_format::Link;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -1518,7 +1518,8 @@ impl Objects {
             }
             let _ = tx.send(Ok(Frame::data(Bytes::from(closing)))).await;
         });
-        headers.remove("etag");
+        // The object's ETag stays, as Swift's swob keeps it on a
+        // multipart answer.
         set_header(
             &mut headers,
             "content-type",

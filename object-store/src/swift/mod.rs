@@ -25,9 +25,9 @@ use crate::proxy::objects::{
     unix_now, CopyObject, KeepFromSource, ObjectError, ObjectMeta, ObjectPath, PutObject,
     ReadObject, WriteCondition, Written,
 };
-use crate::proxy::symlinks::Link;
 use crate::proxy::versions::{HISTORY_LOCATION, VERSIONS_LOCATION};
 use crate::proxy::ProxyState;
+use crate::symlink_format::Link;
 use error::SwiftError;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
