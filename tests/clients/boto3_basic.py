@@ -37,6 +37,18 @@ assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfUnmodi
 assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfNoneMatch=put["ETag"])) == "304"
 assert s3.get_object(Bucket="boto-basic", Key="dir/a.txt", IfModifiedSince=past, IfMatch=put["ETag"])["Body"].read() == body
 assert code(lambda: s3.get_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=999999-")) == "InvalidRange"
+# A HEAD of a range answers as its GET would: 206, the range's length and
+# Content-Range (Swift's s3api makes the same of Swift's whole HEAD).
+h = s3.head_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=0-4")
+assert h["ResponseMetadata"]["HTTPStatusCode"] == 206, h
+assert (h["ContentLength"], h["ContentRange"]) == (5, f"bytes 0-4/{len(body)}"), h
+assert code(lambda: s3.head_object(Bucket="boto-basic", Key="dir/a.txt", Range="bytes=999999-")) == "416"
+# This store has only STANDARD: another class is refused, not ignored.
+assert code(lambda: s3.put_object(Bucket="boto-basic", Key="cold", Body=b"x", StorageClass="GLACIER")) == "InvalidStorageClass"
+assert code(lambda: s3.copy_object(Bucket="boto-basic", Key="cold", CopySource={"Bucket": "boto-basic", "Key": "dir/a.txt"},
+                                   StorageClass="STANDARD_IA")) == "InvalidStorageClass"
+s3.put_object(Bucket="boto-basic", Key="standard", Body=b"x", StorageClass="STANDARD")
+s3.delete_object(Bucket="boto-basic", Key="standard")
 over = s3.get_object(Bucket="boto-basic", Key="dir/a.txt", ResponseContentType="application/x-custom")
 assert over["ContentType"] == "application/x-custom"
 assert code(lambda: s3.get_object(Bucket="boto-basic", Key="missing")) == "NoSuchKey"

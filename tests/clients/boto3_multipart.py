@@ -38,6 +38,44 @@ assert got["Body"].read() == whole
 assert got["ETag"].strip('"') == want and got["ContentType"] == "application/x-big" and got["Metadata"] == {"k": "v"}
 assert s3.get_object(Bucket="mpu", Key="big/object.bin", Range="bytes=5242870-5242889")["Body"].read() == whole[5242870:5242890]
 assert code(lambda: s3.list_parts(Bucket="mpu", Key="big/object.bin", UploadId=uid)) == "NoSuchUpload"
+
+# One part of it (`partNumber`), by GET and HEAD: 206, its bytes and range,
+# the count of parts and the whole object's ETag, as S3 answers.
+def status(fn):
+    try:
+        fn()
+    except botocore.exceptions.ClientError as e:
+        return e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"]
+    raise AssertionError("expected an error")
+
+
+start = 0
+for n, data in enumerate(parts_data, start=1):
+    end = start + len(data) - 1
+    r = s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumber=n)
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 206 and r["Body"].read() == data, n
+    assert (r["PartsCount"], r["ContentLength"], r["ContentRange"]) == (3, len(data), f"bytes {start}-{end}/{len(whole)}"), r
+    assert r["ETag"].strip('"') == want
+    h = s3.head_object(Bucket="mpu", Key="big/object.bin", PartNumber=n)
+    assert h["ResponseMetadata"]["HTTPStatusCode"] == 206 and (h["PartsCount"], h["ContentLength"]) == (3, len(data)), h
+    start = end + 1
+# Past the last part: 416 InvalidPartNumber (S3's, and Swift s3api's).
+assert status(lambda: s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumber=4)) == (416, "InvalidPartNumber")
+assert status(lambda: s3.head_object(Bucket="mpu", Key="big/object.bin", PartNumber=4))[0] == 416
+assert code(lambda: s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumber=0)) == "InvalidArgument"
+assert code(lambda: s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumber=1, Range="bytes=0-1")) == "InvalidRequest"
+# An object not uploaded in parts is its only part.
+s3.put_object(Bucket="mpu", Key="plain", Body=b"0123456789")
+r = s3.get_object(Bucket="mpu", Key="plain", PartNumber=1)
+assert r["ResponseMetadata"]["HTTPStatusCode"] == 206 and r["Body"].read() == b"0123456789"
+assert r["ContentRange"] == "bytes 0-9/10" and "PartsCount" not in r
+assert status(lambda: s3.get_object(Bucket="mpu", Key="plain", PartNumber=2)) == (416, "InvalidPartNumber")
+s3.delete_object(Bucket="mpu", Key="plain")
+# An upload not completed has no object to read a part of.
+pending = s3.create_multipart_upload(Bucket="mpu", Key="pending")["UploadId"]
+s3.upload_part(Bucket="mpu", Key="pending", UploadId=pending, PartNumber=1, Body=b"x")
+assert code(lambda: s3.get_object(Bucket="mpu", Key="pending", PartNumber=1)) == "NoSuchKey"
+s3.abort_multipart_upload(Bucket="mpu", Key="pending", UploadId=pending)
 assert [o["Key"] for o in s3.list_objects_v2(Bucket="mpu")["Contents"]] == ["big/object.bin"]
 assert "mpu+segments" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
@@ -47,6 +85,11 @@ e1 = s3.upload_part(Bucket="mpu", Key="small", UploadId=small, PartNumber=1, Bod
 e2 = s3.upload_part(Bucket="mpu", Key="small", UploadId=small, PartNumber=2, Body=b"b" * 100)["ETag"]
 assert code(lambda: s3.complete_multipart_upload(Bucket="mpu", Key="small", UploadId=small,
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})) == "EntityTooSmall"
+# The list's order is checked before the parts' sizes.
+assert code(lambda: s3.complete_multipart_upload(Bucket="mpu", Key="small", UploadId=small,
+            MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]})) == "InvalidPartOrder"
+# This store has only STANDARD: another class is refused, not ignored.
+assert code(lambda: s3.create_multipart_upload(Bucket="mpu", Key="cold", StorageClass="GLACIER")) == "InvalidStorageClass"
 s3.abort_multipart_upload(Bucket="mpu", Key="small", UploadId=small)
 assert code(lambda: s3.upload_part(Bucket="mpu", Key="small", UploadId=small, PartNumber=3, Body=b"c")) == "NoSuchUpload"
 assert s3.list_multipart_uploads(Bucket="mpu").get("Uploads", []) == []

@@ -151,6 +151,10 @@ got = s3.get_object(Bucket=B, Key="mpu-c", **SSEC)
 assert got["Body"].read() == whole and got["SSECustomerKeyMD5"] == key_md5
 span = s3.get_object(Bucket=B, Key="mpu-c", Range=f"bytes={5 * MB - 10}-{5 * MB + 70000}", **SSEC)
 assert span["Body"].read() == whole[5 * MB - 10:5 * MB + 70001]
+# A part (`partNumber`) is its plaintext, placed by the parts' plaintext sizes.
+second = s3.get_object(Bucket=B, Key="mpu-c", PartNumber=2, **SSEC)
+assert second["Body"].read() == big[:102403] and second["PartsCount"] == 2
+assert second["ContentRange"] == f"bytes {len(p1)}-{len(whole) - 1}/{len(whole)}", second["ContentRange"]
 assert code(lambda: s3.get_object(Bucket=B, Key="mpu-c")) == "InvalidRequest"
 assert code(lambda: s3.get_object(Bucket=B, Key="mpu-c", **WRONG)) == "AccessDenied"
 assert s3.head_object(Bucket=B, Key="mpu-c", **SSEC)["ContentLength"] == len(whole)

@@ -56,6 +56,9 @@ pub enum ObjectError {
     NotModified { etag: String },
     #[error("the range is not satisfiable")]
     RangeNotSatisfiable { size: Option<u64> },
+    /// A part number past the object's parts.
+    #[error("The requested partnumber is not satisfiable")]
+    NoSuchPart { parts: u32 },
     #[error("{0}")]
     MetadataInvalid(String),
     #[error("{0}")]
@@ -396,7 +399,15 @@ pub struct ReadObject {
     /// Exactly the record stored at this time, from whichever replica
     /// holds it ([`crate::records::STORED_AT_HEADER`]).
     pub stored_at: Option<Timestamp>,
+    /// One part (1-based) of a large object: the bytes of its segment, as
+    /// S3's `partNumber` reads an object uploaded in parts. Any other
+    /// object is its own only part. Not with `range`.
+    pub part: Option<u32>,
 }
+
+/// How many parts the object read has, on a read of one of them
+/// ([`ReadObject::part`]).
+pub const PARTS_COUNT_HEADER: &str = "x-nubo-parts-count";
 
 /// An object as read: the status is 200, or 206 when `partial`.
 pub struct ObjectRead {
@@ -415,10 +426,26 @@ pub struct ObjectInfo {
     pub length: u64,
     pub last_modified: Option<SystemTime>,
     pub content_range: Option<String>,
+    /// The object's parts, on a read of one ([`PARTS_COUNT_HEADER`]).
+    pub parts_count: Option<u32>,
     pub meta: ObjectMeta,
 }
 
 impl ObjectRead {
+    /// A whole object read as its only part: 206, with the range it spans.
+    fn into_only_part(mut self) -> ObjectRead {
+        let size = header_str(&self.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+        if let Some(size) = size.filter(|n| *n > 0 && !self.partial) {
+            set_header(
+                &mut self.headers,
+                "content-range",
+                &format!("bytes 0-{}/{size}", size - 1),
+            );
+            self.partial = true;
+        }
+        self
+    }
+
     pub fn info(&self) -> ObjectInfo {
         let h = &self.headers;
         ObjectInfo {
@@ -432,6 +459,7 @@ impl ObjectRead {
             last_modified: header_str(h, "last-modified")
                 .and_then(|d| httpdate::parse_http_date(&d).ok()),
             content_range: header_str(h, "content-range").map(|c| c.into_owned()),
+            parts_count: header_str(h, PARTS_COUNT_HEADER).and_then(|v| v.parse().ok()),
             meta: ObjectMeta::from_stored(h),
         }
     }
@@ -524,6 +552,7 @@ impl ReadObject {
             version: None,
             customer_key: None,
             stored_at: None,
+            part: None,
         }
     }
 
@@ -1089,6 +1118,7 @@ impl Objects {
                 version: req.source_version,
                 customer_key: req.source_key,
                 stored_at: req.source_stored_at,
+                part: None,
             })
             .await?;
         if req.symlink {
@@ -1357,6 +1387,23 @@ impl Objects {
     /// What the client gets of one object as a node answered
     /// ([`Self::fetch_one`]).
     pub(super) async fn answer_one(
+        &self,
+        req: &ReadObject,
+        parts: http::response::Parts,
+        body: Body,
+    ) -> ObjectResult<ObjectRead> {
+        let large = !req.manifest && segments::is_large(&parts.headers);
+        match req.part {
+            // An object not made of parts is its own only part; a large
+            // object's parts are its segments ([`Self::get_large`]).
+            Some(n) if !large && n != 1 => Err(ObjectError::NoSuchPart { parts: 1 }),
+            Some(_) if !large => Ok(self.answer_stored(req, parts, body).await?.into_only_part()),
+            _ => self.answer_stored(req, parts, body).await,
+        }
+    }
+
+    /// [`Self::answer_one`] but for the part asked for.
+    async fn answer_stored(
         &self,
         req: &ReadObject,
         parts: http::response::Parts,

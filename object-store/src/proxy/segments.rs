@@ -21,7 +21,7 @@ use super::manifest::{
 };
 use super::objects::{
     client_headers, guess_content_type, read_sealed_range, ObjectError, ObjectMeta, ObjectPath,
-    ObjectRead, ObjectResult, Objects, ReadObject, Written,
+    ObjectRead, ObjectResult, Objects, ReadObject, Written, PARTS_COUNT_HEADER,
 };
 use crate::records::ListingEntry;
 use http::{HeaderMap, HeaderValue, Method};
@@ -440,18 +440,31 @@ impl Objects {
         let mut out = client_headers(&headers);
         set_header(&mut out, "etag", &format!("\"{etag}\""));
         out.insert("accept-ranges", HeaderValue::from_static("bytes"));
-        let (first, last, partial) = match range::resolve(req.range.as_deref(), total) {
-            Ranges::Whole => (0, total.saturating_sub(1), false),
-            Ranges::Parts(p) if p.len() == 1 => (p[0].0, p[0].1, true),
+        // Where the answer starts, how long it is, whether it is partial.
+        let (first, len, partial) = match (req.part, range::resolve(req.range.as_deref(), total)) {
+            // A part: its segment (S3's parts are the segments of the
+            // manifest its CompleteMultipartUpload wrote).
+            (Some(n), _) => {
+                let parts = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+                let Some(i) = n.checked_sub(1).filter(|i| *i < parts) else {
+                    return Err(ObjectError::NoSuchPart { parts });
+                };
+                set_header(&mut out, PARTS_COUNT_HEADER, &parts.to_string());
+                let i = i as usize;
+                let first: u64 = pieces[..i].iter().map(Piece::len).sum();
+                (first, pieces[i].len(), true)
+            }
+            (None, Ranges::Whole) => (0, total, false),
+            (None, Ranges::Parts(p)) if p.len() == 1 => (p[0].0, p[0].1 - p[0].0 + 1, true),
             // Several ranges of a large object: served whole, which RFC 9110 allows.
-            Ranges::Parts(_) => (0, total.saturating_sub(1), false),
-            Ranges::Unsatisfiable => {
+            (None, Ranges::Parts(_)) => (0, total, false),
+            (None, Ranges::Unsatisfiable) => {
                 return Err(ObjectError::RangeNotSatisfiable { size: Some(total) })
             }
         };
-        let len = if total == 0 { 0 } else { last - first + 1 };
+        let last = (first + len).saturating_sub(1);
         set_header(&mut out, "content-length", &len.to_string());
-        if partial {
+        if partial && len > 0 {
             set_header(
                 &mut out,
                 "content-range",

@@ -17,6 +17,15 @@ impl From<ObjectError> for S3Error {
             ObjectError::PreconditionFailed { .. } => s3_error!(PreconditionFailed),
             ObjectError::NotModified { .. } => s3_error!(NotModified),
             ObjectError::RangeNotSatisfiable { .. } => s3_error!(InvalidRange),
+            // S3's code for it, which s3s does not name.
+            ObjectError::NoSuchPart { .. } => {
+                let mut err = S3Error::with_message(
+                    s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    e.to_string(),
+                );
+                err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                err
+            }
             ObjectError::MetadataInvalid(m) => s3_error!(MetadataTooLarge, "{m}"),
             ObjectError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
             ObjectError::ManifestInvalid(m) => s3_error!(InvalidPart, "{m}"),

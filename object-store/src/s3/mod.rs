@@ -136,6 +136,14 @@ pub async fn handle(front: &S3Front, req: Request<RequestBody>) -> Response<Body
     } else {
         call(&front.service, req).await
     };
+    // A HEAD of a range or a part answers 206, as its GET does (s3s sends
+    // every HeadObject answer as 200).
+    if method == http::Method::HEAD
+        && resp.status() == http::StatusCode::OK
+        && resp.headers().contains_key(http::header::CONTENT_RANGE)
+    {
+        *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+    }
     if resp.status().is_client_error() || resp.status().is_server_error() {
         resp = with_error_ids(resp, &resource, &request_id).await;
     }

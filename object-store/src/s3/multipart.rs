@@ -105,6 +105,7 @@ pub async fn create(
     input: CreateMultipartUploadInput,
     request: &http::HeaderMap,
 ) -> S3Result<CreateMultipartUploadOutput> {
+    object::check_storage_class(input.storage_class.as_ref())?;
     bucket::require(objects, account, &input.bucket).await?;
     bucket::ensure_container(objects, account, &segments_container(&input.bucket)).await?;
     let upload_id = hex::encode(service_kit::ids::rand_bytes::<16>());
@@ -514,19 +515,23 @@ pub async fn complete(
     if requested.is_empty() {
         return Err(s3_error!(MalformedXML, "The XML you provided was not well-formed or did not validate against our published schema"));
     }
+    // The list is checked as a whole before any part is: parts out of
+    // order are InvalidPartOrder whatever their sizes.
+    let numbers: Vec<Option<i32>> = requested.iter().map(|p| p.part_number).collect();
+    if numbers.iter().any(Option::is_none) {
+        return Err(s3_error!(InvalidPart));
+    }
+    if numbers.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(s3_error!(InvalidPartOrder));
+    }
     let stored = stored_parts(objects, &upload!(account, input)).await?;
     let named = upload_algorithm(&marker);
     let mut part_sums: Vec<(Option<(Algorithm, String)>, u64)> =
         Vec::with_capacity(requested.len());
     let mut segments = Vec::with_capacity(requested.len());
     let mut md5_of_md5s = Md5::new();
-    let mut previous = 0;
     for (i, p) in requested.iter().enumerate() {
         let n = p.part_number.ok_or_else(|| s3_error!(InvalidPart))?;
-        if n <= previous {
-            return Err(s3_error!(InvalidPartOrder));
-        }
-        previous = n;
         // Each named part is read back from its replicas rather than from
         // the listing, which may lag behind the uploads.
         let path = upload!(account, input).part(n);

@@ -18,6 +18,7 @@ use hyper::body::Frame;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result, TrailingHeaders};
 use service_kit::http_util::{header_str, Body};
+use service_kit::range::Ranges;
 use std::collections::HashMap;
 
 /// S3's default content type when the client sends none.
@@ -170,6 +171,20 @@ pub async fn store(
     }
 }
 
+/// The storage class a write names: this store has only STANDARD, and
+/// refuses another as Swift's s3api does (S3 refuses a class it does not
+/// know; storing an object in a class other than the one asked for would
+/// report a durability or price it does not have).
+pub fn check_storage_class(class: Option<&StorageClass>) -> S3Result<()> {
+    match class {
+        Some(c) if c.as_str() != StorageClass::STANDARD => Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class you specified is not valid: this store has only STANDARD"
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn put(
     objects: &Objects,
     account: &str,
@@ -177,6 +192,7 @@ pub async fn put(
     request: &HeaderMap,
     trailers: Option<&TrailingHeaders>,
 ) -> S3Result<PutObjectOutput> {
+    check_storage_class(input.storage_class.as_ref())?;
     let mut meta = write_meta(
         input.content_type.as_deref(),
         input.metadata.as_ref(),
@@ -337,6 +353,23 @@ pub fn range_spec(range: Option<&s3s::dto::Range>) -> Option<String> {
     })
 }
 
+/// A HEAD's range, applied to what the HEAD of the whole found (the nodes
+/// answer a HEAD whole, as Swift's do; S3 answers with the range's length
+/// and `Content-Range`, as Swift's s3api makes it).
+fn head_range(info: &mut ObjectInfo, range: Option<&s3s::dto::Range>) -> S3Result<()> {
+    let size = info.length;
+    match service_kit::range::resolve(range_spec(range).as_deref(), size) {
+        Ranges::Parts(p) if p.len() == 1 => {
+            let (first, last) = p[0];
+            info.length = last - first + 1;
+            info.content_range = Some(format!("bytes {first}-{last}/{size}"));
+            Ok(())
+        }
+        Ranges::Unsatisfiable => Err(s3_error!(InvalidRange)),
+        Ranges::Whole | Ranges::Parts(_) => Ok(()),
+    }
+}
+
 /// What GET and HEAD report: the object's S3 ETag (a multipart upload's
 /// `md5-of-md5s-N`) and its metadata.
 fn s3_etag(info: &ObjectInfo) -> String {
@@ -388,8 +421,27 @@ macro_rules! read_request {
             version: $input.version_id.clone(),
             customer_key: sse::customer_key_of!($input)?,
             stored_at: None,
+            part: part_number($input.part_number, $input.range.as_ref())?,
         }
     };
+}
+
+/// GetObject's and HeadObject's `partNumber`, checked as S3 checks it.
+fn part_number(n: Option<i32>, range: Option<&s3s::dto::Range>) -> S3Result<Option<u32>> {
+    let Some(n) = n else { return Ok(None) };
+    if range.is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    match u32::try_from(n) {
+        Ok(n @ 1..=10_000) => Ok(Some(n)),
+        _ => Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        )),
+    }
 }
 
 /// The version a read found (stored versions name theirs).
@@ -435,6 +487,7 @@ pub async fn get(
             .response_content_type
             .or(info.meta.content_type.clone()),
         content_range: info.content_range.clone(),
+        parts_count: info.parts_count.map(|n| n as i32),
         e_tag: Some(ETag::Strong(s3_etag(&info))),
         last_modified: info.last_modified.map(Into::into),
         metadata: Some(user_metadata(&info)),
@@ -473,7 +526,10 @@ pub async fn head_object(
     input: HeadObjectInput,
 ) -> S3Result<HeadObjectOutput> {
     let req = read_request!(account, input, true);
-    let info = read(objects, account, &input.bucket, req).await?.info();
+    let mut info = read(objects, account, &input.bucket, req).await?.info();
+    if info.content_range.is_none() {
+        head_range(&mut info, input.range.as_ref())?;
+    }
     let sums = checksum_fields(&info, input.checksum_mode.as_ref());
     let stored = |name: &str| info.meta.header(name).map(str::to_string);
     let lock = object_lock::shown(&info.meta);
@@ -485,6 +541,8 @@ pub async fn head_object(
         expires: stored_expires(&info),
         content_length: Some(info.length as i64),
         content_type: info.meta.content_type.clone(),
+        content_range: info.content_range.clone(),
+        parts_count: info.parts_count.map(|n| n as i32),
         e_tag: Some(ETag::Strong(s3_etag(&info))),
         last_modified: info.last_modified.map(Into::into),
         metadata: Some(user_metadata(&info)),
@@ -620,6 +678,7 @@ pub async fn copy(
     input: CopyObjectInput,
     request: &HeaderMap,
 ) -> S3Result<CopyObjectOutput> {
+    check_storage_class(input.storage_class.as_ref())?;
     let from = copy_source(account, &input.copy_source)?;
     let source_version = copy_source_version(&input.copy_source);
     let replace = input

@@ -48,7 +48,9 @@ impl ApiError for SwiftError {
                 ObjectError::BadDigest => StatusCode::UNPROCESSABLE_ENTITY,
                 ObjectError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
                 ObjectError::NotModified { .. } => StatusCode::NOT_MODIFIED,
-                ObjectError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+                ObjectError::RangeNotSatisfiable { .. } | ObjectError::NoSuchPart { .. } => {
+                    StatusCode::RANGE_NOT_SATISFIABLE
+                }
                 ObjectError::MetadataInvalid(_)
                 | ObjectError::InvalidArgument(_)
                 | ObjectError::ManifestInvalid(_) => StatusCode::BAD_REQUEST,

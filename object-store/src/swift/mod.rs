@@ -1120,6 +1120,7 @@ async fn get_object(
             version: query_value(req, "version-id"),
             customer_key: None,
             stored_at: None,
+            part: None,
         })
         .await?;
     let mut r = Response::new(read.body);
