@@ -47,6 +47,8 @@ assert code(lambda: s3.head_object(Bucket="boto-basic", Key="dir/a.txt", Range="
 assert code(lambda: s3.put_object(Bucket="boto-basic", Key="cold", Body=b"x", StorageClass="GLACIER")) == "InvalidStorageClass"
 assert code(lambda: s3.copy_object(Bucket="boto-basic", Key="cold", CopySource={"Bucket": "boto-basic", "Key": "dir/a.txt"},
                                    StorageClass="STANDARD_IA")) == "InvalidStorageClass"
+assert code(lambda: s3.copy_object(Bucket="boto-basic", Key="cold", CopySource={"Bucket": "boto-basic", "Key": "dir/a.txt"},
+                                   MetadataDirective="MOVE")) == "InvalidArgument"
 s3.put_object(Bucket="boto-basic", Key="standard", Body=b"x", StorageClass="STANDARD")
 s3.delete_object(Bucket="boto-basic", Key="standard")
 over = s3.get_object(Bucket="boto-basic", Key="dir/a.txt", ResponseContentType="application/x-custom")

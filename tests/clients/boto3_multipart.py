@@ -64,8 +64,30 @@ assert status(lambda: s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumb
 assert status(lambda: s3.head_object(Bucket="mpu", Key="big/object.bin", PartNumber=4))[0] == 416
 assert code(lambda: s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumber=0)) == "InvalidArgument"
 assert code(lambda: s3.get_object(Bucket="mpu", Key="big/object.bin", PartNumber=1, Range="bytes=0-1")) == "InvalidRequest"
+# GetObjectAttributes: the parts' count, and (the upload kept checksums,
+# as boto3 sends CRC32 by default) each part's number, size and checksum,
+# a page at a time.
+attrs = s3.get_object_attributes(Bucket="mpu", Key="big/object.bin",
+                                 ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "ObjectParts", "Checksum"])
+assert attrs["ETag"].strip('"') == want and attrs["ObjectSize"] == len(whole), attrs
+assert attrs["StorageClass"] == "STANDARD" and attrs["ObjectParts"]["TotalPartsCount"] == 3, attrs
+assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE", attrs
+listed_parts = attrs["ObjectParts"]["Parts"]
+assert [(p["PartNumber"], p["Size"]) for p in listed_parts] == [(1, 5 * MiB), (2, 5 * MiB), (3, 1000)], listed_parts
+assert all(p.get("ChecksumCRC32") for p in listed_parts), listed_parts
+page = s3.get_object_attributes(Bucket="mpu", Key="big/object.bin", ObjectAttributes=["ObjectParts"],
+                                MaxParts=2, PartNumberMarker=1)["ObjectParts"]
+assert [p["PartNumber"] for p in page["Parts"]] == [2, 3] and not page["IsTruncated"], page
+page = s3.get_object_attributes(Bucket="mpu", Key="big/object.bin", ObjectAttributes=["ObjectParts"], MaxParts=1)["ObjectParts"]
+assert page["IsTruncated"] and page["NextPartNumberMarker"] == 1, page
+assert "ETag" not in page and "ObjectSize" not in s3.get_object_attributes(
+    Bucket="mpu", Key="big/object.bin", ObjectAttributes=["ETag"])
+assert code(lambda: s3.get_object_attributes(Bucket="mpu", Key="big/object.bin", ObjectAttributes=["Colour"])) == "InvalidArgument"
+assert code(lambda: s3.get_object_attributes(Bucket="mpu", Key="nothing", ObjectAttributes=["ETag"])) == "NoSuchKey"
 # An object not uploaded in parts is its only part.
 s3.put_object(Bucket="mpu", Key="plain", Body=b"0123456789")
+plain = s3.get_object_attributes(Bucket="mpu", Key="plain", ObjectAttributes=["ObjectParts", "ObjectSize"])
+assert plain["ObjectSize"] == 10 and "ObjectParts" not in plain, plain
 r = s3.get_object(Bucket="mpu", Key="plain", PartNumber=1)
 assert r["ResponseMetadata"]["HTTPStatusCode"] == 206 and r["Body"].read() == b"0123456789"
 assert r["ContentRange"] == "bytes 0-9/10" and "PartsCount" not in r

@@ -216,6 +216,15 @@ for round_ in range(40):
     assert got["VersionId"] == old[1], (round_, got["VersionId"], old)
     assert got["Body"].read() == b"old1", round_
 
+# DeleteObjects names the delete marker it makes, and the one it removes
+# by its id.
+made = s3.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "dm-batch"}]})["Deleted"][0]
+assert made["DeleteMarker"] and made["DeleteMarkerVersionId"], made
+gone = s3.delete_objects(Bucket=B, Delete={"Objects": [
+    {"Key": "dm-batch", "VersionId": made["DeleteMarkerVersionId"]}]})["Deleted"][0]
+assert gone["DeleteMarker"] and gone["DeleteMarkerVersionId"] == made["DeleteMarkerVersionId"], gone
+assert gone["VersionId"] == made["DeleteMarkerVersionId"], gone
+
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"
 while True:

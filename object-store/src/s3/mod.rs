@@ -7,6 +7,7 @@
 //! (`x-amz-meta-*` is `x-object-meta-*`).
 
 mod acl;
+mod attributes;
 mod auth;
 mod bucket;
 mod checksum;
@@ -466,6 +467,16 @@ impl s3s::S3 for NuboS3 {
         let account = account_of(&req)?;
         let trailers = req.trailing_headers.as_ref();
         ok(object::put(&self.objects, &account, req.input, &req.headers, trailers).await?)
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<s3s::S3Response<GetObjectAttributesOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let what = acl::Anonymous::Object(&key, req.input.version_id.as_deref());
+        let account = reader_account(&self.objects, &req, &bucket, what).await?;
+        ok(attributes::get(&self.objects, &account, req.input).await?)
     }
 
     async fn get_object(

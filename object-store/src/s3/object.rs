@@ -372,7 +372,7 @@ fn head_range(info: &mut ObjectInfo, range: Option<&s3s::dto::Range>) -> S3Resul
 
 /// What GET and HEAD report: the object's S3 ETag (a multipart upload's
 /// `md5-of-md5s-N`) and its metadata.
-fn s3_etag(info: &ObjectInfo) -> String {
+pub(super) fn s3_etag(info: &ObjectInfo) -> String {
     info.meta
         .system("s3-etag")
         .map(str::to_string)
@@ -383,7 +383,7 @@ fn user_metadata(info: &ObjectInfo) -> Metadata {
     info.meta.user.iter().cloned().collect::<HashMap<_, _>>()
 }
 
-async fn read(
+pub(super) async fn read(
     objects: &Objects,
     account: &str,
     bucket: &str,
@@ -445,7 +445,7 @@ fn part_number(n: Option<i32>, range: Option<&s3s::dto::Range>) -> S3Result<Opti
 }
 
 /// The version a read found (stored versions name theirs).
-fn version_of(info: &ObjectInfo) -> Option<String> {
+pub(super) fn version_of(info: &ObjectInfo) -> Option<String> {
     info.meta
         .system(crate::proxy::object_versions::VERSION_ID_KEY)
         .map(str::to_string)
@@ -612,8 +612,10 @@ pub async fn delete_many(
                         key: Some(o.key),
                         version_id: o.version_id.clone(),
                         delete_marker: d.delete_marker.then_some(true),
-                        delete_marker_version_id: if d.delete_marker && o.version_id.is_none() {
-                            d.version_id
+                        // The marker made, or the one removed by its id (S3
+                        // names it either way).
+                        delete_marker_version_id: if d.delete_marker {
+                            d.version_id.or(o.version_id)
                         } else {
                             None
                         },
@@ -681,10 +683,16 @@ pub async fn copy(
     check_storage_class(input.storage_class.as_ref())?;
     let from = copy_source(account, &input.copy_source)?;
     let source_version = copy_source_version(&input.copy_source);
-    let replace = input
-        .metadata_directive
-        .as_ref()
-        .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+        None | Some(MetadataDirective::COPY) => false,
+        Some(MetadataDirective::REPLACE) => true,
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Unknown metadata directive: {other}"
+            ))
+        }
+    };
     let sealing = sse::sealing_of!(input)?;
     let source_key = sse::customer_key(
         input.copy_source_sse_customer_algorithm.as_deref(),
