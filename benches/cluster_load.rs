@@ -364,6 +364,20 @@ fn row(name: &str, ops: usize, size: usize, elapsed: Duration, lat: &[Duration],
     );
 }
 
+/// One kind's totals over the rounds of `--versioning-cost`: operations,
+/// seconds, latencies, errors, and what the services spent (the nodes' and
+/// the proxy's CPU seconds, the nodes' WAL syncs).
+#[derive(Clone, Default)]
+struct KindTotals {
+    ops: usize,
+    secs: f64,
+    latencies: Vec<Duration>,
+    errors: usize,
+    nodes_cpu: f64,
+    proxy_cpu: f64,
+    syncs: u64,
+}
+
 /// `--versioning-cost`: 4 KiB PUTs into a plain container and into a
 /// versioned one of the same cluster, in alternating rounds (plain first,
 /// then versioned first, and so on), so that the machine's drift in speed
@@ -414,10 +428,7 @@ fn versioning_cost(
             method: method.clone(),
             ..phase
         };
-        // Per kind: ops, seconds, latencies, errors, and the services'
-        // costs (nodes' and proxy's CPU seconds, WAL syncs).
-        let mut totals: Vec<(usize, f64, Vec<Duration>, usize, (f64, f64, u64))> =
-            vec![(0, 0.0, Vec::new(), 0, (0.0, 0.0, 0)); 2];
+        let mut totals: Vec<KindTotals> = vec![KindTotals::default(); 2];
         // Per round, each kind's ops/s: the spread of the rounds' changes
         // shows how far one figure can be trusted on this machine.
         let mut round_rates: [Vec<f64>; 2] = Default::default();
@@ -439,29 +450,29 @@ fn versioning_cost(
                 ));
                 let after = service_costs(cluster);
                 let t = &mut totals[k];
-                t.0 += o.ops;
-                t.1 += o.elapsed.as_secs_f64();
-                t.2.extend(o.latencies);
-                t.3 += o.errors;
-                t.4 .0 += after.0 - before.0;
-                t.4 .1 += after.1 - before.1;
-                t.4 .2 += after.2 - before.2;
+                t.ops += o.ops;
+                t.secs += o.elapsed.as_secs_f64();
+                t.latencies.extend(o.latencies);
+                t.errors += o.errors;
+                t.nodes_cpu += after.0 - before.0;
+                t.proxy_cpu += after.1 - before.1;
+                t.syncs += after.2 - before.2;
                 round_rates[k].push(o.ops as f64 / o.elapsed.as_secs_f64());
             }
         }
         let mut rates = Vec::new();
         for (k, t) in totals.iter_mut().enumerate() {
-            t.2.sort();
+            t.latencies.sort();
             row(
                 &format!("{} {method} {}", api.name(), kinds[k]),
-                t.0,
+                t.ops,
                 phase.size,
-                Duration::from_secs_f64(t.1),
-                &t.2,
-                t.3,
+                Duration::from_secs_f64(t.secs),
+                &t.latencies,
+                t.errors,
             );
-            let (nodes, proxy, syncs) = t.4;
-            let ops = t.0.max(1) as f64;
+            let (nodes, proxy, syncs) = (t.nodes_cpu, t.proxy_cpu, t.syncs);
+            let ops = t.ops.max(1) as f64;
             println!(
                 "{:<16} services' CPU {:.3} ms/op (nodes {:.3}, proxy {:.3}); WAL syncs {:.2}/op",
                 "",
@@ -470,7 +481,7 @@ fn versioning_cost(
                 proxy * 1e3 / ops,
                 syncs as f64 / ops
             );
-            rates.push(t.0 as f64 / t.1);
+            rates.push(t.ops as f64 / t.secs);
         }
         let mut changes: Vec<f64> = round_rates[0]
             .iter()
@@ -487,7 +498,7 @@ fn versioning_cost(
             changes[0],
             changes[ROUNDS - 1],
         );
-        errors += totals.iter().map(|t| t.3).sum::<usize>();
+        errors += totals.iter().map(|t| t.errors).sum::<usize>();
     }
     errors
 }
