@@ -126,6 +126,40 @@ s3.complete_multipart_upload(Bucket="mpu", Key="copied", UploadId=cp, MultipartU
     {"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": r2["CopyPartResult"]["ETag"]}]})
 assert s3.get_object(Bucket="mpu", Key="copied")["Body"].read() == whole[:5 * MiB] + whole[10 * MiB:10 * MiB + 1000]
 
+# Paging ListMultipartUploads: every upload once (two of one key among
+# them), with key and upload-id markers; a common prefix counts once.
+made = sorted((k, s3.create_multipart_upload(Bucket="mpu", Key=k)["UploadId"]) for k in ["k1", "k1", "k2", "d/k3"])
+
+
+def uploads(**kw):
+    seen, marks = [], {}
+    for _ in range(20):
+        page = s3.list_multipart_uploads(Bucket="mpu", MaxUploads=1, **kw, **marks)
+        seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+        seen += [("prefix", p["Prefix"]) for p in page.get("CommonPrefixes", [])]
+        if not page["IsTruncated"]:
+            return seen
+        marks = {"KeyMarker": page["NextKeyMarker"]}
+        if page.get("NextUploadIdMarker"):
+            marks["UploadIdMarker"] = page["NextUploadIdMarker"]
+    raise AssertionError("the pages do not end")
+
+
+assert uploads() == made, (uploads(), made)
+assert uploads(Delimiter="/") == [("prefix", "d/")] + [u for u in made if u[0] != "d/k3"], uploads(Delimiter="/")
+# A completion retried after it succeeded (its answer lost) succeeds again.
+k, u = made[0]
+e = s3.upload_part(Bucket="mpu", Key=k, UploadId=u, PartNumber=1, Body=b"once")["ETag"]
+first = s3.complete_multipart_upload(Bucket="mpu", Key=k, UploadId=u, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+again = s3.complete_multipart_upload(Bucket="mpu", Key=k, UploadId=u, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+assert again["ETag"] == first["ETag"], (first, again)
+# ... but not once another write replaced that object.
+s3.put_object(Bucket="mpu", Key=k, Body=b"other")
+assert code(lambda: s3.complete_multipart_upload(Bucket="mpu", Key=k, UploadId=u,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})) == "NoSuchUpload"
+for k, u in made[1:]:
+    s3.abort_multipart_upload(Bucket="mpu", Key=k, UploadId=u)
+
 # The transfer manager splits by itself.
 blob = os.urandom(17 * MiB)
 s3.upload_fileobj(io.BytesIO(blob), "mpu", "managed.bin", Config=TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB))

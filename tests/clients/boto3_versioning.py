@@ -225,6 +225,54 @@ gone = s3.delete_objects(Bucket=B, Delete={"Objects": [
 assert gone["DeleteMarker"] and gone["DeleteMarkerVersionId"] == made["DeleteMarkerVersionId"], gone
 assert gone["VersionId"] == made["DeleteMarkerVersionId"], gone
 
+# Paging ListObjectVersions: every version once, in order; the first of a
+# key on a page that goes on within it is not the latest; with a
+# delimiter a common prefix counts once, is listed once and is the next
+# page's key marker.
+P = "paged-versions"
+s3.create_bucket(Bucket=P)
+s3.put_bucket_versioning(Bucket=P, VersioningConfiguration={"Status": "Enabled"})
+made = {k: [s3.put_object(Bucket=P, Key=k, Body=b"v")["VersionId"] for _ in range(3)] for k in ["a", "b/x", "b/y", "c"]}
+
+
+def walk(**kw):
+    seen, marks = [], {}
+    for _ in range(50):
+        page = s3.list_object_versions(Bucket=P, MaxKeys=2, **kw, **marks)
+        seen += [(v["Key"], v["VersionId"], v["IsLatest"]) for v in page.get("Versions", [])]
+        seen += [("prefix", p["Prefix"], None) for p in page.get("CommonPrefixes", [])]
+        if not page["IsTruncated"]:
+            return seen
+        marks = {"KeyMarker": page["NextKeyMarker"]}
+        if page.get("NextVersionIdMarker"):
+            marks["VersionIdMarker"] = page["NextVersionIdMarker"]
+    raise AssertionError("the pages do not end")
+
+
+every = walk()
+assert every == [(k, v, i == 0) for k in made for i, v in enumerate(reversed(made[k]))], every
+grouped = walk(Delimiter="/")
+assert grouped == [("a", v, i == 0) for i, v in enumerate(reversed(made["a"]))] + [("prefix", "b/", None)] + [
+    ("c", v, i == 0) for i, v in enumerate(reversed(made["c"]))], grouped
+assert code(lambda: s3.list_object_versions(Bucket=P, KeyMarker="a", VersionIdMarker="not-an-id")) == "InvalidArgument"
+assert code(lambda: s3.list_object_versions(Bucket=P, VersionIdMarker=made["a"][0])) == "InvalidArgument"
+for k, ids in made.items():
+    s3.delete_objects(Bucket=P, Delete={"Objects": [{"Key": k, "VersionId": v} for v in ids]})
+s3.delete_bucket(Bucket=P)
+
+# A part of a versioned object uploaded in parts: of its current version
+# (read through its link) and of the version by its id.
+first_part, tail = b"p" * (5 * 1024 * 1024), b"tail"
+u = s3.create_multipart_upload(Bucket=B, Key="mp-versioned")["UploadId"]
+etags = [s3.upload_part(Bucket=B, Key="mp-versioned", UploadId=u, PartNumber=n, Body=d)["ETag"]
+         for n, d in [(1, first_part), (2, tail)]]
+done = s3.complete_multipart_upload(Bucket=B, Key="mp-versioned", UploadId=u, MultipartUpload={
+    "Parts": [{"PartNumber": n, "ETag": e} for n, e in [(1, etags[0]), (2, etags[1])]]})
+for by_id in [{}, {"VersionId": done["VersionId"]}]:
+    part = s3.get_object(Bucket=B, Key="mp-versioned", PartNumber=2, **by_id)
+    assert part["Body"].read() == tail and part["PartsCount"] == 2, by_id
+    assert code(lambda: s3.get_object(Bucket=B, Key="mp-versioned", PartNumber=3, **by_id)) == "InvalidPartNumber"
+
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"
 while True:

@@ -67,6 +67,17 @@ impl State {
     }
 }
 
+/// The time a version id names (`None`: the null version); any other id
+/// is not one this store makes.
+pub fn version_time(id: &str) -> ObjectResult<Option<Timestamp>> {
+    if id == NULL {
+        return Ok(None);
+    }
+    id.parse()
+        .map(Some)
+        .map_err(|_| ObjectError::InvalidArgument("Invalid version id specified".into()))
+}
+
 /// What a DELETE did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Deleted {
@@ -669,9 +680,9 @@ impl Objects {
             }
             return Err(ObjectError::NoSuchVersion);
         }
-        let at: Timestamp = id
-            .parse()
-            .map_err(|_| ObjectError::InvalidArgument("Invalid version id specified".into()))?;
+        let Some(at) = version_time(id)? else {
+            return Err(ObjectError::NoSuchVersion);
+        };
         let p = version_path(path, &version_name(&path.object, at, false));
         match self.head_newest(&p).await {
             Ok(h) => {
@@ -787,9 +798,12 @@ impl Objects {
         }
         merged.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
         let mut entries: Vec<VersionEntry> = Vec::new();
+        // A page that goes on within the marker's key has its current
+        // version on the page before.
+        let resumed_key = version_marker.is_some().then_some(key_marker);
         for (_, _, _, mut v) in merged {
             // The newest of a key is current, unless a plain null one is.
-            if entries.last().is_none_or(|l| l.key != v.key) {
+            if entries.last().is_none_or(|l| l.key != v.key) && resumed_key != Some(&v.key) {
                 v.is_latest = true;
             }
             entries.push(v);

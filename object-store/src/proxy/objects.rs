@@ -1392,12 +1392,17 @@ impl Objects {
         parts: http::response::Parts,
         body: Body,
     ) -> ObjectResult<ObjectRead> {
+        // An object not made of parts is its own only part; a large
+        // object's parts are its segments ([`Self::get_large`]); a link's
+        // are its target's, asked for on the next hop.
         let large = !req.manifest && segments::is_large(&parts.headers);
+        let link_to_follow = !req.symlink && Link::of(&parts.headers).is_some();
+        let only_part = !large && !link_to_follow;
         match req.part {
-            // An object not made of parts is its own only part; a large
-            // object's parts are its segments ([`Self::get_large`]).
-            Some(n) if !large && n != 1 => Err(ObjectError::NoSuchPart { parts: 1 }),
-            Some(_) if !large => Ok(self.answer_stored(req, parts, body).await?.into_only_part()),
+            Some(n) if only_part && n != 1 => Err(ObjectError::NoSuchPart { parts: 1 }),
+            Some(_) if only_part => {
+                Ok(self.answer_stored(req, parts, body).await?.into_only_part())
+            }
             _ => self.answer_stored(req, parts, body).await,
         }
     }

@@ -930,6 +930,14 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
     }
 }
 
+/// The common prefix a listed key falls in: the key up to and with the
+/// first `delimiter` after `prefix`, if there is one.
+pub(crate) fn common_prefix(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
+    let d = delimiter.filter(|d| !d.is_empty())?;
+    let i = key.get(prefix.len()..)?.find(d)?;
+    Some(key[..prefix.len() + i + d.len()].to_string())
+}
+
 /// `encoding-type=url`: keys and prefixes in the response are URL-encoded.
 pub(crate) struct UrlEncoding(bool);
 

@@ -507,7 +507,13 @@ pub async fn complete(
     input: CompleteMultipartUploadInput,
 ) -> S3Result<CompleteMultipartUploadOutput> {
     let condition = object::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    let marker = upload!(account, input).meta(objects).await?;
+    let marker = match upload!(account, input).meta(objects).await {
+        Ok(m) => m,
+        // A retry of a completion that succeeded (its answer was lost):
+        // success again while the object is the one it made, as S3 and
+        // Swift's s3api answer.
+        Err(e) => return completed_before(objects, account, &input).await.ok_or(e),
+    };
     let requested = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -591,6 +597,8 @@ pub async fn complete(
             .push((checksum::TYPE_KEY.into(), kind.name().into()));
     }
     meta.system.push(("s3-etag".into(), s3_etag.clone()));
+    meta.system
+        .push((UPLOAD_ID_KEY.into(), input.upload_id.clone()));
     let path = ObjectPath::new(account, &input.bucket, &input.key);
     let write = objects.put_segments(&path, meta, &segments);
     let written = match &condition {
@@ -614,6 +622,41 @@ pub async fn complete(
     let sums = checksum::Fields::of(object_sum.map(|(a, k, v)| (a, v, k)));
     checksum::fill_checksums!(typed out, sums);
     Ok(out)
+}
+
+/// The object system metadata naming the upload that made an object.
+const UPLOAD_ID_KEY: &str = "s3-upload-id";
+
+/// The answer to a completion already made: the key's current object, if
+/// the upload named made it.
+async fn completed_before(
+    objects: &Objects,
+    account: &str,
+    input: &CompleteMultipartUploadInput,
+) -> Option<CompleteMultipartUploadOutput> {
+    let path = ObjectPath::new(account, &input.bucket, &input.key);
+    let head = ReadObject {
+        head: true,
+        ..ReadObject::of(path)
+    };
+    let info = objects.get(head).await.ok()?.info();
+    if info.meta.system(UPLOAD_ID_KEY) != Some(input.upload_id.as_str()) {
+        return None;
+    }
+    let mut out = CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(ETag::Strong(info.meta.system("s3-etag")?.to_string())),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        version_id: info
+            .meta
+            .system(crate::proxy::object_versions::VERSION_ID_KEY)
+            .map(str::to_string),
+        ..Default::default()
+    };
+    let sums = checksum::Fields::of(checksum::stored(&info.meta));
+    checksum::fill_checksums!(typed out, sums);
+    Some(out)
 }
 
 /// The object's checksum from its parts' `(checksum, size)`: with the
@@ -684,6 +727,10 @@ pub(crate) fn parse_marker(name: &str) -> Option<(&str, &str)> {
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some((key, id))
 }
 
+/// ListMultipartUploads: the uploads in progress by key (then id), after
+/// `key-marker` (and, for that key, after `upload-id-marker`); with a
+/// delimiter, keys past it are grouped into common prefixes, each counted
+/// once and listed once.
 pub async fn list_uploads(
     objects: &Objects,
     account: &str,
@@ -691,10 +738,28 @@ pub async fn list_uploads(
 ) -> S3Result<ListMultipartUploadsOutput> {
     bucket::require(objects, account, &input.bucket).await?;
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let id_marker = input
+        .upload_id_marker
+        .clone()
+        .filter(|m| !m.is_empty() && !key_marker.is_empty());
+    let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+    let grouped = |key: &str| super::common_prefix(key, &prefix, delimiter.as_deref());
+    // Whether an upload comes after the markers.
+    let after_markers = |key: &str, id: &str| match key.cmp(key_marker.as_str()) {
+        std::cmp::Ordering::Greater => grouped(key).is_none_or(|p| p != key_marker),
+        std::cmp::Ordering::Equal => id_marker.as_deref().is_some_and(|m| id > m),
+        std::cmp::Ordering::Less => false,
+    };
     let mut uploads = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    // What was listed last: an upload's key and id, or a common prefix.
+    let mut last: Option<(String, Option<String>)> = None;
+    // Every entry of a key is named `<key>/...`, after the key itself.
     let mut query = ListQuery {
-        prefix: input.prefix.clone().unwrap_or_default(),
-        marker: input.key_marker.clone().unwrap_or_default(),
+        prefix: prefix.clone(),
+        marker: key_marker.clone(),
         ..Default::default()
     };
     let target = ListTarget::Container(account.into(), segments_container(&input.bucket));
@@ -705,10 +770,10 @@ pub async fn list_uploads(
             Err(ObjectError::NoSuchContainer) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        let Some(last) = page.last() else {
+        let Some(end) = page.last() else {
             break;
         };
-        query.marker = last.name().to_string();
+        query.marker = end.name().to_string();
         for e in &page {
             let ListingEntry::Object {
                 name,
@@ -718,21 +783,42 @@ pub async fn list_uploads(
             else {
                 continue;
             };
-            if let Some((key, id)) = parse_marker(name) {
-                if uploads.len() == max {
+            let Some((key, id)) = parse_marker(name) else {
+                continue;
+            };
+            if !after_markers(key, id) {
+                continue;
+            }
+            if let Some(p) = grouped(key) {
+                if prefixes.last() == Some(&p) {
+                    continue;
+                }
+                if uploads.len() + prefixes.len() == max {
                     truncated = true;
                     break 'pages;
                 }
-                let initiated = Timestamp::from_iso8601(last_modified).unwrap_or_default();
-                uploads.push(MultipartUpload {
-                    key: Some(key.to_string()),
-                    upload_id: Some(id.to_string()),
-                    initiated: Some(initiated.to_system_time().into()),
-                    ..Default::default()
-                });
+                last = Some((p.clone(), None));
+                prefixes.push(p);
+                continue;
             }
+            if uploads.len() + prefixes.len() == max {
+                truncated = true;
+                break 'pages;
+            }
+            let initiated = Timestamp::from_iso8601(last_modified).unwrap_or_default();
+            last = Some((key.to_string(), Some(id.to_string())));
+            uploads.push(MultipartUpload {
+                key: Some(key.to_string()),
+                upload_id: Some(id.to_string()),
+                initiated: Some(initiated.to_system_time().into()),
+                ..Default::default()
+            });
         }
     }
+    let (next_key, next_id) = match (truncated, last) {
+        (true, Some((key, id))) => (Some(key), id),
+        _ => (None, None),
+    };
     Ok(ListMultipartUploadsOutput {
         bucket: Some(input.bucket),
         prefix: input.prefix,
@@ -740,16 +826,15 @@ pub async fn list_uploads(
         upload_id_marker: input.upload_id_marker,
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: if truncated {
-            uploads.last().and_then(|u| u.key.clone())
-        } else {
-            None
-        },
-        next_upload_id_marker: if truncated {
-            uploads.last().and_then(|u| u.upload_id.clone())
-        } else {
-            None
-        },
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        delimiter: input.delimiter,
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect(),
+        ),
         uploads: Some(uploads),
         ..Default::default()
     })
