@@ -531,6 +531,22 @@ fn bulk_delete() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["Number Not Found"], 1, "{v}");
     assert!(v["Number Deleted"].as_u64().unwrap() >= 5, "{v}");
+    // Swift's bulk middleware takes the same request as a DELETE.
+    s.req("PUT", "/bulk2", &[], b"");
+    s.req("PUT", "/bulk2/o", &[], b"x");
+    let r = s.req(
+        "DELETE",
+        "?bulk-delete",
+        &[
+            ("Accept", "application/json"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"/bulk2/o\n/bulk2\n",
+    );
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["Number Deleted"], 2, "{v}");
+    assert_eq!(s.req("HEAD", "/bulk2", &[], b"").status, 404);
 }
 
 #[test]

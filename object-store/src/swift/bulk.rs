@@ -1,4 +1,5 @@
-//! Swift's `bulk` middleware: bulk delete (`POST /v1/{account}?bulk-delete`,
+//! Swift's `bulk` middleware: bulk delete (`POST` or `DELETE
+//! /v1/{account}?bulk-delete`,
 //! a newline-separated list of URL-encoded `/container/object` or
 //! `/container` paths in the body) and extract-archive (`PUT` of a tar,
 //! tar.gz or tar.bz2 archive whose files become objects), each answered

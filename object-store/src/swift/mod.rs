@@ -214,7 +214,11 @@ async fn handle_request(
         }
     }
     match (path.container, path.object) {
-        (None, _) if req.method() == Method::POST && query_value(&req, "bulk-delete").is_some() => {
+        // Swift's bulk middleware takes a bulk delete as a POST or a DELETE.
+        (None, _)
+            if matches!(*req.method(), Method::POST | Method::DELETE)
+                && query_value(&req, "bulk-delete").is_some() =>
+        {
             bulk::handle(state, req, &a).await
         }
         (None, _) => account(state, req, a, operator).await,
