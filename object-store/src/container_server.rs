@@ -133,17 +133,25 @@ pub async fn handle(t: Target<'_>, req: Request<RequestBody>) -> Response<Body> 
     let result = tokio::task::spawn_blocking(move || {
         let existed = dev.db.container(part, &hash)?.is_some_and(|r| r.exists());
         let rec = dev.db.update_container(part, &hash, &a, &c, change)?;
+        let mut owed = Vec::new();
         if created_or_deleted {
-            // The account lists the container at once.
-            dev.db.queue(&account_updates(&ring, &rec, true), true)?;
+            owed = account_updates(&ring, &rec, true);
+            dev.db.queue(&owed, true)?;
         }
-        Ok::<_, DbError>(existed)
+        Ok::<_, DbError>((existed, owed))
     })
     .await
     .expect("container update panicked");
     match result {
-        Ok(existed) => {
+        Ok((existed, owed)) => {
             if created_or_deleted {
+                // The account lists (or no longer lists) the container
+                // before the change is acknowledged, as a bucket listing
+                // right after a CreateBucket shows it; the queued copies
+                // are delivered again by the updater (and a failure here
+                // is left to it).
+                let now: Vec<PendingUpdate> = owed.into_iter().map(|(_, u)| u).collect();
+                crate::updater::deliver_now(t.state, &now).await;
                 t.state.updates_queued.notify_one();
             }
             status(match method {

@@ -119,6 +119,19 @@ pub async fn run(state: Arc<NodeState>) {
     }
 }
 
+/// Delivers updates now, each on its own and all at once, for a change
+/// that should not be acknowledged before its targets know of it (a
+/// container created or deleted, in its account's listing). They stay
+/// queued: the loop above delivers them again, and retries any that
+/// failed here.
+pub async fn deliver_now(state: &NodeState, updates: &[PendingUpdate]) {
+    let jobs = updates.iter().map(|u| {
+        let job = vec![(Vec::new(), u.clone())];
+        async move { deliver(state, &job).await }
+    });
+    futures_util::future::join_all(jobs).await;
+}
+
 /// Sends one job: listing rows for one container device, durably, or one
 /// container's stats to an account server.
 async fn deliver(state: &NodeState, job: &[Queued]) -> bool {

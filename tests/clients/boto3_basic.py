@@ -13,6 +13,31 @@ s3.create_bucket(Bucket="boto-basic")
 assert code(lambda: s3.create_bucket(Bucket="boto-basic")) == "BucketAlreadyOwnedByYou"
 assert code(lambda: s3.create_bucket(Bucket="Bad_Name")) == "InvalidBucketName"
 assert "boto-basic" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+# A bucket is listed as soon as CreateBucket answers, and gone as soon as
+# DeleteBucket does (the account's listing is updated before either is
+# acknowledged).
+for r in range(20):
+    made = [f"listed-{r}-{i}" for i in range(3)]
+    for n in made:
+        s3.create_bucket(Bucket=n)
+    assert set(made) <= {b["Name"] for b in s3.list_buckets()["Buckets"]}, r
+    for n in made:
+        s3.delete_bucket(Bucket=n)
+    assert not set(made) & {b["Name"] for b in s3.list_buckets()["Buckets"]}, r
+# ListBuckets by prefix, a page at a time.
+for i in range(3):
+    s3.create_bucket(Bucket=f"paged-bucket-{i}")
+names, token = [], None
+for _ in range(10):
+    page = s3.list_buckets(Prefix="paged-bucket-", MaxBuckets=2, **({"ContinuationToken": token} if token else {}))
+    assert page.get("Prefix") == "paged-bucket-", page
+    names += [b["Name"] for b in page["Buckets"]]
+    token = page.get("ContinuationToken")
+    if not token:
+        break
+assert names == [f"paged-bucket-{i}" for i in range(3)], names
+for i in range(3):
+    s3.delete_bucket(Bucket=f"paged-bucket-{i}")
 s3.head_bucket(Bucket="boto-basic")
 assert code(lambda: s3.head_bucket(Bucket="no-such-bucket")) in ("404", "NoSuchBucket")
 assert s3.get_bucket_location(Bucket="boto-basic").get("LocationConstraint") in (None, "")

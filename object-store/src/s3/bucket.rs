@@ -151,15 +151,36 @@ fn modified(iso: &str) -> Option<s3s::dto::Timestamp> {
     Some(Timestamp::from_iso8601(iso)?.to_system_time().into())
 }
 
-pub async fn list_buckets(objects: &Objects, account: &str) -> S3Result<ListBucketsOutput> {
+/// ListBuckets: the account's buckets by name, those under `prefix`, a
+/// page of `max-buckets` at a time (all of them when none is asked for).
+pub async fn list_buckets(
+    objects: &Objects,
+    account: &str,
+    input: ListBucketsInput,
+) -> S3Result<ListBucketsOutput> {
+    let max = match input.max_buckets {
+        None => usize::MAX,
+        Some(n @ 1..=10_000) => n as usize,
+        Some(_) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "max-buckets must be an integer between 1 and 10000"
+            ))
+        }
+    };
+    let after = match &input.continuation_token {
+        Some(t) => super::continued_after(t)?,
+        None => String::new(),
+    };
+    let query = ListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        marker: after,
+        ..Default::default()
+    };
     let entries = objects
-        .list_all(
-            &ListTarget::Account(account.into()),
-            ListQuery::default(),
-            usize::MAX,
-        )
+        .list_all(&ListTarget::Account(account.into()), query, usize::MAX)
         .await?;
-    let buckets = entries
+    let mut buckets: Vec<Bucket> = entries
         .into_iter()
         .filter_map(|e| match e {
             // `<bucket>+segments`: multipart parts, not a bucket.
@@ -175,10 +196,18 @@ pub async fn list_buckets(objects: &Objects, account: &str) -> S3Result<ListBuck
             _ => None,
         })
         .collect();
+    let truncated = buckets.len() > max;
+    buckets.truncate(max);
+    let next = buckets
+        .last()
+        .and_then(|b| b.name.as_deref())
+        .filter(|_| truncated)
+        .map(super::continuation_token);
     Ok(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(owner(account)),
-        ..Default::default()
+        continuation_token: next,
+        prefix: input.prefix,
     })
 }
 

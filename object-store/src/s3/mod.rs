@@ -228,7 +228,8 @@ impl s3s::S3 for NuboS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<s3s::S3Response<ListBucketsOutput>> {
-        ok(bucket::list_buckets(&self.objects, &account_of(&req)?).await?)
+        let account = account_of(&req)?;
+        ok(bucket::list_buckets(&self.objects, &account, req.input).await?)
     }
 
     async fn create_bucket(
@@ -334,14 +335,8 @@ impl s3s::S3 for NuboS3 {
         let i = req.input;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
-        // The continuation token is the last key (or prefix) of the page before.
         let after = match &i.continuation_token {
-            Some(t) => String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(t)
-                    .map_err(|_| s3_error!(InvalidArgument, "bad continuation token"))?,
-            )
-            .map_err(|_| s3_error!(InvalidArgument, "bad continuation token"))?,
+            Some(t) => continued_after(t)?,
             None => i.start_after.clone().unwrap_or_default(),
         };
         let keys = bucket::list_keys(
@@ -368,11 +363,7 @@ impl s3s::S3 for NuboS3 {
             continuation_token: i.continuation_token,
             next_continuation_token: keys
                 .truncated
-                .then(|| {
-                    keys.last
-                        .as_deref()
-                        .map(|l| base64::engine::general_purpose::STANDARD.encode(l))
-                })
+                .then(|| keys.last.as_deref().map(continuation_token))
                 .flatten(),
             start_after: i.start_after.map(|s| url.apply(&s)),
             delimiter: i.delimiter.map(|d| url.apply(&d)),
@@ -928,6 +919,26 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
         Some(n) => Ok((n as usize).min(1000)),
     }
+}
+
+/// A continuation token (ListObjectsV2, ListBuckets): the last name of the
+/// page before, opaque to clients.
+pub(crate) fn continuation_token(last: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(last)
+}
+
+/// The name a continuation token says to list after.
+pub(crate) fn continued_after(token: &str) -> S3Result<String> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The continuation token provided is incorrect"
+        )
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 /// The common prefix a listed key falls in: the key up to and with the
