@@ -12,6 +12,7 @@ use super::encryption as sse;
 use super::object::{read, s3_etag, version_of};
 use crate::proxy::manifest::StoredSegment;
 use crate::proxy::objects::{ObjectMeta, ObjectPath, Objects, ReadObject};
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
@@ -19,6 +20,8 @@ use service_kit::http_util::header_str;
 
 /// S3's default and greatest page of parts.
 const MAX_PARTS: i32 = 1000;
+/// Parts whose records are read at the same time.
+const PARTS_AT_ONCE: usize = 16;
 
 pub async fn get(
     objects: &Objects,
@@ -48,10 +51,16 @@ pub async fn get(
         ));
     }
     let max_parts = input.max_parts.unwrap_or(MAX_PARTS);
-    if !(0..=MAX_PARTS).contains(&max_parts) || input.part_number_marker.is_some_and(|m| m < 0) {
+    if !(0..=MAX_PARTS).contains(&max_parts) {
         return Err(s3_error!(
             InvalidArgument,
             "Argument max-parts must be an integer between 0 and 1000"
+        ));
+    }
+    if input.part_number_marker.is_some_and(|m| m < 0) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Argument part-number-marker must be a positive integer"
         ));
     }
     let customer_key = sse::customer_key_of!(input)?;
@@ -107,10 +116,14 @@ pub async fn get(
             let rest: Vec<&(i32, ObjectPath)> =
                 numbered.iter().filter(|(n, _)| *n > after).collect();
             let page = &rest[..rest.len().min(max_parts as usize)];
-            let mut parts = Vec::with_capacity(page.len());
-            for (n, part) in page {
-                parts.push(part_shown(objects, *n, part).await?);
-            }
+            // A page may name a thousand parts: their HEADs go a few at
+            // a time, in order.
+            let owned: Vec<(i32, ObjectPath)> = page.iter().map(|p| (**p).clone()).collect();
+            let parts: Vec<ObjectPart> = futures_util::stream::iter(owned)
+                .map(|(n, part)| async move { part_shown(objects, n, &part).await })
+                .buffered(PARTS_AT_ONCE)
+                .try_collect()
+                .await?;
             let truncated = rest.len() > page.len();
             shown.is_truncated = Some(truncated);
             shown.max_parts = Some(max_parts);
