@@ -1392,12 +1392,18 @@ impl Objects {
         parts: http::response::Parts,
         body: Body,
     ) -> ObjectResult<ObjectRead> {
+        // A link to follow is answered as itself, with no body: its
+        // range, conditions and part are its target's, on the next hop.
+        if !req.symlink && Link::of(&parts.headers).is_some() {
+            return Ok(ObjectRead {
+                partial: false,
+                headers: client_headers(&parts.headers),
+                body: empty(),
+            });
+        }
         // An object not made of parts is its own only part; a large
-        // object's parts are its segments ([`Self::get_large`]); a link's
-        // are its target's, asked for on the next hop.
-        let large = !req.manifest && segments::is_large(&parts.headers);
-        let link_to_follow = !req.symlink && Link::of(&parts.headers).is_some();
-        let only_part = !large && !link_to_follow;
+        // object's parts are its segments ([`Self::get_large`]).
+        let only_part = req.manifest || !segments::is_large(&parts.headers);
         match req.part {
             Some(n) if only_part && n != 1 => Err(ObjectError::NoSuchPart { parts: 1 }),
             Some(_) if only_part => {
@@ -1407,7 +1413,8 @@ impl Objects {
         }
     }
 
-    /// [`Self::answer_one`] but for the part asked for.
+    /// [`Self::answer_one`] of what is stored (not a link to follow), but
+    /// for the part asked for.
     async fn answer_stored(
         &self,
         req: &ReadObject,
@@ -1416,13 +1423,6 @@ impl Objects {
     ) -> ObjectResult<ObjectRead> {
         let path = req.path.node();
         let multi = req.range.as_deref().is_some_and(|r| r.contains(','));
-        if !req.symlink && Link::of(&parts.headers).is_some() {
-            return Ok(ObjectRead {
-                partial: false,
-                headers: client_headers(&parts.headers),
-                body: empty(),
-            });
-        }
         if !req.manifest && segments::is_large(&parts.headers) {
             return self.get_large(req, parts.headers).await;
         }
