@@ -75,6 +75,7 @@ fn expire_device(state: &NodeState, dev: &Device, now: u64) -> ExpireStats {
                         etag: String::new(),
                         content_type: String::new(),
                     },
+                    link: None,
                 },
                 immediate: true,
             })

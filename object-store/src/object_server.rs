@@ -152,6 +152,7 @@ fn owed_updates(
                 container: t.names[1].clone(),
                 object: t.names[2].clone(),
                 row: row.clone(),
+                link: None,
             },
             immediate: true,
         })
@@ -220,6 +221,7 @@ fn requested_link(
                 container: link.container.clone(),
                 object: link.object.clone(),
                 row: row.clone(),
+                link: None,
             },
             immediate: true,
         })

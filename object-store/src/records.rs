@@ -274,12 +274,65 @@ pub enum Update {
         container: String,
         object: String,
         row: ObjectRow,
+        /// The row of the link a version's write made current in the same
+        /// batch, owed to the same container device (a versions container
+        /// is placed with its container): one queue entry carries both.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<Box<LinkRow>>,
     },
     ContainerRow {
         account: String,
         container: String,
         row: ContainerRow,
     },
+}
+
+/// A version link's listing row, in the account of the version it
+/// comes with ([`Update::ObjectRow`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LinkRow {
+    pub container: String,
+    pub object: String,
+    pub row: ObjectRow,
+}
+
+/// A version's owed rows with its link's folded in: each link row rides
+/// with the version's row owed to the same target, in one queue entry; a
+/// link row without such a partner stays an entry of its own.
+pub fn fold_link_rows(version: &[PendingUpdate], link: &[PendingUpdate]) -> Vec<PendingUpdate> {
+    let mut out = version.to_vec();
+    for l in link {
+        let Update::ObjectRow {
+            account,
+            container,
+            object,
+            row,
+            ..
+        } = &l.update
+        else {
+            out.push(l.clone());
+            continue;
+        };
+        let partner = out.iter_mut().find_map(|u| match &mut u.update {
+            Update::ObjectRow {
+                account: a,
+                link: slot @ None,
+                ..
+            } if u.target == l.target && a == account => Some(slot),
+            _ => None,
+        });
+        match partner {
+            Some(slot) => {
+                *slot = Some(Box::new(LinkRow {
+                    container: container.clone(),
+                    object: object.clone(),
+                    row: row.clone(),
+                }))
+            }
+            None => out.push(l.clone()),
+        }
+    }
+    out
 }
 
 impl Update {
@@ -388,5 +441,76 @@ mod listing_tests {
         let back: Vec<ListingEntry> =
             serde_json::from_slice(&serde_json::to_vec(&entries).unwrap()).unwrap();
         assert_eq!(back, entries);
+    }
+}
+
+#[cfg(test)]
+mod queue_entry_tests {
+    use super::*;
+
+    fn owed(account: &str, object: &str, device: &str) -> PendingUpdate {
+        PendingUpdate {
+            target: Target {
+                addr: "127.0.0.1:1".into(),
+                device: device.into(),
+                partition: 1,
+            },
+            update: Update::ObjectRow {
+                account: account.into(),
+                container: "c".into(),
+                object: object.into(),
+                row: ObjectRow {
+                    timestamp: Timestamp(5),
+                    deleted: false,
+                    size: 1,
+                    etag: String::new(),
+                    content_type: String::new(),
+                },
+                link: None,
+            },
+            immediate: true,
+        }
+    }
+
+    fn link_of(u: &PendingUpdate) -> Option<&str> {
+        match &u.update {
+            Update::ObjectRow { link, .. } => link.as_ref().map(|l| l.object.as_str()),
+            Update::ContainerRow { .. } => None,
+        }
+    }
+
+    /// A link row rides with the version row of its target and account;
+    /// one without a partner keeps an entry of its own; an entry without a
+    /// link reads as it did before links were folded in.
+    #[test]
+    fn link_rows_fold_into_their_targets_version_rows() {
+        let version = [owed("a", "v", "d1"), owed("a", "v", "d2")];
+        let link = [
+            owed("a", "o", "d2"),
+            owed("a", "o", "d3"),
+            owed("b", "o", "d1"),
+        ];
+        let folded = fold_link_rows(&version, &link);
+        assert_eq!(folded.len(), 4);
+        assert_eq!(
+            link_of(&folded[0]),
+            None,
+            "d1's link row is another account's"
+        );
+        assert_eq!(link_of(&folded[1]), Some("o"));
+        assert_eq!(folded[2].target.device, "d3");
+        assert_eq!(link_of(&folded[2]), None);
+        assert_eq!(folded[3].target.device, "d1");
+        let unlinked = serde_json::to_string(&version[0]).unwrap();
+        assert!(!unlinked.contains("link"));
+        assert_eq!(
+            serde_json::from_str::<PendingUpdate>(&unlinked).unwrap(),
+            version[0]
+        );
+        let linked = serde_json::to_string(&folded[1]).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PendingUpdate>(&linked).unwrap(),
+            folded[1]
+        );
     }
 }

@@ -13,7 +13,7 @@
 use crate::container_server::BatchedRow;
 use crate::device_db::DeviceDb;
 use crate::listing_rows::send_rows;
-use crate::records::{PendingUpdate, Update};
+use crate::records::{ObjectRow, PendingUpdate, Update};
 use crate::storage_node::NodeState;
 use futures_util::StreamExt;
 use http::{Method, Request};
@@ -138,24 +138,30 @@ async fn deliver(state: &NodeState, job: &[Queued]) -> bool {
     let p = &job[0].1;
     let (path, body) = match &p.update {
         Update::ObjectRow { .. } => {
-            let rows: Vec<BatchedRow> = job
-                .iter()
-                .filter_map(|(_, u)| match &u.update {
-                    Update::ObjectRow {
-                        account,
-                        container,
-                        object,
-                        row,
-                    } => Some(BatchedRow {
-                        partition: u.target.partition,
-                        account: account.clone(),
-                        container: container.clone(),
-                        object: object.clone(),
-                        row: row.clone(),
-                    }),
-                    Update::ContainerRow { .. } => None,
-                })
-                .collect();
+            let mut rows: Vec<BatchedRow> = Vec::with_capacity(job.len());
+            for (_, u) in job {
+                let Update::ObjectRow {
+                    account,
+                    container,
+                    object,
+                    row,
+                    link,
+                } = &u.update
+                else {
+                    continue;
+                };
+                let batched = |container: &str, object: &str, row: &ObjectRow| BatchedRow {
+                    partition: u.target.partition,
+                    account: account.clone(),
+                    container: container.to_string(),
+                    object: object.to_string(),
+                    row: row.clone(),
+                };
+                rows.push(batched(container, object, row));
+                if let Some(l) = link {
+                    rows.push(batched(&l.container, &l.object, &l.row));
+                }
+            }
             return send_rows(&state.client, &p.target.addr, &p.target.device, &rows, true).await;
         }
         Update::ContainerRow {

@@ -13,7 +13,7 @@
 
 use super::keyspace::{Db, Durability, KeySpace};
 use super::{DbError, DbResult, DeviceDb, SyncTicket};
-use crate::records::{LinkOutcome, ObjectKind, ObjectRecord, PendingUpdate};
+use crate::records::{fold_link_rows, LinkOutcome, ObjectKind, ObjectRecord, PendingUpdate};
 use crate::version_names::is_version_link;
 use ring_tools::NameHash;
 use rocksdb::{Direction, IteratorMode, WriteBatch};
@@ -170,7 +170,6 @@ impl DeviceDb {
         let mut batch = WriteBatch::default();
         let mut changed: Vec<(u16, Vec<u8>, &ObjectRecord)> = vec![(suffix, key.clone(), record)];
         Self::put_record(&mut batch, part, hash, record, body, old.as_ref());
-        let _rows = self.queue_rows_into(&mut batch, owed);
         let outcome = match link {
             None => None,
             Some(l) => {
@@ -192,11 +191,18 @@ impl DeviceDb {
                         Some(b""),
                         current.as_ref(),
                     );
-                    let _rows = self.queue_rows_into(&mut batch, l.owed);
                     changed.push((suffix_of(&l.hash), link_key, l.record));
                 }
                 Some(outcome)
             }
+        };
+        // The link's rows ride with the version's, one queue entry per
+        // target. Reserved until the batch is written.
+        let _rows = match (link, outcome) {
+            (Some(l), Some(LinkOutcome::Linked)) => {
+                self.queue_rows_into(&mut batch, &fold_link_rows(owed, l.owed))
+            }
+            _ => self.queue_rows_into(&mut batch, owed),
         };
         let mut suffixes: Vec<u16> = changed.iter().map(|c| c.0).collect();
         suffixes.dedup();
@@ -557,6 +563,76 @@ mod tests {
             db.put_object_with_body(3, h, r, *b, &[]).unwrap();
         }
         db.suffix_hashes(3).unwrap()
+    }
+
+    /// A version's rows and its link's are queued as one entry per
+    /// container device when the link is written, and the version's alone
+    /// when it is not.
+    #[test]
+    fn a_linked_versions_rows_share_queue_entries() {
+        use crate::records::{ObjectRow, Target, Update};
+        let (_dir, db) = open();
+        let owed = |container: &str, object: &str, ts: u64, device: &str| PendingUpdate {
+            target: Target {
+                addr: "127.0.0.1:1".into(),
+                device: device.into(),
+                partition: 9,
+            },
+            update: Update::ObjectRow {
+                account: "a".into(),
+                container: container.into(),
+                object: object.into(),
+                row: ObjectRow {
+                    timestamp: Timestamp(ts),
+                    deleted: false,
+                    size: 4,
+                    etag: String::new(),
+                    content_type: String::new(),
+                },
+                link: None,
+            },
+            immediate: true,
+        };
+        let write = |name: &str, ts: u64| {
+            let mut version = record(name, ts, ObjectKind::Data);
+            version.inline = true;
+            let mut link = record("obj", ts, ObjectKind::Data);
+            link.headers
+                .insert(crate::version_names::LINK_MARK.into(), "1".into());
+            let version_rows = [owed("v", name, ts, "d1"), owed("v", name, ts, "d2")];
+            let link_rows = [owed("c", "obj", ts, "d1"), owed("c", "obj", ts, "d2")];
+            let w = LinkWrite {
+                hash: hash_of("obj"),
+                record: &link,
+                owed: &link_rows,
+            };
+            db.write_version(
+                3,
+                &hash_of(name),
+                &version,
+                Some(b"body"),
+                &version_rows,
+                Some(&w),
+            )
+            .map(|(_, outcome, _)| outcome)
+            .unwrap()
+        };
+        let links = |from: usize| -> Vec<Option<String>> {
+            let queued = db.queued(&DeviceDb::rows_start(), 100).unwrap();
+            queued[from..]
+                .iter()
+                .map(|(_, u)| match &u.update {
+                    Update::ObjectRow { link, .. } => link.as_ref().map(|l| l.object.clone()),
+                    Update::ContainerRow { .. } => panic!("only rows are queued"),
+                })
+                .collect()
+        };
+        assert_eq!(write("v2", 20), Some(LinkOutcome::Linked));
+        assert_eq!(links(0), vec![Some("obj".to_string()); 2]);
+        assert_eq!(write("v1", 10), Some(LinkOutcome::Older));
+        assert_eq!(links(2), vec![None, None], "no link, no link row");
+        let queued = db.queued(&DeviceDb::rows_start(), 100).unwrap();
+        assert!(db.rows_floor() > queued[3].0, "nothing is still reserved");
     }
 
     #[test]

@@ -268,6 +268,7 @@ mod tests {
                     etag: String::new(),
                     content_type: String::new(),
                 },
+                link: None,
             },
             immediate: false,
         }
