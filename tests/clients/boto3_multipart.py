@@ -7,7 +7,7 @@ import boto3
 import botocore
 from boto3.s3.transfer import TransferConfig
 
-from s3common import client, code
+from s3common import client, code, pages
 
 s3 = client()
 MiB = 1024 * 1024
@@ -132,17 +132,10 @@ made = sorted((k, s3.create_multipart_upload(Bucket="mpu", Key=k)["UploadId"]) f
 
 
 def uploads(**kw):
-    seen, marks = [], {}
-    for _ in range(20):
-        page = s3.list_multipart_uploads(Bucket="mpu", MaxUploads=1, **kw, **marks)
-        seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
-        seen += [("prefix", p["Prefix"]) for p in page.get("CommonPrefixes", [])]
-        if not page["IsTruncated"]:
-            return seen
-        marks = {"KeyMarker": page["NextKeyMarker"]}
-        if page.get("NextUploadIdMarker"):
-            marks["UploadIdMarker"] = page["NextUploadIdMarker"]
-    raise AssertionError("the pages do not end")
+    return pages(lambda **marks: s3.list_multipart_uploads(Bucket="mpu", MaxUploads=1, **kw, **marks),
+                 lambda page: [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+                 + [("prefix", p["Prefix"]) for p in page.get("CommonPrefixes", [])],
+                 {"NextKeyMarker": "KeyMarker", "NextUploadIdMarker": "UploadIdMarker"}, limit=20)
 
 
 assert uploads() == made, (uploads(), made)

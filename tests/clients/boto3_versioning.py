@@ -7,7 +7,7 @@ import hashlib
 import random
 import time
 
-from s3common import client, code, swift_connection
+from s3common import client, code, pages, swift_connection
 
 s3 = client()
 swift = swift_connection()
@@ -104,14 +104,10 @@ assert s3.get_object(Bucket=B, Key="k", VersionId=ids[0])["Body"].read() == b"on
 for i in range(5):
     s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=B, Key=f"dir/p{i % 2}", Body=b"%d" % i)
-seen = []
-kw = {"Bucket": B, "MaxKeys": 2}
-while True:
-    page = s3.list_object_versions(**kw)
-    seen += [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-    if not page["IsTruncated"]:
-        break
-    kw["KeyMarker"], kw["VersionIdMarker"] = page["NextKeyMarker"], page["NextVersionIdMarker"]
+VERSION_MARKERS = {"NextKeyMarker": "KeyMarker", "NextVersionIdMarker": "VersionIdMarker"}
+seen = pages(lambda **marks: s3.list_object_versions(Bucket=B, MaxKeys=2, **marks),
+             lambda page: [(v["Key"], v["VersionId"]) for v in page.get("Versions", []) + page.get("DeleteMarkers", [])],
+             VERSION_MARKERS)
 everything = s3.list_object_versions(Bucket=B, MaxKeys=1000)
 whole = [(v["Key"], v["VersionId"]) for v in everything.get("Versions", []) + everything.get("DeleteMarkers", [])]
 assert sorted(seen) == sorted(whole) and len(seen) == len(set(seen)), (seen, whole)
@@ -236,17 +232,10 @@ made = {k: [s3.put_object(Bucket=P, Key=k, Body=b"v")["VersionId"] for _ in rang
 
 
 def walk(**kw):
-    seen, marks = [], {}
-    for _ in range(50):
-        page = s3.list_object_versions(Bucket=P, MaxKeys=2, **kw, **marks)
-        seen += [(v["Key"], v["VersionId"], v["IsLatest"]) for v in page.get("Versions", [])]
-        seen += [("prefix", p["Prefix"], None) for p in page.get("CommonPrefixes", [])]
-        if not page["IsTruncated"]:
-            return seen
-        marks = {"KeyMarker": page["NextKeyMarker"]}
-        if page.get("NextVersionIdMarker"):
-            marks["VersionIdMarker"] = page["NextVersionIdMarker"]
-    raise AssertionError("the pages do not end")
+    return pages(lambda **marks: s3.list_object_versions(Bucket=P, MaxKeys=2, **kw, **marks),
+                 lambda page: [(v["Key"], v["VersionId"], v["IsLatest"]) for v in page.get("Versions", [])]
+                 + [("prefix", p["Prefix"], None) for p in page.get("CommonPrefixes", [])],
+                 VERSION_MARKERS)
 
 
 every = walk()
@@ -272,6 +261,13 @@ for by_id in [{}, {"VersionId": done["VersionId"]}]:
     part = s3.get_object(Bucket=B, Key="mp-versioned", PartNumber=2, **by_id)
     assert part["Body"].read() == tail and part["PartsCount"] == 2, by_id
     assert code(lambda: s3.get_object(Bucket=B, Key="mp-versioned", PartNumber=3, **by_id)) == "InvalidPartNumber"
+    # Its attributes: the parts of the version the link names (the
+    # upload kept boto3's default CRC32 checksums, so they are listed).
+    attrs = s3.get_object_attributes(Bucket=B, Key="mp-versioned", ObjectAttributes=["ObjectSize", "ObjectParts"], **by_id)
+    assert attrs["VersionId"] == done["VersionId"] and attrs["ObjectSize"] == len(first_part) + len(tail), attrs
+    listed = attrs["ObjectParts"]
+    assert listed["TotalPartsCount"] == 2, attrs
+    assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, len(first_part)), (2, len(tail))], attrs
 
 # A bucket with versions is not empty; the suites' clean-up empties it.
 assert code(lambda: s3.delete_bucket(Bucket=B)) == "BucketNotEmpty"

@@ -23,6 +23,21 @@ def code(fn):
     raise AssertionError("expected an error")
 
 
+def pages(fetch, read, markers, limit=50):
+    """Every item of a paged S3 listing: `fetch(**marks)` asks for a page,
+    `read(page)` gives its items, and `markers` maps each `Next...` field of
+    a page to the marker the next request sends. Bounded: a listing whose
+    pages never end fails the test instead of hanging it."""
+    seen, marks = [], {}
+    for _ in range(limit):
+        page = fetch(**marks)
+        seen += read(page)
+        if not page["IsTruncated"]:
+            return seen
+        marks = {arg: page[field] for field, arg in markers.items() if page.get(field)}
+    raise AssertionError("the pages do not end")
+
+
 def swift_connection():
     """python-swiftclient, as the dev user, for what one API writes and the
     other reads."""

@@ -105,9 +105,16 @@ pub async fn get(
             ..Default::default()
         };
         if sums.is_some() {
+            // The manifest of the version just read (not a link's: the
+            // raw manifest is not what a version link's ETag names), so
+            // that a write in between cannot mix two objects' parts.
+            let version = input
+                .version_id
+                .clone()
+                .or_else(|| out.version_id.clone().filter(|v| v != "null"));
             let manifest = ReadObject {
                 manifest: true,
-                version: input.version_id.clone(),
+                version,
                 customer_key,
                 ..ReadObject::of(path)
             };
