@@ -1038,6 +1038,37 @@ fn versioned_reads_follow_the_link_on_its_node() {
     assert_eq!(s.req("GET", "/ovread/o", &[], b"").status, 404);
 }
 
+/// A large object's manifest, asked for with `multipart-manifest=get`,
+/// reads through a version link too: the link names the object by the
+/// ETag it keeps for the whole, not the manifest's own MD5 (it answered
+/// 409 before).
+#[test]
+fn a_versioned_large_objects_manifest_reads_through_its_link() {
+    let s = swift();
+    assert_eq!(
+        s.req("PUT", "/ovslo", &[("X-Versions-Enabled", "true")], b"")
+            .status,
+        201
+    );
+    s.req("PUT", "/ovslo-segs", &[], b"");
+    s.req("PUT", "/ovslo-segs/a", &[], b"aaaa");
+    s.req("PUT", "/ovslo-segs/b", &[], b"bb");
+    let manifest = serde_json::json!([{"path": "/ovslo-segs/a"}, {"path": "/ovslo-segs/b"}]);
+    let put = put_manifest(&s, "/ovslo/big", &manifest);
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(s.req("GET", "/ovslo/big", &[], b"").body, b"aaaabb");
+    let raw = s.req("GET", "/ovslo/big?multipart-manifest=get", &[], b"");
+    assert_eq!(raw.status, 200, "{}", raw.text());
+    let listed: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|seg| seg["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/ovslo-segs/a", "/ovslo-segs/b"]);
+}
+
 /// A delete by version id takes turns with a conditional write of the same
 /// object (both hold the name's lease): while an `If-None-Match: *`
 /// upload streams, the delete waits, and after 10 s it gets 503 and the
