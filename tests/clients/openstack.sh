@@ -133,7 +133,8 @@ alice image set --accept "$(cat "$W/image_id")"
 alice image list -f value -c Name | has -x os-image || fail "alice's image list lacks the shared image"
 
 # Revocation: a revoked token stops working.
-openstack token revoke "$token"
+# `--`: a token may begin with `-`, which the CLI would read as an option.
+openstack token revoke -- "$token"
 if OS_TOKEN="$token" OS_AUTH_TYPE=token openstack container list >/dev/null 2>&1; then
   fail "a revoked token still works"
 fi
